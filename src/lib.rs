@@ -13,5 +13,6 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod issuer;
 pub mod manifests;
 pub mod validate;
