@@ -6,4 +6,5 @@
 
 pub mod api;
 pub mod cli;
+pub mod store;
 pub mod validate;
