@@ -2,8 +2,17 @@
 //! resources, reconcile them into an issuer's configuration, and issue tokens that follow it.
 //!
 //! Data flows one way: YAML -> API server (schema, CEL) -> controller -> issuer config ->
-//! issuer -> token. `api` holds the resource types and their validation, with no I/O.
+//! issuer -> token.
+//!
+//! - [`api`]: the resource types and their validation, no I/O.
+//! - [`config`]: the one pure function from declared objects to the issuer's configuration.
+//! - [`manifests`]: reading YAML files as the API server would admit them.
+//! - [`validate`]: the offline check for GitOps pipelines.
+//! - [`cli`]: the subcommands.
 
 pub mod api;
 pub mod cli;
+pub mod config;
+pub mod issuer;
+pub mod manifests;
 pub mod validate;

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test of tokenwarden: formatting, lints, unit and integration tests, the tests
+# against a real kube-apiserver and etcd (built from Go modules on first use), and the
+# third-party client tests. Sets up what it needs; fails loudly where it cannot.
+#
+#   scripts/test.sh                 # everything
+#   scripts/test.sh --test crds     # extra arguments go to `cargo test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fail() { echo "scripts/test.sh: $*" >&2; exit 1; }
+command -v cargo >/dev/null || fail "cargo is missing: install Rust (rustup) first"
+
+echo "== cargo fmt --check" >&2
+cargo fmt --all --check || fail "formatting differs: run 'cargo fmt'"
+echo "== cargo clippy" >&2
+cargo clippy --all-targets -- -D warnings
+
+echo "== test tools (kube-apiserver, etcd, kubectl, helm)" >&2
+tools="$(scripts/test-tools.sh | tail -n 1)" || fail "could not set up the test control plane (see above)"
+[ -x "$tools/kube-apiserver" ] || fail "scripts/test-tools.sh gave '$tools', which has no kube-apiserver"
+export TOKENWARDEN_TEST_TOOLS="$tools"
+
+echo "== cargo test" >&2
+cargo test --all-targets "$@"

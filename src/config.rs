@@ -1,0 +1,640 @@
+//! The one pure function from declared objects to the issuer's configuration.
+//!
+//! The controller (from its caches), standalone mode (from files) and `validate` (for the
+//! problems only a whole set shows) all call [`build`]; tests call it with plain values. It
+//! decides which policy owns an audience, which clients are accepted, which audiences and
+//! scopes each client may ask for, and says why for every object that is not fully enforced.
+//! No I/O and no clock.
+
+use crate::api::{
+    ApiClient, ApiTokenPolicy, ClientType, GrantType, Kind, RefreshTokenSettings, SigningAlgorithm,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Shortest client secret accepted. Generated secrets have 256 bits (43 base64url
+/// characters); a user-given one shorter than this is too weak to store as a fast hash.
+pub const MIN_CLIENT_SECRET_LEN: usize = 32;
+
+/// The objects a configuration is built from, in declaration order (older first where the
+/// objects carry no creation time, as in files).
+#[derive(Clone, Debug, Default)]
+pub struct Declared {
+    pub policies: Vec<ApiTokenPolicy>,
+    pub clients: Vec<ApiClient>,
+    /// Secrets by (namespace, name). `None`: secrets are not known (as in `validate`), so
+    /// client secrets are not checked and such clients carry no secret hash.
+    pub secrets: Option<Secrets>,
+}
+
+/// Secrets by (namespace, name).
+pub type Secrets = BTreeMap<(String, String), SecretData>;
+
+/// The data of one Secret, by key. Its `Debug` shows the keys only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretData(pub BTreeMap<String, Vec<u8>>);
+
+impl std::fmt::Debug for SecretData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|k| (k, "<redacted>")))
+            .finish()
+    }
+}
+
+/// What the issuer enforces: every API by audience and every client by client id.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerConfig {
+    pub apis: BTreeMap<String, ApiConfig>,
+    pub clients: BTreeMap<String, ClientConfig>,
+}
+
+/// One API's token policy, as enforced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiConfig {
+    pub audience: String,
+    pub token_expiration_seconds: i64,
+    pub offline_access: bool,
+    pub signing_algorithm: SigningAlgorithm,
+    pub scopes: BTreeSet<String>,
+    pub refresh_tokens: RefreshTokenSettings,
+}
+
+/// One client, as accepted.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientConfig {
+    pub client_id: String,
+    pub namespace: String,
+    pub client_type: ClientType,
+    /// SHA-256 of the client secret (Confidential clients whose Secret is known).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "hex_hash")]
+    pub secret_sha256: Option<[u8; 32]>,
+    pub grant_types: BTreeSet<GrantType>,
+    pub redirect_uris: Vec<String>,
+    /// Audience -> scopes this client may ask for there.
+    pub audiences: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("client_id", &self.client_id)
+            .field("namespace", &self.namespace)
+            .field("client_type", &self.client_type)
+            .field("secret_sha256", &self.secret_sha256.map(|_| "<redacted>"))
+            .field("grant_types", &self.grant_types)
+            .field("redirect_uris", &self.redirect_uris)
+            .field("audiences", &self.audiences)
+            .finish()
+    }
+}
+
+mod hex_hash {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(hash: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+        match hash {
+            Some(bytes) => {
+                s.serialize_str(&bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+            }
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(d)? else {
+            return Ok(None);
+        };
+        let mut out = [0u8; 32];
+        if text.len() != 64 {
+            return Err(D::Error::custom("a SHA-256 hash has 64 hex digits"));
+        }
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+                .map_err(|_| D::Error::custom("a SHA-256 hash has 64 hex digits"))?;
+        }
+        Ok(Some(out))
+    }
+}
+
+/// Why an object is, or is not, enforced. The names are the `Ready` condition's reasons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Reason {
+    /// Everything the object declares is enforced.
+    Enforced,
+    /// An older policy declares the same audience; this one is ignored.
+    AudienceConflict,
+    /// An older client has the same client id; this one is ignored.
+    ClientIdConflict,
+    /// The client's Secret does not exist (yet).
+    SecretNotFound,
+    /// The client's Secret has no usable secret under the key.
+    InvalidSecret,
+    /// A granted audience has no policy.
+    UnknownAudience,
+    /// A granted audience's policy does not allow clients of this namespace.
+    NamespaceNotAllowed,
+    /// A granted scope is not defined by the audience's policy.
+    UnknownScope,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enforced => "Enforced",
+            Self::AudienceConflict => "AudienceConflict",
+            Self::ClientIdConflict => "ClientIdConflict",
+            Self::SecretNotFound => "SecretNotFound",
+            Self::InvalidSecret => "InvalidSecret",
+            Self::UnknownAudience => "UnknownAudience",
+            Self::NamespaceNotAllowed => "NamespaceNotAllowed",
+            Self::UnknownScope => "UnknownScope",
+        }
+    }
+}
+
+/// The verdict on one declared object: its `Ready` condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+    /// `Enforced` when ready; otherwise the first problem.
+    pub reason: Reason,
+    /// What is enforced, or what to fix.
+    pub message: String,
+}
+
+impl Verdict {
+    pub fn is_ready(&self) -> bool {
+        self.reason == Reason::Enforced
+    }
+}
+
+/// The configuration and a verdict for every declared object.
+#[derive(Clone, Debug, Default)]
+pub struct Built {
+    pub config: IssuerConfig,
+    pub verdicts: Vec<Verdict>,
+}
+
+/// The default client id of a client without `spec.clientId`.
+pub fn client_id_of(client: &ApiClient) -> String {
+    client.spec.client_id.clone().unwrap_or_else(|| {
+        format!(
+            "{}.{}",
+            client.namespace().unwrap_or_default(),
+            client.name_any()
+        )
+    })
+}
+
+/// The Secret a Confidential client's secret is kept in: `spec.secretRef`, or by default
+/// `<name>-oauth` with key `clientSecret`.
+pub fn secret_ref_of(client: &ApiClient) -> Option<crate::api::SecretKeyRef> {
+    match client.spec.client_type {
+        ClientType::Public => None,
+        ClientType::Confidential => {
+            Some(
+                client
+                    .spec
+                    .secret_ref
+                    .clone()
+                    .unwrap_or_else(|| crate::api::SecretKeyRef {
+                        name: format!("{}-oauth", client.name_any()),
+                        key: crate::api::client::DEFAULT_SECRET_KEY.to_owned(),
+                    }),
+            )
+        }
+    }
+}
+
+/// The SHA-256 of a client secret, as kept in the configuration.
+pub fn hash_client_secret(secret: &[u8]) -> [u8; 32] {
+    Sha256::digest(secret).into()
+}
+
+/// Older objects first: by creation time, then by declaration order.
+fn by_age<T: kube::Resource>(objects: &[T]) -> Vec<&T> {
+    let mut order: Vec<(Option<&Time>, usize, &T)> = objects
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (o.meta().creation_timestamp.as_ref(), i, o))
+        .collect();
+    order.sort_by(|a, b| (a.0.map(|t| t.0), a.1).cmp(&(b.0.map(|t| t.0), b.1)));
+    order.into_iter().map(|(_, _, o)| o).collect()
+}
+
+/// Build the issuer configuration from the declared objects.
+pub fn build(declared: &Declared) -> Built {
+    let mut built = Built::default();
+    let mut owners: BTreeMap<String, &ApiTokenPolicy> = BTreeMap::new();
+    for policy in by_age(&declared.policies) {
+        let audience = &policy.spec.audience;
+        let (reason, message) = match owners.get(audience) {
+            Some(owner) => (
+                Reason::AudienceConflict,
+                format!(
+                    "audience {audience:?} is already declared by the older ApiTokenPolicy {}/{}; give this API another audience or delete one of them",
+                    owner.namespace().unwrap_or_default(),
+                    owner.name_any()
+                ),
+            ),
+            None => {
+                owners.insert(audience.clone(), policy);
+                built
+                    .config
+                    .apis
+                    .insert(audience.clone(), api_config(policy));
+                (
+                    Reason::Enforced,
+                    format!(
+                        "access tokens for {audience:?} live {} s; offline access {}",
+                        policy.spec.token_expiration_seconds,
+                        if policy.spec.offline_access {
+                            "allowed"
+                        } else {
+                            "not allowed"
+                        }
+                    ),
+                )
+            }
+        };
+        built
+            .verdicts
+            .push(verdict(Kind::ApiTokenPolicy, policy, reason, message));
+    }
+
+    let mut client_owners: BTreeMap<String, &ApiClient> = BTreeMap::new();
+    for client in by_age(&declared.clients) {
+        let client_id = client_id_of(client);
+        if let Some(owner) = client_owners.get(&client_id) {
+            let message = format!(
+                "client id {client_id:?} is already used by the older ApiClient {}/{}; set another spec.clientId",
+                owner.namespace().unwrap_or_default(),
+                owner.name_any()
+            );
+            built.verdicts.push(verdict(
+                Kind::ApiClient,
+                client,
+                Reason::ClientIdConflict,
+                message,
+            ));
+            continue;
+        }
+        client_owners.insert(client_id.clone(), client);
+        let (config, problems) = client_config(client, client_id, &owners, declared);
+        let (reason, message) = match problems.first() {
+            None => (
+                Reason::Enforced,
+                format!("client {:?} accepted", config.client_id),
+            ),
+            Some((reason, _)) => (
+                *reason,
+                problems
+                    .iter()
+                    .map(|(_, m)| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        };
+        // A client whose secret is unusable cannot authenticate: it is not loaded at all.
+        if !matches!(reason, Reason::SecretNotFound | Reason::InvalidSecret) {
+            built
+                .config
+                .clients
+                .insert(config.client_id.clone(), config);
+        }
+        built
+            .verdicts
+            .push(verdict(Kind::ApiClient, client, reason, message));
+    }
+    built
+}
+
+fn verdict<T: kube::Resource>(kind: Kind, object: &T, reason: Reason, message: String) -> Verdict {
+    Verdict {
+        kind,
+        namespace: object.meta().namespace.clone().unwrap_or_default(),
+        name: object.meta().name.clone().unwrap_or_default(),
+        reason,
+        message,
+    }
+}
+
+fn api_config(policy: &ApiTokenPolicy) -> ApiConfig {
+    let spec = &policy.spec;
+    ApiConfig {
+        audience: spec.audience.clone(),
+        token_expiration_seconds: spec.token_expiration_seconds,
+        offline_access: spec.offline_access,
+        signing_algorithm: spec.signing_algorithm,
+        scopes: spec.scopes.iter().map(|s| s.name.clone()).collect(),
+        refresh_tokens: spec.refresh_tokens.clone(),
+    }
+}
+
+/// May clients of `namespace` get tokens for this policy?
+pub fn namespace_allowed(policy: &ApiTokenPolicy, namespace: &str) -> bool {
+    let allowed = &policy.spec.allowed_client_namespaces;
+    if allowed.is_empty() {
+        policy.namespace().as_deref() == Some(namespace)
+    } else {
+        allowed.iter().any(|n| n == "*" || n == namespace)
+    }
+}
+
+type Problem = (Reason, String);
+
+fn client_config(
+    client: &ApiClient,
+    client_id: String,
+    owners: &BTreeMap<String, &ApiTokenPolicy>,
+    declared: &Declared,
+) -> (ClientConfig, Vec<Problem>) {
+    let namespace = client.namespace().unwrap_or_default();
+    let mut problems = Vec::new();
+    let secret_sha256 = match (&declared.secrets, secret_ref_of(client)) {
+        (Some(secrets), Some(secret_ref)) => match secret_hash(secrets, &namespace, &secret_ref) {
+            Ok(hash) => Some(hash),
+            Err(problem) => {
+                problems.push(problem);
+                None
+            }
+        },
+        _ => None,
+    };
+    let mut audiences = BTreeMap::new();
+    for grant in &client.spec.audiences {
+        let Some(policy) = owners.get(&grant.audience) else {
+            problems.push((
+                Reason::UnknownAudience,
+                format!("no ApiTokenPolicy declares audience {:?}", grant.audience),
+            ));
+            continue;
+        };
+        if !namespace_allowed(policy, &namespace) {
+            problems.push((
+                Reason::NamespaceNotAllowed,
+                format!(
+                    "ApiTokenPolicy {}/{} does not allow clients of namespace {namespace:?} (see its spec.allowedClientNamespaces)",
+                    policy.namespace().unwrap_or_default(),
+                    policy.name_any()
+                ),
+            ));
+            continue;
+        }
+        let defined: BTreeSet<&str> = policy.spec.scopes.iter().map(|s| s.name.as_str()).collect();
+        let unknown: Vec<&str> = grant
+            .scopes
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !defined.contains(s))
+            .collect();
+        if !unknown.is_empty() {
+            problems.push((
+                Reason::UnknownScope,
+                format!(
+                    "audience {:?} defines no scope {}",
+                    grant.audience,
+                    unknown.join(", ")
+                ),
+            ));
+        }
+        let scopes: BTreeSet<String> = grant
+            .scopes
+            .iter()
+            .filter(|s| defined.contains(s.as_str()))
+            .cloned()
+            .collect();
+        audiences.insert(grant.audience.clone(), scopes);
+    }
+    let config = ClientConfig {
+        client_id,
+        namespace,
+        client_type: client.spec.client_type,
+        secret_sha256,
+        grant_types: client.spec.grant_types.iter().copied().collect(),
+        redirect_uris: client.spec.redirect_uris.clone(),
+        audiences,
+    };
+    (config, problems)
+}
+
+fn secret_hash(
+    secrets: &Secrets,
+    namespace: &str,
+    secret_ref: &crate::api::SecretKeyRef,
+) -> Result<[u8; 32], Problem> {
+    let Some(data) = secrets.get(&(namespace.to_owned(), secret_ref.name.clone())) else {
+        return Err((
+            Reason::SecretNotFound,
+            format!("Secret {namespace}/{} does not exist", secret_ref.name),
+        ));
+    };
+    let Some(secret) = data.0.get(&secret_ref.key) else {
+        return Err((
+            Reason::InvalidSecret,
+            format!(
+                "Secret {namespace}/{} has no key {:?}",
+                secret_ref.name, secret_ref.key
+            ),
+        ));
+    };
+    if secret.len() < MIN_CLIENT_SECRET_LEN {
+        return Err((
+            Reason::InvalidSecret,
+            format!(
+                "the client secret in Secret {namespace}/{} key {:?} has fewer than {MIN_CLIENT_SECRET_LEN} characters; use a random secret of at least 256 bits, or delete the key to have one generated",
+                secret_ref.name, secret_ref.key
+            ),
+        ));
+    }
+    Ok(hash_client_secret(secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ApiClientSpec, ApiTokenPolicySpec, AudienceGrant, ScopeDefinition};
+    use k8s_openapi::jiff::Timestamp;
+
+    fn policy(ns: &str, name: &str, audience: &str, created: Option<i64>) -> ApiTokenPolicy {
+        let mut p = ApiTokenPolicy::new(
+            name,
+            ApiTokenPolicySpec {
+                audience: audience.into(),
+                token_expiration_seconds: 600,
+                offline_access: false,
+                signing_algorithm: SigningAlgorithm::Es256,
+                scopes: vec![ScopeDefinition {
+                    name: "read".into(),
+                    description: None,
+                }],
+                refresh_tokens: RefreshTokenSettings::default(),
+                allowed_client_namespaces: vec![],
+            },
+        );
+        p.metadata.namespace = Some(ns.into());
+        p.metadata.creation_timestamp =
+            created.map(|s| Time(Timestamp::from_second(s).expect("valid time")));
+        p
+    }
+
+    fn client(ns: &str, name: &str, audiences: &[(&str, &[&str])]) -> ApiClient {
+        let mut c = ApiClient::new(
+            name,
+            ApiClientSpec {
+                client_id: None,
+                client_type: ClientType::Confidential,
+                secret_ref: None,
+                grant_types: vec![GrantType::ClientCredentials],
+                redirect_uris: vec![],
+                audiences: audiences
+                    .iter()
+                    .map(|(a, s)| AudienceGrant {
+                        audience: (*a).into(),
+                        scopes: s.iter().map(|s| (*s).into()).collect(),
+                    })
+                    .collect(),
+            },
+        );
+        c.metadata.namespace = Some(ns.into());
+        c
+    }
+
+    fn reason_of(built: &Built, name: &str) -> Reason {
+        built
+            .verdicts
+            .iter()
+            .find(|v| v.name == name)
+            .expect("verdict")
+            .reason
+    }
+
+    #[test]
+    fn the_older_policy_keeps_a_contested_audience() {
+        let declared = Declared {
+            policies: vec![
+                policy("a", "newer", "https://x", Some(2_000)),
+                policy("b", "older", "https://x", Some(1_000)),
+            ],
+            ..Declared::default()
+        };
+        let built = build(&declared);
+        assert_eq!(reason_of(&built, "older"), Reason::Enforced);
+        assert_eq!(reason_of(&built, "newer"), Reason::AudienceConflict);
+        assert_eq!(built.config.apis.len(), 1);
+        assert!(built.verdicts.iter().any(|v| v.message.contains("b/older")));
+    }
+
+    #[test]
+    fn a_client_gets_only_audiences_its_namespace_is_allowed() {
+        let mut open = policy("apis", "open", "https://open", None);
+        open.spec.allowed_client_namespaces = vec!["*".into()];
+        let closed = policy("apis", "closed", "https://closed", None);
+        let declared = Declared {
+            policies: vec![open, closed],
+            clients: vec![client(
+                "apps",
+                "worker",
+                &[("https://open", &["read"]), ("https://closed", &[])],
+            )],
+            secrets: None,
+        };
+        let built = build(&declared);
+        assert_eq!(reason_of(&built, "worker"), Reason::NamespaceNotAllowed);
+        let worker = &built.config.clients["apps.worker"];
+        assert_eq!(
+            worker.audiences.keys().collect::<Vec<_>>(),
+            ["https://open"]
+        );
+        assert!(worker.audiences["https://open"].contains("read"));
+    }
+
+    #[test]
+    fn unknown_audiences_and_scopes_are_named() {
+        let declared = Declared {
+            policies: vec![policy("apps", "api", "https://api", None)],
+            clients: vec![
+                client("apps", "a", &[("https://nowhere", &[])]),
+                client("apps", "b", &[("https://api", &["write"])]),
+            ],
+            secrets: None,
+        };
+        let built = build(&declared);
+        assert_eq!(reason_of(&built, "a"), Reason::UnknownAudience);
+        assert_eq!(reason_of(&built, "b"), Reason::UnknownScope);
+    }
+
+    #[test]
+    fn client_secrets_reach_the_config_only_as_hashes_of_long_enough_secrets() {
+        let secret = b"0123456789abcdef0123456789abcdef".to_vec();
+        let mut secrets = BTreeMap::new();
+        secrets.insert(
+            ("apps".to_owned(), "good-oauth".to_owned()),
+            SecretData(BTreeMap::from([(
+                "clientSecret".to_owned(),
+                secret.clone(),
+            )])),
+        );
+        secrets.insert(
+            ("apps".to_owned(), "short-oauth".to_owned()),
+            SecretData(BTreeMap::from([(
+                "clientSecret".to_owned(),
+                b"hunter2".to_vec(),
+            )])),
+        );
+        let declared = Declared {
+            policies: vec![],
+            clients: vec![
+                client("apps", "good", &[]),
+                client("apps", "short", &[]),
+                client("apps", "none", &[]),
+            ],
+            secrets: Some(secrets),
+        };
+        let built = build(&declared);
+        assert_eq!(reason_of(&built, "good"), Reason::Enforced);
+        assert_eq!(reason_of(&built, "short"), Reason::InvalidSecret);
+        assert_eq!(reason_of(&built, "none"), Reason::SecretNotFound);
+        assert_eq!(
+            built.config.clients["apps.good"].secret_sha256,
+            Some(hash_client_secret(&secret))
+        );
+        assert!(!built.config.clients.contains_key("apps.short"));
+        let json = serde_json::to_string(&built.config).expect("json");
+        assert!(!format!("{declared:?}").contains("hunter2"));
+        assert!(!json.contains("0123456789abcdef0123456789abcdef"));
+        assert!(
+            !format!("{:?}", built.config).contains(&format!("{:?}", hash_client_secret(&secret)))
+        );
+        let back: IssuerConfig = serde_json::from_str(&json).expect("round trip");
+        assert_eq!(back, built.config);
+    }
+
+    #[test]
+    fn a_second_client_with_the_same_client_id_is_ignored() {
+        let mut second = client("other", "worker", &[]);
+        second.spec.client_id = Some("apps.worker".into());
+        let declared = Declared {
+            clients: vec![client("apps", "worker", &[]), second],
+            ..Declared::default()
+        };
+        let built = build(&declared);
+        assert_eq!(built.config.clients.len(), 1);
+        assert_eq!(built.config.clients["apps.worker"].namespace, "apps");
+        assert!(
+            built
+                .verdicts
+                .iter()
+                .any(|v| v.reason == Reason::ClientIdConflict && v.namespace == "other")
+        );
+    }
+}

@@ -1,0 +1,306 @@
+//! Reading Kubernetes manifests from files and folders: multi-document YAML, admitted as the
+//! API server would (see [`crate::api::admission`]). Used by `validate` and by the issuer's
+//! standalone mode. Every problem names its file, document and field; a bad document is left
+//! out and the rest still load.
+
+use crate::api::{self, ApiClient, ApiTokenPolicy, FieldError, Kind};
+use crate::config::Declared;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where a document came from: a file and the document's number in it (from 1).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Location {
+    pub file: PathBuf,
+    pub document: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: document {}", self.file.display(), self.document)
+    }
+}
+
+/// One problem: where, which object (when known), and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub location: Location,
+    /// `Kind namespace/name`, when the document got that far.
+    pub object: Option<String>,
+    pub error: FieldError,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.object {
+            Some(object) => write!(f, "{} ({object}): {}", self.location, self.error),
+            None => write!(f, "{}: {}", self.location, self.error),
+        }
+    }
+}
+
+/// Everything read from a set of paths.
+#[derive(Clone, Debug, Default)]
+pub struct Loaded {
+    /// The admitted objects, in file order, and the Secrets' data.
+    pub declared: Declared,
+    /// Where each admitted object came from, by (kind, namespace, name).
+    pub locations: BTreeMap<(Kind, String, String), Location>,
+    /// What could not be read or admitted.
+    pub problems: Vec<Problem>,
+    /// The files read, in order.
+    pub files: Vec<PathBuf>,
+}
+
+impl Loaded {
+    /// Sort problems by file (in reading order), then document; stable within a document.
+    pub fn sort(&self, problems: &mut [Problem]) {
+        let rank = |p: &Problem| {
+            let file = self
+                .files
+                .iter()
+                .position(|f| *f == p.location.file)
+                .unwrap_or(usize::MAX);
+            (file, p.location.document)
+        };
+        problems.sort_by_key(rank);
+    }
+}
+
+/// The namespace of a manifest without one, as kubectl applies it.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Read every `*.yaml`/`*.yml` file under `paths` (files are read whatever their name),
+/// in a stable order.
+pub fn load(paths: &[PathBuf]) -> Loaded {
+    let mut loaded = Loaded {
+        declared: Declared {
+            secrets: Some(BTreeMap::new()),
+            ..Declared::default()
+        },
+        ..Loaded::default()
+    };
+    for path in paths {
+        match files_under(path) {
+            Ok(files) => {
+                for file in files {
+                    load_file(&file, &mut loaded);
+                    loaded.files.push(file);
+                }
+            }
+            Err(e) => loaded.problems.push(Problem {
+                location: Location {
+                    file: path.clone(),
+                    document: 0,
+                },
+                object: None,
+                error: FieldError {
+                    path: String::new(),
+                    message: format!("cannot read: {e}"),
+                },
+            }),
+        }
+    }
+    loaded
+}
+
+fn files_under(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        std::fs::metadata(path)?;
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    for entry in entries {
+        let hidden = entry
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if entry.is_dir() {
+            files.extend(files_under(&entry)?);
+        } else if matches!(
+            entry.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            files.push(entry);
+        }
+    }
+    Ok(files)
+}
+
+fn load_file(file: &Path, loaded: &mut Loaded) {
+    let problem = |document: usize, message: String| Problem {
+        location: Location {
+            file: file.to_path_buf(),
+            document,
+        },
+        object: None,
+        error: FieldError {
+            path: String::new(),
+            message,
+        },
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => {
+            loaded
+                .problems
+                .push(problem(0, format!("cannot read: {e}")));
+            return;
+        }
+    };
+    for (i, document) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+        let location = Location {
+            file: file.to_path_buf(),
+            document: i + 1,
+        };
+        match Value::deserialize(document) {
+            Ok(Value::Null) => {}
+            Ok(value) => load_document(location, value, loaded),
+            Err(e) => {
+                loaded
+                    .problems
+                    .push(problem(i + 1, format!("invalid YAML: {e}")));
+                // The parser cannot resynchronise after a syntax error.
+                break;
+            }
+        }
+    }
+}
+
+fn load_document(location: Location, mut value: Value, loaded: &mut Loaded) {
+    let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
+    let (Some(api_version), Some(kind)) = (text(&value, "apiVersion"), text(&value, "kind")) else {
+        let error = FieldError {
+            path: String::new(),
+            message: "not a Kubernetes object: apiVersion and kind are required".to_owned(),
+        };
+        loaded.problems.push(Problem {
+            location,
+            object: None,
+            error,
+        });
+        return;
+    };
+    if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut)
+        && !metadata.contains_key("namespace")
+    {
+        metadata.insert("namespace".into(), DEFAULT_NAMESPACE.into());
+    }
+    if api_version == "v1" && kind == "Secret" {
+        load_secret(&value, loaded);
+        return;
+    }
+    let Some(kind) = Kind::of(&api_version, &kind) else {
+        if api_version.starts_with(&format!("{}/", api::GROUP)) {
+            let error = FieldError {
+                path: String::new(),
+                message: format!(
+                    "no kind {kind:?} in version {api_version:?}: {} has ApiTokenPolicy and ApiClient",
+                    api::API_VERSION
+                ),
+            };
+            loaded.problems.push(Problem {
+                location,
+                object: None,
+                error,
+            });
+        }
+        // Other kinds (Deployments, ConfigMaps, ...) are not ours to check.
+        return;
+    };
+    let namespace = text(&value["metadata"], "namespace").unwrap_or_default();
+    let name = text(&value["metadata"], "name").unwrap_or_default();
+    let object = format!("{} {namespace}/{name}", kind.as_str());
+    let admitted = match api::admit(kind, &value) {
+        Ok(admitted) => admitted,
+        Err(errors) => {
+            for error in errors {
+                loaded.problems.push(Problem {
+                    location: location.clone(),
+                    object: Some(object.clone()),
+                    error,
+                });
+            }
+            return;
+        }
+    };
+    let key = (kind, namespace, name);
+    if let Some(first) = loaded.locations.get(&key) {
+        let error = FieldError {
+            path: "metadata.name".into(),
+            message: format!("Duplicate value: the same object is declared at {first}"),
+        };
+        loaded.problems.push(Problem {
+            location,
+            object: Some(object),
+            error,
+        });
+        return;
+    }
+    let typed = match kind {
+        Kind::ApiTokenPolicy => serde_json::from_value::<ApiTokenPolicy>(admitted)
+            .map(|p| loaded.declared.policies.push(p)),
+        Kind::ApiClient => {
+            serde_json::from_value::<ApiClient>(admitted).map(|c| loaded.declared.clients.push(c))
+        }
+    };
+    match typed {
+        Ok(()) => {
+            loaded.locations.insert(key, location);
+        }
+        Err(e) => loaded.problems.push(Problem {
+            location,
+            object: Some(object),
+            error: FieldError {
+                path: String::new(),
+                message: format!("cannot decode: {e}"),
+            },
+        }),
+    }
+}
+
+/// Keep a Secret's `data` (base64) and `stringData`, as the API server merges them.
+fn load_secret(value: &Value, loaded: &mut Loaded) {
+    use base64::Engine as _;
+    let metadata = &value["metadata"];
+    let (Some(namespace), Some(name)) = (
+        metadata.get("namespace").and_then(Value::as_str),
+        metadata.get("name").and_then(Value::as_str),
+    ) else {
+        return;
+    };
+    let mut data = BTreeMap::new();
+    if let Some(encoded) = value.get("data").and_then(Value::as_object) {
+        for (key, v) in encoded {
+            if let Some(bytes) = v
+                .as_str()
+                .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            {
+                data.insert(key.clone(), bytes);
+            }
+        }
+    }
+    if let Some(plain) = value.get("stringData").and_then(Value::as_object) {
+        for (key, v) in plain {
+            if let Some(s) = v.as_str() {
+                data.insert(key.clone(), s.as_bytes().to_vec());
+            }
+        }
+    }
+    if let Some(secrets) = loaded.declared.secrets.as_mut() {
+        secrets.insert(
+            (namespace.to_owned(), name.to_owned()),
+            crate::config::SecretData(data),
+        );
+    }
+}

@@ -1,0 +1,82 @@
+//! `tokenwarden validate PATH...`: the offline check for GitOps pipelines. Every document is
+//! admitted as the API server would, then the whole set is built into an issuer configuration
+//! to find what only a set shows (two policies with one audience, a client granted an audience
+//! no policy declares). Exit 1 if anything is wrong, with one line per problem.
+
+use crate::api::{FieldError, Kind};
+use crate::config::{self, Declared, Reason};
+use crate::manifests::{self, Loaded, Problem};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Check `paths` and return every problem, in file order.
+pub fn check(paths: &[PathBuf]) -> (Loaded, Vec<Problem>) {
+    let loaded = manifests::load(paths);
+    let mut problems = loaded.problems.clone();
+    let declared = Declared {
+        policies: loaded.declared.policies.clone(),
+        clients: loaded.declared.clients.clone(),
+        // Secrets are usually not in Git; they are checked where they live.
+        secrets: None,
+    };
+    for verdict in config::build(&declared).verdicts {
+        if verdict.is_ready() {
+            continue;
+        }
+        let key = (
+            verdict.kind,
+            verdict.namespace.clone(),
+            verdict.name.clone(),
+        );
+        let Some(location) = loaded.locations.get(&key) else {
+            continue;
+        };
+        problems.push(Problem {
+            location: location.clone(),
+            object: Some(format!(
+                "{} {}/{}",
+                verdict.kind.as_str(),
+                verdict.namespace,
+                verdict.name
+            )),
+            error: FieldError {
+                path: field_of(verdict.reason).to_owned(),
+                message: format!("{}: {}", verdict.reason.as_str(), verdict.message),
+            },
+        });
+    }
+    loaded.sort(&mut problems);
+    (loaded, problems)
+}
+
+fn field_of(reason: Reason) -> &'static str {
+    match reason {
+        Reason::AudienceConflict => "spec.audience",
+        Reason::ClientIdConflict => "spec.clientId",
+        Reason::UnknownAudience | Reason::NamespaceNotAllowed | Reason::UnknownScope => {
+            "spec.audiences"
+        }
+        Reason::SecretNotFound | Reason::InvalidSecret => "spec.secretRef",
+        Reason::Enforced => "",
+    }
+}
+
+/// Run the subcommand: print the problems, or a summary when there are none.
+pub fn run(paths: &[PathBuf]) -> ExitCode {
+    let (loaded, problems) = check(paths);
+    for problem in &problems {
+        println!("{problem}");
+    }
+    let count = |kind: Kind| loaded.locations.keys().filter(|k| k.0 == kind).count();
+    if problems.is_empty() {
+        println!(
+            "ok: {} ApiTokenPolicy and {} ApiClient objects are valid",
+            count(Kind::ApiTokenPolicy),
+            count(Kind::ApiClient)
+        );
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{} problem(s) found", problems.len());
+        ExitCode::from(1)
+    }
+}

@@ -1,0 +1,161 @@
+//! `tokenwarden validate` as a pipeline runs it: exit codes, and one line per problem that
+//! names the file, the document, the object and the field.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn validate(paths: &[&Path]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+        .arg("validate")
+        .args(paths)
+        .output()
+        .expect("run tokenwarden validate");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().expect("exit code"), text)
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write fixture");
+    path
+}
+
+#[test]
+fn the_examples_are_valid() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let (code, text) = validate(&[&examples]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("ok: 2 ApiTokenPolicy and 2 ApiClient objects are valid"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_bad_document_is_reported_by_file_document_object_and_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        dir.path(),
+        "policies.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: skipped}\n---\n\
+         apiVersion: tokenwarden.dev/v1alpha1\nkind: ApiTokenPolicy\n\
+         metadata: {name: banking, namespace: payments}\n\
+         spec: {audience: https://banking.example.com, tokenExpirationSeconds: 2592001}\n",
+    );
+    let (code, text) = validate(&[&file]);
+    assert_eq!(code, 1, "{text}");
+    let expected = format!(
+        "{}: document 2 (ApiTokenPolicy payments/banking): spec.tokenExpirationSeconds: Invalid value: 2592001: spec.tokenExpirationSeconds in body should be less than or equal to 2592000",
+        file.display()
+    );
+    assert!(text.lines().any(|l| l == expected), "{text}");
+}
+
+#[test]
+fn other_kinds_are_skipped_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "deploy.yml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {replicas: 3}\n",
+    );
+    write(dir.path(), "notes.txt", "not yaml at all: [");
+    let (code, text) = validate(&[dir.path()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("ok: 0 ApiTokenPolicy and 0 ApiClient"),
+        "{text}"
+    );
+}
+
+#[test]
+fn invalid_yaml_is_an_error_with_its_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        dir.path(),
+        "broken.yaml",
+        "apiVersion: tokenwarden.dev/v1alpha1\nkind: [\n",
+    );
+    let (code, text) = validate(&[&file]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("document 1: invalid YAML"), "{text}");
+    assert!(text.contains("line"), "{text}");
+}
+
+#[test]
+fn a_missing_path_is_an_error() {
+    let (code, text) = validate(&[Path::new("/nonexistent/policies")]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("/nonexistent/policies") && text.contains("cannot read"),
+        "{text}"
+    );
+}
+
+#[test]
+fn two_policies_with_one_audience_are_reported_on_the_newer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = |name: &str| {
+        format!(
+            "apiVersion: tokenwarden.dev/v1alpha1\nkind: ApiTokenPolicy\n\
+             metadata: {{name: {name}, namespace: payments}}\n\
+             spec: {{audience: https://banking.example.com}}\n"
+        )
+    };
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        &(policy("first") + "---\n" + &policy("second")),
+    );
+    let (code, text) = validate(&[&file]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(
+            "document 2 (ApiTokenPolicy payments/second): spec.audience: AudienceConflict"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("payments/first)"), "{text}");
+}
+
+#[test]
+fn a_client_granted_an_undeclared_audience_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        dir.path(),
+        "c.yaml",
+        "apiVersion: tokenwarden.dev/v1alpha1\nkind: ApiClient\n\
+         metadata: {name: worker, namespace: payments}\n\
+         spec: {grantTypes: [client_credentials], audiences: [{audience: https://nowhere.example.com}]}\n",
+    );
+    let (code, text) = validate(&[&file]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("spec.audiences: UnknownAudience"), "{text}");
+    assert!(text.contains("https://nowhere.example.com"), "{text}");
+}
+
+#[test]
+fn a_problem_in_one_file_does_not_hide_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "a.yaml",
+        "apiVersion: tokenwarden.dev/v1alpha1\nkind: ApiTokenPolicy\nmetadata: {name: a}\nspec: {audience: x, tokenExpirationSeconds: 0}\n",
+    );
+    write(
+        dir.path(),
+        "b.yaml",
+        "apiVersion: tokenwarden.dev/v1alpha1\nkind: ApiTokenPolicy\nmetadata: {name: b}\nspec: {audience: y, offlineAccess: maybe}\n",
+    );
+    let (code, text) = validate(&[dir.path()]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("a.yaml: document 1 (ApiTokenPolicy default/a): spec.tokenExpirationSeconds"),
+        "{text}"
+    );
+    assert!(
+        text.contains("b.yaml: document 1 (ApiTokenPolicy default/b): spec.offlineAccess"),
+        "{text}"
+    );
+}
