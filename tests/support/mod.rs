@@ -48,6 +48,7 @@ const APISERVER: &str = "kube-apiserver";
 
 static CLUSTER: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
 static UNIQUE: AtomicU32 = AtomicU32::new(0);
+static CRDS: OnceLock<Result<(), String>> = OnceLock::new();
 
 /// The control plane of this test binary, started on first use.
 ///
@@ -153,6 +154,47 @@ impl ControlPlane {
             .await
             .unwrap_or_else(|error| panic!("creating namespace {name}: {error}"));
         name
+    }
+
+    /// Applies the CRDs of `crds/` (server-side, as users do) once per test binary and waits
+    /// until they are Established. Panics with kubectl's output when that fails.
+    pub fn install_crds(&self) {
+        let outcome = CRDS.get_or_init(|| {
+            let crds = crds_dir();
+            let crds = crds.to_string_lossy();
+            self.run_kubectl(&["apply", "--server-side", "-f", &crds])?;
+            self.run_kubectl(&[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "-f",
+                &crds,
+            ])
+            .map(drop)
+        });
+        if let Err(message) = outcome {
+            panic!("installing the CRDs: {message}");
+        }
+    }
+
+    /// Runs kubectl as the admin; its stdout on success, else a message with its output.
+    pub fn run_kubectl(&self, args: &[&str]) -> Result<String, String> {
+        let output = self
+            .kubectl()
+            .args(args)
+            .output()
+            .map_err(|e| format!("running kubectl: {e}"))?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(format!(
+                "kubectl {} failed ({}):\n{}{}",
+                args.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
     }
 
     /// A kubeconfig whose current context is [`ADMIN`]; each user has a context of its name.
@@ -429,6 +471,11 @@ fn kubeconfig_yaml(url: &str, ca_file: &Path, tokens: &[String]) -> String {
         ));
     }
     yaml
+}
+
+/// The generated CRD manifests of the repository, `crds/`.
+pub fn crds_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("crds")
 }
 
 /// The tools folder: `TOKENWARDEN_TEST_TOOLS`, else the last line `scripts/test-tools.sh` prints.
