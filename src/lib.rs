@@ -16,4 +16,5 @@ pub mod config;
 pub mod issuer;
 pub mod manifests;
 pub mod store;
+pub mod tokens;
 pub mod validate;
