@@ -1,7 +1,8 @@
 //! The static-users connector: people who sign in with a username and password kept in a
 //! YAML file (`--users FILE`), as `{username, passwordHash, subject?, email?}` with argon2id or
 //! bcrypt hashes. Passwords are verified against the hash only; an unknown username costs the
-//! same work as a wrong password.
+//! same work as a wrong password (it is checked against a real hash of the file, whose result
+//! is thrown away).
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -48,12 +49,23 @@ pub enum UsersError {
 }
 
 /// The static users, by username.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Users {
     by_name: BTreeMap<String, User>,
+    /// The hash an unknown username is checked against: the first user's, so that it costs what
+    /// a known username costs (same algorithm and parameters).
+    decoy: Option<String>,
 }
 
-/// A well-formed argon2id hash of a random password, verified when the username is unknown.
+impl std::fmt::Debug for Users {
+    /// Usernames and subjects only, never a hash.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.by_name.values()).finish()
+    }
+}
+
+/// A well-formed argon2id hash of a random password (default costs), the decoy of an empty
+/// list.
 const DECOY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$Zr0eYVUGiHWtkTiKfWQQcS1mN8lN4WPRovdL9T3P3a8";
 
@@ -69,6 +81,7 @@ impl Users {
             path: shown.clone(),
             message: e.to_string(),
         })?;
+        let decoy = list.first().map(|u| u.password_hash.clone());
         let mut by_name = BTreeMap::new();
         for (i, user) in list.into_iter().enumerate() {
             let invalid = |message: String| UsersError::Invalid {
@@ -87,7 +100,7 @@ impl Users {
             }
             by_name.insert(user.username.clone(), user);
         }
-        Ok(Self { by_name })
+        Ok(Self { by_name, decoy })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -100,7 +113,7 @@ impl Users {
             Some(user) if verify_hash(&user.password_hash, password) => Some(user),
             Some(_) => None,
             None => {
-                let _ = verify_hash(DECOY_HASH, password);
+                let _ = verify_hash(self.decoy.as_deref().unwrap_or(DECOY_HASH), password);
                 None
             }
         }
@@ -117,5 +130,125 @@ fn verify_hash(hash: &str, password: &str) -> bool {
         })
     } else {
         bcrypt::verify(password, hash).unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use argon2::password_hash::{PasswordHasher as _, SaltString};
+
+    /// An argon2id hash with small costs, so tests stay fast; verification reads the costs from
+    /// the hash itself.
+    fn argon2id(password: &str) -> String {
+        let params = argon2::Params::new(1024, 1, 1, None).expect("params");
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let salt = SaltString::encode_b64(b"tokenwarden-test").expect("salt");
+        argon
+            .hash_password(password.as_bytes(), &salt)
+            .expect("hash")
+            .to_string()
+    }
+
+    fn load(text: &str) -> Result<Users, UsersError> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("users.yaml");
+        std::fs::write(&path, text).expect("write");
+        Users::load(&path)
+    }
+
+    fn users() -> Users {
+        let text = format!(
+            "- {{username: alice, passwordHash: '{}', email: alice@example.com}}\n\
+             - {{username: bob, passwordHash: '{}', subject: user-0002}}\n",
+            argon2id("alice-password"),
+            bcrypt::hash("bob-password", 4).expect("bcrypt"),
+        );
+        load(&text).expect("valid users")
+    }
+
+    #[test]
+    fn an_argon2id_user_signs_in_with_the_right_password_only() {
+        let users = users();
+        let alice = users.verify("alice", "alice-password").expect("alice");
+        assert_eq!(alice.subject(), "alice");
+        assert!(users.verify("alice", "alice-passwore").is_none());
+        assert!(users.verify("alice", "").is_none());
+    }
+
+    #[test]
+    fn a_bcrypt_user_signs_in_with_the_right_password_and_their_subject() {
+        let users = users();
+        let bob = users.verify("bob", "bob-password").expect("bob");
+        assert_eq!(bob.subject(), "user-0002");
+        assert!(users.verify("bob", "alice-password").is_none());
+    }
+
+    #[test]
+    fn an_unknown_user_is_refused_and_usernames_are_exact() {
+        let users = users();
+        assert!(users.verify("carol", "alice-password").is_none());
+        assert!(users.verify("Alice", "alice-password").is_none());
+        assert!(users.verify("alice ", "alice-password").is_none());
+    }
+
+    #[test]
+    fn an_unknown_user_is_checked_against_a_real_hash_of_the_file() {
+        let users = users();
+        let alice = users.by_name.get("alice").expect("alice");
+        assert_eq!(users.decoy.as_deref(), Some(alice.password_hash.as_str()));
+        // Even with a known user's password, an unknown username never signs in.
+        assert!(users.verify("nobody", "alice-password").is_none());
+    }
+
+    #[test]
+    fn the_decoy_of_an_empty_list_is_a_real_argon2id_hash() {
+        let parsed = argon2::PasswordHash::new(DECOY_HASH).expect("parses");
+        assert_eq!(parsed.algorithm.as_str(), "argon2id");
+        assert!(parsed.hash.is_some());
+    }
+
+    #[test]
+    fn debug_never_shows_a_password_hash() {
+        let users = users();
+        let text = format!("{users:?}");
+        assert!(text.contains("alice") && !text.contains("$argon2id$") && !text.contains("$2"));
+    }
+
+    #[test]
+    fn bad_users_files_are_refused_with_the_file_and_the_user() {
+        let hash = argon2id("x");
+        let cases = [
+            ("- {username: a, passwordHash: plaintext}\n", "user 1 (a)"),
+            (
+                "- {username: a, passwordHash: '$argon2i$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA'}\n",
+                "argon2id or bcrypt",
+            ),
+            (
+                &*format!(
+                    "- {{username: a, passwordHash: '{hash}'}}\n- {{username: a, passwordHash: '{hash}'}}\n"
+                ),
+                "user 2 (a): the username appears twice",
+            ),
+            (
+                &*format!("- {{username: a, passwordHash: '{hash}', role: admin}}\n"),
+                "unknown field",
+            ),
+            ("- {username: a}\n", "passwordHash"),
+            ("username: a\n", "users.yaml"),
+        ];
+        for (text, expected) in cases {
+            let error = load(text).expect_err(text).to_string();
+            assert!(error.contains("users.yaml"), "{error}");
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+        let missing = Users::load(Path::new("/nonexistent/users.yaml")).expect_err("missing");
+        assert!(matches!(missing, UsersError::Read { .. }), "{missing}");
+    }
+
+    #[test]
+    fn an_empty_file_list_means_no_users() {
+        assert!(load("[]\n").expect("empty list").is_empty());
     }
 }
