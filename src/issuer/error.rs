@@ -19,7 +19,11 @@ pub enum ErrorCode {
     InvalidScope,
     InvalidTarget,
     UnsupportedTokenType,
+    /// RFC 6749 §4.1.2.1, at the authorization endpoint.
+    UnsupportedResponseType,
     AccessDenied,
+    /// OpenID Connect Core §3.1.2.6: `prompt=none`, but the user must sign in.
+    LoginRequired,
     TemporarilyUnavailable,
     ServerError,
 }
@@ -35,7 +39,9 @@ impl ErrorCode {
             Self::InvalidScope => "invalid_scope",
             Self::InvalidTarget => "invalid_target",
             Self::UnsupportedTokenType => "unsupported_token_type",
+            Self::UnsupportedResponseType => "unsupported_response_type",
             Self::AccessDenied => "access_denied",
+            Self::LoginRequired => "login_required",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
             Self::ServerError => "server_error",
         }

@@ -1,0 +1,232 @@
+//! The authorization request (RFC 6749 §4.1.1 with RFC 7636 PKCE and RFC 8707 / Auth0
+//! `audience`), validated as a pure function of the configuration and the parameters, and the
+//! redirect that answers it (RFC 6749 §4.1.2, RFC 9207 `iss`).
+//!
+//! Owns: which requests may reach the login page and what a code will be issued for. Must not
+//! touch HTTP, the store or the clock. The order of the checks matters: until the client and
+//! its redirect URI are known good, nothing is sent back to the redirect URI (§4.1.2.1), so an
+//! attacker cannot use the issuer as an open redirector.
+
+use super::error::{ErrorCode, OAuthError};
+use super::form::Form;
+use super::protocol::{self, OFFLINE_ACCESS};
+use crate::api::GrantType;
+use crate::config::IssuerConfig;
+
+/// A valid authorization request: what a code will be issued for once the user signs in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthorizationRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// Sent back unchanged with the code or the error.
+    pub state: Option<String>,
+    /// The API chosen with `audience` or `resource`.
+    pub audience: String,
+    /// The API scopes granted, and `offline_access` when it was asked for, space-separated: the
+    /// code's scope, from which the token endpoint decides about a refresh token.
+    pub scope: String,
+    /// RFC 7636 S256 challenge.
+    pub code_challenge: String,
+    /// OpenID Connect `nonce`, kept with the code.
+    pub nonce: Option<String>,
+}
+
+impl AuthorizationRequest {
+    /// The API scopes, without `offline_access`.
+    pub fn api_scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope
+            .split(' ')
+            .filter(|s| !s.is_empty() && *s != OFFLINE_ACCESS)
+    }
+
+    /// Whether the user is asked for offline access (a refresh token, if the policy allows).
+    pub fn offline_access(&self) -> bool {
+        self.scope.split(' ').any(|s| s == OFFLINE_ACCESS)
+    }
+}
+
+/// Why a request cannot be sent back to the client: the user sees an error page (400).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Untrusted {
+    /// The query cannot be parsed (bad encoding, a repeated parameter, too large).
+    Malformed,
+    MissingClientId,
+    UnknownClient,
+    MissingRedirectUri,
+    /// Not one of the client's `redirectUris`, by exact comparison.
+    UnregisteredRedirectUri,
+}
+
+impl Untrusted {
+    /// A fixed explanation for the error page; never the request's own values.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Malformed => "The sign-in request is malformed.",
+            Self::MissingClientId => "The sign-in request does not name an application.",
+            Self::UnknownClient => {
+                "The application that sent you here is not known to this issuer."
+            }
+            Self::MissingRedirectUri => "The sign-in request does not say where to return.",
+            Self::UnregisteredRedirectUri => {
+                "The sign-in request asks to return to an address that is not registered for this application."
+            }
+        }
+    }
+}
+
+/// Why a request was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// Show an error page; never redirect.
+    Untrusted(Untrusted),
+    /// The redirect URI is good: send the error to the client there.
+    Redirect {
+        redirect_uri: String,
+        state: Option<String>,
+        error: OAuthError,
+    },
+}
+
+/// Validate an authorization request. `form` is the parsed query.
+pub fn validate(config: &IssuerConfig, form: &Form) -> Result<AuthorizationRequest, Rejection> {
+    let client_id = form
+        .get("client_id")
+        .ok_or(Rejection::Untrusted(Untrusted::MissingClientId))?;
+    let client = config
+        .clients
+        .get(client_id)
+        .ok_or(Rejection::Untrusted(Untrusted::UnknownClient))?;
+    // Required even with one registered URI: the token endpoint requires it too (RFC 6749
+    // §4.1.3 asks for it there whenever it was sent here), and OAuth 2.1 drops the default.
+    let redirect_uri = form
+        .get("redirect_uri")
+        .ok_or(Rejection::Untrusted(Untrusted::MissingRedirectUri))?;
+    if !protocol::redirect_uri_registered(client, redirect_uri) {
+        return Err(Rejection::Untrusted(Untrusted::UnregisteredRedirectUri));
+    }
+    let state = form.get("state").map(str::to_owned);
+    let refuse = |error: OAuthError| Rejection::Redirect {
+        redirect_uri: redirect_uri.to_owned(),
+        state: state.clone(),
+        error,
+    };
+
+    match form.get("response_type") {
+        Some("code") => {}
+        None => {
+            return Err(refuse(OAuthError::invalid_request(
+                "response_type is required",
+            )));
+        }
+        Some(_) => {
+            return Err(refuse(OAuthError::new(
+                ErrorCode::UnsupportedResponseType,
+                "only response_type=code is supported",
+            )));
+        }
+    }
+    if form.get("response_mode").is_some_and(|m| m != "query") {
+        return Err(refuse(OAuthError::invalid_request(
+            "only response_mode=query is supported",
+        )));
+    }
+    if !client.grant_types.contains(&GrantType::AuthorizationCode) {
+        return Err(refuse(OAuthError::unauthorized_client(
+            "this client may not use the authorization_code grant",
+        )));
+    }
+    let code_challenge = form.get("code_challenge").ok_or_else(|| {
+        refuse(OAuthError::invalid_request(
+            "code_challenge is required (PKCE)",
+        ))
+    })?;
+    if form.get("code_challenge_method") != Some("S256") {
+        return Err(refuse(OAuthError::invalid_request(
+            "code_challenge_method must be S256",
+        )));
+    }
+    if !is_s256_challenge(code_challenge) {
+        return Err(refuse(OAuthError::invalid_request(
+            "code_challenge must be a base64url SHA-256 (43 characters)",
+        )));
+    }
+    let api = protocol::select_api(config, client, form.get("audience"), &form.all("resource"))
+        .map_err(refuse)?;
+    let granted = protocol::grant_scopes(api, client, form.get("scope")).map_err(refuse)?;
+    // No session outlives a sign-in, so a request that forbids the login page fails at once
+    // (OpenID Connect Core §3.1.2.6).
+    if form
+        .get("prompt")
+        .is_some_and(|p| p.split(' ').any(|v| v == "none"))
+    {
+        return Err(refuse(OAuthError::new(
+            ErrorCode::LoginRequired,
+            "the user must sign in",
+        )));
+    }
+    let mut scopes = granted.api_scopes;
+    if granted.offline_access {
+        scopes.insert(OFFLINE_ACCESS.to_owned());
+    }
+    Ok(AuthorizationRequest {
+        client_id: client.client_id.clone(),
+        redirect_uri: redirect_uri.to_owned(),
+        state,
+        audience: api.audience.clone(),
+        scope: protocol::scope_string(&scopes),
+        code_challenge: code_challenge.to_owned(),
+        nonce: form.get("nonce").map(str::to_owned),
+    })
+}
+
+/// BASE64URL(SHA-256(verifier)) without padding is exactly 43 characters of the URL-safe
+/// alphabet.
+fn is_s256_challenge(challenge: &str) -> bool {
+    challenge.len() == 43
+        && challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The URL that answers a request at `redirect_uri`: its own query kept, then `params`, then
+/// `state` when there is one and `iss` (RFC 9207).
+pub fn redirect_url(
+    redirect_uri: &str,
+    params: &[(&str, &str)],
+    state: Option<&str>,
+    issuer: &str,
+) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.extend_pairs(params);
+    if let Some(state) = state {
+        query.append_pair("state", state);
+    }
+    query.append_pair("iss", issuer);
+    let separator = match redirect_uri.rfind('?') {
+        None => "?",
+        Some(i) if i + 1 == redirect_uri.len() || redirect_uri.ends_with('&') => "",
+        Some(_) => "&",
+    };
+    format!("{redirect_uri}{separator}{}", query.finish())
+}
+
+/// The URL that sends an error back to the client.
+pub fn error_url(
+    redirect_uri: &str,
+    error: &OAuthError,
+    state: Option<&str>,
+    issuer: &str,
+) -> String {
+    redirect_url(
+        redirect_uri,
+        &[
+            ("error", error.code.as_str()),
+            ("error_description", error.description),
+        ],
+        state,
+        issuer,
+    )
+}
+
+#[cfg(test)]
+mod tests;
