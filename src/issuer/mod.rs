@@ -1,17 +1,23 @@
 //! The token issuer: the OAuth 2.0 endpoints that enforce the reconciled policies.
 //!
 //! - [`protocol`]: the decisions (which API, which scopes, may a refresh token exist), pure.
+//! - [`authorization`]: the authorization request and its redirect, pure.
 //! - [`client_auth`]: who the client is; [`users`]: who the person is.
+//! - [`login`]: sign-ins in progress and their CSRF binding; [`throttle`]: brute-force limits;
+//!   [`page`]: the login and error pages.
 //! - [`form`]: hostile-input parsing of request parameters; [`error`]: RFC 6749 errors.
 //! - [`routes`]: the endpoints; [`server`]: the router and the servers.
 //! - [`snapshot`]: the configuration in force, swapped whole; [`standalone`]: its file source.
 //! - [`state`]: what handlers share; [`metrics`]: Prometheus metrics.
 //! - [`run`]: standalone mode from the command line.
 
+pub mod authorization;
 pub mod client_auth;
 pub mod error;
 pub mod form;
+pub mod login;
 pub mod metrics;
+pub mod page;
 pub mod protocol;
 pub mod routes;
 pub mod run;
@@ -19,6 +25,7 @@ pub mod server;
 pub mod snapshot;
 pub mod standalone;
 pub mod state;
+pub mod throttle;
 pub mod users;
 
 pub use run::{IssuerOptions, run};

@@ -116,6 +116,7 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
         users: Arc::new(users),
         clock,
         metrics: Arc::default(),
+        login: Arc::default(),
     };
     let listener = bind(options.listen).await?;
     let metrics_listener = bind(options.metrics_listen).await?;

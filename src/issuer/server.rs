@@ -3,7 +3,7 @@
 //! runs either on a listener until the shared shutdown signal.
 
 use super::form::MAX_BODY_BYTES;
-use super::routes::{discovery, health, token};
+use super::routes::{authorize, discovery, health, token};
 use super::state::Issuer;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -20,6 +20,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The public endpoints.
 pub fn router(issuer: Issuer) -> Router {
     Router::new()
+        .route("/authorize", get(authorize::show).post(authorize::submit))
         .route("/oauth/token", post(token::token))
         .route(
             "/.well-known/oauth-authorization-server",
@@ -62,12 +63,17 @@ async fn metrics(State(issuer): State<Issuer>) -> impl IntoResponse {
 }
 
 /// Serve `app` on `listener` until `shutdown` resolves; requests in flight finish first.
+/// Handlers see the peer address (`ConnectInfo<SocketAddr>`), which the login form's
+/// brute-force limits count by.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

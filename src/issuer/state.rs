@@ -1,6 +1,7 @@
 //! What every request handler shares: the configuration snapshot, the signing keys, the store,
-//! the clock and the metrics. Cheap to clone.
+//! the clock, the metrics and the sign-ins in progress. Cheap to clone.
 
+use super::login::LoginState;
 use super::metrics::Metrics;
 use super::snapshot::Policies;
 use super::users::Users;
@@ -75,4 +76,6 @@ pub struct Issuer {
     pub users: Arc<Users>,
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
+    /// Sign-ins in progress and the brute-force counters (in memory, per process).
+    pub login: Arc<LoginState>,
 }

@@ -1,0 +1,307 @@
+//! Sign-ins in progress: between `GET /authorize` (which shows the login form) and the form's
+//! `POST`, the validated request waits here, in memory, under a random id. The form carries
+//! only that id and a CSRF token; nothing in a hidden field is trusted.
+//!
+//! Owns: the pending requests (bounded in number, expiring), their CSRF tokens and the binding
+//! of each to the browser that started it. Must not read the clock (calls take `now`) nor
+//! know about HTTP beyond the cookie's value.
+//!
+//! CSRF protection is a synchronizer token bound to the pending request *and* to a cookie:
+//! the POST must carry the form's token and the cookie the browser got with the form
+//! (`HttpOnly`, `SameSite=Lax`, `Secure` and `__Host-` when the issuer is https). A login form
+//! posted from another site (login CSRF) has no cookie and fails; a leaked form without its
+//! cookie fails too. A pending request is used once: a successful sign-in (or a cancel) removes
+//! it, so a replayed POST finds nothing.
+
+use super::authorization::AuthorizationRequest;
+use super::form::Form;
+use crate::store::{OpaqueToken, StoreError, TokenHash};
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use subtle::ConstantTimeEq as _;
+
+/// How long the login form may stay open.
+pub const LOGIN_TTL_SECS: u64 = 10 * 60;
+/// Most sign-ins in progress. The oldest is dropped when a new one would exceed it.
+pub const MAX_PENDING: usize = 4096;
+
+/// A sign-in in progress.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    /// The request as sent, validated again against the configuration in force at sign-in.
+    pub query: Form,
+    /// The request as validated when the form was shown (for the page).
+    pub request: AuthorizationRequest,
+    csrf: TokenHash,
+    browser: TokenHash,
+    expires_at: u64,
+}
+
+/// What the form and the cookie carry for one sign-in.
+#[derive(Debug)]
+pub struct Started {
+    pub login_id: OpaqueToken,
+    pub csrf_token: OpaqueToken,
+}
+
+/// Why a login POST cannot continue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginError {
+    /// No such sign-in: never started, expired, or already completed (a replay).
+    Unknown,
+    /// The CSRF token or the browser cookie does not match.
+    Forged,
+}
+
+/// Every sign-in in progress, by the hash of its id.
+#[derive(Debug, Default)]
+pub struct PendingLogins {
+    entries: Mutex<HashMap<TokenHash, Pending>>,
+}
+
+impl PendingLogins {
+    /// Keep `request` for the browser whose cookie is `browser`; returns the id and CSRF token
+    /// to put in the form.
+    pub fn start(
+        &self,
+        query: Form,
+        request: AuthorizationRequest,
+        browser: &OpaqueToken,
+        now: u64,
+    ) -> Result<Started, StoreError> {
+        let started = Started {
+            login_id: OpaqueToken::generate()?,
+            csrf_token: OpaqueToken::generate()?,
+        };
+        let pending = Pending {
+            query,
+            request,
+            csrf: started.csrf_token.hash(),
+            browser: browser.hash(),
+            expires_at: now.saturating_add(LOGIN_TTL_SECS),
+        };
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= MAX_PENDING {
+            entries.retain(|_, p| now < p.expires_at);
+        }
+        if entries.len() >= MAX_PENDING {
+            let oldest = entries
+                .iter()
+                .min_by_key(|(_, p)| p.expires_at)
+                .map(|(k, _)| *k);
+            if let Some(key) = oldest {
+                entries.remove(&key);
+            }
+        }
+        entries.insert(started.login_id.hash(), pending);
+        Ok(started)
+    }
+
+    /// The sign-in `login_id`, if `csrf_token` and the browser's cookie are its own. It stays
+    /// pending (a wrong password may be retried).
+    pub fn check(
+        &self,
+        login_id: &str,
+        csrf_token: &str,
+        browser: Option<&str>,
+        now: u64,
+    ) -> Result<Pending, LoginError> {
+        let key = OpaqueToken::from_presented(login_id).hash();
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let pending = entries
+            .get(&key)
+            .filter(|p| now < p.expires_at)
+            .ok_or(LoginError::Unknown)?;
+        let csrf = OpaqueToken::from_presented(csrf_token).hash();
+        let cookie = browser.map(|b| OpaqueToken::from_presented(b).hash());
+        let csrf_ok: bool = csrf.0.ct_eq(&pending.csrf.0).into();
+        let browser_ok: bool = cookie.is_some_and(|c| c.0.ct_eq(&pending.browser.0).into());
+        if csrf_ok && browser_ok {
+            Ok(pending.clone())
+        } else {
+            Err(LoginError::Forged)
+        }
+    }
+
+    /// Complete the sign-in `login_id`: it is removed, so this succeeds once.
+    pub fn take(&self, login_id: &str, now: u64) -> Option<Pending> {
+        let key = OpaqueToken::from_presented(login_id).hash();
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.remove(&key).filter(|p| now < p.expires_at)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The login state every handler shares.
+#[derive(Debug, Default)]
+pub struct LoginState {
+    pub pending: PendingLogins,
+    pub throttle: super::throttle::Throttle,
+}
+
+/// The name of the browser-binding cookie: `__Host-` (Secure, Path=/, no Domain, so no other
+/// host can plant it) when the issuer is https; browsers refuse that prefix over http.
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-tokenwarden-login"
+    } else {
+        "tokenwarden-login"
+    }
+}
+
+/// The `Set-Cookie` value for the browser binding.
+pub fn set_cookie(value: &OpaqueToken, secure: bool) -> String {
+    let name = cookie_name(secure);
+    let secure = if secure { "; Secure" } else { "" };
+    format!(
+        "{name}={}; Path=/; Max-Age={LOGIN_TTL_SECS}; HttpOnly; SameSite=Lax{secure}",
+        value.expose()
+    )
+}
+
+/// The browser-binding cookie of a request, if it has a well-formed one (43 base64url
+/// characters, as generated).
+pub fn cookie_value<'h>(
+    cookie_headers: impl Iterator<Item = &'h str>,
+    secure: bool,
+) -> Option<&'h str> {
+    let name = cookie_name(secure);
+    cookie_headers
+        .flat_map(|h| h.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+        .filter(|v| {
+            v.len() == 43
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: u64 = 1_000;
+
+    fn request() -> AuthorizationRequest {
+        AuthorizationRequest {
+            client_id: "web".into(),
+            redirect_uri: "https://app.example.com/cb".into(),
+            state: None,
+            audience: "https://todo.example.com".into(),
+            scope: "read".into(),
+            code_challenge: "c".into(),
+            nonce: None,
+        }
+    }
+
+    fn start(logins: &PendingLogins, browser: &OpaqueToken, now: u64) -> Started {
+        logins
+            .start(Form::default(), request(), browser, now)
+            .expect("started")
+    }
+
+    #[test]
+    fn a_sign_in_needs_its_csrf_token_and_its_browsers_cookie() {
+        let logins = PendingLogins::default();
+        let browser = OpaqueToken::generate().expect("random");
+        let other = OpaqueToken::generate().expect("random");
+        let s = start(&logins, &browser, T);
+        let (id, csrf) = (s.login_id.expose(), s.csrf_token.expose());
+        assert!(logins.check(id, csrf, Some(browser.expose()), T).is_ok());
+        assert_eq!(
+            logins.check(id, csrf, None, T).map(|_| ()),
+            Err(LoginError::Forged)
+        );
+        assert_eq!(
+            logins.check(id, csrf, Some(other.expose()), T).map(|_| ()),
+            Err(LoginError::Forged)
+        );
+        assert_eq!(
+            logins.check(id, "x", Some(browser.expose()), T).map(|_| ()),
+            Err(LoginError::Forged)
+        );
+        assert_eq!(
+            logins
+                .check("x", csrf, Some(browser.expose()), T)
+                .map(|_| ()),
+            Err(LoginError::Unknown)
+        );
+    }
+
+    #[test]
+    fn a_sign_in_completes_once_and_expires_after_ten_minutes() {
+        let logins = PendingLogins::default();
+        let browser = OpaqueToken::generate().expect("random");
+        let s = start(&logins, &browser, T);
+        assert!(logins.take(s.login_id.expose(), T).is_some());
+        assert!(logins.take(s.login_id.expose(), T).is_none());
+
+        let s = start(&logins, &browser, T);
+        let (id, csrf) = (s.login_id.expose(), s.csrf_token.expose());
+        let late = T + LOGIN_TTL_SECS;
+        assert_eq!(
+            logins
+                .check(id, csrf, Some(browser.expose()), late)
+                .map(|_| ()),
+            Err(LoginError::Unknown)
+        );
+        assert!(logins.take(id, late).is_none());
+    }
+
+    #[test]
+    fn the_number_of_sign_ins_in_progress_is_bounded_and_the_oldest_goes_first() {
+        let logins = PendingLogins::default();
+        let browser = OpaqueToken::generate().expect("random");
+        let first = start(&logins, &browser, T);
+        for i in 0..MAX_PENDING as u64 {
+            start(&logins, &browser, T + 1 + i / 100);
+        }
+        assert_eq!(logins.len(), MAX_PENDING);
+        assert!(logins.take(first.login_id.expose(), T + 1).is_none());
+    }
+
+    #[test]
+    fn only_a_well_formed_cookie_of_our_name_is_read() {
+        let value = "a".repeat(43);
+        let header = format!("x=1; tokenwarden-login={value}; y=2");
+        assert_eq!(
+            cookie_value([header.as_str()].into_iter(), false),
+            Some(value.as_str())
+        );
+        assert_eq!(cookie_value([header.as_str()].into_iter(), true), None);
+        let secure = format!("__Host-tokenwarden-login={value}");
+        assert_eq!(
+            cookie_value([secure.as_str()].into_iter(), true),
+            Some(value.as_str())
+        );
+        assert_eq!(
+            cookie_value(["tokenwarden-login=short"].into_iter(), false),
+            None
+        );
+        let bad = format!("tokenwarden-login={}", "<".repeat(43));
+        assert_eq!(cookie_value([bad.as_str()].into_iter(), false), None);
+    }
+
+    #[test]
+    fn the_cookie_is_http_only_same_site_and_secure_over_https() {
+        let value = OpaqueToken::from_presented("v");
+        let https = set_cookie(&value, true);
+        assert!(https.starts_with("__Host-tokenwarden-login=v; Path=/;"));
+        for attribute in ["HttpOnly", "SameSite=Lax", "Secure"] {
+            assert!(https.contains(attribute), "{https}");
+        }
+        assert!(!set_cookie(&value, false).contains("Secure"));
+    }
+}

@@ -1,0 +1,331 @@
+//! `GET /authorize` and `POST /authorize`: the authorization code flow's front door with the
+//! static-users connector. The GET validates the request ([`authorization::validate`]) and
+//! shows the login form; the POST checks the CSRF token and the browser cookie
+//! ([`login`]), the brute-force limits ([`throttle`]) and the password, then stores a code and
+//! sends the browser back to the client with it (RFC 6749 §4.1.2, RFC 9207 `iss`).
+//!
+//! [`authorization::validate`]: crate::issuer::authorization::validate
+//! [`login`]: crate::issuer::login
+//! [`throttle`]: crate::issuer::throttle
+
+use crate::issuer::authorization::{self, AuthorizationRequest, Rejection};
+use crate::issuer::error::{ErrorCode, OAuthError};
+use crate::issuer::form::Form;
+use crate::issuer::login::{self, LoginError, Pending};
+use crate::issuer::page::{self, LoginView};
+use crate::issuer::routes::token::store_error;
+use crate::issuer::state::Issuer;
+use crate::store::{AuthorizationCode, OpaqueToken, Store as _};
+use axum::body::Bytes;
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::{RawQuery, State};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::net::{IpAddr, SocketAddr};
+
+/// How long an authorization code may wait for its exchange (RFC 6749 §4.1.2 recommends at
+/// most 10 minutes; a browser redirect takes seconds).
+pub const CODE_LIFETIME_SECS: u64 = 60;
+
+/// The message of every failed sign-in: it never says which of the two was wrong.
+const WRONG_CREDENTIALS: &str = "The username or password is incorrect.";
+const EXPIRED: &str = "This sign-in page has expired or was already used.";
+const FORGED: &str = "This sign-in could not be verified. Make sure cookies are enabled.";
+
+/// `GET /authorize`: validate, then show the login form.
+pub async fn show(
+    State(issuer): State<Issuer>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let Ok(form) = Form::parse(query.as_bytes()) else {
+        return page::error(
+            StatusCode::BAD_REQUEST,
+            authorization::Untrusted::Malformed.message(),
+        );
+    };
+    let snapshot = issuer.policies.current();
+    let request = match authorization::validate(&snapshot.config, &form) {
+        Ok(request) => request,
+        Err(rejection) => return reject(&issuer, rejection),
+    };
+    if issuer.users.is_empty() {
+        tracing::warn!("an authorization request arrived, but no users can sign in (--users)");
+        return redirect_error(
+            &issuer,
+            &request,
+            OAuthError::new(
+                ErrorCode::AccessDenied,
+                "no sign-in method is configured on this issuer",
+            ),
+        );
+    }
+    let secure = issuer.issuer_url.starts_with("https://");
+    // One cookie per browser, reused by every form it opens (two tabs both work).
+    let browser = match login::cookie_value(cookie_headers(&headers), secure) {
+        Some(value) => OpaqueToken::from_presented(value),
+        None => match OpaqueToken::generate() {
+            Ok(value) => value,
+            Err(e) => return unavailable(e),
+        },
+    };
+    let now = issuer.clock.now();
+    let started = match issuer
+        .login
+        .pending
+        .start(form, request.clone(), &browser, now)
+    {
+        Ok(started) => started,
+        Err(e) => return unavailable(e),
+    };
+    let view = view(
+        &request,
+        started.login_id.expose(),
+        started.csrf_token.expose(),
+        "",
+        None,
+    );
+    let mut response = page::login(&view, StatusCode::OK);
+    // Sent again each time, so its lifetime follows the newest form.
+    if let Ok(value) = HeaderValue::from_str(&login::set_cookie(&browser, secure)) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// `POST /authorize`: the login form.
+pub async fn submit(
+    State(issuer): State<Issuer>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if crate::issuer::routes::token::require_form_content_type(&headers).is_err() {
+        return page::error(StatusCode::BAD_REQUEST, EXPIRED);
+    }
+    let Ok(form) = Form::parse(&body) else {
+        return page::error(StatusCode::BAD_REQUEST, EXPIRED);
+    };
+    let (Some(login_id), Some(csrf_token)) = (form.get("login"), form.get("csrf_token")) else {
+        return page::error(StatusCode::BAD_REQUEST, EXPIRED);
+    };
+    let secure = issuer.issuer_url.starts_with("https://");
+    let cookie = login::cookie_value(cookie_headers(&headers), secure);
+    let now = issuer.clock.now();
+    let pending = match issuer
+        .login
+        .pending
+        .check(login_id, csrf_token, cookie, now)
+    {
+        Ok(pending) => pending,
+        Err(LoginError::Unknown) => return page::error(StatusCode::BAD_REQUEST, EXPIRED),
+        Err(LoginError::Forged) => {
+            tracing::warn!("a login form was posted without its CSRF token or cookie");
+            return page::error(StatusCode::FORBIDDEN, FORGED);
+        }
+    };
+    let form_page = |username: &str, error: &str, status: StatusCode| {
+        page::login(
+            &view(
+                &pending.request,
+                login_id,
+                csrf_token,
+                username,
+                Some(error),
+            ),
+            status,
+        )
+    };
+
+    if form.get("cancel").is_some() {
+        return match issuer.login.pending.take(login_id, now) {
+            Some(pending) => complete(&issuer, &pending, None).await,
+            None => page::error(StatusCode::BAD_REQUEST, EXPIRED),
+        };
+    }
+    let (Some(username), Some(password)) = (form.get("username"), form.get("password")) else {
+        return form_page(
+            form.get("username").unwrap_or_default(),
+            "Enter your username and password.",
+            StatusCode::BAD_REQUEST,
+        );
+    };
+    let address = client_address(&extensions);
+    if let Err(wait) = issuer.login.throttle.check(username, address, now) {
+        return locked_out(
+            form_page(
+                username,
+                &locked_message(wait),
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+            wait,
+        );
+    }
+    let users = issuer.users.clone();
+    let (name, secret) = (username.to_owned(), password.to_owned());
+    let verified = tokio::task::spawn_blocking(move || {
+        users.verify(&name, &secret).map(|u| u.subject().to_owned())
+    })
+    .await;
+    let subject = match verified {
+        Ok(Some(subject)) => subject,
+        Ok(None) => {
+            issuer.login.throttle.failure(username, address, now);
+            tracing::info!("failed sign-in");
+            return form_page(username, WRONG_CREDENTIALS, StatusCode::UNAUTHORIZED);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "password verification did not complete");
+            return page::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The sign-in could not be completed. Try again.",
+            );
+        }
+    };
+    issuer.login.throttle.success(username);
+    // Taken only now, so a wrong password can be retried; once, so a replay finds nothing.
+    match issuer.login.pending.take(login_id, now) {
+        Some(pending) => complete(&issuer, &pending, Some(&subject)).await,
+        None => page::error(StatusCode::BAD_REQUEST, EXPIRED),
+    }
+}
+
+/// Finish a sign-in: with `subject`, a code for the request as the configuration in force now
+/// allows it; without, the user cancelled (`access_denied`).
+async fn complete(issuer: &Issuer, pending: &Pending, subject: Option<&str>) -> Response {
+    let snapshot = issuer.policies.current();
+    // The policy or the client may have changed while the form was open.
+    let request = match authorization::validate(&snapshot.config, &pending.query) {
+        Ok(request) => request,
+        Err(rejection) => return reject(issuer, rejection),
+    };
+    let Some(subject) = subject else {
+        return redirect_error(
+            issuer,
+            &request,
+            OAuthError::new(ErrorCode::AccessDenied, "the user cancelled the sign-in"),
+        );
+    };
+    let code = match OpaqueToken::generate() {
+        Ok(code) => code,
+        Err(e) => return redirect_error(issuer, &request, store_error(e)),
+    };
+    let stored = AuthorizationCode {
+        client_id: request.client_id.clone(),
+        redirect_uri: request.redirect_uri.clone(),
+        audience: request.audience.clone(),
+        scope: request.scope.clone(),
+        subject: subject.to_owned(),
+        code_challenge: request.code_challenge.clone(),
+        nonce: request.nonce.clone(),
+        expires_at: issuer.clock.now().saturating_add(CODE_LIFETIME_SECS),
+    };
+    if let Err(e) = issuer.store.put_code(code.hash(), stored).await {
+        tracing::error!(error = %e, "cannot store an authorization code");
+        return redirect_error(issuer, &request, store_error(e));
+    }
+    let url = authorization::redirect_url(
+        &request.redirect_uri,
+        &[("code", code.expose())],
+        request.state.as_deref(),
+        &issuer.issuer_url,
+    );
+    redirect(StatusCode::SEE_OTHER, &url)
+}
+
+fn view<'a>(
+    request: &'a AuthorizationRequest,
+    login_id: &'a str,
+    csrf_token: &'a str,
+    username: &'a str,
+    error: Option<&'a str>,
+) -> LoginView<'a> {
+    LoginView {
+        client_id: &request.client_id,
+        audience: &request.audience,
+        scopes: request.api_scopes().collect(),
+        offline_access: request.offline_access(),
+        login_id,
+        csrf_token,
+        username,
+        error,
+        redirect_uri: &request.redirect_uri,
+    }
+}
+
+fn reject(issuer: &Issuer, rejection: Rejection) -> Response {
+    match rejection {
+        Rejection::Untrusted(cause) => page::error(StatusCode::BAD_REQUEST, cause.message()),
+        Rejection::Redirect {
+            redirect_uri,
+            state,
+            error,
+        } => redirect(
+            StatusCode::FOUND,
+            &authorization::error_url(&redirect_uri, &error, state.as_deref(), &issuer.issuer_url),
+        ),
+    }
+}
+
+fn redirect_error(issuer: &Issuer, request: &AuthorizationRequest, error: OAuthError) -> Response {
+    redirect(
+        StatusCode::FOUND,
+        &authorization::error_url(
+            &request.redirect_uri,
+            &error,
+            request.state.as_deref(),
+            &issuer.issuer_url,
+        ),
+    )
+}
+
+fn redirect(status: StatusCode, url: &str) -> Response {
+    let Ok(location) = HeaderValue::from_str(url) else {
+        // Every part is percent-encoded or a registered URI; this cannot happen.
+        return page::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The sign-in could not be completed.",
+        );
+    };
+    let mut response = status.into_response();
+    response.headers_mut().insert(header::LOCATION, location);
+    page::no_store(response.headers_mut());
+    response
+}
+
+fn unavailable(error: crate::store::StoreError) -> Response {
+    tracing::error!(error = %error, "cannot start a sign-in");
+    page::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Sign-in is unavailable right now. Try again shortly.",
+    )
+}
+
+fn locked_out(mut response: Response, wait: u64) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+fn locked_message(wait: u64) -> String {
+    let minutes = wait.div_ceil(60).max(1);
+    let unit = if minutes == 1 { "minute" } else { "minutes" };
+    format!("Too many failed sign-in attempts. Try again in {minutes} {unit}.")
+}
+
+fn cookie_headers(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+}
+
+/// The peer address, when the server was started with connection info (tests in-process may
+/// set it too). Behind a reverse proxy this is the proxy: see docs/decisions.md.
+fn client_address(extensions: &Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}

@@ -1,0 +1,612 @@
+//! The authorization code flow with the static-users connector, in-process: `GET /authorize`,
+//! the login form (CSRF token, cookie), the POST with credentials, the redirect with code,
+//! `state` and `iss`, and the exchange at the token endpoint. Also every way the flow must
+//! refuse, the brute-force limits on a manual clock, and the page's escaping and headers.
+
+mod fixtures;
+
+use axum::http::{StatusCode, header};
+use fixtures::{ALICE, BOB, ISSUER_URL, STANDARD, TestIssuer, VERIFIER, WEB_CB, authorize_path};
+
+const TODO: &str = "https://todo.example.com";
+
+async fn exchange(issuer: &TestIssuer, code: &str) -> fixtures::Reply {
+    issuer
+        .post(
+            "/oauth/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", "web"),
+                ("code", code),
+                ("redirect_uri", WEB_CB),
+                ("code_verifier", VERIFIER),
+            ],
+            None,
+        )
+        .await
+}
+
+fn claims(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64");
+    serde_json::from_slice(&bytes).expect("json")
+}
+
+#[tokio::test]
+async fn a_user_signs_in_and_the_client_exchanges_the_code_for_tokens_with_offline_access() {
+    let issuer = TestIssuer::with_users(STANDARD);
+    let mut browser = issuer.browser();
+    let reply = browser.sign_in(&authorize_path(&[]), ALICE).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    let (target, params) = reply.redirect();
+    assert_eq!(target, WEB_CB);
+    assert_eq!(params["state"], "xyz");
+    assert_eq!(params["iss"], ISSUER_URL);
+    assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(reply.headers[header::REFERRER_POLICY], "no-referrer");
+
+    let tokens = exchange(&issuer, &params["code"]).await;
+    let body = tokens.ok();
+    assert_eq!(body["scope"], "offline_access todos:read");
+    assert_eq!(body["expires_in"], 86400);
+    let access = claims(body["access_token"].as_str().expect("token"));
+    assert_eq!(access["sub"], "alice");
+    assert_eq!(access["aud"], TODO);
+    assert_eq!(access["client_id"], "web");
+    let refresh = body["refresh_token"].as_str().expect("a refresh token");
+    assert!(issuer.refresh_web(refresh).await.ok()["refresh_token"].is_string());
+}
+
+#[tokio::test]
+async fn a_refresh_token_comes_exactly_when_offline_access_is_asked_and_the_policy_allows_it() {
+    for offline in [true, false] {
+        let yaml = STANDARD.replace("offlineAccess: true", &format!("offlineAccess: {offline}"));
+        let issuer = TestIssuer::with_users(&yaml);
+        for (scope, asked) in [("todos:read offline_access", true), ("todos:read", false)] {
+            let mut browser = issuer.browser();
+            let reply = browser
+                .sign_in(&authorize_path(&[("scope", scope)]), ALICE)
+                .await;
+            let (_, params) = reply.redirect();
+            let tokens = exchange(&issuer, &params["code"]).await;
+            assert_eq!(
+                tokens.ok().get("refresh_token").is_some(),
+                offline && asked,
+                "offlineAccess={offline} asked={asked}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_bcrypt_user_signs_in_as_their_configured_subject() {
+    let issuer = TestIssuer::with_users(STANDARD);
+    let reply = issuer.browser().sign_in(&authorize_path(&[]), BOB).await;
+    let (_, params) = reply.redirect();
+    let tokens = exchange(&issuer, &params["code"]).await;
+    let access = claims(tokens.ok()["access_token"].as_str().expect("token"));
+    assert_eq!(access["sub"], "user-0002");
+}
+
+#[tokio::test]
+async fn the_code_lives_sixty_seconds() {
+    let issuer = TestIssuer::with_users(STANDARD);
+    let reply = issuer.browser().sign_in(&authorize_path(&[]), ALICE).await;
+    let (_, params) = reply.redirect();
+    issuer.clock().advance(61);
+    assert_eq!(
+        exchange(&issuer, &params["code"]).await.error(),
+        "invalid_grant"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_an_unknown_user_get_the_same_generic_answer() {
+    let issuer = TestIssuer::with_users(STANDARD);
+    let mut browser = issuer.browser();
+    let wrong = browser
+        .sign_in(&authorize_path(&[]), ("alice", "nope"))
+        .await;
+    let unknown = browser
+        .sign_in(&authorize_path(&[]), ("mallory", "alice-password"))
+        .await;
+    for reply in [&wrong, &unknown] {
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        assert!(
+            reply
+                .text
+                .contains("The username or password is incorrect.")
+        );
+        assert!(reply.headers.get(header::LOCATION).is_none());
+        // The form is shown again, ready for another try.
+        let form = reply.login_form();
+        assert!(!form.login.is_empty() && !form.csrf_token.is_empty());
+    }
+    // A retry in the same form succeeds.
+    let retry = browser.submit(&wrong.login_form(), ALICE.0, ALICE.1).await;
+    assert_eq!(retry.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn pkce_is_required_and_plain_is_refused_back_at_the_client() {
+    let issuer = TestIssuer::with_users(STANDARD);
+    for changes in [
+        &[("code_challenge", "")][..],
+        &[("code_challenge_method", "")],
+        &[("code_challenge_method", "plain")],
+        &[
+            ("code_challenge", VERIFIER),
+            ("code_challenge_method", "plain"),
+        ],
+    ] {
+        let reply = issuer.browser().get(&authorize_path(changes)).await;
+        assert_eq!(reply.status, StatusCode::FOUND, "{changes:?}");
+        let (target, params) = reply.redirect();
+        assert_eq!(target, WEB_CB);
+        assert_eq!(params["error"], "invalid_request");
+        assert_eq!(params["state"], "xyz");
+        assert_eq!(params["iss"], ISSUER_URL);
+    }
+}
+
+#[tokio::test]
+async fn other_request_errors_go_back_to_the_client_with_their_codes() {
+    let issuer = TestIssuer::with_users(STANDARD);
+    for (changes, code) in [
+        (
+            &[("response_type", "token")][..],
+            "unsupported_response_type",
+        ),
+        (&[("scope", "admin")], "invalid_scope"),
+        (
+            &[("audience", "https://banking.example.com")],
+            "invalid_target",
+        ),
+        (
+            &[("resource", "https://nowhere.example.com")],
+            "invalid_target",
+        ),
+        (&[("prompt", "none")], "login_required"),
+    ] {
+        let reply = issuer.browser().get(&authorize_path(changes)).await;
+        let (_, params) = reply.redirect();
+        assert_eq!(params["error"], code, "{changes:?}");
+        assert_eq!(params["state"], "xyz");
+    }
+}
+
+#[tokio::test]
+async fn an_unregistered_redirect_uri_or_unknown_client_gets_an_error_page_and_no_redirect() {
+    let issuer = TestIssuer::with_users(STANDARD);
+    for changes in [
+        &[("redirect_uri", "https://evil.example.com/cb")][..],
+        &[("redirect_uri", "https://app.example.com/cb/other")],
+        &[("redirect_uri", "")],
+        &[("client_id", "nobody")],
+        &[("client_id", "")],
+        &[("client_id", "worker")],
+    ] {
+        let reply = issuer.browser().get(&authorize_path(changes)).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{changes:?}");
+        assert!(reply.headers.get(header::LOCATION).is_none());
+        assert!(reply.text.contains("Sign-in cannot continue"));
+        assert!(!reply.text.contains("evil.example.com") && !reply.text.contains("nobody"));
+    }
+    let repeated = issuer
+        .browser()
+        .get(&format!("{}&client_id=web", authorize_path(&[])))
+        .await;
+    assert_eq!(repeated.status, StatusCode::BAD_REQUEST);
+    assert!(repeated.headers.get(header::LOCATION).is_none());
+}
+
+#[tokio::test]
+async fn a_login_post_with_a_wrong_csrf_token_or_without_its_cookie_is_refused() {
+    let issuer = TestIssuer::with_users(STANDARD);
+    let mut browser = issuer.browser();
+    let page = browser.get(&authorize_path(&[])).await;
+    let form = page.login_form();
+
+    let mut forged = form.clone();
+    forged.csrf_token = "A".repeat(43);
+    let reply = browser.submit(&forged, ALICE.0, ALICE.1).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(reply.headers.get(header::LOCATION).is_none());
+
+    // Another site posting the victim's form: no cookie (SameSite) or another browser's.
+    let mut attacker = issuer.browser();
+    attacker.get(&authorize_path(&[])).await;
+    assert_eq!(
+        attacker.submit(&form, ALICE.0, ALICE.1).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let mut cookieless = issuer.browser();
+    assert_eq!(
+        cookieless.submit(&form, ALICE.0, ALICE.1).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    // The real browser still signs in with the real form.
+    assert_eq!(
+        browser.submit(&form, ALICE.0, ALICE.1).await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn a_replayed_login_post_gets_no_second_code() {
+    let issuer = TestIssuer::with_users(STANDARD);
+    let mut browser = issuer.browser();
+    let form = browser.get(&authorize_path(&[])).await.login_form();
+    let first = browser.submit(&form, ALICE.0, ALICE.1).await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER);
+    let again = browser.submit(&form, ALICE.0, ALICE.1).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert!(again.headers.get(header::LOCATION).is_none());
+    assert!(again.text.contains("expired or was already used"));
+}
+
+#[tokio::test]
+async fn the_login_form_expires_after_ten_minutes() {
+    let issuer = TestIssuer::with_users(STANDARD);
+    let mut browser = issuer.browser();
+    let form = browser.get(&authorize_path(&[])).await.login_form();
+    issuer.clock().advance(600);
+    let reply = browser.submit(&form, ALICE.0, ALICE.1).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn cancel_sends_access_denied_back_to_the_client() {
+    let issuer = TestIssuer::with_users(STANDARD);
+    let mut browser = issuer.browser();
+    let form = browser.get(&authorize_path(&[])).await.login_form();
+    let reply = browser
+        .post(
+            "/authorize",
+            &[
+                ("login", &form.login),
+                ("csrf_token", &form.csrf_token),
+                ("cancel", "1"),
+            ],
+        )
+        .await;
+    let (target, params) = reply.redirect();
+    assert_eq!(target, WEB_CB);
+    assert_eq!(params["error"], "access_denied");
+    assert_eq!(params["state"], "xyz");
+    assert!(!params.contains_key("code"));
+}
+
+#[tokio::test]
+async fn five_failures_lock_the_username_out_with_retry_after_until_the_window_passes() {
+    let issuer = TestIssuer::with_users(STANDARD);
+    let mut browser = issuer.browser();
+    let form = browser.get(&authorize_path(&[])).await.login_form();
+    for attempt in 1..=5 {
+        let reply = browser
+            .submit(&form, "alice", &format!("guess-{attempt}"))
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
+    }
+    // Locked: even the right password is refused, without checking it.
+    let locked = browser.submit(&form, ALICE.0, ALICE.1).await;
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(locked.headers[header::RETRY_AFTER], "60");
+    assert!(locked.text.contains("Too many failed sign-in attempts"));
+    // Another user is not locked by alice's failures.
+    let mut other = issuer.browser();
+    other.address = Some(([198, 51, 100, 7], 1).into());
+    assert_eq!(
+        other.sign_in(&authorize_path(&[]), BOB).await.status,
+        StatusCode::SEE_OTHER
+    );
+
+    issuer.clock().advance(30);
+    let still = browser.submit(&form, ALICE.0, ALICE.1).await;
+    assert_eq!(still.headers[header::RETRY_AFTER], "30");
+    issuer.clock().advance(30);
+    let reply = browser.sign_in(&authorize_path(&[]), ALICE).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn the_second_lockout_of_a_username_lasts_twice_as_long() {
+    let issuer = TestIssuer::with_users(STANDARD);
+    let mut browser = issuer.browser();
+    let form = browser.get(&authorize_path(&[])).await.login_form();
+    for round in [60, 120] {
+        for _ in 0..5 {
+            browser.submit(&form, "alice", "wrong").await;
+        }
+        let locked = browser.submit(&form, "alice", "wrong").await;
+        assert_eq!(
+            locked.headers[header::RETRY_AFTER],
+            round.to_string().as_str()
+        );
+        issuer.clock().advance(round);
+    }
+}
+
+#[tokio::test]
+async fn unknown_usernames_are_locked_out_like_known_ones() {
+    let issuer = TestIssuer::with_users(STANDARD);
+    let mut browser = issuer.browser();
+    let form = browser.get(&authorize_path(&[])).await.login_form();
+    for _ in 0..5 {
+        browser.submit(&form, "mallory", "x").await;
+    }
+    let reply = browser.submit(&form, "mallory", "x").await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn one_address_guessing_many_usernames_is_locked_out() {
+    let issuer = TestIssuer::with_users(STANDARD);
+    let mut browser = issuer.browser();
+    let form = browser.get(&authorize_path(&[])).await.login_form();
+    for i in 0..20 {
+        let reply = browser.submit(&form, &format!("user{i}"), "x").await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    let locked = browser.submit(&form, ALICE.0, ALICE.1).await;
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
+    let mut elsewhere = issuer.browser();
+    elsewhere.address = Some(([203, 0, 113, 9], 1).into());
+    assert_eq!(
+        elsewhere.sign_in(&authorize_path(&[]), ALICE).await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn the_login_page_is_an_accessible_form_with_security_headers_and_a_secure_cookie() {
+    let issuer = TestIssuer::with_users(STANDARD);
+    let page = issuer.browser().get(&authorize_path(&[])).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let h = &page.headers;
+    assert_eq!(h[header::CONTENT_TYPE], "text/html; charset=utf-8");
+    let csp = h[header::CONTENT_SECURITY_POLICY].to_str().expect("ascii");
+    for directive in [
+        "default-src 'none'",
+        "style-src 'sha256-",
+        "frame-ancestors 'none'",
+        "form-action 'self' https://app.example.com",
+        "base-uri 'none'",
+    ] {
+        assert!(csp.contains(directive), "{csp}");
+    }
+    assert!(!csp.contains("unsafe"), "{csp}");
+    assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
+    assert_eq!(h[header::REFERRER_POLICY], "no-referrer");
+    assert_eq!(h[header::CACHE_CONTROL], "no-store");
+    assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    let cookie = h[header::SET_COOKIE].to_str().expect("ascii");
+    assert!(cookie.starts_with("__Host-tokenwarden-login="), "{cookie}");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+
+    let html = &page.text;
+    for needle in [
+        r#"<html lang="en">"#,
+        r#"<form method="post" action="authorize">"#,
+        r#"<label for="username">"#,
+        r#"<input id="username" name="username" type="text""#,
+        r#"autocomplete="username""#,
+        r#"<label for="password">"#,
+        r#"<input id="password" name="password" type="password" autocomplete="current-password""#,
+        "to continue to <strong>web</strong>",
+        "<strong>https://todo.example.com</strong>",
+        "<code>todos:read</code>",
+        "offline access",
+    ] {
+        assert!(html.contains(needle), "missing {needle}");
+    }
+    for absent in ["<script", "src=\"http", "href=\"http", " style=\""] {
+        assert!(!html.contains(absent), "found {absent}");
+    }
+    // The stylesheet is the one the CSP hash allows.
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let start = html.find("<style>").expect("style") + "<style>".len();
+    let end = html.find("</style>").expect("end of style");
+    let hash = base64::engine::general_purpose::STANDARD
+        .encode(sha2::Sha256::digest(&html.as_bytes()[start..end]));
+    assert!(csp.contains(&format!("'sha256-{hash}'")), "{csp}");
+}
+
+#[tokio::test]
+async fn a_hostile_state_username_audience_and_scope_are_escaped_on_the_page_and_round_trip() {
+    let hostile_scope = "<img/src=x>";
+    let hostile_audience = "https://todo.example.com/<script>alert('aud')</script>";
+    let yaml = STANDARD
+        .replace("https://todo.example.com", hostile_audience)
+        .replace(
+            r#"{name: "todos:read"}"#,
+            &format!(r#"{{name: "{hostile_scope}"}}"#),
+        )
+        .replace(
+            r#"scopes: ["todos:read", "todos:write"]"#,
+            &format!(r#"scopes: ["{hostile_scope}"]"#),
+        );
+    let issuer = TestIssuer::with_users(&yaml);
+    let state = r#""><script>alert(1)</script>&x='"#;
+    let path = authorize_path(&[("state", state), ("scope", hostile_scope)]);
+    let mut browser = issuer.browser();
+    let page = browser.get(&path).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(!page.text.contains("<script"), "{}", page.text);
+    assert!(!page.text.contains("<img"));
+    assert!(page.text.contains("&lt;img/src=x&gt;"));
+    assert!(
+        page.text
+            .contains("&lt;script&gt;alert(&#39;aud&#39;)&lt;/script&gt;")
+    );
+
+    let form = page.login_form();
+    let failed = browser
+        .submit(&form, r#""><script>alert(2)</script>"#, "nope")
+        .await;
+    assert!(!failed.text.contains("<script"));
+    assert!(
+        failed
+            .text
+            .contains(r#"value="&quot;&gt;&lt;script&gt;alert(2)&lt;/script&gt;""#)
+    );
+
+    let reply = browser.submit(&form, ALICE.0, ALICE.1).await;
+    let (_, params) = reply.redirect();
+    assert_eq!(params["state"], state);
+    assert_eq!(params["iss"], ISSUER_URL);
+}
+
+#[tokio::test]
+async fn without_users_the_client_gets_access_denied() {
+    let issuer = TestIssuer::standard();
+    let reply = issuer.browser().get(&authorize_path(&[])).await;
+    let (_, params) = reply.redirect();
+    assert_eq!(params["error"], "access_denied");
+}
+
+#[tokio::test]
+async fn a_client_removed_while_the_form_is_open_gets_no_code() {
+    let issuer = TestIssuer::with_users(STANDARD);
+    let mut browser = issuer.browser();
+    let form = browser.get(&authorize_path(&[])).await.login_form();
+    issuer.rewrite(&STANDARD.replace("clientId: web", "clientId: web2"));
+    let reply = browser.submit(&form, ALICE.0, ALICE.1).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.headers.get(header::LOCATION).is_none());
+}
+
+#[tokio::test]
+async fn the_flow_works_over_a_real_port_and_counts_failures_by_peer_address() {
+    let issuer = TestIssuer::with_users(STANDARD);
+    let base = issuer.serve().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let page = http
+        .get(format!("{base}{}", authorize_path(&[])))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), StatusCode::OK);
+    let cookie = page.headers()[header::SET_COOKIE]
+        .to_str()
+        .expect("ascii")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_owned();
+    let text = page.text().await.expect("html");
+    let reply = fixtures::Reply {
+        status: StatusCode::OK,
+        headers: Default::default(),
+        json: serde_json::Value::Null,
+        text,
+    };
+    let form = reply.login_form();
+    let post = |username: &'static str, password: &'static str| {
+        http.post(format!("{base}/authorize"))
+            .header(header::COOKIE, &cookie)
+            .form(&[
+                ("login", form.login.as_str()),
+                ("csrf_token", form.csrf_token.as_str()),
+                ("username", username),
+                ("password", password),
+            ])
+            .send()
+    };
+    for i in 0..20 {
+        let name = ["u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9"][i % 10];
+        let reply = post(name, "x").await.expect("post");
+        assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+    }
+    let locked = post(ALICE.0, ALICE.1).await.expect("post");
+    assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(issuer.issuer.login.throttle.addresses.len() == 1);
+}
+
+/// Any query at all: the issuer answers with a page (200 or 400) or a redirect to a
+/// registered URI, never a server error and never a redirect elsewhere.
+#[test]
+fn any_authorize_query_gets_a_page_or_a_redirect_to_a_registered_uri_never_a_5xx() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let issuer = TestIssuer::with_users(STANDARD);
+    let name = prop_oneof![
+        Just("response_type".to_owned()),
+        Just("client_id".to_owned()),
+        Just("redirect_uri".to_owned()),
+        Just("code_challenge".to_owned()),
+        Just("code_challenge_method".to_owned()),
+        Just("scope".to_owned()),
+        Just("state".to_owned()),
+        Just("audience".to_owned()),
+        Just("resource".to_owned()),
+        Just("prompt".to_owned()),
+        "[a-z_%+=&]{0,12}",
+    ];
+    let value = prop_oneof![
+        Just("code".to_owned()),
+        Just("web".to_owned()),
+        Just("backend".to_owned()),
+        Just(WEB_CB.to_owned()),
+        Just(fixtures::CHALLENGE.to_owned()),
+        Just("S256".to_owned()),
+        Just(TODO.to_owned()),
+        Just("todos:read offline_access".to_owned()),
+        "\\PC{0,30}",
+        "[%&=+a-f0-9]{0,30}",
+    ];
+    let raw = proptest::collection::vec((name, value, any::<bool>()), 0..12);
+    let mut runner = TestRunner::new(Config {
+        cases: 256,
+        ..Config::default()
+    });
+    runner
+        .run(&raw, |params| {
+            // Half the pairs are encoded properly, half go in raw (bad escapes, stray `&`).
+            let query: String = params
+                .iter()
+                .map(|(n, v, encode)| {
+                    if *encode {
+                        form_urlencoded::Serializer::new(String::new())
+                            .append_pair(n, v)
+                            .finish()
+                    } else {
+                        format!("{n}={}", v.replace([' ', '#'], ""))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("&");
+            let Ok(uri) = axum::http::Uri::try_from(format!("/authorize?{query}")) else {
+                return Ok(());
+            };
+            let reply = runtime.block_on(issuer.browser().get(&uri.to_string()));
+            prop_assert!(!reply.status.is_server_error(), "{}", reply.status);
+            if reply.status.is_redirection() {
+                let location = reply.headers[header::LOCATION].to_str().expect("ascii");
+                prop_assert!(
+                    location.starts_with(&format!("{WEB_CB}?"))
+                        || location.starts_with("https://backend.example.com/cb?"),
+                    "{location}"
+                );
+            } else {
+                prop_assert!(
+                    reply.status == StatusCode::OK || reply.status == StatusCode::BAD_REQUEST,
+                    "{}",
+                    reply.status
+                );
+            }
+            Ok(())
+        })
+        .expect("property holds");
+}
