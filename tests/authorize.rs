@@ -610,3 +610,12 @@ fn any_authorize_query_gets_a_page_or_a_redirect_to_a_registered_uri_never_a_5xx
         })
         .expect("property holds");
 }
+
+#[test]
+fn the_demo_users_file_lets_alice_sign_in_with_the_documented_password() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/users.yaml");
+    let users = tokenwarden::issuer::users::Users::load(&path).expect("valid users file");
+    let alice = users.verify("alice", "alice-demo-password").expect("alice");
+    assert_eq!(alice.subject(), "alice");
+    assert!(users.verify("alice", "alice-password").is_none());
+}

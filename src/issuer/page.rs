@@ -135,6 +135,7 @@ button:focus-visible{outline:3px solid var(--ring);outline-offset:2px}
 .primary{margin-top:24px;border:0;background:var(--accent);color:var(--on-accent)}
 .primary:hover{filter:brightness(1.08)}
 .secondary{margin-top:8px;border:1px solid var(--border);background:transparent;color:var(--text);font-weight:500}
+h1+.alert{margin-top:16px}
 .alert{margin:0 0 16px;padding:10px 12px;border-radius:8px;background:var(--alert-bg);color:var(--alert-text);font-size:14px}
 .access{margin-top:24px;padding-top:16px;border-top:1px solid var(--border);font-size:14px;color:var(--muted)}
 .access h2{margin:0;font-size:14px;font-weight:400}
