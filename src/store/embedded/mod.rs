@@ -34,7 +34,8 @@ use tables::{
 /// Name of the database file inside the data directory.
 pub const FILE_NAME: &str = "tokenwarden.redb";
 
-/// The embedded store. Cheap to clone; the file is closed when the last clone is dropped.
+/// The embedded store. Cheap to clone; the file is closed when the last clone is dropped,
+/// which waits for the writer to finish the batch in hand (milliseconds).
 #[derive(Clone)]
 pub struct EmbeddedStore {
     inner: Arc<Inner>,
