@@ -19,6 +19,8 @@ pub enum Command {
         #[arg(long = "output-dir", value_name = "DIR")]
         output_dirs: Vec<std::path::PathBuf>,
     },
+    /// Run the token issuer (standalone with --policies, else following the cluster).
+    Issuer(crate::issuer::IssuerOptions),
     /// Check ApiTokenPolicy and ApiClient YAML offline, as the API server would.
     Validate {
         /// Files or folders (searched for *.yaml and *.yml) to check.
@@ -35,6 +37,11 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Crds { output_dirs } => write_crds(&output_dirs),
         Command::Validate { paths } => crate::validate::run(&paths),
+        Command::Issuer(options) => serve(|shutdown| async move {
+            crate::issuer::run(options, shutdown)
+                .await
+                .map_err(|e| e.to_string())
+        }),
     }
 }
 
@@ -50,4 +57,70 @@ fn write_crds(dirs: &[std::path::PathBuf]) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Run a long-lived component on a multi-threaded runtime with logging, until SIGINT or
+/// SIGTERM. A start-up error is printed and gives exit code 1.
+fn serve<F, Fut>(component: F) -> ExitCode
+where
+    F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(signal(shutdown.clone()));
+        match component(shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                tracing::error!("{message}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Cancel `shutdown` on SIGINT or SIGTERM.
+async fn signal(shutdown: tokio_util::sync::CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let name = tokio::select! {
+        () = interrupt => "SIGINT",
+        () = terminate => "SIGTERM",
+    };
+    tracing::info!(signal = name, "shutting down");
+    shutdown.cancel();
+}
+
+/// Logs go to stderr; `RUST_LOG` filters them (default `info`), `TOKENWARDEN_LOG_FORMAT=json`
+/// makes them JSON lines.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if std::env::var("TOKENWARDEN_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }

@@ -15,4 +15,6 @@ pub mod cli;
 pub mod config;
 pub mod issuer;
 pub mod manifests;
+pub mod store;
+pub mod tokens;
 pub mod validate;

@@ -107,6 +107,14 @@ pub fn load(paths: &[PathBuf]) -> Loaded {
     loaded
 }
 
+/// The manifest files `load` would read under `paths`, in order (unreadable paths left out).
+pub fn files(paths: &[PathBuf]) -> Vec<PathBuf> {
+    paths
+        .iter()
+        .flat_map(|p| files_under(p).unwrap_or_default())
+        .collect()
+}
+
 fn files_under(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     if !path.is_dir() {
         std::fs::metadata(path)?;

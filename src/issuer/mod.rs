@@ -1,11 +1,27 @@
 //! The token issuer: the OAuth 2.0 endpoints that enforce the reconciled policies.
 //!
 //! - [`protocol`]: the decisions (which API, which scopes, may a refresh token exist), pure.
-//! - [`client_auth`]: who the client is.
-//! - [`form`]: hostile-input parsing of request parameters.
-//! - [`error`]: the RFC 6749 error responses.
+//! - [`client_auth`]: who the client is; [`users`]: who the person is.
+//! - [`form`]: hostile-input parsing of request parameters; [`error`]: RFC 6749 errors.
+//! - [`routes`]: the endpoints; [`server`]: the router and the servers.
+//! - [`snapshot`]: the configuration in force, swapped whole; [`standalone`]: its file source.
+//! - [`state`]: what handlers share; [`metrics`]: Prometheus metrics.
+//! - [`run`]: standalone mode from the command line.
 
 pub mod client_auth;
 pub mod error;
 pub mod form;
+pub mod metrics;
 pub mod protocol;
+pub mod routes;
+pub mod run;
+pub mod server;
+pub mod snapshot;
+pub mod standalone;
+pub mod state;
+pub mod users;
+
+pub use run::{IssuerOptions, run};
+pub use server::{metrics_router, router, serve};
+pub use snapshot::{ConfigSource, Policies, Snapshot};
+pub use state::{Clock, Issuer, Keys};

@@ -1,0 +1,6 @@
+//! The HTTP endpoints, one file per endpoint family. Handlers read the request, call the
+//! protocol decisions, the store and the minter, and render the response.
+
+pub mod discovery;
+pub mod health;
+pub mod token;

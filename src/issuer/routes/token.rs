@@ -1,0 +1,446 @@
+//! `POST /oauth/token` (RFC 6749 §3.2): client_credentials, authorization_code with PKCE
+//! (RFC 7636, S256 only) and refresh_token. The decisions are in [`super::super::protocol`];
+//! this file reads the request, calls the store and the minter in the right order, and writes
+//! the response. No token leaves before what it depends on is stored.
+
+use crate::api::{GrantType, RotationMode, SigningAlgorithm};
+use crate::config::{ApiConfig, ClientConfig};
+use crate::issuer::client_auth;
+use crate::issuer::error::OAuthError;
+use crate::issuer::form::Form;
+use crate::issuer::protocol::{self, FamilyGrant, GrantedScopes, OFFLINE_ACCESS};
+use crate::issuer::state::Issuer;
+use crate::store::{
+    CodeGrant, CodeOutcome, NewFamily, OpaqueToken, RefreshOutcome, RefreshRequest, RefreshRules,
+    Store, StoreError,
+};
+use crate::tokens::{AccessTokenClaims, Algorithm, MintedToken};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::time::Instant;
+use subtle::ConstantTimeEq;
+
+/// The successful token response (RFC 6749 §5.1).
+#[derive(Serialize)]
+struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+}
+
+impl IntoResponse for TokenResponse {
+    fn into_response(self) -> Response {
+        let mut response = axum::Json(self).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        response
+    }
+}
+
+/// The handler: counts and times every request by grant type and outcome.
+pub async fn token(State(issuer): State<Issuer>, headers: HeaderMap, body: Bytes) -> Response {
+    let started = Instant::now();
+    let grant = grant_label(&body);
+    let result = handle(&issuer, &headers, &body).await;
+    let outcome = match &result {
+        Ok(_) => "issued",
+        Err(e) => e.code.as_str(),
+    };
+    issuer
+        .metrics
+        .token_requests
+        .get_or_create(&crate::issuer::metrics::GrantLabels { grant, outcome })
+        .inc();
+    issuer
+        .metrics
+        .token_latency
+        .get_or_create(&crate::issuer::metrics::GrantLabel { grant })
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(response) => response.into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The grant type as a bounded metric label.
+fn grant_label(body: &[u8]) -> &'static str {
+    let text = std::str::from_utf8(body).unwrap_or_default();
+    let grant = text.split('&').find_map(|p| p.strip_prefix("grant_type="));
+    match grant {
+        Some("client_credentials") => "client_credentials",
+        Some("authorization_code") => "authorization_code",
+        Some("refresh_token") => "refresh_token",
+        _ => "other",
+    }
+}
+
+async fn handle(
+    issuer: &Issuer,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<TokenResponse, OAuthError> {
+    require_form_content_type(headers)?;
+    let form = Form::parse(body)?;
+    let snapshot = issuer.policies.current();
+    let (client, _) = client_auth::authenticate(&snapshot.config, headers, &form)?;
+    let now = issuer.clock.now();
+    match form.require("grant_type", "grant_type is required")? {
+        "client_credentials" => client_credentials(issuer, &snapshot.config, client, &form, now),
+        "authorization_code" => {
+            authorization_code(issuer, &snapshot.config, client, &form, now).await
+        }
+        "refresh_token" => refresh_token(issuer, &snapshot.config, client, &form, now).await,
+        _ => Err(OAuthError::new(
+            crate::issuer::error::ErrorCode::UnsupportedGrantType,
+            "supported grant types: client_credentials, authorization_code, refresh_token",
+        )),
+    }
+}
+
+/// Token requests are form-encoded (RFC 6749 §4.1.3, §4.4.2, §6).
+pub fn require_form_content_type(headers: &HeaderMap) -> Result<(), OAuthError> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if is_form {
+        Ok(())
+    } else {
+        Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ))
+    }
+}
+
+fn require_grant(client: &ClientConfig, grant: GrantType) -> Result<(), OAuthError> {
+    if client.grant_types.contains(&grant) {
+        Ok(())
+    } else {
+        Err(OAuthError::unauthorized_client(
+            "this client may not use this grant type",
+        ))
+    }
+}
+
+fn client_credentials(
+    issuer: &Issuer,
+    config: &crate::config::IssuerConfig,
+    client: &ClientConfig,
+    form: &Form,
+    now: u64,
+) -> Result<TokenResponse, OAuthError> {
+    require_grant(client, GrantType::ClientCredentials)?;
+    if client.client_type != crate::api::ClientType::Confidential {
+        return Err(OAuthError::unauthorized_client(
+            "client_credentials is for confidential clients",
+        ));
+    }
+    let api = protocol::select_api(config, client, form.get("audience"), &form.all("resource"))?;
+    // offline_access is ignored: client_credentials never gets a refresh token (§4.4.3).
+    let GrantedScopes { api_scopes, .. } = protocol::grant_scopes(api, client, form.get("scope"))?;
+    let scope = protocol::scope_string(&api_scopes);
+    let minted = mint(
+        issuer,
+        api,
+        &client.client_id,
+        &client.client_id,
+        &scope,
+        now,
+    )?;
+    Ok(TokenResponse {
+        access_token: minted.token,
+        token_type: "Bearer",
+        expires_in: protocol::access_token_lifetime(api),
+        scope,
+        refresh_token: None,
+    })
+}
+
+async fn authorization_code(
+    issuer: &Issuer,
+    config: &crate::config::IssuerConfig,
+    client: &ClientConfig,
+    form: &Form,
+    now: u64,
+) -> Result<TokenResponse, OAuthError> {
+    require_grant(client, GrantType::AuthorizationCode)?;
+    let code = OpaqueToken::from_presented(form.require("code", "code is required")?);
+    let redirect_uri = form.require("redirect_uri", "redirect_uri is required")?;
+    let verifier = form.require("code_verifier", "code_verifier is required (PKCE)")?;
+    let hash = code.hash();
+    let granted = match issuer
+        .store
+        .take_code(hash, now)
+        .await
+        .map_err(store_error)?
+    {
+        CodeOutcome::Valid(granted) => granted,
+        CodeOutcome::Replayed => {
+            return Err(OAuthError::invalid_grant(
+                "the code was already used; what it issued is revoked",
+            ));
+        }
+        CodeOutcome::Expired | CodeOutcome::NotFound => {
+            return Err(OAuthError::invalid_grant("the code is invalid or expired"));
+        }
+    };
+    if granted.client_id != client.client_id || granted.redirect_uri != redirect_uri {
+        return Err(OAuthError::invalid_grant(
+            "the code was issued to another client or redirect_uri",
+        ));
+    }
+    if !pkce_s256_matches(verifier, &granted.code_challenge) {
+        return Err(OAuthError::invalid_grant(
+            "the code_verifier does not match",
+        ));
+    }
+    let api = config
+        .apis
+        .get(&granted.audience)
+        .ok_or(OAuthError::invalid_grant(
+            "the API of this code no longer exists",
+        ))?;
+    let mut scopes = protocol::parse_scope(Some(&granted.scope));
+    let offline_asked = scopes.remove(OFFLINE_ACCESS);
+    let scope = protocol::scope_string(&scopes);
+    let minted = mint(
+        issuer,
+        api,
+        &granted.subject,
+        &client.client_id,
+        &scope,
+        now,
+    )?;
+    let refresh_token = if protocol::may_issue_refresh_token(
+        GrantType::AuthorizationCode,
+        api,
+        client,
+        offline_asked,
+    ) {
+        Some(new_family(issuer, api, client, &granted.subject, &scopes, now).await?)
+    } else {
+        None
+    };
+    let grant = CodeGrant {
+        access_token_jti: minted.jti.clone(),
+        access_token_expires_at: minted.expires_at,
+        family: refresh_token.as_ref().map(|(_, family)| *family),
+    };
+    if !issuer
+        .store
+        .record_code_grant(hash, grant, now)
+        .await
+        .map_err(store_error)?
+    {
+        return Err(OAuthError::invalid_grant(
+            "the code was already used; what it issued is revoked",
+        ));
+    }
+    Ok(response(
+        api,
+        minted,
+        scopes,
+        refresh_token.map(|(token, _)| token),
+    ))
+}
+
+async fn refresh_token(
+    issuer: &Issuer,
+    config: &crate::config::IssuerConfig,
+    client: &ClientConfig,
+    form: &Form,
+    now: u64,
+) -> Result<TokenResponse, OAuthError> {
+    require_grant(client, GrantType::RefreshToken)?;
+    let presented =
+        OpaqueToken::from_presented(form.require("refresh_token", "refresh_token is required")?);
+    let hash = presented.hash();
+    let view = issuer
+        .store
+        .lookup_refresh_token(hash)
+        .await
+        .map_err(store_error)?
+        .ok_or(OAuthError::invalid_grant("the refresh token is invalid"))?;
+    let mut original = protocol::parse_scope(Some(&view.family.scope));
+    original.remove(OFFLINE_ACCESS);
+    let family = FamilyGrant {
+        client_id: &view.family.client_id,
+        audience: &view.family.audience,
+        scopes: &original,
+    };
+    let (api, scopes) = protocol::check_refresh(
+        config,
+        client,
+        &family,
+        form.get("audience"),
+        &form.all("resource"),
+        form.get("scope"),
+    )?;
+    let new = OpaqueToken::generate().map_err(store_error)?;
+    let request = RefreshRequest {
+        presented: hash,
+        new: new.hash(),
+        client_id: client.client_id.clone(),
+        audience: api.audience.clone(),
+    };
+    let outcome = issuer
+        .store
+        .refresh(request, now, refresh_rules(api))
+        .await
+        .map_err(store_error)?;
+    let returned = match &outcome {
+        RefreshOutcome::Rotated { .. } | RefreshOutcome::ReuseWithinGrace { .. } => Some(new),
+        RefreshOutcome::NonRotating { .. } => None,
+        RefreshOutcome::ReplayDetected { .. } => {
+            issuer.metrics.refresh_reuse_detected.inc();
+            tracing::warn!(client_id = %client.client_id, "retired refresh token presented again; its family is revoked");
+            return Err(OAuthError::invalid_grant("the refresh token is invalid"));
+        }
+        RefreshOutcome::Expired(_) => {
+            return Err(OAuthError::invalid_grant("the refresh token has expired"));
+        }
+        RefreshOutcome::Revoked | RefreshOutcome::WrongClient | RefreshOutcome::NotFound => {
+            return Err(OAuthError::invalid_grant("the refresh token is invalid"));
+        }
+    };
+    let subject = outcome
+        .granted()
+        .map(|f| f.subject.clone())
+        .unwrap_or_default();
+    let scope = protocol::scope_string(&scopes);
+    let minted = mint(issuer, api, &subject, &client.client_id, &scope, now)?;
+    Ok(response(api, minted, scopes, returned))
+}
+
+fn response(
+    api: &ApiConfig,
+    minted: MintedToken,
+    mut scopes: BTreeSet<String>,
+    refresh: Option<OpaqueToken>,
+) -> TokenResponse {
+    if refresh.is_some() {
+        scopes.insert(OFFLINE_ACCESS.to_owned());
+    }
+    TokenResponse {
+        access_token: minted.token,
+        token_type: "Bearer",
+        expires_in: protocol::access_token_lifetime(api),
+        scope: protocol::scope_string(&scopes),
+        refresh_token: refresh.map(|t| t.expose().to_owned()),
+    }
+}
+
+/// Start a refresh-token family; the token is stored (as a hash) before it is returned.
+async fn new_family(
+    issuer: &Issuer,
+    api: &ApiConfig,
+    client: &ClientConfig,
+    subject: &str,
+    scopes: &BTreeSet<String>,
+    now: u64,
+) -> Result<(OpaqueToken, crate::store::FamilyId), OAuthError> {
+    let token = OpaqueToken::generate().map_err(store_error)?;
+    let family = NewFamily {
+        client_id: client.client_id.clone(),
+        audience: api.audience.clone(),
+        subject: subject.to_owned(),
+        scope: protocol::scope_string(scopes),
+    };
+    let family = issuer
+        .store
+        .create_family(family, token.hash(), now, refresh_rules(api))
+        .await
+        .map_err(store_error)?;
+    Ok((token, family.id))
+}
+
+/// The policy's refresh settings as the store's rules.
+pub fn refresh_rules(api: &ApiConfig) -> RefreshRules {
+    let seconds = |s: i64| u64::try_from(s).unwrap_or(0);
+    let settings = &api.refresh_tokens;
+    RefreshRules {
+        rotating: settings.rotation == RotationMode::Rotating,
+        absolute_lifetime_secs: seconds(settings.absolute_lifetime_seconds),
+        idle_lifetime_secs: seconds(settings.idle_lifetime_seconds),
+        reuse_interval_secs: seconds(settings.reuse_interval_seconds),
+    }
+}
+
+/// The token algorithm of a policy's `signingAlgorithm`.
+pub fn algorithm(alg: SigningAlgorithm) -> Algorithm {
+    match alg {
+        SigningAlgorithm::Rs256 => Algorithm::Rs256,
+        SigningAlgorithm::Ps256 => Algorithm::Ps256,
+        SigningAlgorithm::Es256 => Algorithm::Es256,
+        SigningAlgorithm::EdDsa => Algorithm::EdDsa,
+    }
+}
+
+fn mint(
+    issuer: &Issuer,
+    api: &ApiConfig,
+    subject: &str,
+    client_id: &str,
+    scope: &str,
+    now: u64,
+) -> Result<MintedToken, OAuthError> {
+    let keys = issuer.keys.load();
+    let claims = AccessTokenClaims {
+        issuer: &issuer.issuer_url,
+        subject,
+        audience: &api.audience,
+        client_id,
+        scope,
+    };
+    keys.minter
+        .mint(
+            algorithm(api.signing_algorithm),
+            &claims,
+            protocol::access_token_lifetime(api),
+            now,
+        )
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot sign an access token");
+            OAuthError::server_error()
+        })
+}
+
+/// RFC 7636 S256: BASE64URL(SHA256(verifier)) == challenge, compared in constant time.
+pub fn pkce_s256_matches(verifier: &str, challenge: &str) -> bool {
+    let valid_verifier = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+    if !valid_verifier {
+        return false;
+    }
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(verifier.as_bytes());
+    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
+    computed.as_bytes().ct_eq(challenge.as_bytes()).into()
+}
+
+/// A store error as the client sees it: 503 when the store is down, 500 otherwise.
+pub fn store_error(error: StoreError) -> OAuthError {
+    if error.is_unavailable() {
+        tracing::warn!(error = %error, "store unavailable");
+        OAuthError::unavailable()
+    } else {
+        tracing::error!(error = %error, "store error");
+        OAuthError::server_error()
+    }
+}

@@ -1,0 +1,180 @@
+//! `tokenwarden issuer`: start the issuer from command-line options. Standalone mode
+//! (`--policies DIR`) follows a folder of manifests and keeps keys and tokens under
+//! `--data-dir`.
+
+use super::snapshot::{ConfigSource, Policies};
+use super::standalone::DirectorySource;
+use super::state::{Clock, Issuer, Keys};
+use super::users::Users;
+use crate::store::{AnyStore, EmbeddedStore, Store};
+use crate::tokens::{Algorithm, KeySet};
+use arc_swap::ArcSwap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Options of `tokenwarden issuer`. Each also reads `TOKENWARDEN_<FLAG>`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct IssuerOptions {
+    /// Standalone mode: read ApiTokenPolicy, ApiClient and Secret YAML from this folder and
+    /// follow its changes. Without it the issuer follows the cluster (cluster mode).
+    #[arg(long, env = "TOKENWARDEN_POLICIES", value_name = "DIR")]
+    pub policies: Option<PathBuf>,
+    /// Where signing keys and the embedded store (refresh tokens, codes, revocations) live.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_DATA_DIR",
+        value_name = "DIR",
+        default_value = "tokenwarden-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Static users who may sign in: a YAML list of {username, passwordHash, subject?, email?}.
+    #[arg(long, env = "TOKENWARDEN_USERS", value_name = "FILE")]
+    pub users: Option<PathBuf>,
+    /// Address of the OAuth endpoints.
+    #[arg(long, env = "TOKENWARDEN_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Address of the Prometheus `/metrics` endpoint.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_METRICS_LISTEN",
+        default_value = "127.0.0.1:9090"
+    )]
+    pub metrics_listen: SocketAddr,
+    /// The issuer identifier (`iss`). Default: `http://<listen>`.
+    #[arg(long, env = "TOKENWARDEN_ISSUER_URL", value_name = "URL")]
+    pub issuer_url: Option<String>,
+}
+
+/// Everything that stops the issuer from starting, said so that the user can fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "cluster mode (no --policies) comes with the controller; pass --policies DIR for standalone mode"
+    )]
+    ClusterModeUnavailable,
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("signing keys: {0}")]
+    Keys(#[from] crate::tokens::TokenError),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("users: {0}")]
+    Users(#[from] super::users::UsersError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("--policies {0}: not a readable folder")]
+    PoliciesDir(PathBuf),
+    #[error("--issuer-url must be an http or https URL")]
+    IssuerUrl,
+}
+
+/// Run the issuer until `shutdown` is cancelled.
+pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<(), StartError> {
+    let Some(policies_dir) = options.policies.clone() else {
+        return Err(StartError::ClusterModeUnavailable);
+    };
+    if !policies_dir.is_dir() {
+        return Err(StartError::PoliciesDir(policies_dir));
+    }
+    let issuer_url = options
+        .issuer_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", options.listen));
+    if !(issuer_url.starts_with("http://") || issuer_url.starts_with("https://")) {
+        return Err(StartError::IssuerUrl);
+    }
+    std::fs::create_dir_all(&options.data_dir).map_err(|source| StartError::DataDir {
+        path: options.data_dir.clone(),
+        source,
+    })?;
+    let clock = Clock::System;
+    let now = clock.now();
+    let keys = KeySet::load_or_generate(&options.data_dir.join("keys.json"), &Algorithm::ALL, now)?;
+    let store = AnyStore::Embedded(EmbeddedStore::open(&options.data_dir)?);
+    let users = match &options.users {
+        Some(path) => Users::load(path)?,
+        None => Users::default(),
+    };
+    let policies = Policies::default();
+    let mut source = DirectorySource::new(policies_dir);
+    source.reload(&policies);
+
+    let issuer = Issuer {
+        issuer_url: issuer_url.into(),
+        policies: policies.clone(),
+        keys: Arc::new(ArcSwap::from_pointee(Keys::new(keys, now))),
+        store: store.clone(),
+        users: Arc::new(users),
+        clock,
+        metrics: Arc::default(),
+    };
+    let listener = bind(options.listen).await?;
+    let metrics_listener = bind(options.metrics_listen).await?;
+    tracing::info!(
+        listen = %options.listen,
+        metrics = %options.metrics_listen,
+        issuer = %issuer.issuer_url,
+        data_dir = %options.data_dir.display(),
+        "issuer started in standalone mode"
+    );
+
+    let stop = shutdown.clone();
+    tokio::spawn(source.run(policies, async move { stop.cancelled().await }));
+    tokio::spawn(purge_expired(store, issuer.clock.clone(), shutdown.clone()));
+    let metrics = super::serve(
+        metrics_listener,
+        super::metrics_router(issuer.clone()),
+        cancelled(shutdown.clone()),
+    );
+    let app = super::serve(listener, super::router(issuer), cancelled(shutdown.clone()));
+    let (app, metrics) = tokio::join!(app, metrics);
+    for result in [app, metrics] {
+        if let Err(e) = result {
+            tracing::error!(error = %e, "server stopped with an error");
+        }
+    }
+    Ok(())
+}
+
+async fn cancelled(token: CancellationToken) {
+    token.cancelled().await
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })
+}
+
+/// How often expired rows are cleaned up, and how many at most per write.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+const PURGE_BATCH: usize = 500;
+
+/// Remove expired families, codes and revocations in small batches, off the hot path.
+async fn purge_expired(store: AnyStore, clock: Clock, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(PURGE_EVERY) => {}
+        }
+        loop {
+            match store.purge_expired(clock.now(), PURGE_BATCH).await {
+                Ok(report) if report.more => tokio::task::yield_now().await,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "clean-up of expired tokens failed; will retry");
+                    break;
+                }
+            }
+        }
+    }
+}

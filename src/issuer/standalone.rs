@@ -1,0 +1,164 @@
+//! Standalone mode's configuration source: ApiTokenPolicy, ApiClient and Secret YAML in a
+//! folder, admitted as the API server would and reloaded within a second of a change.
+//!
+//! Every problem is logged with file, document, field and message. A document that fails is
+//! not loaded — but, as the API server keeps the stored object when an update is rejected, an
+//! object that loaded before from a file that now has problems stays in force with its last
+//! good content until the file is fixed or the object is removed from a valid file.
+
+use super::snapshot::{ConfigSource, Policies};
+use crate::api::Kind;
+use crate::config;
+use crate::manifests::{self, Loaded};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+/// How often the folder is checked for changes.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Follows a folder of manifests.
+#[derive(Debug)]
+pub struct DirectorySource {
+    dir: PathBuf,
+    last_good: Loaded,
+    fingerprint: Vec<(PathBuf, Option<SystemTime>, u64)>,
+}
+
+impl DirectorySource {
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            last_good: Loaded::default(),
+            fingerprint: Vec::new(),
+        }
+    }
+
+    /// Read the folder now and put what it declares in force.
+    pub fn reload(&mut self, policies: &Policies) {
+        self.fingerprint = self.current_fingerprint();
+        let mut loaded = manifests::load(std::slice::from_ref(&self.dir));
+        for problem in &loaded.problems {
+            tracing::warn!(
+                file = %problem.location.file.display(),
+                document = problem.location.document,
+                object = problem.object.as_deref().unwrap_or(""),
+                field = %problem.error.path,
+                "not loaded: {}", problem.error.message
+            );
+        }
+        keep_last_good(&mut loaded, &self.last_good);
+        let built = config::build(&loaded.declared);
+        for verdict in built.verdicts.iter().filter(|v| !v.is_ready()) {
+            tracing::warn!(
+                kind = verdict.kind.as_str(),
+                namespace = %verdict.namespace,
+                name = %verdict.name,
+                reason = verdict.reason.as_str(),
+                "{}", verdict.message
+            );
+        }
+        let revision = policies.replace(built.config);
+        tracing::info!(
+            dir = %self.dir.display(),
+            revision,
+            apis = loaded.declared.policies.len(),
+            clients = loaded.declared.clients.len(),
+            problems = loaded.problems.len(),
+            "configuration loaded"
+        );
+        loaded.problems.clear();
+        self.last_good = loaded;
+    }
+
+    fn current_fingerprint(&self) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
+        manifests::files(std::slice::from_ref(&self.dir))
+            .into_iter()
+            .map(|f| {
+                let meta = std::fs::metadata(&f).ok();
+                let modified = meta.as_ref().and_then(|m| m.modified().ok());
+                let len = meta.map(|m| m.len()).unwrap_or(0);
+                (f, modified, len)
+            })
+            .collect()
+    }
+
+    /// Whether any file was added, removed or changed since the last reload.
+    pub fn changed(&self) -> bool {
+        self.current_fingerprint() != self.fingerprint
+    }
+}
+
+/// Objects that loaded before from a file that now has problems, and did not load now, stay
+/// with their last good content.
+fn keep_last_good(loaded: &mut Loaded, last_good: &Loaded) {
+    let troubled: BTreeSet<&PathBuf> = loaded.problems.iter().map(|p| &p.location.file).collect();
+    for (key, location) in &last_good.locations {
+        if !troubled.contains(&location.file) || loaded.locations.contains_key(key) {
+            continue;
+        }
+        let (kind, namespace, name) = key;
+        let same = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            m.namespace.as_deref() == Some(namespace) && m.name.as_deref() == Some(name)
+        };
+        let kept = match kind {
+            Kind::ApiTokenPolicy => last_good
+                .declared
+                .policies
+                .iter()
+                .find(|p| same(&p.metadata))
+                .map(|p| loaded.declared.policies.push(p.clone()))
+                .is_some(),
+            Kind::ApiClient => last_good
+                .declared
+                .clients
+                .iter()
+                .find(|c| same(&c.metadata))
+                .map(|c| loaded.declared.clients.push(c.clone()))
+                .is_some(),
+        };
+        if kept {
+            tracing::warn!(
+                kind = kind.as_str(), namespace = %namespace, name = %name,
+                file = %location.file.display(),
+                "keeping the last valid version until the file is fixed"
+            );
+            loaded.locations.insert(key.clone(), location.clone());
+        }
+    }
+    // Secrets carry no location; while any file is troubled, none that loaded before is lost.
+    if troubled.is_empty() {
+        return;
+    }
+    if let (Some(now), Some(before)) = (
+        loaded.declared.secrets.as_mut(),
+        last_good.declared.secrets.as_ref(),
+    ) {
+        for (key, data) in before {
+            now.entry(key.clone()).or_insert_with(|| data.clone());
+        }
+    }
+}
+
+impl ConfigSource for DirectorySource {
+    async fn run(
+        mut self,
+        policies: Policies,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) {
+        if !policies.is_loaded() {
+            self.reload(&policies);
+        }
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(POLL_INTERVAL) => {}
+            }
+            if self.changed() {
+                self.reload(&policies);
+            }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! What every request handler shares: the configuration snapshot, the signing keys, the store,
+//! the clock and the metrics. Cheap to clone.
+
+use super::metrics::Metrics;
+use super::snapshot::Policies;
+use super::users::Users;
+use crate::store::AnyStore;
+use crate::tokens::{Jwks, KeySet, Minter};
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The time, as unix seconds. Handlers read it once per request and pass it down.
+#[derive(Clone, Debug)]
+pub enum Clock {
+    System,
+    /// A clock tests set and advance.
+    Manual(Arc<AtomicU64>),
+}
+
+impl Clock {
+    pub fn manual(start: u64) -> Self {
+        Self::Manual(Arc::new(AtomicU64::new(start)))
+    }
+
+    pub fn now(&self) -> u64 {
+        match self {
+            Self::System => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            Self::Manual(t) => t.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Move a manual clock forward (no effect on the system clock).
+    pub fn advance(&self, seconds: u64) {
+        if let Self::Manual(t) = self {
+            t.fetch_add(seconds, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The signing keys in force: the minter for new tokens and the JWKS document for verifiers.
+#[derive(Debug)]
+pub struct Keys {
+    pub set: KeySet,
+    pub minter: Minter,
+    /// The JWKS, serialised once per key change.
+    pub jwks_json: Vec<u8>,
+}
+
+impl Keys {
+    pub fn new(set: KeySet, now: u64) -> Self {
+        let minter = set.minter();
+        let jwks: Jwks = set.jwks(now);
+        let jwks_json = serde_json::to_vec(&jwks).unwrap_or_else(|_| b"{\"keys\":[]}".to_vec());
+        Self {
+            set,
+            minter,
+            jwks_json,
+        }
+    }
+}
+
+/// The issuer's shared state.
+#[derive(Clone, Debug)]
+pub struct Issuer {
+    /// The `iss` of every token, and the base of the metadata's endpoint URLs.
+    pub issuer_url: Arc<str>,
+    pub policies: Policies,
+    pub keys: Arc<ArcSwap<Keys>>,
+    pub store: AnyStore,
+    pub users: Arc<Users>,
+    pub clock: Clock,
+    pub metrics: Arc<Metrics>,
+}

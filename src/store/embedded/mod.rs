@@ -1,0 +1,433 @@
+//! The embedded store: one redb file under the data directory, for a single issuer replica.
+//!
+//! Owns: opening the file, and each [`Store`] operation as a transaction on it. Writes go to the
+//! single writer thread (`writer`), which commits them in groups; reads run on tokio's blocking
+//! pool in their own read snapshot and never wait for the writer. Must not decide token rules
+//! itself (that is `store::rotation`) nor know about HTTP.
+//!
+//! Durability: a write is answered only after its transaction is committed with redb's default
+//! `Durability::Immediate`, i.e. after an fsync of the file. So a process killed with SIGKILL
+//! loses nothing it answered; an operating-system crash or power loss loses nothing it answered
+//! either, provided the disk honours fsync. A write in flight at the crash is lost as a whole,
+//! and its caller was never answered. After an unclean stop, redb repairs its allocator state
+//! at the next open, which takes longer on a large file.
+
+mod tables;
+mod writer;
+
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::model::{
+    AuthorizationCode, CodeGrant, CodeOutcome, Family, NewFamily, PurgeReport, RefreshOutcome,
+    RefreshRequest, RefreshRules, RefreshTokenView, RevocationReason, RevokeOutcome, TokenRecord,
+    UnixTime,
+};
+use super::secret::{FamilyId, TokenHash};
+use super::{Store, StoreError, rotation};
+use tables::{
+    CODES, FAMILIES, FAMILY_TOKENS, REVOKED_JTI, StoredCode, TOKENS, decode, encode, get_code,
+    get_family, get_token,
+};
+
+/// Name of the database file inside the data directory.
+pub const FILE_NAME: &str = "tokenwarden.redb";
+
+/// The embedded store. Cheap to clone; the file is closed when the last clone is dropped.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    // Declared first so it is dropped (and its thread joined) before the database.
+    writer: writer::Writer,
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) `data_dir/tokenwarden.redb`. Blocking: call it at start-up.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = data_dir.join(FILE_NAME);
+        let open_error = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(data_dir).map_err(|e| open_error(Box::new(e)))?;
+        let db = Database::create(&path).map_err(|e| open_error(Box::new(e)))?;
+        let tx = db.begin_write()?;
+        tables::init(&tx)?;
+        tx.commit()?;
+        let db = Arc::new(db);
+        let writer = writer::Writer::start(Arc::clone(&db))?;
+        Ok(Self {
+            inner: Arc::new(Inner { writer, db, path }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ReadTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.inner.db);
+        tokio::task::spawn_blocking(move || work(&db.begin_read()?))
+            .await
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+    }
+
+    async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.inner.writer.write(work).await
+    }
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+impl Store for EmbeddedStore {
+    async fn create_family(
+        &self,
+        new: NewFamily,
+        first: TokenHash,
+        now: UnixTime,
+        rules: RefreshRules,
+    ) -> Result<Family, StoreError> {
+        let mut family = Family {
+            id: FamilyId::generate()?,
+            client_id: new.client_id,
+            audience: new.audience,
+            subject: new.subject,
+            scope: new.scope,
+            created_at: now,
+            last_used_at: now,
+            keep_until: 0,
+            revoked: None,
+        };
+        family.keep_until = rotation::keep_until(&family, &rules);
+        let token = TokenRecord {
+            family: family.id,
+            issued_at: now,
+            last_used_at: None,
+            retired_at: None,
+            successor: None,
+        };
+        self.write(move |tx| {
+            let mut tokens = tx.open_table(TOKENS)?;
+            if tokens.get(first.0)?.is_some() {
+                return Err(StoreError::Duplicate);
+            }
+            tokens.insert(first.0, encode(&token)?.as_slice())?;
+            tx.open_table(FAMILY_TOKENS)?
+                .insert((family.id.0, first.0), ())?;
+            tx.open_table(FAMILIES)?
+                .insert(family.id.0, encode(&family)?.as_slice())?;
+            Ok(family.clone())
+        })
+        .await
+    }
+
+    async fn refresh(
+        &self,
+        request: RefreshRequest,
+        now: UnixTime,
+        rules: RefreshRules,
+    ) -> Result<RefreshOutcome, StoreError> {
+        self.write(move |tx| refresh_in(tx, &request, now, &rules))
+            .await
+    }
+
+    async fn lookup_refresh_token(
+        &self,
+        hash: TokenHash,
+    ) -> Result<Option<RefreshTokenView>, StoreError> {
+        self.read(move |tx| {
+            let Some(token) = get_token(&tx.open_table(TOKENS)?, hash)? else {
+                return Ok(None);
+            };
+            let family = get_family(&tx.open_table(FAMILIES)?, token.family)?
+                .ok_or(StoreError::Corrupt { table: "families" })?;
+            Ok(Some(RefreshTokenView { family, token }))
+        })
+        .await
+    }
+
+    async fn revoke_refresh_token(
+        &self,
+        hash: TokenHash,
+        client_id: &str,
+        now: UnixTime,
+    ) -> Result<RevokeOutcome, StoreError> {
+        let client_id = client_id.to_owned();
+        self.write(move |tx| {
+            let Some(token) = get_token(&tx.open_table(TOKENS)?, hash)? else {
+                return Ok(RevokeOutcome::NotFound);
+            };
+            let mut families = tx.open_table(FAMILIES)?;
+            let family = get_family(&families, token.family)?
+                .ok_or(StoreError::Corrupt { table: "families" })?;
+            if family.client_id != client_id {
+                return Ok(RevokeOutcome::WrongClient);
+            }
+            let family = rotation::revoked(&family, RevocationReason::ClientRequest, now);
+            families.insert(family.id.0, encode(&family)?.as_slice())?;
+            Ok(RevokeOutcome::Revoked {
+                family_id: family.id,
+            })
+        })
+        .await
+    }
+
+    async fn put_code(&self, hash: TokenHash, code: AuthorizationCode) -> Result<(), StoreError> {
+        let stored = StoredCode {
+            code,
+            consumed_at: None,
+            replayed: false,
+            grant: None,
+        };
+        self.write(move |tx| {
+            let mut codes = tx.open_table(CODES)?;
+            if codes.get(hash.0)?.is_some() {
+                return Err(StoreError::Duplicate);
+            }
+            codes.insert(hash.0, encode(&stored)?.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_code(&self, hash: TokenHash, now: UnixTime) -> Result<CodeOutcome, StoreError> {
+        self.write(move |tx| {
+            let mut codes = tx.open_table(CODES)?;
+            let Some(mut stored) = get_code(&codes, hash)? else {
+                return Ok(CodeOutcome::NotFound);
+            };
+            if stored.consumed_at.is_some() {
+                stored.replayed = true;
+                codes.insert(hash.0, encode(&stored)?.as_slice())?;
+                if let Some(grant) = &stored.grant {
+                    revoke_code_grant(tx, grant, now)?;
+                }
+                return Ok(CodeOutcome::Replayed);
+            }
+            if now >= stored.code.expires_at {
+                return Ok(CodeOutcome::Expired);
+            }
+            stored.consumed_at = Some(now);
+            codes.insert(hash.0, encode(&stored)?.as_slice())?;
+            Ok(CodeOutcome::Valid(stored.code))
+        })
+        .await
+    }
+
+    async fn record_code_grant(
+        &self,
+        hash: TokenHash,
+        grant: CodeGrant,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        self.write(move |tx| {
+            let mut codes = tx.open_table(CODES)?;
+            match get_code(&codes, hash)? {
+                Some(mut stored) if !stored.replayed => {
+                    stored.grant = Some(grant.clone());
+                    codes.insert(hash.0, encode(&stored)?.as_slice())?;
+                    Ok(true)
+                }
+                _ => {
+                    revoke_code_grant(tx, &grant, now)?;
+                    Ok(false)
+                }
+            }
+        })
+        .await
+    }
+
+    async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> Result<(), StoreError> {
+        let jti = jti.to_owned();
+        self.write(move |tx| revoke_jti(tx, &jti, expires_at)).await
+    }
+
+    async fn is_access_token_revoked(&self, jti: &str, now: UnixTime) -> Result<bool, StoreError> {
+        let jti = jti.to_owned();
+        self.read(move |tx| {
+            let exp = tx
+                .open_table(REVOKED_JTI)?
+                .get(jti.as_str())?
+                .map(|v| v.value());
+            Ok(exp.is_some_and(|exp| now < exp))
+        })
+        .await
+    }
+
+    async fn purge_expired(&self, now: UnixTime, limit: usize) -> Result<PurgeReport, StoreError> {
+        // Find candidates in a read snapshot, which never holds up the writer; then delete them
+        // in one bounded write, checking each again since it may have been refreshed meanwhile.
+        let (families, codes, jtis) = self
+            .read(move |tx| {
+                let families = expired_keys(&tx.open_table(FAMILIES)?, limit, |bytes| {
+                    Ok(decode::<Family>(bytes, "families")?.keep_until <= now)
+                })?;
+                let codes = expired_keys(&tx.open_table(CODES)?, limit, |bytes| {
+                    Ok(decode::<StoredCode>(bytes, "codes")?.keep_until() <= now)
+                })?;
+                let mut jtis = Vec::new();
+                for row in tx.open_table(REVOKED_JTI)?.iter()? {
+                    let (jti, exp) = row?;
+                    if exp.value() <= now {
+                        jtis.push(jti.value().to_owned());
+                        if jtis.len() >= limit {
+                            break;
+                        }
+                    }
+                }
+                Ok((families, codes, jtis))
+            })
+            .await?;
+        let more = [families.len(), codes.len(), jtis.len()].contains(&limit);
+        let mut report = self
+            .write(move |tx| purge_in(tx, &families, &codes, &jtis, now))
+            .await?;
+        report.more = more;
+        Ok(report)
+    }
+}
+
+/// One refresh inside the writer's transaction: read, decide, write.
+fn refresh_in(
+    tx: &WriteTransaction,
+    request: &RefreshRequest,
+    now: UnixTime,
+    rules: &RefreshRules,
+) -> Result<RefreshOutcome, StoreError> {
+    let mut tokens = tx.open_table(TOKENS)?;
+    let Some(presented) = get_token(&tokens, request.presented)? else {
+        return Ok(RefreshOutcome::NotFound);
+    };
+    let mut families = tx.open_table(FAMILIES)?;
+    let family = get_family(&families, presented.family)?
+        .ok_or(StoreError::Corrupt { table: "families" })?;
+    let successor = match presented.successor {
+        Some(hash) => get_token(&tokens, hash)?,
+        None => None,
+    };
+    let transition =
+        rotation::refresh_transition(request, &family, &presented, successor.as_ref(), now, rules);
+    let issues_new = transition.tokens.iter().any(|(h, _)| *h == request.new);
+    if issues_new && tokens.get(request.new.0)?.is_some() {
+        return Err(StoreError::Duplicate);
+    }
+    if let Some(family) = &transition.family {
+        families.insert(family.id.0, encode(family)?.as_slice())?;
+    }
+    let mut family_tokens = tx.open_table(FAMILY_TOKENS)?;
+    for (hash, record) in &transition.tokens {
+        tokens.insert(hash.0, encode(record)?.as_slice())?;
+        family_tokens.insert((record.family.0, hash.0), ())?;
+    }
+    Ok(transition.outcome)
+}
+
+/// Revokes what an exchange issued from a code that was used twice.
+fn revoke_code_grant(
+    tx: &WriteTransaction,
+    grant: &CodeGrant,
+    now: UnixTime,
+) -> Result<(), StoreError> {
+    revoke_jti(tx, &grant.access_token_jti, grant.access_token_expires_at)?;
+    if let Some(id) = grant.family {
+        let mut families = tx.open_table(FAMILIES)?;
+        if let Some(family) = get_family(&families, id)? {
+            let family = rotation::revoked(&family, RevocationReason::CodeReplay, now);
+            families.insert(id.0, encode(&family)?.as_slice())?;
+        }
+    }
+    Ok(())
+}
+
+fn revoke_jti(tx: &WriteTransaction, jti: &str, expires_at: UnixTime) -> Result<(), StoreError> {
+    let mut revoked = tx.open_table(REVOKED_JTI)?;
+    let known = revoked.get(jti)?.map(|v| v.value()).unwrap_or(0);
+    revoked.insert(jti, known.max(expires_at))?;
+    Ok(())
+}
+
+/// Keys of up to `limit` rows whose value `is_expired` says so.
+fn expired_keys<const N: usize>(
+    table: &impl ReadableTable<[u8; N], &'static [u8]>,
+    limit: usize,
+    is_expired: impl Fn(&[u8]) -> Result<bool, StoreError>,
+) -> Result<Vec<[u8; N]>, StoreError> {
+    let mut keys = Vec::new();
+    for row in table.iter()? {
+        let (key, value) = row?;
+        if is_expired(value.value())? {
+            keys.push(key.value());
+            if keys.len() >= limit {
+                break;
+            }
+        }
+    }
+    Ok(keys)
+}
+
+fn purge_in(
+    tx: &WriteTransaction,
+    families: &[[u8; 16]],
+    codes: &[[u8; 32]],
+    jtis: &[String],
+    now: UnixTime,
+) -> Result<PurgeReport, StoreError> {
+    let mut report = PurgeReport::default();
+    let mut family_table = tx.open_table(FAMILIES)?;
+    let mut token_table = tx.open_table(TOKENS)?;
+    let mut family_tokens = tx.open_table(FAMILY_TOKENS)?;
+    for id in families {
+        match get_family(&family_table, FamilyId(*id))? {
+            Some(family) if family.keep_until <= now => {}
+            _ => continue,
+        }
+        let mut hashes = Vec::new();
+        for row in family_tokens.range((*id, [0u8; 32])..=(*id, [0xffu8; 32]))? {
+            hashes.push(row?.0.value().1);
+        }
+        for hash in hashes {
+            token_table.remove(hash)?;
+            family_tokens.remove((*id, hash))?;
+            report.refresh_tokens += 1;
+        }
+        family_table.remove(id)?;
+        report.families += 1;
+    }
+    let mut code_table = tx.open_table(CODES)?;
+    for hash in codes {
+        if get_code(&code_table, TokenHash(*hash))?.is_some_and(|c| c.keep_until() <= now) {
+            code_table.remove(hash)?;
+            report.codes += 1;
+        }
+    }
+    let mut jti_table = tx.open_table(REVOKED_JTI)?;
+    for jti in jtis {
+        let exp = jti_table.get(jti.as_str())?.map(|v| v.value());
+        if exp.is_some_and(|exp| exp <= now) {
+            jti_table.remove(jti.as_str())?;
+            report.access_token_revocations += 1;
+        }
+    }
+    Ok(report)
+}

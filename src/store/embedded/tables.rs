@@ -1,0 +1,128 @@
+//! The embedded store's schema: redb tables, record encoding and typed access.
+//!
+//! Owns: table names and key layouts, the JSON encoding of records (versioned through
+//! [`SCHEMA_VERSION`]), and the mapping of redb errors to [`StoreError`]. Must not decide
+//! anything about tokens: the state machine is `store::rotation`.
+//!
+//! | table                   | key                      | value                        |
+//! | ----------------------- | ------------------------ | ---------------------------- |
+//! | `families`              | family id (16 bytes)     | [`Family`] as JSON           |
+//! | `refresh_tokens`        | SHA-256 of the token     | [`TokenRecord`] as JSON      |
+//! | `family_tokens`         | (family id, token hash)  | nothing: the family's tokens |
+//! | `codes`                 | SHA-256 of the code      | [`StoredCode`] as JSON       |
+//! | `revoked_access_tokens` | `jti`                    | the token's `exp`            |
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::store::StoreError;
+use crate::store::model::{AuthorizationCode, CodeGrant, Family, TokenRecord, UnixTime};
+use crate::store::secret::{FamilyId, TokenHash};
+
+/// Bumped when a record's encoding changes incompatibly; checked at open.
+pub const SCHEMA_VERSION: u64 = 1;
+
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub const FAMILIES: TableDefinition<[u8; 16], &[u8]> = TableDefinition::new("families");
+pub const TOKENS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("refresh_tokens");
+pub const FAMILY_TOKENS: TableDefinition<([u8; 16], [u8; 32]), ()> =
+    TableDefinition::new("family_tokens");
+pub const CODES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("codes");
+pub const REVOKED_JTI: TableDefinition<&str, u64> = TableDefinition::new("revoked_access_tokens");
+
+/// An authorization code with what became of it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StoredCode {
+    pub code: AuthorizationCode,
+    pub consumed_at: Option<UnixTime>,
+    /// Set at the second use; a grant recorded after that is revoked at once.
+    pub replayed: bool,
+    pub grant: Option<CodeGrant>,
+}
+
+impl StoredCode {
+    /// Kept while the code could be presented or what it issued could still be used, so that
+    /// a late second use can still revoke it.
+    pub fn keep_until(&self) -> UnixTime {
+        let access = self.grant.as_ref().map_or(0, |g| g.access_token_expires_at);
+        self.code.expires_at.max(access)
+    }
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|_| StoreError::Corrupt { table: "encode" })
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], table: &'static str) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt { table })
+}
+
+pub fn get_family(
+    table: &impl ReadableTable<[u8; 16], &'static [u8]>,
+    id: FamilyId,
+) -> Result<Option<Family>, StoreError> {
+    match table.get(id.0)? {
+        Some(bytes) => decode(bytes.value(), "families").map(Some),
+        None => Ok(None),
+    }
+}
+
+pub fn get_token(
+    table: &impl ReadableTable<[u8; 32], &'static [u8]>,
+    hash: TokenHash,
+) -> Result<Option<TokenRecord>, StoreError> {
+    match table.get(hash.0)? {
+        Some(bytes) => decode(bytes.value(), "refresh_tokens").map(Some),
+        None => Ok(None),
+    }
+}
+
+pub fn get_code(
+    table: &impl ReadableTable<[u8; 32], &'static [u8]>,
+    hash: TokenHash,
+) -> Result<Option<StoredCode>, StoreError> {
+    match table.get(hash.0)? {
+        Some(bytes) => decode(bytes.value(), "codes").map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Creates every table and checks the schema version, in one transaction.
+pub fn init(tx: &WriteTransaction) -> Result<(), StoreError> {
+    tx.open_table(FAMILIES)?;
+    tx.open_table(TOKENS)?;
+    tx.open_table(FAMILY_TOKENS)?;
+    tx.open_table(CODES)?;
+    tx.open_table(REVOKED_JTI)?;
+    let mut meta = tx.open_table(META)?;
+    let found = meta.get("schema_version")?.map(|v| v.value());
+    match found {
+        None => {
+            meta.insert("schema_version", SCHEMA_VERSION)?;
+            Ok(())
+        }
+        Some(SCHEMA_VERSION) => Ok(()),
+        Some(other) => Err(StoreError::SchemaVersion {
+            found: other,
+            supported: SCHEMA_VERSION,
+        }),
+    }
+}
+
+macro_rules! unavailable_from {
+    ($($error:ty),+) => {$(
+        impl From<$error> for StoreError {
+            fn from(error: $error) -> Self {
+                StoreError::Unavailable(Box::new(error))
+            }
+        }
+    )+};
+}
+
+unavailable_from!(
+    redb::Error,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);

@@ -1,0 +1,235 @@
+//! Storage of refresh-token families, authorization codes and access-token revocations.
+//!
+//! Owns: the [`Store`] interface the issuer talks to, its records ([`model`]), the refresh
+//! state machine ([`rotation`], pure, shared by every implementation), opaque secrets and their
+//! hashes ([`secret`]), and the implementations: [`EmbeddedStore`] (one redb file, one issuer
+//! replica) now, PostgreSQL (several replicas) later behind the same trait. Must not touch
+//! HTTP, policies or token minting: the issuer decides whether a policy allows a refresh at all
+//! and passes the rules in; the store enforces the state machine atomically.
+//!
+//! Rules every implementation keeps:
+//! - Secrets are stored only as SHA-256 hashes ([`TokenHash`]) and looked up by them.
+//! - Time is always a parameter (`now`, unix seconds); no store reads the clock.
+//! - A method returns `Ok` only once its writes are durable, so the issuer never hands out a
+//!   token that was not stored. A store it cannot reach gives [`StoreError::Unavailable`]
+//!   (HTTP 503 `temporarily_unavailable`).
+//! - A refresh reads the presented token, its family and its successor and writes the
+//!   [`rotation::refresh_transition`] in one transaction, serialised per family, so concurrent
+//!   refreshes of one token yield exactly one active successor.
+//!
+//! Dispatch: the trait uses `async fn` (return-position `impl Future + Send`), which keeps
+//! calls static and allocation-free. The binary picks an implementation at start-up through the
+//! enum [`AnyStore`], which implements [`Store`] by delegation; PostgreSQL becomes one more
+//! variant. No boxed futures, no `dyn`.
+
+pub mod embedded;
+pub mod model;
+pub mod rotation;
+pub mod secret;
+
+use std::future::Future;
+use std::path::PathBuf;
+
+pub use embedded::EmbeddedStore;
+pub use model::{
+    AuthorizationCode, CodeGrant, CodeOutcome, ExpiryKind, Family, NewFamily, PurgeReport,
+    RefreshOutcome, RefreshRequest, RefreshRules, RefreshTokenView, Revocation, RevocationReason,
+    RevokeOutcome, TokenRecord, UnixTime,
+};
+pub use secret::{FamilyId, OpaqueToken, TokenHash};
+
+/// Everything that can go wrong in a store. No variant carries a secret or a record's content.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or could not commit; nothing was stored. Temporary: the HTTP
+    /// layer answers 503 `temporarily_unavailable`.
+    #[error("store unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot open the store at {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("the store's schema version is {found}; this build supports {supported}")]
+    SchemaVersion { found: u64, supported: u64 },
+    #[error("a stored record in {table} cannot be read")]
+    Corrupt { table: &'static str },
+    /// A token or code with this hash is already stored (a caller bug, or 2^-256 bad luck).
+    #[error("a token or code with this hash is already stored")]
+    Duplicate,
+    #[error("the system random number generator failed")]
+    Entropy,
+}
+
+impl StoreError {
+    /// Whether retrying later may succeed (503 rather than 500).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// The storage interface of the issuer. Every method is one atomic operation.
+pub trait Store: Send + Sync {
+    /// Starts a family (at a code exchange with offline access) with `first` as its active
+    /// token. `rules` only set how long the store keeps the family.
+    fn create_family(
+        &self,
+        family: NewFamily,
+        first: TokenHash,
+        now: UnixTime,
+        rules: RefreshRules,
+    ) -> impl Future<Output = Result<Family, StoreError>> + Send;
+
+    /// Runs the refresh state machine for `request.presented` (see [`rotation`]); when the
+    /// outcome is `Rotated` or `ReuseWithinGrace`, `request.new` is now the active token.
+    fn refresh(
+        &self,
+        request: RefreshRequest,
+        now: UnixTime,
+        rules: RefreshRules,
+    ) -> impl Future<Output = Result<RefreshOutcome, StoreError>> + Send;
+
+    /// The token stored under `hash` and its family, for introspection.
+    fn lookup_refresh_token(
+        &self,
+        hash: TokenHash,
+    ) -> impl Future<Output = Result<Option<RefreshTokenView>, StoreError>> + Send;
+
+    /// RFC 7009: revokes the whole family of the token, if it was issued to `client_id`.
+    fn revoke_refresh_token(
+        &self,
+        hash: TokenHash,
+        client_id: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<RevokeOutcome, StoreError>> + Send;
+
+    /// Stores a new authorization code.
+    fn put_code(
+        &self,
+        hash: TokenHash,
+        code: AuthorizationCode,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Consumes a code. The first use gets it; a second use revokes what the first issued.
+    /// The code is consumed even if the caller then rejects the exchange (wrong PKCE
+    /// verifier, client or redirect URI), so a code can never be guessed at twice.
+    fn take_code(
+        &self,
+        hash: TokenHash,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<CodeOutcome, StoreError>> + Send;
+
+    /// Records what the exchange of a taken code issued. Returns `false`, having revoked the
+    /// grant, when the code was used a second time in between: the issuer must then refuse.
+    fn record_code_grant(
+        &self,
+        hash: TokenHash,
+        grant: CodeGrant,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records the revocation of an access token until its `exp`.
+    fn revoke_access_token(
+        &self,
+        jti: &str,
+        expires_at: UnixTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Whether the access token `jti` is revoked (and not yet expired) at `now`.
+    fn is_access_token_revoked(
+        &self,
+        jti: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Removes up to `limit` expired rows of each kind: families past their `keep_until` with
+    /// their tokens, codes past [`AuthorizationCode::expires_at`] and the `exp` of what they
+    /// issued, revocations past the token's `exp`. Call it periodically, again at once while
+    /// the report says `more`; a small `limit` keeps each write short.
+    fn purge_expired(
+        &self,
+        now: UnixTime,
+        limit: usize,
+    ) -> impl Future<Output = Result<PurgeReport, StoreError>> + Send;
+}
+
+/// The store chosen at start-up.
+#[derive(Clone, Debug)]
+pub enum AnyStore {
+    Embedded(EmbeddedStore),
+}
+
+macro_rules! delegate {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            AnyStore::Embedded($store) => $call.await,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    async fn create_family(
+        &self,
+        family: NewFamily,
+        first: TokenHash,
+        now: UnixTime,
+        rules: RefreshRules,
+    ) -> Result<Family, StoreError> {
+        delegate!(self, s => s.create_family(family, first, now, rules))
+    }
+
+    async fn refresh(
+        &self,
+        request: RefreshRequest,
+        now: UnixTime,
+        rules: RefreshRules,
+    ) -> Result<RefreshOutcome, StoreError> {
+        delegate!(self, s => s.refresh(request, now, rules))
+    }
+
+    async fn lookup_refresh_token(
+        &self,
+        hash: TokenHash,
+    ) -> Result<Option<RefreshTokenView>, StoreError> {
+        delegate!(self, s => s.lookup_refresh_token(hash))
+    }
+
+    async fn revoke_refresh_token(
+        &self,
+        hash: TokenHash,
+        client_id: &str,
+        now: UnixTime,
+    ) -> Result<RevokeOutcome, StoreError> {
+        delegate!(self, s => s.revoke_refresh_token(hash, client_id, now))
+    }
+
+    async fn put_code(&self, hash: TokenHash, code: AuthorizationCode) -> Result<(), StoreError> {
+        delegate!(self, s => s.put_code(hash, code))
+    }
+
+    async fn take_code(&self, hash: TokenHash, now: UnixTime) -> Result<CodeOutcome, StoreError> {
+        delegate!(self, s => s.take_code(hash, now))
+    }
+
+    async fn record_code_grant(
+        &self,
+        hash: TokenHash,
+        grant: CodeGrant,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        delegate!(self, s => s.record_code_grant(hash, grant, now))
+    }
+
+    async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> Result<(), StoreError> {
+        delegate!(self, s => s.revoke_access_token(jti, expires_at))
+    }
+
+    async fn is_access_token_revoked(&self, jti: &str, now: UnixTime) -> Result<bool, StoreError> {
+        delegate!(self, s => s.is_access_token_revoked(jti, now))
+    }
+
+    async fn purge_expired(&self, now: UnixTime, limit: usize) -> Result<PurgeReport, StoreError> {
+        delegate!(self, s => s.purge_expired(now, limit))
+    }
+}

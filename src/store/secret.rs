@@ -1,0 +1,190 @@
+//! Opaque secrets and the keys they are stored under.
+//!
+//! Owns: generating opaque refresh tokens and authorization codes (256 bits from the operating
+//! system's CSPRNG, base64url without padding), hashing them with SHA-256, and the identifiers
+//! of refresh-token families. Must not touch storage: only the hash of a secret ever reaches a
+//! store, and no `Debug` or `Display` here shows a secret.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use super::StoreError;
+
+/// Bytes of randomness in every opaque token and authorization code (256 bits).
+pub const SECRET_BYTES: usize = 32;
+
+/// An opaque refresh token or authorization code, as handed to or presented by a client.
+///
+/// Its `Debug` never shows the value; read it only to put it into a response with
+/// [`OpaqueToken::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct OpaqueToken(String);
+
+impl OpaqueToken {
+    /// A fresh secret: 256 bits from the CSPRNG, base64url-encoded without padding (43 chars).
+    pub fn generate() -> Result<Self, StoreError> {
+        let mut bytes = [0u8; SECRET_BYTES];
+        SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| StoreError::Entropy)?;
+        Ok(Self(URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    /// Wraps a value a client presented, so it is handled as a secret from here on.
+    pub fn from_presented(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that must send it to the client.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The key it is stored and looked up under.
+    pub fn hash(&self) -> TokenHash {
+        TokenHash::of(self.0.as_bytes())
+    }
+}
+
+impl fmt::Debug for OpaqueToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OpaqueToken(<redacted>)")
+    }
+}
+
+/// SHA-256 of an opaque token or code: the only form in which one is stored.
+///
+/// Lookups are by exact key in the store, so no secret is ever compared in this process.
+/// `Debug` shows a short prefix, enough to correlate log lines and useless to an attacker.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl TokenHash {
+    /// SHA-256 of `secret`.
+    pub fn of(secret: &[u8]) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA256, secret);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest.as_ref());
+        Self(out)
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenHash({}…)", hex(&self.0[..4]))
+    }
+}
+
+impl Serialize for TokenHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&URL_SAFE_NO_PAD.encode(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for TokenHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(serde::de::Error::custom)?;
+        let array: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("a token hash has 32 bytes"))?;
+        Ok(Self(array))
+    }
+}
+
+/// Identifier of a refresh-token family: 128 random bits, shown as 32 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FamilyId(pub [u8; 16]);
+
+impl FamilyId {
+    /// A fresh random identifier.
+    pub fn generate() -> Result<Self, StoreError> {
+        let mut bytes = [0u8; 16];
+        SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| StoreError::Entropy)?;
+        Ok(Self(bytes))
+    }
+}
+
+impl fmt::Display for FamilyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
+impl fmt::Debug for FamilyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FamilyId({self})")
+    }
+}
+
+impl Serialize for FamilyId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for FamilyId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let mut out = [0u8; 16];
+        if text.len() != 32 || !text.is_ascii() {
+            return Err(serde::de::Error::custom("a family id has 32 hex digits"));
+        }
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+                .map_err(serde::de::Error::custom)?;
+        }
+        Ok(Self(out))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_carry_256_bits_as_unpadded_base64url() {
+        let token = OpaqueToken::generate().unwrap();
+        assert_eq!(token.expose().len(), 43);
+        let decoded = URL_SAFE_NO_PAD.decode(token.expose()).unwrap();
+        assert_eq!(decoded.len(), SECRET_BYTES);
+        assert_ne!(token, OpaqueToken::generate().unwrap());
+    }
+
+    #[test]
+    fn debug_of_a_token_never_shows_its_value() {
+        let token = OpaqueToken::from_presented("s3cr3t-value");
+        let shown = format!("{token:?} {:?}", token.hash());
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
+
+    #[test]
+    fn hash_is_sha256_of_the_token_text() {
+        // SHA-256("abc"), FIPS 180-2 appendix B.1.
+        let hash = OpaqueToken::from_presented("abc").hash();
+        assert_eq!(
+            hex(&hash.0),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn family_ids_and_hashes_round_trip_through_serde() {
+        let id = FamilyId::generate().unwrap();
+        let hash = OpaqueToken::generate().unwrap().hash();
+        let text = serde_json::to_string(&(id, hash)).unwrap();
+        let back: (FamilyId, TokenHash) = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, (id, hash));
+    }
+}

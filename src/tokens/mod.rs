@@ -1,0 +1,138 @@
+//! Signing keys and access-token minting.
+//!
+//! This module owns the issuer's key material and the bytes of every access token it signs:
+//! - [`keys`]: one signing key (generation, PKCS#8 import/export, RFC 7638 `kid`, raw signature);
+//! - [`keyset`]: the keys of every algorithm, rotation with a publication deadline for retired
+//!   public keys, and the stable JSON form kept under `--data-dir` or in a Kubernetes Secret;
+//! - [`jwk`]: the public JWK and JWKS documents (RFC 7517) served at `/.well-known/jwks.json`;
+//! - [`mint`]: the [`Minter`], which turns claims into RFC 9068 JWT access tokens with the
+//!   parsed keys it holds, so the hot path neither parses a key nor takes a lock.
+//!
+//! It knows nothing of policies, clients, HTTP or stores: callers pass the algorithm, the
+//! claims, the lifetime and the time (`now`, unix seconds). Time is never read here.
+//! Private key material never appears in `Debug` output or in errors.
+
+pub mod jwk;
+pub mod keys;
+pub mod keyset;
+pub mod mint;
+
+pub use jwk::{Jwk, JwkKey, Jwks};
+pub use keys::SigningKey;
+pub use keyset::{KeySet, RetiredKey};
+pub use mint::{AccessTokenClaims, MintedToken, Minter};
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A JWS signing algorithm an `ApiTokenPolicy` may choose (`signingAlgorithm`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Algorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256, RSA 2048-bit keys.
+    #[serde(rename = "RS256")]
+    Rs256,
+    /// RSASSA-PSS with SHA-256 and a 32-byte salt, RSA 2048-bit keys.
+    #[serde(rename = "PS256")]
+    Ps256,
+    /// ECDSA on P-256 with SHA-256.
+    #[serde(rename = "ES256")]
+    Es256,
+    /// EdDSA with Ed25519 (RFC 8037).
+    #[serde(rename = "EdDSA")]
+    EdDsa,
+}
+
+impl Algorithm {
+    /// Every algorithm, in a fixed order.
+    pub const ALL: [Algorithm; 4] = [
+        Algorithm::Rs256,
+        Algorithm::Ps256,
+        Algorithm::Es256,
+        Algorithm::EdDsa,
+    ];
+
+    /// The JWA name, as in the JWS header's `alg` and the JWK's `alg`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Rs256 => "RS256",
+            Algorithm::Ps256 => "PS256",
+            Algorithm::Es256 => "ES256",
+            Algorithm::EdDsa => "EdDSA",
+        }
+    }
+
+    /// Position in [`Algorithm::ALL`], for tables indexed by algorithm.
+    pub(crate) const fn index(self) -> usize {
+        match self {
+            Algorithm::Rs256 => 0,
+            Algorithm::Ps256 => 1,
+            Algorithm::Es256 => 2,
+            Algorithm::EdDsa => 3,
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Algorithm {
+    type Err = TokenError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Algorithm::ALL
+            .into_iter()
+            .find(|alg| alg.as_str() == s)
+            .ok_or(TokenError::UnknownAlgorithm)
+    }
+}
+
+/// Everything that can go wrong with keys and tokens. Messages name the cause and never carry
+/// key material.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("unknown signing algorithm (expected RS256, PS256, ES256 or EdDSA)")]
+    UnknownAlgorithm,
+    #[error("no signing key for {0}")]
+    NoSigningKey(Algorithm),
+    #[error("could not generate a {0} key")]
+    KeyGeneration(Algorithm),
+    #[error("could not sign with the {0} key")]
+    Signing(Algorithm),
+    #[error("could not encode the {0} key")]
+    KeyEncoding(Algorithm),
+    #[error("{alg} private key rejected: {reason}")]
+    KeyRejected { alg: Algorithm, reason: String },
+    #[error("key set entry {entry} ({alg}, kid {kid}) is invalid: {reason}")]
+    InvalidKey {
+        entry: String,
+        alg: Algorithm,
+        kid: String,
+        reason: String,
+    },
+    #[error("key set has two active {0} keys")]
+    DuplicateActive(Algorithm),
+    #[error("token lifetime {0} s overflows the expiry time")]
+    Lifetime(u64),
+    #[error("key set is not valid JSON of the expected shape: {0}")]
+    KeySetFormat(String),
+    #[error("key set version {0} is not supported (expected 1)")]
+    UnsupportedVersion(u32),
+    #[error("key set has two keys with kid {0}")]
+    DuplicateKid(String),
+    #[error("could not encode the token claims: {0}")]
+    Claims(#[source] serde_json::Error),
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,215 @@
+//! The standalone issuer as users run it: the real binary, a folder of policies, a data dir.
+//! Refresh tokens issued before a restart — graceful or `kill -9` — still work after it, with
+//! the same signing keys; and a change on disk takes effect without a restart.
+
+mod fixtures;
+
+use fixtures::{CHALLENGE, STANDARD, VERIFIER};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokenwarden::store::{AnyStore, AuthorizationCode, EmbeddedStore, OpaqueToken, Store as _};
+
+struct Running {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+async fn start(dir: &Path) -> Running {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+        .args(["issuer", "--policies"])
+        .arg(dir.join("policies"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the issuer");
+    let base = format!("http://127.0.0.1:{port}");
+    let running = Running { child, base };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{}/readyz", running.base)).await
+            && r.status() == 200
+        {
+            return running;
+        }
+        assert!(Instant::now() < deadline, "the issuer did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Seed a code while no issuer runs, as a sign-in would have stored it.
+async fn seed_code(dir: &Path, code: &str) {
+    let store = AnyStore::Embedded(EmbeddedStore::open(&dir.join("data")).expect("store"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    let granted = AuthorizationCode {
+        client_id: "web".into(),
+        redirect_uri: "https://app.example.com/cb".into(),
+        audience: "https://todo.example.com".into(),
+        scope: "todos:read offline_access".into(),
+        subject: "alice".into(),
+        code_challenge: CHALLENGE.into(),
+        nonce: None,
+        expires_at: now + 600,
+    };
+    store
+        .put_code(OpaqueToken::from_presented(code).hash(), granted)
+        .await
+        .expect("put code");
+}
+
+async fn post(base: &str, form: &[(&str, &str)]) -> serde_json::Value {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/oauth/token"))
+        .form(form)
+        .send()
+        .await
+        .expect("token request");
+    response.json().await.expect("json")
+}
+
+async fn refresh(base: &str, token: &str) -> serde_json::Value {
+    post(
+        base,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "web"),
+            ("refresh_token", token),
+        ],
+    )
+    .await
+}
+
+fn kid(token: &str) -> String {
+    jsonwebtoken::decode_header(token)
+        .expect("header")
+        .kid
+        .expect("kid")
+}
+
+#[tokio::test]
+async fn refresh_tokens_and_keys_survive_a_graceful_restart_and_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("policies")).expect("policies");
+    std::fs::write(dir.path().join("policies/all.yaml"), STANDARD).expect("write");
+    std::fs::create_dir_all(dir.path().join("data")).expect("data");
+    seed_code(dir.path(), "the-code").await;
+
+    let issuer = start(dir.path()).await;
+    let first = post(
+        &issuer.base,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", "web"),
+            ("code", "the-code"),
+            ("redirect_uri", "https://app.example.com/cb"),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    let token = first["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned();
+    let kid_before = kid(first["access_token"].as_str().expect("access token"));
+
+    // kill -9: the rotation committed before the response must survive.
+    let rotated = refresh(&issuer.base, &token).await["refresh_token"]
+        .as_str()
+        .expect("rotated")
+        .to_owned();
+    let mut issuer = issuer;
+    issuer.child.kill().expect("SIGKILL");
+    issuer.child.wait().expect("reaped");
+    drop(issuer);
+
+    let issuer = start(dir.path()).await;
+    let after = refresh(&issuer.base, &rotated).await;
+    let token = after["refresh_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("after kill -9: {after}"))
+        .to_owned();
+    assert_eq!(
+        kid(after["access_token"].as_str().expect("access token")),
+        kid_before,
+        "same keys"
+    );
+    // The token retired before the crash is still retired: presenting it is a replay.
+    assert_eq!(
+        refresh(&issuer.base, &rotated).await["error"],
+        "invalid_grant"
+    );
+    let _ = token;
+}
+
+#[tokio::test]
+async fn a_change_on_disk_takes_effect_within_a_second_without_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("policies")).expect("policies");
+    std::fs::write(dir.path().join("policies/all.yaml"), STANDARD).expect("write");
+    let issuer = start(dir.path()).await;
+    let cc = || {
+        post(
+            &issuer.base,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "worker"),
+                ("client_secret", fixtures::SECRET),
+            ],
+        )
+    };
+    assert_eq!(cc().await["expires_in"], 600);
+    std::fs::write(
+        dir.path().join("policies/all.yaml"),
+        STANDARD.replace(
+            "tokenExpirationSeconds: 600",
+            "tokenExpirationSeconds: 1200",
+        ),
+    )
+    .expect("rewrite");
+    let changed = Instant::now();
+    loop {
+        if cc().await["expires_in"] == 1200 {
+            break;
+        }
+        assert!(
+            changed.elapsed() < Duration::from_secs(1),
+            "the change took more than a second"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // An invalid edit is reported and the last valid policy stays in force.
+    std::fs::write(
+        dir.path().join("policies/all.yaml"),
+        STANDARD.replace(
+            "tokenExpirationSeconds: 600",
+            "tokenExpirationSeconds: 2592001",
+        ),
+    )
+    .expect("rewrite");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(cc().await["expires_in"], 1200);
+}

@@ -1,0 +1,296 @@
+//! Access tokens from the token endpoint: verified independently against the JWKS fetched over
+//! HTTP, for every algorithm and the lifetimes at the bounds; and the endpoint's errors.
+
+mod fixtures;
+
+use fixtures::{Reply, SECRET, TestIssuer};
+use jsonwebtoken::{DecodingKey, Validation, jwk::JwkSet};
+
+fn policies_for(alg: &str) -> String {
+    let mut yaml = String::new();
+    let mut grants = String::new();
+    for lifetime in [1, 600, 2_592_000] {
+        yaml += &format!(
+            "apiVersion: tokenwarden.dev/v1alpha1\nkind: ApiTokenPolicy\n\
+             metadata: {{name: api-{lifetime}, namespace: apps}}\n\
+             spec: {{audience: https://api-{lifetime}.example.com, tokenExpirationSeconds: {lifetime}, signingAlgorithm: {alg}, scopes: [{{name: read}}]}}\n---\n"
+        );
+        grants += &format!("{{audience: https://api-{lifetime}.example.com, scopes: [read]}},");
+    }
+    yaml += &format!(
+        "apiVersion: tokenwarden.dev/v1alpha1\nkind: ApiClient\nmetadata: {{name: worker, namespace: apps}}\n\
+         spec: {{clientId: worker, secretRef: {{name: worker-oauth}}, grantTypes: [client_credentials], audiences: [{grants}]}}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {{name: worker-oauth, namespace: apps}}\nstringData: {{clientSecret: {SECRET}}}\n"
+    );
+    yaml
+}
+
+#[tokio::test]
+async fn tokens_of_every_algorithm_and_lifetime_verify_against_the_jwks_over_http() {
+    let http = reqwest::Client::new();
+    for alg in ["RS256", "PS256", "ES256", "EdDSA"] {
+        let issuer = TestIssuer::new(&policies_for(alg));
+        let base = issuer.serve().await;
+        let jwks: JwkSet = http
+            .get(format!("{base}/.well-known/jwks.json"))
+            .send()
+            .await
+            .expect("jwks")
+            .json()
+            .await
+            .expect("jwks json");
+        for lifetime in [1u64, 600, 2_592_000] {
+            let audience = format!("https://api-{lifetime}.example.com");
+            let response = http
+                .post(format!("{base}/oauth/token"))
+                .basic_auth("worker", Some(SECRET))
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("audience", &audience),
+                ])
+                .send()
+                .await
+                .expect("token");
+            assert_eq!(response.status(), 200, "{alg} {lifetime}");
+            assert_eq!(response.headers()["cache-control"], "no-store");
+            let body: serde_json::Value = response.json().await.expect("json");
+            assert_eq!(body["token_type"], "Bearer");
+            assert_eq!(body["expires_in"], lifetime);
+            assert!(body.get("refresh_token").is_none());
+            let token = body["access_token"].as_str().expect("access_token");
+
+            let header = jsonwebtoken::decode_header(token).expect("header");
+            assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+            assert_eq!(
+                format!("{:?}", header.alg).to_uppercase(),
+                alg.to_uppercase()
+            );
+            let kid = header.kid.expect("kid");
+            let jwk = jwks.find(&kid).expect("the kid is in the JWKS");
+            let key = DecodingKey::from_jwk(jwk).expect("decoding key");
+            let mut validation = Validation::new(header.alg);
+            validation.set_audience(&[&audience]);
+            validation.set_issuer(&[fixtures::ISSUER_URL]);
+            // The test clock is in the future; expiry is checked below as exp - iat.
+            validation.validate_exp = false;
+            validation.required_spec_claims.clear();
+            let claims = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
+                .unwrap_or_else(|e| panic!("{alg} {lifetime}: {e}"))
+                .claims;
+            assert_eq!(claims["sub"], "worker");
+            assert_eq!(claims["client_id"], "worker");
+            assert_eq!(claims["aud"], audience.as_str());
+            assert_eq!(claims["scope"], "read");
+            assert_eq!(claims["iat"], fixtures::T0);
+            assert_eq!(
+                claims["exp"].as_u64().expect("exp") - claims["iat"].as_u64().expect("iat"),
+                lifetime
+            );
+            assert!(claims["jti"].as_str().is_some_and(|j| j.len() >= 22));
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_jwks_has_public_keys_only() {
+    let issuer = TestIssuer::standard();
+    let reply = issuer.get("/.well-known/jwks.json").await;
+    let keys = reply.ok()["keys"].as_array().expect("keys").clone();
+    assert_eq!(keys.len(), 4);
+    for key in keys {
+        for private in ["d", "p", "q", "dp", "dq", "qi"] {
+            assert!(key.get(private).is_none(), "{key}");
+        }
+        assert_eq!(key["use"], "sig");
+    }
+}
+
+#[tokio::test]
+async fn metadata_is_one_document_at_both_well_known_paths() {
+    let issuer = TestIssuer::standard();
+    let a = issuer.get("/.well-known/oauth-authorization-server").await;
+    let b = issuer.get("/.well-known/openid-configuration").await;
+    assert_eq!(a.ok(), b.ok());
+    assert_eq!(a.json["issuer"], fixtures::ISSUER_URL);
+    assert_eq!(a.json["token_endpoint"], "https://issuer.test/oauth/token");
+    assert_eq!(
+        a.json["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+}
+
+async fn client_credentials(issuer: &TestIssuer, extra: &[(&str, &str)]) -> Reply {
+    let mut form = vec![("grant_type", "client_credentials")];
+    form.extend_from_slice(extra);
+    issuer
+        .post("/oauth/token", &form, Some(("worker", SECRET)))
+        .await
+}
+
+#[tokio::test]
+async fn the_api_is_chosen_by_audience_or_resource_and_an_unknown_one_is_invalid_target() {
+    let issuer = TestIssuer::standard();
+    client_credentials(&issuer, &[("audience", "https://banking.example.com")])
+        .await
+        .ok();
+    client_credentials(&issuer, &[("resource", "https://banking.example.com")])
+        .await
+        .ok();
+    client_credentials(&issuer, &[]).await.ok();
+    for (param, value) in [
+        ("audience", "https://unknown.example.com"),
+        ("audience", "https://todo.example.com"),
+    ] {
+        let reply = client_credentials(&issuer, &[(param, value)]).await;
+        assert_eq!(reply.status, 400);
+        assert_eq!(reply.error(), "invalid_target");
+        assert!(
+            !reply.text.contains(value),
+            "the error echoes input: {}",
+            reply.text
+        );
+    }
+}
+
+#[tokio::test]
+async fn client_credentials_never_returns_a_refresh_token() {
+    let issuer = TestIssuer::standard();
+    let reply = client_credentials(&issuer, &[("scope", "accounts:read offline_access")]).await;
+    assert!(reply.ok().get("refresh_token").is_none());
+    assert_eq!(reply.json["scope"], "accounts:read");
+}
+
+#[tokio::test]
+async fn a_scope_the_client_may_not_have_is_invalid_scope() {
+    let issuer = TestIssuer::standard();
+    let reply = client_credentials(&issuer, &[("scope", "payments:write")]).await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.error()),
+        (400, "invalid_scope")
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_parameter_is_invalid_request() {
+    let issuer = TestIssuer::standard();
+    let reply = client_credentials(
+        &issuer,
+        &[("scope", "accounts:read"), ("scope", "accounts:read")],
+    )
+    .await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.error()),
+        (400, "invalid_request")
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_secret_over_basic_is_401_with_www_authenticate_and_no_store() {
+    let issuer = TestIssuer::standard();
+    let reply = issuer
+        .post(
+            "/oauth/token",
+            &[("grant_type", "client_credentials")],
+            Some(("worker", "wrong-secret")),
+        )
+        .await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.error()),
+        (401, "invalid_client")
+    );
+    assert!(
+        reply.headers["www-authenticate"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("Basic ")
+    );
+    assert_eq!(reply.headers["cache-control"], "no-store");
+}
+
+#[tokio::test]
+async fn client_secret_post_works_and_an_unknown_client_is_invalid_client() {
+    let issuer = TestIssuer::standard();
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", "worker"),
+        ("client_secret", SECRET),
+    ];
+    issuer.post("/oauth/token", &form, None).await.ok();
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", "nobody"),
+        ("client_secret", SECRET),
+    ];
+    let reply = issuer.post("/oauth/token", &form, None).await;
+    assert_eq!(reply.error(), "invalid_client");
+}
+
+#[tokio::test]
+async fn unsupported_and_unauthorized_grants_are_told_apart() {
+    let issuer = TestIssuer::standard();
+    let reply = issuer
+        .post(
+            "/oauth/token",
+            &[("grant_type", "password")],
+            Some(("worker", SECRET)),
+        )
+        .await;
+    assert_eq!(reply.error(), "unsupported_grant_type");
+    let reply = issuer
+        .post(
+            "/oauth/token",
+            &[("grant_type", "refresh_token"), ("refresh_token", "x")],
+            Some(("worker", SECRET)),
+        )
+        .await;
+    assert_eq!(reply.error(), "unauthorized_client");
+    let reply = issuer
+        .post(
+            "/oauth/token",
+            &[("grant_type", "client_credentials"), ("client_id", "web")],
+            None,
+        )
+        .await;
+    assert_eq!(reply.error(), "unauthorized_client");
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_a_form_is_invalid_request() {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    let issuer = TestIssuer::standard();
+    let request = Request::post("/oauth/token")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(
+            header::AUTHORIZATION,
+            fixtures::basic_header("worker", SECRET),
+        )
+        .body(Body::from(r#"{"grant_type":"client_credentials"}"#))
+        .expect("request");
+    let reply = issuer.send(request).await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.error()),
+        (400, "invalid_request")
+    );
+
+    let huge = "a=".to_owned() + &"x".repeat(64 * 1024);
+    let request = Request::post("/oauth/token")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(huge))
+        .expect("request");
+    let reply = issuer.send(request).await;
+    assert!(reply.status.is_client_error(), "{}", reply.status);
+}
+
+#[tokio::test]
+async fn a_policy_change_applies_to_the_next_token() {
+    let issuer = TestIssuer::standard();
+    let first = client_credentials(&issuer, &[]).await;
+    assert_eq!(first.ok()["expires_in"], 600);
+    issuer.rewrite(&fixtures::STANDARD.replace(
+        "tokenExpirationSeconds: 600",
+        "tokenExpirationSeconds: 1200",
+    ));
+    let second = client_credentials(&issuer, &[]).await;
+    assert_eq!(second.ok()["expires_in"], 1200);
+}

@@ -1,0 +1,132 @@
+//! The embedded store: the conformance suite in a temporary directory, and a kill -9 test.
+
+mod store_suite;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use tokenwarden::store::{EmbeddedStore, Store, TokenHash};
+
+use store_suite::{Harness, ROTATING, refresh, start_family};
+
+struct Embedded {
+    dir: tempfile::TempDir,
+}
+
+impl Embedded {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temporary directory"),
+        }
+    }
+}
+
+impl Harness for Embedded {
+    type S = EmbeddedStore;
+    async fn open(&self) -> EmbeddedStore {
+        EmbeddedStore::open(self.dir.path()).expect("open the embedded store")
+    }
+}
+
+store_suite!(Embedded::new());
+
+/// Set for the child process of the kill -9 test: the data directory it writes to.
+const CHILD_DIR: &str = "TOKENWARDEN_STORE_KILL_TEST_DIR";
+
+fn hex(hash: &TokenHash) -> String {
+    hash.0.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> TokenHash {
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).expect("hex");
+    }
+    TokenHash(out)
+}
+
+/// Not a test on its own: the child of the kill -9 test. It writes families and rotations from
+/// several tasks and prints each one only after the store has acknowledged it, until killed.
+#[test]
+fn child_process_of_the_kill_test_writes_until_it_is_killed() {
+    let Some(dir) = std::env::var_os(CHILD_DIR) else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async move {
+        let store = EmbeddedStore::open(std::path::Path::new(&dir)).expect("open");
+        let writers: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let (_, first) = start_family(&store, 0, ROTATING).await;
+                        println!("family {}", hex(&first));
+                        let (outcome, second) = refresh(&store, first, 1, ROTATING).await;
+                        assert!(outcome.granted().is_some());
+                        println!("rotated {} {}", hex(&first), hex(&second));
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            let _ = writer.await;
+        }
+    });
+}
+
+#[tokio::test]
+async fn committed_writes_survive_a_kill_9_in_the_middle_of_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_process_of_the_kill_test_writes_until_it_is_killed",
+            "--nocapture",
+        ])
+        .env(CHILD_DIR, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut acknowledged = Vec::new();
+    while acknowledged.len() < 400 {
+        let line = lines.next().expect("the child stopped early").unwrap();
+        if line.starts_with("family ") || line.starts_with("rotated ") {
+            acknowledged.push(line);
+        }
+    }
+    // `Child::kill` is SIGKILL on Unix: no destructor, no flush, the writer mid-batch.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Lines printed before the kill but not yet read were acknowledged too.
+    acknowledged.extend(lines.map_while(Result::ok).filter(|l| l.contains(' ')));
+
+    let store = EmbeddedStore::open(dir.path()).expect("reopen after kill -9");
+    let mut rotations = 0;
+    for line in &acknowledged {
+        let words: Vec<_> = line.split(' ').collect();
+        match words[..] {
+            ["family", first] => {
+                let view = store.lookup_refresh_token(unhex(first)).await.unwrap();
+                assert!(view.is_some(), "lost an acknowledged family: {line}");
+            }
+            ["rotated", first, second] => {
+                let old = store
+                    .lookup_refresh_token(unhex(first))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(old.token.successor, Some(unhex(second)));
+                let new = store.lookup_refresh_token(unhex(second)).await.unwrap();
+                assert!(new.is_some_and(|v| v.is_active(1, &ROTATING)));
+                rotations += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(rotations > 0);
+    // And the reopened store takes new writes.
+    let (_, token) = start_family(&store, 0, ROTATING).await;
+    assert!(store.lookup_refresh_token(token).await.unwrap().is_some());
+}
