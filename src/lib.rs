@@ -23,3 +23,4 @@ pub mod manifests;
 pub mod store;
 pub mod tokens;
 pub mod validate;
+pub mod watch_backoff;

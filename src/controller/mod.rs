@@ -237,7 +237,7 @@ async fn finish(
 }
 
 /// Keep a cache of the objects `api` and `config` select, and pull `trigger` on every change.
-/// Errors are logged and the watch retries with kube's default backoff.
+/// Errors are logged and the watch retries with [`crate::watch_backoff`].
 fn follow<K>(api: Api<K>, config: watcher::Config, trigger: &Arc<Notify>) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -246,7 +246,7 @@ where
     let (store, writer) = reflector::store();
     let kind = K::kind(&K::DynamicType::default()).into_owned();
     let stream = watcher(api, config)
-        .default_backoff()
+        .backoff(crate::watch_backoff::WatchBackoff::default())
         .modify(|object| {
             object.managed_fields_mut().clear();
         })

@@ -71,12 +71,12 @@ impl ConfigSource for ClusterSource {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
         let mut manifests = std::pin::pin!(
             watcher(maps.clone(), by_name(MANIFEST_NAME))
-                .default_backoff()
+                .backoff(crate::watch_backoff::WatchBackoff::default())
                 .applied_objects()
         );
         let mut key_sets = std::pin::pin!(
             watcher(secrets, by_name(SIGNING_KEYS_SECRET))
-                .default_backoff()
+                .backoff(crate::watch_backoff::WatchBackoff::default())
                 .applied_objects()
         );
         let mut shutdown = std::pin::pin!(shutdown);

@@ -35,6 +35,13 @@ pub struct Controller {
 /// Starts `tokenwarden controller --namespace <namespace>` as the component `name` and waits
 /// until it has reconciled once.
 pub async fn start_controller(cluster: &ControlPlane, name: &str, namespace: &str) -> Controller {
+    let controller = spawn_controller(cluster, name, namespace);
+    wait_ready(cluster, name, &controller.base, &controller.log).await;
+    controller
+}
+
+/// Starts the controller without waiting for it.
+pub fn spawn_controller(cluster: &ControlPlane, name: &str, namespace: &str) -> Controller {
     let port = free_port();
     let log = cluster
         .start_component(
@@ -49,14 +56,12 @@ pub async fn start_controller(cluster: &ControlPlane, name: &str, namespace: &st
             ],
         )
         .unwrap_or_else(|e| panic!("starting the controller: {e}"));
-    let controller = Controller {
+    Controller {
         name: name.into(),
         namespace: namespace.into(),
         base: format!("http://127.0.0.1:{port}"),
         log,
-    };
-    wait_ready(cluster, name, &controller.base, &controller.log).await;
-    controller
+    }
 }
 
 /// A running issuer in cluster mode.
