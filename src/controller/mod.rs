@@ -7,6 +7,7 @@
 //! - [`secrets`]: client Secrets, found or created; [`keys`]: the signing-keys Secret;
 //! - [`publish`]: the configuration objects, written with server-side apply;
 //! - [`status`]: what a status should say, and whether it must be written (pure);
+//! - [`leader`]: leader election, so that only one replica reconciles;
 //! - [`metrics`]: Prometheus metrics.
 //!
 //! Any change seen by a watch triggers, after a short debounce, one reconcile of everything:
@@ -16,6 +17,7 @@
 //! it generated and the status fields it writes; it changes nothing else.
 
 pub mod keys;
+pub mod leader;
 pub mod metrics;
 pub mod publish;
 pub mod reconcile;
@@ -70,6 +72,16 @@ pub struct ControllerOptions {
     /// Address of `/healthz`, `/readyz` and `/metrics`.
     #[arg(long, env = "TOKENWARDEN_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
+    /// Take part in leader election (a Lease in `--namespace`) so that only one replica
+    /// reconciles. Turn it off only when exactly one replica runs.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_LEADER_ELECTION",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub leader_election: bool,
 }
 
 /// Everything that stops the controller or fails a reconcile. Messages name the cause and
@@ -106,6 +118,18 @@ pub async fn run(
         .map_err(ControllerError::Connect)?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
+    let (leading_tx, mut leading) = tokio::sync::watch::channel(!options.leader_election);
+    // Awaited at shutdown, so that the leader releases the Lease before the process ends.
+    let election = if options.leader_election {
+        let elector = leader::Elector::new(
+            Api::namespaced(client.clone(), &namespace),
+            leader::identity(),
+        );
+        Some(tokio::spawn(elector.run(leading_tx, shutdown.clone())))
+    } else {
+        drop(leading_tx);
+        None
+    };
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|source| ControllerError::Listen {
@@ -147,7 +171,7 @@ pub async fn run(
     );
     // The first reconcile must see everything, or it would publish a partial configuration.
     tokio::select! {
-        () = shutdown.cancelled() => return finish(server).await,
+        () = shutdown.cancelled() => return finish(server, election).await,
         _ = futures::future::join3(policies.wait_until_ready(), clients.wait_until_ready(), labelled.wait_until_ready()) => {}
     }
 
@@ -169,11 +193,27 @@ pub async fn run(
     let mut retry_at: Option<Instant> = None;
     let mut next_resync = Instant::now() + RESYNC;
     trigger.notify_one();
+    let mut was_leading = false;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = trigger.notified() => {}
+            // A change of leadership (a closed channel: no election, never changes).
+            Ok(()) = leading.changed() => {}
             () = tokio::time::sleep_until(retry_at.unwrap_or(next_resync).min(next_resync)) => {}
+        }
+        let is_leading = *leading.borrow_and_update();
+        metrics.leader.set(i64::from(is_leading));
+        if !is_leading {
+            // A follower is ready once its caches are filled, to take over at once.
+            ready.store(true, Ordering::Release);
+            was_leading = false;
+            continue;
+        }
+        if !was_leading {
+            // A new leader trusts nothing it did not write itself.
+            was_leading = true;
+            reconciler.keys_seen = false;
         }
         // Coalesce a burst of changes, and keep to the backoff after a failure.
         let not_before = retry_at.map_or(Instant::now() + DEBOUNCE, |r| {
@@ -221,12 +261,18 @@ pub async fn run(
             }
         }
     }
-    finish(server).await
+    finish(server, election).await
 }
 
 async fn finish(
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    election: Option<tokio::task::JoinHandle<()>>,
 ) -> Result<(), ControllerError> {
+    if let Some(election) = election
+        && let Err(e) = election.await
+    {
+        tracing::error!(error = %e, "the leader election task failed");
+    }
     match server.await {
         Ok(Err(e)) => tracing::error!(error = %e, "the health server stopped with an error"),
         Err(e) => tracing::error!(error = %e, "the health server task failed"),
@@ -271,10 +317,12 @@ where
 #[derive(Clone)]
 struct Probe {
     metrics: Arc<Metrics>,
+    /// Whether the caches are filled and, when leading, a reconcile succeeded.
     ready: Arc<AtomicBool>,
 }
 
-/// `/healthz` (the process answers), `/readyz` (a reconcile succeeded) and `/metrics`.
+/// `/healthz` (the process answers), `/readyz` (caches filled; the leader: a reconcile
+/// succeeded) and `/metrics`.
 fn router(probe: Probe) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
