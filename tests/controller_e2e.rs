@@ -410,3 +410,73 @@ async fn statuses_are_not_written_again_when_nothing_changes() {
     assert_eq!(about_policy.len(), 1, "{about_policy:?}");
     assert_eq!(about_policy[0].reason.as_deref(), Some("Enforced"));
 }
+
+#[tokio::test]
+async fn the_issuer_follows_the_cluster_with_rbac_on_its_object_names_only() {
+    let system = controller().await;
+    let cluster = support::cluster();
+    let shards: Vec<String> = (1..=32)
+        .map(|i| format!("tokenwarden-issuer-config-{i}"))
+        .collect();
+    apply(
+        cluster,
+        &format!(
+            r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: issuer, namespace: {system}}}
+rules:
+- apiGroups: [""]
+  resources: [configmaps]
+  resourceNames: [tokenwarden-issuer-config, {shards}]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [secrets]
+  resourceNames: [tokenwarden-signing-keys]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: issuer, namespace: {system}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: issuer}}
+subjects: [{{kind: ServiceAccount, name: issuer, namespace: {system}}}]
+"#,
+            shards = shards.join(", ")
+        ),
+    )
+    .expect("apply the Role");
+    let client = cluster.service_account_client(system, "issuer").await;
+    let keys = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(
+        tokenwarden::issuer::Keys::new(tokenwarden::tokens::KeySet::new(), 0),
+    ));
+    let policies = tokenwarden::issuer::Policies::default();
+    let source = tokenwarden::issuer::cluster::ClusterSource::new(
+        client,
+        system.to_owned(),
+        keys.clone(),
+        tokenwarden::issuer::Clock::System,
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopped = stop.clone();
+    let task = tokio::spawn(tokenwarden::issuer::ConfigSource::run(
+        source,
+        policies.clone(),
+        async move { stopped.cancelled().await },
+    ));
+    eventually(CONVERGE, "the configuration and keys load", || async {
+        policies.is_loaded().then_some(())
+    })
+    .await;
+    assert!(
+        !keys.load().set.jwks(0).keys.is_empty(),
+        "signing keys loaded"
+    );
+    // The same account may not read anything else.
+    let other: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(
+        cluster.service_account_client(system, "issuer").await,
+        system,
+    );
+    assert!(other.list(&ListParams::default()).await.is_err());
+    stop.cancel();
+    task.await.expect("the source stops");
+}
