@@ -104,11 +104,16 @@ async fn signal(shutdown: tokio_util::sync::CancellationToken) {
             Err(_) => std::future::pending::<()>().await,
         }
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down");
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let name = tokio::select! {
+        () = interrupt => "SIGINT",
+        () = terminate => "SIGTERM",
+    };
+    tracing::info!(signal = name, "shutting down");
     shutdown.cancel();
 }
 

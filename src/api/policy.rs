@@ -85,32 +85,64 @@ fn default_token_expiration_seconds() -> i64 {
 }
 
 /// JWS algorithms an API's access tokens can be signed with.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    JsonSchema,
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+)]
 pub enum SigningAlgorithm {
     /// RSASSA-PKCS1-v1_5 with SHA-256 (RSA 2048).
     #[default]
     #[serde(rename = "RS256")]
     Rs256,
-    /// RSASSA-PSS with SHA-256 (RSA 2048).
+    /// RSASSA-PSS with SHA-256 and a 32-byte salt (RSA 2048).
     #[serde(rename = "PS256")]
     Ps256,
     /// ECDSA on P-256 with SHA-256.
     #[serde(rename = "ES256")]
     Es256,
-    /// Ed25519.
+    /// EdDSA with Ed25519 (RFC 8037).
     #[serde(rename = "EdDSA")]
     EdDsa,
 }
 
 impl SigningAlgorithm {
-    /// The `alg` header value.
-    pub fn as_str(self) -> &'static str {
+    /// Every algorithm, in a fixed order.
+    pub const ALL: [Self; 4] = [Self::Rs256, Self::Ps256, Self::Es256, Self::EdDsa];
+
+    /// The JWA name: the `alg` of the JWS header and of the JWK.
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Rs256 => "RS256",
             Self::Ps256 => "PS256",
             Self::Es256 => "ES256",
             Self::EdDsa => "EdDSA",
         }
+    }
+
+    /// Position in [`Self::ALL`], for tables indexed by algorithm.
+    pub const fn index(self) -> usize {
+        match self {
+            Self::Rs256 => 0,
+            Self::Ps256 => 1,
+            Self::Es256 => 2,
+            Self::EdDsa => 3,
+        }
+    }
+}
+
+impl std::fmt::Display for SigningAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -17,6 +17,10 @@
 //!   [`rotation::refresh_transition`] in one transaction, serialised per family, so concurrent
 //!   refreshes of one token yield exactly one active successor.
 //!
+//! - A call whose future is dropped after it was sent may still take effect (a refresh may
+//!   rotate with nobody to hand the new token to); the reuse interval is the remedy for that,
+//!   as for a lost response.
+//!
 //! Dispatch: the trait uses `async fn` (return-position `impl Future + Send`), which keeps
 //! calls static and allocation-free. The binary picks an implementation at start-up through the
 //! enum [`AnyStore`], which implements [`Store`] by delegation; PostgreSQL becomes one more

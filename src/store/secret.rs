@@ -19,8 +19,8 @@ pub const SECRET_BYTES: usize = 32;
 /// An opaque refresh token or authorization code, as handed to or presented by a client.
 ///
 /// Its `Debug` never shows the value; read it only to put it into a response with
-/// [`OpaqueToken::expose`].
-#[derive(Clone, PartialEq, Eq)]
+/// [`OpaqueToken::expose`]. It has no `PartialEq` on purpose: compare hashes, or look them up.
+#[derive(Clone)]
 pub struct OpaqueToken(String);
 
 impl OpaqueToken {
@@ -146,7 +146,13 @@ impl<'de> Deserialize<'de> for FamilyId {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -159,7 +165,7 @@ mod tests {
         assert_eq!(token.expose().len(), 43);
         let decoded = URL_SAFE_NO_PAD.decode(token.expose()).unwrap();
         assert_eq!(decoded.len(), SECRET_BYTES);
-        assert_ne!(token, OpaqueToken::generate().unwrap());
+        assert_ne!(token.hash(), OpaqueToken::generate().unwrap().hash());
     }
 
     #[test]

@@ -169,7 +169,8 @@ impl KeySet {
             keys,
             retired: self.retired.clone(),
         };
-        let mut out = Zeroizing::new(Vec::new());
+        // Room for four keys up front, so no reallocation leaves a stray copy of key material.
+        let mut out = Zeroizing::new(Vec::with_capacity(16 * 1024));
         serde_json::to_writer_pretty(&mut *out, &stored)
             .map_err(|e| TokenError::KeySetFormat(e.to_string()))?;
         out.push(b'\n');

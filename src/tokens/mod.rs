@@ -22,62 +22,11 @@ pub use keys::SigningKey;
 pub use keyset::{KeySet, RetiredKey};
 pub use mint::{AccessTokenClaims, MintedToken, Minter};
 
-use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::str::FromStr;
 
-/// A JWS signing algorithm an `ApiTokenPolicy` may choose (`signingAlgorithm`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Algorithm {
-    /// RSASSA-PKCS1-v1_5 with SHA-256, RSA 2048-bit keys.
-    #[serde(rename = "RS256")]
-    Rs256,
-    /// RSASSA-PSS with SHA-256 and a 32-byte salt, RSA 2048-bit keys.
-    #[serde(rename = "PS256")]
-    Ps256,
-    /// ECDSA on P-256 with SHA-256.
-    #[serde(rename = "ES256")]
-    Es256,
-    /// EdDSA with Ed25519 (RFC 8037).
-    #[serde(rename = "EdDSA")]
-    EdDsa,
-}
-
-impl Algorithm {
-    /// Every algorithm, in a fixed order.
-    pub const ALL: [Algorithm; 4] = [
-        Algorithm::Rs256,
-        Algorithm::Ps256,
-        Algorithm::Es256,
-        Algorithm::EdDsa,
-    ];
-
-    /// The JWA name, as in the JWS header's `alg` and the JWK's `alg`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Algorithm::Rs256 => "RS256",
-            Algorithm::Ps256 => "PS256",
-            Algorithm::Es256 => "ES256",
-            Algorithm::EdDsa => "EdDSA",
-        }
-    }
-
-    /// Position in [`Algorithm::ALL`], for tables indexed by algorithm.
-    pub(crate) const fn index(self) -> usize {
-        match self {
-            Algorithm::Rs256 => 0,
-            Algorithm::Ps256 => 1,
-            Algorithm::Es256 => 2,
-            Algorithm::EdDsa => 3,
-        }
-    }
-}
-
-impl fmt::Display for Algorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The JWS algorithms, as an `ApiTokenPolicy` names them (`signingAlgorithm`): one enum for the
+/// resource and the keys.
+pub use crate::api::SigningAlgorithm as Algorithm;
 
 impl FromStr for Algorithm {
     type Err = TokenError;

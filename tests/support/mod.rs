@@ -19,9 +19,11 @@
 //! namespaces' contents, or creates the `default` ServiceAccount.
 #![allow(dead_code)] // each test binary uses a part of it
 
+mod pki;
 mod process;
+mod tools;
 
-use std::io::{BufRead, Read};
+use std::io::BufRead;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -315,13 +317,13 @@ impl ControlPlane {
 
     fn start() -> Result<ControlPlane, String> {
         process::register_cleanup();
-        let tools = tools_dir()?;
+        let tools = tools::dir()?;
         let dir = process::temporary_folder("tokenwarden-cluster-")?;
 
-        let ca_der = write_pki(&dir)?;
+        let ca_der = pki::write(&dir)?;
         let tokens = USERS
             .iter()
-            .map(|_| random_token())
+            .map(|_| pki::random_token())
             .collect::<Result<Vec<String>, String>>()?;
         let mut token_csv = String::new();
         for ((user, groups), token) in USERS.iter().zip(&tokens) {
@@ -439,55 +441,6 @@ impl ControlPlane {
     }
 }
 
-/// Writes the CA, the API server's serving certificate and key, and the service-account
-/// signing key as PEM files into `dir`; returns the CA certificate (DER) for clients.
-fn write_pki(dir: &Path) -> Result<Vec<u8>, String> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-    let err = |what: &'static str| move |e: rcgen::Error| format!("generating the {what}: {e}");
-
-    let ca_key = KeyPair::generate().map_err(err("CA key"))?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err("CA"))?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "tokenwarden test CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(err("CA"))?;
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-
-    let names = [
-        "127.0.0.1",
-        "::1",
-        "localhost",
-        "kubernetes",
-        "kubernetes.default",
-        "kubernetes.default.svc",
-        "kubernetes.default.svc.cluster.local",
-    ];
-    let server_key = KeyPair::generate().map_err(err("serving key"))?;
-    let mut server_params =
-        CertificateParams::new(names.map(String::from).to_vec()).map_err(err("serving cert"))?;
-    server_params
-        .distinguished_name
-        .push(DnType::CommonName, "kube-apiserver");
-    let server_cert = server_params
-        .signed_by(&server_key, &issuer)
-        .map_err(err("serving cert"))?;
-
-    let sa_key = KeyPair::generate().map_err(err("service-account key"))?;
-
-    write_file(&dir.join("ca.crt"), &ca_cert.pem())?;
-    write_file(&dir.join("apiserver.crt"), &server_cert.pem())?;
-    write_file(&dir.join("apiserver.key"), &server_key.serialize_pem())?;
-    write_file(&dir.join("sa.key"), &sa_key.serialize_pem())?;
-    write_file(&dir.join("sa.pub"), &sa_key.public_key_pem())?;
-    Ok(ca_cert.der().to_vec())
-}
-
 fn kubeconfig_yaml(url: &str, ca_file: &Path, tokens: &[String]) -> String {
     let mut yaml = format!(
         "apiVersion: v1\nkind: Config\ncurrent-context: {ADMIN}\nclusters:\n\
@@ -512,44 +465,6 @@ pub fn crds_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("crds")
 }
 
-/// The tools folder: `TOKENWARDEN_TEST_TOOLS`, else the last line `scripts/test-tools.sh` prints.
-fn tools_dir() -> Result<PathBuf, String> {
-    let dir = match std::env::var_os("TOKENWARDEN_TEST_TOOLS") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-tools.sh");
-            eprintln!(
-                "TOKENWARDEN_TEST_TOOLS is not set; running {}",
-                script.display()
-            );
-            let output = Command::new("bash")
-                .arg(&script)
-                .stderr(std::process::Stdio::inherit())
-                .output()
-                .map_err(|e| format!("running {}: {e}", script.display()))?;
-            if !output.status.success() {
-                return Err(format!(
-                    "{} failed ({}); its message is above. Fix that, or set \
-                     TOKENWARDEN_TEST_TOOLS to a folder with kube-apiserver, etcd, kubectl and helm.",
-                    script.display(),
-                    output.status
-                ));
-            }
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            PathBuf::from(stdout.lines().last().unwrap_or_default().trim())
-        }
-    };
-    for tool in ["kube-apiserver", "etcd", "kubectl", "helm"] {
-        if !dir.join(tool).is_file() {
-            return Err(format!(
-                "{tool} is missing from the tools folder {}; run scripts/test-tools.sh",
-                dir.display()
-            ));
-        }
-    }
-    Ok(dir)
-}
-
 fn free_port() -> Result<u16, String> {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|listener| listener.local_addr())
@@ -572,15 +487,6 @@ fn wait_for_port(name: &str, port: u16, log: &Path) -> Result<(), String> {
         "{name} did not listen on {port} within {READY_TIMEOUT:?}\n{}",
         log_tail(log)
     ))
-}
-
-/// 32 random bytes from the kernel, hex-encoded.
-fn random_token() -> Result<String, String> {
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut urandom| urandom.read_exact(&mut bytes))
-        .map_err(|e| format!("reading /dev/urandom: {e}"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn write_file(path: &Path, contents: &str) -> Result<(), String> {

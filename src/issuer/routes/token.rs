@@ -3,7 +3,7 @@
 //! this file reads the request, calls the store and the minter in the right order, and writes
 //! the response. No token leaves before what it depends on is stored.
 
-use crate::api::{GrantType, RotationMode, SigningAlgorithm};
+use crate::api::{GrantType, RotationMode};
 use crate::config::{ApiConfig, ClientConfig};
 use crate::issuer::client_auth;
 use crate::issuer::error::OAuthError;
@@ -14,7 +14,7 @@ use crate::store::{
     CodeGrant, CodeOutcome, NewFamily, OpaqueToken, RefreshOutcome, RefreshRequest, RefreshRules,
     Store, StoreError,
 };
-use crate::tokens::{AccessTokenClaims, Algorithm, MintedToken};
+use crate::tokens::{AccessTokenClaims, MintedToken};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -380,16 +380,6 @@ pub fn refresh_rules(api: &ApiConfig) -> RefreshRules {
     }
 }
 
-/// The token algorithm of a policy's `signingAlgorithm`.
-pub fn algorithm(alg: SigningAlgorithm) -> Algorithm {
-    match alg {
-        SigningAlgorithm::Rs256 => Algorithm::Rs256,
-        SigningAlgorithm::Ps256 => Algorithm::Ps256,
-        SigningAlgorithm::Es256 => Algorithm::Es256,
-        SigningAlgorithm::EdDsa => Algorithm::EdDsa,
-    }
-}
-
 fn mint(
     issuer: &Issuer,
     api: &ApiConfig,
@@ -408,7 +398,7 @@ fn mint(
     };
     keys.minter
         .mint(
-            algorithm(api.signing_algorithm),
+            api.signing_algorithm,
             &claims,
             protocol::access_token_lifetime(api),
             now,

@@ -34,7 +34,8 @@ use tables::{
 /// Name of the database file inside the data directory.
 pub const FILE_NAME: &str = "tokenwarden.redb";
 
-/// The embedded store. Cheap to clone; the file is closed when the last clone is dropped.
+/// The embedded store. Cheap to clone; the file is closed when the last clone is dropped,
+/// which waits for the writer to finish the batch in hand (milliseconds).
 #[derive(Clone)]
 pub struct EmbeddedStore {
     inner: Arc<Inner>,
@@ -335,10 +336,13 @@ fn refresh_in(
     if let Some(family) = &transition.family {
         families.insert(family.id.0, encode(family)?.as_slice())?;
     }
-    let mut family_tokens = tx.open_table(FAMILY_TOKENS)?;
     for (hash, record) in &transition.tokens {
         tokens.insert(hash.0, encode(record)?.as_slice())?;
-        family_tokens.insert((record.family.0, hash.0), ())?;
+    }
+    if issues_new {
+        // Only the new token is missing from the family's index; the others are there.
+        tx.open_table(FAMILY_TOKENS)?
+            .insert((family.id.0, request.new.0), ())?;
     }
     Ok(transition.outcome)
 }

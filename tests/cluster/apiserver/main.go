@@ -1,5 +1,5 @@
-// Command kube-apiserver is the upstream kube-apiserver main, unchanged, built from
-// k8s.io/kubernetes as a Go module for the tokenwarden test control plane.
+// Command kube-apiserver runs the API server command of k8s.io/kubernetes, used as a Go
+// module, for the tokenwarden test control plane.
 package main
 
 import (
