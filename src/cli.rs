@@ -19,6 +19,8 @@ pub enum Command {
         #[arg(long = "output-dir", value_name = "DIR")]
         output_dirs: Vec<std::path::PathBuf>,
     },
+    /// Run the operator: reconcile ApiTokenPolicy and ApiClient into the issuer's configuration.
+    Controller(crate::controller::ControllerOptions),
     /// Run the token issuer (standalone with --policies, else following the cluster).
     Issuer(crate::issuer::IssuerOptions),
     /// Check ApiTokenPolicy and ApiClient YAML offline, as the API server would.
@@ -37,6 +39,11 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Crds { output_dirs } => write_crds(&output_dirs),
         Command::Validate { paths } => crate::validate::run(&paths),
+        Command::Controller(options) => serve(|shutdown| async move {
+            crate::controller::run(options, shutdown)
+                .await
+                .map_err(|e| e.to_string())
+        }),
         Command::Issuer(options) => serve(|shutdown| async move {
             crate::issuer::run(options, shutdown)
                 .await

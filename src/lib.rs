@@ -6,6 +6,9 @@
 //!
 //! - [`api`]: the resource types and their validation, no I/O.
 //! - [`config`]: the one pure function from declared objects to the issuer's configuration.
+//! - [`config_objects`]: that configuration as the ConfigMaps the controller writes and the
+//!   issuer reads in cluster mode.
+//! - [`controller`]: the operator (`tokenwarden controller`).
 //! - [`manifests`]: reading YAML files as the API server would admit them.
 //! - [`validate`]: the offline check for GitOps pipelines.
 //! - [`cli`]: the subcommands.
@@ -13,8 +16,11 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod config_objects;
+pub mod controller;
 pub mod issuer;
 pub mod manifests;
 pub mod store;
 pub mod tokens;
 pub mod validate;
+pub mod watch_backoff;

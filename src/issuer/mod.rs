@@ -7,12 +7,14 @@
 //!   [`page`]: the login and error pages.
 //! - [`form`]: hostile-input parsing of request parameters; [`error`]: RFC 6749 errors.
 //! - [`routes`]: the endpoints; [`server`]: the router and the servers.
-//! - [`snapshot`]: the configuration in force, swapped whole; [`standalone`]: its file source.
+//! - [`snapshot`]: the configuration in force, swapped whole; [`standalone`]: its file source;
+//!   [`cluster`]: its source in cluster mode, the objects the controller writes.
 //! - [`state`]: what handlers share; [`metrics`]: Prometheus metrics.
-//! - [`run`]: standalone mode from the command line.
+//! - [`run`]: `tokenwarden issuer`, standalone or cluster mode.
 
 pub mod authorization;
 pub mod client_auth;
+pub mod cluster;
 pub mod error;
 pub mod form;
 pub mod login;

@@ -1,7 +1,10 @@
 //! `tokenwarden issuer`: start the issuer from command-line options. Standalone mode
 //! (`--policies DIR`) follows a folder of manifests and keeps keys and tokens under
+//! `--data-dir`. Cluster mode (no `--policies`) follows the configuration and signing keys the
+//! controller writes in `--namespace` ([`super::cluster`]) and keeps tokens under
 //! `--data-dir`.
 
+use super::cluster::ClusterSource;
 use super::snapshot::{ConfigSource, Policies};
 use super::standalone::DirectorySource;
 use super::state::{Clock, Issuer, Keys};
@@ -22,7 +25,11 @@ pub struct IssuerOptions {
     /// follow its changes. Without it the issuer follows the cluster (cluster mode).
     #[arg(long, env = "TOKENWARDEN_POLICIES", value_name = "DIR")]
     pub policies: Option<PathBuf>,
-    /// Where signing keys and the embedded store (refresh tokens, codes, revocations) live.
+    /// Cluster mode: the namespace of the controller's configuration objects and signing keys.
+    /// Default: the pod's namespace, else `tokenwarden-system`.
+    #[arg(long, env = "TOKENWARDEN_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Where signing keys (standalone mode) and the embedded store (refresh tokens, codes, revocations) live.
     #[arg(
         long,
         env = "TOKENWARDEN_DATA_DIR",
@@ -52,9 +59,9 @@ pub struct IssuerOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(
-        "cluster mode (no --policies) comes with the controller; pass --policies DIR for standalone mode"
+        "cluster mode (no --policies): cannot find the cluster (KUBECONFIG, ~/.kube/config or the pod's service account): {0}; pass --policies DIR for standalone mode"
     )]
-    ClusterModeUnavailable,
+    Cluster(#[source] kube::Error),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -77,13 +84,18 @@ pub enum StartError {
     IssuerUrl,
 }
 
+/// Where the configuration comes from.
+enum Source {
+    Directory(DirectorySource),
+    Cluster(ClusterSource),
+}
+
 /// Run the issuer until `shutdown` is cancelled.
 pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<(), StartError> {
-    let Some(policies_dir) = options.policies.clone() else {
-        return Err(StartError::ClusterModeUnavailable);
-    };
-    if !policies_dir.is_dir() {
-        return Err(StartError::PoliciesDir(policies_dir));
+    if let Some(dir) = &options.policies
+        && !dir.is_dir()
+    {
+        return Err(StartError::PoliciesDir(dir.clone()));
     }
     let issuer_url = options
         .issuer_url
@@ -98,20 +110,46 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
     })?;
     let clock = Clock::System;
     let now = clock.now();
-    let keys = KeySet::load_or_generate(&options.data_dir.join("keys.json"), &Algorithm::ALL, now)?;
+    let policies = Policies::default();
+    // Cluster mode starts without keys: the source loads them, and the issuer is ready only
+    // once it has.
+    let keys = match &options.policies {
+        Some(_) => {
+            KeySet::load_or_generate(&options.data_dir.join("keys.json"), &Algorithm::ALL, now)?
+        }
+        None => KeySet::new(),
+    };
+    let keys = Arc::new(ArcSwap::from_pointee(Keys::new(keys, now)));
+    let source = match options.policies.clone() {
+        Some(dir) => {
+            let mut source = DirectorySource::new(dir);
+            source.reload(&policies);
+            Source::Directory(source)
+        }
+        None => {
+            let client = kube::Client::try_default()
+                .await
+                .map_err(StartError::Cluster)?;
+            let namespace = crate::config_objects::resolve_namespace(options.namespace.clone());
+            tracing::info!(namespace = %namespace, "following the cluster's configuration");
+            Source::Cluster(ClusterSource::new(
+                client,
+                namespace,
+                keys.clone(),
+                clock.clone(),
+            ))
+        }
+    };
     let store = AnyStore::Embedded(EmbeddedStore::open(&options.data_dir)?);
     let users = match &options.users {
         Some(path) => Users::load(path)?,
         None => Users::default(),
     };
-    let policies = Policies::default();
-    let mut source = DirectorySource::new(policies_dir);
-    source.reload(&policies);
 
     let issuer = Issuer {
         issuer_url: issuer_url.into(),
         policies: policies.clone(),
-        keys: Arc::new(ArcSwap::from_pointee(Keys::new(keys, now))),
+        keys,
         store: store.clone(),
         users: Arc::new(users),
         clock,
@@ -125,11 +163,16 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
         metrics = %options.metrics_listen,
         issuer = %issuer.issuer_url,
         data_dir = %options.data_dir.display(),
-        "issuer started in standalone mode"
+        mode = if options.policies.is_some() { "standalone" } else { "cluster" },
+        "issuer started"
     );
 
     let stop = shutdown.clone();
-    tokio::spawn(source.run(policies, async move { stop.cancelled().await }));
+    let stopped = async move { stop.cancelled().await };
+    match source {
+        Source::Directory(source) => tokio::spawn(source.run(policies, stopped)),
+        Source::Cluster(source) => tokio::spawn(source.run(policies, stopped)),
+    };
     tokio::spawn(purge_expired(store, issuer.clock.clone(), shutdown.clone()));
     let metrics = super::serve(
         metrics_listener,

@@ -273,6 +273,40 @@ impl ControlPlane {
         .expect("start_apiserver panicked");
     }
 
+    /// Starts `program args` as a long-lived child called `name` (unique in this test binary)
+    /// with `KUBECONFIG` set to this control plane's admin kubeconfig, as a component of the
+    /// system under test would run; returns its log file. It dies with the test process.
+    pub fn start_component(
+        &self,
+        name: &str,
+        program: &Path,
+        args: &[String],
+    ) -> Result<PathBuf, String> {
+        let log = self.dir.join(format!("{name}.log"));
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("RUST_LOG", "info,tokenwarden=debug");
+        process::spawn_command(name, command, &log)?;
+        Ok(log)
+    }
+
+    /// Stops the component `name` gracefully (SIGTERM, then SIGKILL after 30 s).
+    pub fn stop_component(&self, name: &str) -> bool {
+        process::stop(name)
+    }
+
+    /// Kills the component `name` with SIGKILL, as a crash would.
+    pub fn kill_component(&self, name: &str) -> bool {
+        process::kill(name)
+    }
+
+    /// Whether the component `name` is still running.
+    pub fn component_running(&self, name: &str) -> bool {
+        process::running(name)
+    }
+
     fn client_with_token_file(&self, token_file: &Path) -> Client {
         let url = self.url.parse().expect("the API server URL parses");
         let mut config = kube::Config::new(url);

@@ -56,6 +56,48 @@ pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Result<
     Ok(())
 }
 
+/// Starts a prepared `command` as the child called `name`, stdout and stderr appended to
+/// `log`; like [`spawn`], for commands that need environment variables.
+pub fn spawn_command(name: &str, mut command: Command, log: &Path) -> Result<(), String> {
+    if running(name) {
+        return Err(format!("{name} is already running"));
+    }
+    let open_log = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("opening {}: {e}", log.display()))
+    };
+    command
+        .stdin(Stdio::null())
+        .stdout(open_log()?)
+        .stderr(open_log()?);
+    let (reply, answer) = mpsc::channel();
+    spawner()
+        .send(Spawn { command, reply })
+        .map_err(|_| "the spawner thread is gone".to_owned())?;
+    let child = answer
+        .recv()
+        .map_err(|_| "the spawner thread did not answer".to_owned())?
+        .map_err(|e| format!("starting {name}: {e}"))?;
+    children().push((name.to_owned(), child));
+    Ok(())
+}
+
+/// Kills the child called `name` with SIGKILL, as a crash would; false when there was none.
+pub fn kill(name: &str) -> bool {
+    let mut children = children();
+    let Some(index) = children.iter().position(|(n, _)| n == name) else {
+        return false;
+    };
+    let (_, mut child) = children.remove(index);
+    drop(children);
+    let _ = child.kill();
+    let _ = child.wait();
+    true
+}
+
 /// Whether the child called `name` is alive; forgets it once it has exited.
 pub fn running(name: &str) -> bool {
     let mut children = children();

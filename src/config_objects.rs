@@ -1,0 +1,275 @@
+//! The issuer's configuration as Kubernetes objects: how the controller writes an
+//! [`IssuerConfig`] into ConfigMaps and how the issuer reads it back. Pure encoding and
+//! decoding, no I/O (except [`resolve_namespace`], which reads the pod's namespace file).
+//!
+//! A Kubernetes object holds about 1 MiB, and 10,000 policies and 10,000 clients are a few
+//! MiB of JSON, so the configuration is gzip-compressed JSON cut into fixed-name shards:
+//!
+//! - `tokenwarden-issuer-config` (the manifest): `data.format` (`gzip-json-v1`),
+//!   `data.revision` (grows by one with every change), `data.sha256` (of the uncompressed
+//!   JSON) and `data.shards` (how many shards).
+//! - `tokenwarden-issuer-config-1` .. `-N`: `binaryData["config.json.gz"]`, one slice of the
+//!   compressed bytes each, and `data.sha256` naming the configuration the slice belongs to.
+//!
+//! The controller writes the shards first and the manifest last, so a reader that sees a
+//! manifest finds its shards; a shard whose `sha256` differs belongs to a write in progress
+//! and the reader waits for the next manifest. The checksum is verified after reassembly.
+//! Names are fixed so that RBAC can grant the issuer exactly these objects (see
+//! `docs/configuration-objects.md`).
+
+use crate::config::IssuerConfig;
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::ObjectMeta;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+/// Name of the manifest ConfigMap.
+pub const MANIFEST_NAME: &str = "tokenwarden-issuer-config";
+/// Name of the Secret holding the signing keys (the `KeySet` JSON under [`SIGNING_KEYS_KEY`]).
+pub const SIGNING_KEYS_SECRET: &str = "tokenwarden-signing-keys";
+/// Key of the `KeySet` JSON in the signing-keys Secret.
+pub const SIGNING_KEYS_KEY: &str = "keys.json";
+/// The one format this version writes and reads.
+pub const FORMAT: &str = "gzip-json-v1";
+/// Compressed bytes per shard: well under the 1 MiB limit of an object.
+pub const SHARD_BYTES: usize = 768 * 1024;
+/// Most shards a configuration may have (24 MiB compressed); RBAC grants names up to this.
+pub const MAX_SHARDS: usize = 32;
+/// Largest uncompressed configuration a reader accepts (a guard against a gzip bomb).
+pub const MAX_JSON_BYTES: u64 = 512 * 1024 * 1024;
+/// Key of the compressed slice in a shard's `binaryData`.
+pub const SHARD_KEY: &str = "config.json.gz";
+/// The namespace when neither `--namespace` nor the pod's service account says one.
+pub const DEFAULT_NAMESPACE: &str = "tokenwarden-system";
+
+const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// Labels on every object the controller writes.
+pub fn labels() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            "tokenwarden-controller".to_owned(),
+        ),
+        (
+            "app.kubernetes.io/part-of".to_owned(),
+            "tokenwarden".to_owned(),
+        ),
+    ])
+}
+
+/// `--namespace` if given, else the pod's namespace, else `tokenwarden-system`.
+pub fn resolve_namespace(flag: Option<String>) -> String {
+    flag.filter(|n| !n.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE)
+                .ok()
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+        })
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned())
+}
+
+/// Name of shard `index` (1-based).
+pub fn shard_name(index: usize) -> String {
+    format!("{MANIFEST_NAME}-{index}")
+}
+
+/// What goes wrong turning a configuration into objects or back.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectsError {
+    #[error("encoding the configuration: {0}")]
+    Encode(String),
+    #[error(
+        "the configuration needs {0} shards, more than {MAX_SHARDS}; that many APIs and clients is beyond what this version supports"
+    )]
+    TooManyShards(usize),
+    #[error("ConfigMap {name}: {problem}")]
+    Malformed { name: String, problem: String },
+    #[error("shard {0} belongs to another revision (a write in progress)")]
+    ShardMismatch(String),
+    #[error("shard {0} is missing")]
+    ShardMissing(String),
+    #[error("the reassembled configuration does not match its checksum")]
+    Checksum,
+    #[error("decoding the configuration: {0}")]
+    Decode(String),
+}
+
+/// The manifest's fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    pub revision: u64,
+    /// SHA-256 of the uncompressed JSON, hex.
+    pub sha256: String,
+    pub shards: usize,
+}
+
+/// A configuration ready to be written.
+#[derive(Clone, Debug)]
+pub struct Encoded {
+    /// SHA-256 of the uncompressed JSON, hex: equal configurations have equal checksums
+    /// (every map in [`IssuerConfig`] is ordered), so it tells whether anything changed.
+    pub sha256: String,
+    pub json_bytes: usize,
+    pub compressed_bytes: usize,
+    /// The compressed bytes, cut into slices of at most [`SHARD_BYTES`].
+    pub shards: Vec<Vec<u8>>,
+}
+
+/// Serialise, compress and cut a configuration.
+pub fn encode(config: &IssuerConfig) -> Result<Encoded, ObjectsError> {
+    let json = serde_json::to_vec(config).map_err(|e| ObjectsError::Encode(e.to_string()))?;
+    let sha256 = hex(&Sha256::digest(&json));
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder
+        .write_all(&json)
+        .map_err(|e| ObjectsError::Encode(e.to_string()))?;
+    let compressed = encoder
+        .finish()
+        .map_err(|e| ObjectsError::Encode(e.to_string()))?;
+    let shards: Vec<Vec<u8>> = compressed.chunks(SHARD_BYTES).map(<[u8]>::to_vec).collect();
+    if shards.len() > MAX_SHARDS {
+        return Err(ObjectsError::TooManyShards(shards.len()));
+    }
+    Ok(Encoded {
+        sha256,
+        json_bytes: json.len(),
+        compressed_bytes: compressed.len(),
+        shards,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn object_meta(name: String, namespace: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(namespace.to_owned()),
+        labels: Some(labels()),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The manifest ConfigMap, with only the fields the controller owns (for server-side apply).
+pub fn manifest_object(namespace: &str, manifest: &Manifest) -> ConfigMap {
+    ConfigMap {
+        metadata: object_meta(MANIFEST_NAME.to_owned(), namespace),
+        data: Some(BTreeMap::from([
+            ("format".to_owned(), FORMAT.to_owned()),
+            ("revision".to_owned(), manifest.revision.to_string()),
+            ("sha256".to_owned(), manifest.sha256.clone()),
+            ("shards".to_owned(), manifest.shards.to_string()),
+        ])),
+        ..ConfigMap::default()
+    }
+}
+
+/// Shard `index` (1-based) of `encoded`.
+pub fn shard_object(namespace: &str, encoded: &Encoded, index: usize) -> Option<ConfigMap> {
+    let bytes = encoded.shards.get(index.checked_sub(1)?)?;
+    Some(ConfigMap {
+        metadata: object_meta(shard_name(index), namespace),
+        data: Some(BTreeMap::from([(
+            "sha256".to_owned(),
+            encoded.sha256.clone(),
+        )])),
+        binary_data: Some(BTreeMap::from([(
+            SHARD_KEY.to_owned(),
+            ByteString(bytes.clone()),
+        )])),
+        ..ConfigMap::default()
+    })
+}
+
+fn field<'a>(map: &'a ConfigMap, key: &str) -> Result<&'a str, ObjectsError> {
+    map.data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(String::as_str)
+        .ok_or_else(|| ObjectsError::Malformed {
+            name: map.metadata.name.clone().unwrap_or_default(),
+            problem: format!("no data.{key}"),
+        })
+}
+
+/// Read the manifest's fields.
+pub fn read_manifest(map: &ConfigMap) -> Result<Manifest, ObjectsError> {
+    let malformed = |problem: String| ObjectsError::Malformed {
+        name: MANIFEST_NAME.to_owned(),
+        problem,
+    };
+    let format = field(map, "format")?;
+    if format != FORMAT {
+        return Err(malformed(format!(
+            "format {format:?} is not {FORMAT:?} (written by a newer controller?)"
+        )));
+    }
+    let revision = field(map, "revision")?
+        .parse()
+        .map_err(|_| malformed("data.revision is not a number".to_owned()))?;
+    let shards: usize = field(map, "shards")?
+        .parse()
+        .map_err(|_| malformed("data.shards is not a number".to_owned()))?;
+    if shards == 0 || shards > MAX_SHARDS {
+        return Err(malformed(format!("data.shards must be 1..{MAX_SHARDS}")));
+    }
+    Ok(Manifest {
+        revision,
+        sha256: field(map, "sha256")?.to_owned(),
+        shards,
+    })
+}
+
+/// Reassemble the configuration a manifest names from its shards (in any order, `None` for
+/// one that does not exist), verifying the checksum.
+pub fn assemble(
+    manifest: &Manifest,
+    shards: &[Option<ConfigMap>],
+) -> Result<IssuerConfig, ObjectsError> {
+    let mut compressed = Vec::new();
+    for index in 1..=manifest.shards {
+        let name = shard_name(index);
+        let shard = shards
+            .iter()
+            .flatten()
+            .find(|s| s.metadata.name.as_deref() == Some(name.as_str()))
+            .ok_or_else(|| ObjectsError::ShardMissing(name.clone()))?;
+        if field(shard, "sha256")? != manifest.sha256 {
+            return Err(ObjectsError::ShardMismatch(name));
+        }
+        let bytes = shard
+            .binary_data
+            .as_ref()
+            .and_then(|b| b.get(SHARD_KEY))
+            .ok_or_else(|| ObjectsError::Malformed {
+                name: name.clone(),
+                problem: format!("no binaryData[{SHARD_KEY:?}]"),
+            })?;
+        compressed.extend_from_slice(&bytes.0);
+    }
+    let mut json = Vec::new();
+    GzDecoder::new(compressed.as_slice())
+        .take(MAX_JSON_BYTES + 1)
+        .read_to_end(&mut json)
+        .map_err(|e| ObjectsError::Decode(e.to_string()))?;
+    if json.len() as u64 > MAX_JSON_BYTES {
+        return Err(ObjectsError::Decode(format!(
+            "larger than {MAX_JSON_BYTES} bytes uncompressed"
+        )));
+    }
+    if hex(&Sha256::digest(&json)) != manifest.sha256 {
+        return Err(ObjectsError::Checksum);
+    }
+    serde_json::from_slice(&json).map_err(|e| ObjectsError::Decode(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,350 @@
+//! `tokenwarden controller`: the operator. It follows every ApiTokenPolicy and ApiClient in
+//! the cluster, computes the issuer's configuration with the same pure function standalone
+//! mode uses ([`crate::config::build`]), writes it into ConfigMaps in `--namespace`
+//! ([`crate::config_objects`]) and tells every object whether it is enforced.
+//!
+//! - [`reconcile`]: one global reconcile, the dispatcher;
+//! - [`secrets`]: client Secrets, found or created; [`keys`]: the signing-keys Secret;
+//! - [`publish`]: the configuration objects, written with server-side apply;
+//! - [`status`]: what a status should say, and whether it must be written (pure);
+//! - [`leader`]: leader election, so that only one replica reconciles;
+//! - [`metrics`]: Prometheus metrics.
+//!
+//! Any change seen by a watch triggers, after a short debounce, one reconcile of everything:
+//! the configuration is one document, and conflicts (audiences, client ids) are global. A
+//! failed reconcile is retried with a growing, capped backoff; a bad spec is not a failure
+//! but a status. The controller owns its configuration objects, the signing keys, the Secrets
+//! it generated and the status fields it writes; it changes nothing else.
+
+pub mod keys;
+pub mod leader;
+pub mod metrics;
+pub mod publish;
+pub mod reconcile;
+pub mod secrets;
+pub mod status;
+
+use crate::api::{ApiClient, ApiTokenPolicy};
+use crate::config_objects::{self, MANIFEST_NAME, ObjectsError};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use futures::{Stream, StreamExt as _};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::Api;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::{Client, Resource, ResourceExt as _};
+use metrics::{Metrics, OutcomeLabel};
+use reconcile::Reconciler;
+use secrets::{CLIENT_SECRET_LABEL, ClientSecrets};
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The field manager of every server-side apply the controller makes.
+pub const FIELD_MANAGER: &str = "tokenwarden-controller";
+/// How long the controller waits after a change for more changes before it reconciles.
+pub const DEBOUNCE: Duration = Duration::from_millis(50);
+/// How often everything is reconciled and re-read even without a change.
+pub const RESYNC: Duration = Duration::from_secs(300);
+/// First and longest wait before a failed reconcile is retried.
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// Options of `tokenwarden controller`. Each also reads `TOKENWARDEN_<FLAG>`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ControllerOptions {
+    /// Namespace of the issuer's configuration objects and signing keys. Default: the pod's
+    /// namespace, else `tokenwarden-system`.
+    #[arg(long, env = "TOKENWARDEN_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    #[arg(long, env = "TOKENWARDEN_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    /// Take part in leader election (a Lease in `--namespace`) so that only one replica
+    /// reconciles. Turn it off only when exactly one replica runs.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_LEADER_ELECTION",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub leader_election: bool,
+}
+
+/// Everything that stops the controller or fails a reconcile. Messages name the cause and
+/// never carry secret values.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error(
+        "cannot find the cluster (KUBECONFIG, ~/.kube/config or the pod's service account): {0}"
+    )]
+    Connect(#[source] kube::Error),
+    #[error("Kubernetes API: {0}")]
+    Api(#[source] kube::Error),
+    #[error(transparent)]
+    Objects(#[from] ObjectsError),
+    #[error("signing keys: {0}")]
+    SigningKeys(String),
+    #[error("the system random number generator failed")]
+    Random,
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Run the controller until `shutdown` is cancelled.
+pub async fn run(
+    options: ControllerOptions,
+    shutdown: CancellationToken,
+) -> Result<(), ControllerError> {
+    let namespace = config_objects::resolve_namespace(options.namespace);
+    let client = Client::try_default()
+        .await
+        .map_err(ControllerError::Connect)?;
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let (leading_tx, mut leading) = tokio::sync::watch::channel(!options.leader_election);
+    // Awaited at shutdown, so that the leader releases the Lease before the process ends.
+    let election = if options.leader_election {
+        let elector = leader::Elector::new(
+            Api::namespaced(client.clone(), &namespace),
+            leader::identity(),
+        );
+        Some(tokio::spawn(elector.run(leading_tx, shutdown.clone())))
+    } else {
+        drop(leading_tx);
+        None
+    };
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| ControllerError::Listen {
+            addr: options.listen,
+            source,
+        })?;
+    let stop = shutdown.clone();
+    let server = tokio::spawn(crate::issuer::serve(
+        listener,
+        router(Probe {
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+        }),
+        async move { stop.cancelled().await },
+    ));
+    tracing::info!(namespace = %namespace, listen = %options.listen, "controller started");
+
+    let trigger = Arc::new(Notify::new());
+    let policies = follow(
+        Api::<ApiTokenPolicy>::all(client.clone()),
+        watcher::Config::default(),
+        &trigger,
+    );
+    let clients = follow(
+        Api::<ApiClient>::all(client.clone()),
+        watcher::Config::default(),
+        &trigger,
+    );
+    let labelled = follow(
+        Api::<Secret>::all(client.clone()),
+        watcher::Config::default().labels(CLIENT_SECRET_LABEL),
+        &trigger,
+    );
+    // Someone changing or deleting the configuration objects: put them back.
+    let _manifest = follow(
+        Api::<ConfigMap>::namespaced(client.clone(), &namespace),
+        watcher::Config::default().fields(&format!("metadata.name={MANIFEST_NAME}")),
+        &trigger,
+    );
+    // The first reconcile must see everything, or it would publish a partial configuration.
+    tokio::select! {
+        () = shutdown.cancelled() => return finish(server, election).await,
+        _ = futures::future::join3(policies.wait_until_ready(), clients.wait_until_ready(), labelled.wait_until_ready()) => {}
+    }
+
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.to_owned(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let mut reconciler = Reconciler {
+        recorder: Recorder::new(client.clone(), reporter),
+        secrets: ClientSecrets::new(client.clone(), labelled),
+        client,
+        namespace,
+        policies,
+        clients,
+        metrics: metrics.clone(),
+        keys_seen: false,
+    };
+    let mut backoff = BACKOFF_MIN;
+    let mut retry_at: Option<Instant> = None;
+    let mut next_resync = Instant::now() + RESYNC;
+    trigger.notify_one();
+    let mut was_leading = false;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = trigger.notified() => {}
+            // A change of leadership (a closed channel: no election, never changes).
+            Ok(()) = leading.changed() => {}
+            () = tokio::time::sleep_until(retry_at.unwrap_or(next_resync).min(next_resync)) => {}
+        }
+        let is_leading = *leading.borrow_and_update();
+        metrics.leader.set(i64::from(is_leading));
+        if !is_leading {
+            // A follower is ready once its caches are filled, to take over at once.
+            ready.store(true, Ordering::Release);
+            was_leading = false;
+            continue;
+        }
+        if !was_leading {
+            // A new leader trusts nothing it did not write itself.
+            was_leading = true;
+            reconciler.keys_seen = false;
+        }
+        // Coalesce a burst of changes, and keep to the backoff after a failure.
+        let not_before = retry_at.map_or(Instant::now() + DEBOUNCE, |r| {
+            r.max(Instant::now() + DEBOUNCE)
+        });
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep_until(not_before) => {}
+        }
+        let verify = Instant::now() >= next_resync;
+        if verify {
+            next_resync = Instant::now() + RESYNC;
+        }
+        let started = std::time::Instant::now();
+        let outcome = reconciler.reconcile(verify).await;
+        metrics
+            .reconcile_duration
+            .observe(started.elapsed().as_secs_f64());
+        match outcome {
+            Ok(report) => {
+                metrics
+                    .reconciles
+                    .get_or_create(&OutcomeLabel { outcome: "success" })
+                    .inc();
+                backoff = BACKOFF_MIN;
+                retry_at = None;
+                ready.store(true, Ordering::Release);
+                tracing::debug!(
+                    revision = report.published.revision,
+                    configuration_written = report.published.written,
+                    status_writes = report.status_writes,
+                    secrets_generated = report.secrets_generated,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "reconciled"
+                );
+            }
+            Err(e) => {
+                metrics
+                    .reconciles
+                    .get_or_create(&OutcomeLabel { outcome: "error" })
+                    .inc();
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "reconcile failed; will retry");
+                retry_at = Some(Instant::now() + backoff);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+    finish(server, election).await
+}
+
+async fn finish(
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    election: Option<tokio::task::JoinHandle<()>>,
+) -> Result<(), ControllerError> {
+    if let Some(election) = election
+        && let Err(e) = election.await
+    {
+        tracing::error!(error = %e, "the leader election task failed");
+    }
+    match server.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "the health server stopped with an error"),
+        Err(e) => tracing::error!(error = %e, "the health server task failed"),
+        Ok(Ok(())) => {}
+    }
+    tracing::info!("controller stopped");
+    Ok(())
+}
+
+/// Keep a cache of the objects `api` and `config` select, and pull `trigger` on every change.
+/// Errors are logged and the watch retries with [`crate::watch_backoff`].
+fn follow<K>(api: Api<K>, config: watcher::Config, trigger: &Arc<Notify>) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let (store, writer) = reflector::store();
+    let kind = K::kind(&K::DynamicType::default()).into_owned();
+    let stream = watcher(api, config)
+        .backoff(crate::watch_backoff::WatchBackoff::default())
+        .modify(|object| {
+            object.managed_fields_mut().clear();
+        })
+        .reflect(writer);
+    tokio::spawn(drive(stream, kind, trigger.clone()));
+    store
+}
+
+async fn drive<S, T>(stream: S, kind: String, trigger: Arc<Notify>)
+where
+    S: Stream<Item = Result<T, watcher::Error>> + Send,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(_) => trigger.notify_one(),
+            Err(e) => tracing::warn!(kind = %kind, error = %e, "watch failed; retrying"),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Probe {
+    metrics: Arc<Metrics>,
+    /// Whether the caches are filled and, when leading, a reconcile succeeded.
+    ready: Arc<AtomicBool>,
+}
+
+/// `/healthz` (the process answers), `/readyz` (caches filled; the leader: a reconcile
+/// succeeded) and `/metrics`.
+fn router(probe: Probe) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .with_state(probe)
+}
+
+async fn readyz(State(probe): State<Probe>) -> impl IntoResponse {
+    if probe.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not reconciled yet")
+    }
+}
+
+async fn render_metrics(State(probe): State<Probe>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        probe.metrics.render(),
+    )
+}

@@ -1,0 +1,123 @@
+//! Writing the issuer's configuration into its ConfigMaps (layout in
+//! [`crate::config_objects`]) with server-side apply, only when its content changed: shards
+//! first, the manifest last, then shards no longer needed are deleted.
+
+use super::{ControllerError, FIELD_MANAGER};
+use crate::config::IssuerConfig;
+use crate::config_objects::{self, Encoded, MANIFEST_NAME, Manifest};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+
+/// What a publication did.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub revision: u64,
+    /// Whether anything was written.
+    pub written: bool,
+    pub json_bytes: usize,
+    pub compressed_bytes: usize,
+    pub shards: usize,
+}
+
+/// Make the configuration objects say `config`. With `verify`, the shards are read back too
+/// (a periodic check that nobody changed or deleted one); otherwise a manifest with the same
+/// checksum means there is nothing to do.
+pub async fn publish(
+    api: &Api<ConfigMap>,
+    namespace: &str,
+    config: &IssuerConfig,
+    verify: bool,
+) -> Result<Published, ControllerError> {
+    let encoded = config_objects::encode(config)?;
+    let current = api
+        .get_opt(MANIFEST_NAME)
+        .await
+        .map_err(ControllerError::Api)?;
+    let current = current
+        .as_ref()
+        .and_then(|m| config_objects::read_manifest(m).ok());
+    let unchanged = match &current {
+        Some(m) if m.sha256 == encoded.sha256 && m.shards == encoded.shards.len() => {
+            !verify || shards_intact(api, m).await?
+        }
+        _ => false,
+    };
+    let mut published = Published {
+        revision: current.as_ref().map_or(0, |m| m.revision),
+        written: false,
+        json_bytes: encoded.json_bytes,
+        compressed_bytes: encoded.compressed_bytes,
+        shards: encoded.shards.len(),
+    };
+    if unchanged {
+        return Ok(published);
+    }
+    let revision = published.revision + 1;
+    write(api, namespace, &encoded, revision).await?;
+    if let Some(old) = current {
+        for index in encoded.shards.len() + 1..=old.shards {
+            match api
+                .delete(&config_objects::shard_name(index), &DeleteParams::default())
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(e) => return Err(ControllerError::Api(e)),
+            }
+        }
+    }
+    tracing::info!(
+        revision,
+        json_bytes = encoded.json_bytes,
+        compressed_bytes = encoded.compressed_bytes,
+        shards = encoded.shards.len(),
+        "published the issuer configuration"
+    );
+    published.revision = revision;
+    published.written = true;
+    Ok(published)
+}
+
+async fn shards_intact(api: &Api<ConfigMap>, manifest: &Manifest) -> Result<bool, ControllerError> {
+    let mut shards = Vec::with_capacity(manifest.shards);
+    for index in 1..=manifest.shards {
+        shards.push(
+            api.get_opt(&config_objects::shard_name(index))
+                .await
+                .map_err(ControllerError::Api)?,
+        );
+    }
+    Ok(config_objects::assemble(manifest, &shards).is_ok())
+}
+
+async fn write(
+    api: &Api<ConfigMap>,
+    namespace: &str,
+    encoded: &Encoded,
+    revision: u64,
+) -> Result<(), ControllerError> {
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    for index in 1..=encoded.shards.len() {
+        if let Some(shard) = config_objects::shard_object(namespace, encoded, index) {
+            api.patch(
+                &config_objects::shard_name(index),
+                &params,
+                &Patch::Apply(&shard),
+            )
+            .await
+            .map_err(ControllerError::Api)?;
+        }
+    }
+    let manifest = config_objects::manifest_object(
+        namespace,
+        &Manifest {
+            revision,
+            sha256: encoded.sha256.clone(),
+            shards: encoded.shards.len(),
+        },
+    );
+    api.patch(MANIFEST_NAME, &params, &Patch::Apply(&manifest))
+        .await
+        .map_err(ControllerError::Api)?;
+    Ok(())
+}

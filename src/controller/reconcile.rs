@@ -1,0 +1,299 @@
+//! One global reconcile: everything declared in the cluster -> [`crate::config::build`] ->
+//! the configuration objects -> statuses and Events. It dispatches; the steps are the small
+//! functions of [`super::secrets`], [`super::keys`], [`super::publish`] and
+//! [`super::status`]. Statuses are written after the configuration, so `Ready=True` means the
+//! issuers can already see it.
+
+use super::metrics::{KindLabel, Metrics, StepLabel};
+use super::publish::{self, Published};
+use super::secrets::ClientSecrets;
+use super::{ControllerError, FIELD_MANAGER, keys, status};
+use crate::api::{ApiClient, ApiTokenPolicy, Kind};
+use crate::config::{self, Declared, Verdict};
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::Store;
+use kube::{Client, Resource, ResourceExt};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How many status writes run at once.
+const STATUS_CONCURRENCY: usize = 16;
+
+/// What a reconcile did.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub published: Published,
+    pub status_writes: usize,
+    pub secrets_generated: u64,
+}
+
+/// The controller's view of the cluster and its handles to change it.
+pub struct Reconciler {
+    pub client: Client,
+    pub namespace: String,
+    pub policies: Store<ApiTokenPolicy>,
+    pub clients: Store<ApiClient>,
+    pub secrets: ClientSecrets,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// Whether the signing keys were seen since the last `verify`.
+    pub keys_seen: bool,
+}
+
+impl Reconciler {
+    /// Reconcile everything once. `verify` also re-reads what is normally trusted (the
+    /// configuration shards, the signing keys), for the periodic resync.
+    pub async fn reconcile(&mut self, verify: bool) -> Result<Report, ControllerError> {
+        let policies = self.policies.state();
+        let clients = self.clients.state();
+        self.metrics
+            .objects
+            .get_or_create(&KindLabel {
+                kind: "ApiTokenPolicy",
+            })
+            .set(policies.len() as i64);
+        self.metrics
+            .objects
+            .get_or_create(&KindLabel { kind: "ApiClient" })
+            .set(clients.len() as i64);
+
+        let (secrets, generated) = self
+            .secrets
+            .resolve(&clients, Instant::now())
+            .await
+            .inspect_err(|_| self.failed("secrets"))?;
+        let secrets_generated = generated.created + generated.keys_added;
+        self.metrics.secrets_created.inc_by(secrets_generated);
+
+        if verify || !self.keys_seen {
+            let secret_api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+            keys::ensure(&secret_api, &self.namespace, unix_now())
+                .await
+                .inspect_err(|_| self.failed("signing_keys"))?;
+            self.keys_seen = true;
+        }
+
+        let declared = Declared {
+            policies: policies.iter().map(|p| (**p).clone()).collect(),
+            clients: clients.iter().map(|c| (**c).clone()).collect(),
+            secrets: Some(secrets),
+        };
+        let built = config::build(&declared);
+
+        let config_api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        let published = publish::publish(&config_api, &self.namespace, &built.config, verify)
+            .await
+            .inspect_err(|_| self.failed("publish"))?;
+        self.record_published(&published);
+
+        let status_writes = self
+            .write_statuses(&policies, &clients, &built.verdicts)
+            .await
+            .inspect_err(|_| self.failed("status"))?;
+        Ok(Report {
+            published,
+            status_writes,
+            secrets_generated,
+        })
+    }
+
+    fn failed(&self, step: &'static str) {
+        self.metrics
+            .reconcile_errors
+            .get_or_create(&StepLabel { step })
+            .inc();
+    }
+
+    fn record_published(&self, published: &Published) {
+        let m = &self.metrics;
+        m.config_revision
+            .set(i64::try_from(published.revision).unwrap_or(i64::MAX));
+        m.config_json_bytes
+            .set(i64::try_from(published.json_bytes).unwrap_or(i64::MAX));
+        m.config_compressed_bytes
+            .set(i64::try_from(published.compressed_bytes).unwrap_or(i64::MAX));
+        m.config_shards
+            .set(i64::try_from(published.shards).unwrap_or(i64::MAX));
+        if published.written {
+            m.config_writes.inc();
+        }
+    }
+
+    /// Write every status that differs from what is stored; publish an Event for every
+    /// transition. Returns how many were written.
+    async fn write_statuses(
+        &self,
+        policies: &[Arc<ApiTokenPolicy>],
+        clients: &[Arc<ApiClient>],
+        verdicts: &[Verdict],
+    ) -> Result<usize, ControllerError> {
+        let now = Time(Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_default());
+        let policies: HashMap<(String, String), &ApiTokenPolicy> =
+            policies.iter().map(|p| (key_of(&**p), &**p)).collect();
+        let clients: HashMap<(String, String), &ApiClient> =
+            clients.iter().map(|c| (key_of(&**c), &**c)).collect();
+        let mut writes = Vec::new();
+        let mut not_ready = [0i64; 2];
+        for verdict in verdicts {
+            let key = (verdict.namespace.clone(), verdict.name.clone());
+            if !verdict.is_ready() {
+                not_ready[usize::from(verdict.kind == Kind::ApiClient)] += 1;
+            }
+            let write = match verdict.kind {
+                Kind::ApiTokenPolicy => policies.get(&key).and_then(|p| {
+                    let stored = p.status.as_ref();
+                    let desired = status::policy_status(verdict, p.meta().generation, stored, &now);
+                    status::policy_needs_write(stored, &desired).then(|| StatusWrite {
+                        kind: Kind::ApiTokenPolicy,
+                        namespace: verdict.namespace.clone(),
+                        name: verdict.name.clone(),
+                        reference: p.object_ref(&()),
+                        previous: stored
+                            .and_then(|s| status::ready_of(&s.conditions))
+                            .cloned(),
+                        ready: desired.conditions[0].clone(),
+                        body: serde_json::json!({
+                            "apiVersion": ApiTokenPolicy::api_version(&()),
+                            "kind": ApiTokenPolicy::kind(&()),
+                            "status": desired,
+                        }),
+                    })
+                }),
+                Kind::ApiClient => clients.get(&key).and_then(|c| {
+                    let stored = c.status.as_ref();
+                    let desired = status::client_status(
+                        verdict,
+                        c.meta().generation,
+                        config::client_id_of(c),
+                        stored,
+                        &now,
+                    );
+                    status::client_needs_write(stored, &desired).then(|| StatusWrite {
+                        kind: Kind::ApiClient,
+                        namespace: verdict.namespace.clone(),
+                        name: verdict.name.clone(),
+                        reference: c.object_ref(&()),
+                        previous: stored
+                            .and_then(|s| status::ready_of(&s.conditions))
+                            .cloned(),
+                        ready: desired.conditions[0].clone(),
+                        body: serde_json::json!({
+                            "apiVersion": ApiClient::api_version(&()),
+                            "kind": ApiClient::kind(&()),
+                            "status": desired,
+                        }),
+                    })
+                }),
+            };
+            writes.extend(write);
+        }
+        for (i, kind) in ["ApiTokenPolicy", "ApiClient"].into_iter().enumerate() {
+            self.metrics
+                .not_ready
+                .get_or_create(&KindLabel { kind })
+                .set(not_ready[i]);
+        }
+        let total = writes.len();
+        let failures: Vec<ControllerError> = futures::stream::iter(writes)
+            .map(|w| self.write_status(w))
+            .buffer_unordered(STATUS_CONCURRENCY)
+            .filter_map(|r| async move { r.err() })
+            .collect()
+            .await;
+        match failures.into_iter().next() {
+            Some(first) => Err(first),
+            None => Ok(total),
+        }
+    }
+
+    async fn write_status(&self, write: StatusWrite) -> Result<(), ControllerError> {
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let result = match write.kind {
+            Kind::ApiTokenPolicy => {
+                Api::<ApiTokenPolicy>::namespaced(self.client.clone(), &write.namespace)
+                    .patch_status(&write.name, &params, &Patch::Apply(&write.body))
+                    .await
+                    .map(drop)
+            }
+            Kind::ApiClient => Api::<ApiClient>::namespaced(self.client.clone(), &write.namespace)
+                .patch_status(&write.name, &params, &Patch::Apply(&write.body))
+                .await
+                .map(drop),
+        };
+        match result {
+            Ok(()) => {}
+            // Deleted since the cache saw it: nothing to say about it any more.
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
+            Err(e) => return Err(ControllerError::Api(e)),
+        }
+        self.metrics
+            .status_writes
+            .get_or_create(&KindLabel {
+                kind: write.kind.as_str(),
+            })
+            .inc();
+        if status::is_transition(write.previous.as_ref(), &write.ready) {
+            self.publish_event(&write).await;
+        }
+        Ok(())
+    }
+
+    /// An Event for a transition of `Ready`. Its note is the verdict's message, which names
+    /// objects and fields, never a secret. A failure is logged: Events are best effort.
+    async fn publish_event(&self, write: &StatusWrite) {
+        let ready = write.ready.status == "True";
+        let event = Event {
+            type_: if ready {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: write.ready.reason.clone(),
+            note: Some(truncate(&write.ready.message, 1000)),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &write.reference).await {
+            tracing::warn!(kind = write.kind.as_str(), namespace = %write.namespace, name = %write.name, error = %e, "could not publish an Event");
+        }
+    }
+}
+
+struct StatusWrite {
+    kind: Kind,
+    namespace: String,
+    name: String,
+    reference: k8s_openapi::api::core::v1::ObjectReference,
+    previous: Option<Condition>,
+    ready: Condition,
+    body: serde_json::Value,
+}
+
+fn key_of<K: Resource>(object: &K) -> (String, String) {
+    (object.namespace().unwrap_or_default(), object.name_any())
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Unix seconds now (for key creation times).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,253 @@
+//! Client secrets: finding the Secret each Confidential ApiClient names, and creating it with
+//! a random 256-bit secret when it is missing. Only the referenced Secrets' data reaches
+//! [`crate::config::build`], which keeps nothing but their SHA-256.
+//!
+//! What is watched, and why (see `docs/decisions.md`): Secrets the controller created carry
+//! the label [`CLIENT_SECRET_LABEL`] and are followed by a label-selected watch, so an edit or
+//! a deletion takes effect at once. Secrets users provide themselves are read with a GET when
+//! a client first names them and again after [`RESYNC`]; labelling one makes its changes
+//! apply at once too. The controller never watches every Secret of the cluster, and never
+//! overwrites a Secret: it only creates a missing one, or adds a missing key.
+//!
+//! Secret values never reach logs, errors or `Debug` output.
+
+use super::ControllerError;
+use crate::api::ApiClient;
+use crate::config::{SecretData, Secrets, secret_ref_of};
+use base64::Engine as _;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource, ResourceExt};
+use ring::rand::{SecureRandom, SystemRandom};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+/// Label on the Secrets the controller creates (value `"true"`); the controller watches the
+/// Secrets that carry it.
+pub const CLIENT_SECRET_LABEL: &str = "tokenwarden.dev/client-secret";
+/// How long a user-provided (unlabelled) Secret read with a GET is trusted before it is read
+/// again.
+pub const RESYNC: Duration = Duration::from_secs(300);
+
+/// Secrets created or completed in one reconcile.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Generated {
+    pub created: u64,
+    pub keys_added: u64,
+}
+
+/// The client secrets the controller knows.
+pub struct ClientSecrets {
+    client: Client,
+    /// Labelled Secrets, kept by the watch.
+    labelled: Store<Secret>,
+    /// Unlabelled Secrets read with a GET, and when.
+    fetched: HashMap<(String, String), (Arc<Secret>, Instant)>,
+}
+
+impl ClientSecrets {
+    pub fn new(client: Client, labelled: Store<Secret>) -> Self {
+        Self {
+            client,
+            labelled,
+            fetched: HashMap::new(),
+        }
+    }
+
+    /// The data of every Secret a Confidential client names, creating missing Secrets and
+    /// adding missing keys.
+    pub async fn resolve(
+        &mut self,
+        clients: &[Arc<ApiClient>],
+        now: Instant,
+    ) -> Result<(Secrets, Generated), ControllerError> {
+        let mut secrets = Secrets::new();
+        let mut generated = Generated::default();
+        let mut used = HashMap::new();
+        for client in clients {
+            let Some(secret_ref) = secret_ref_of(client) else {
+                continue;
+            };
+            let namespace = client.namespace().unwrap_or_default();
+            let key = (namespace.clone(), secret_ref.name.clone());
+            let secret = match self.lookup(&namespace, &secret_ref.name, now).await? {
+                Some(secret) => secret,
+                None => {
+                    generated.created += 1;
+                    self.create(client, &secret_ref.name, &secret_ref.key)
+                        .await?
+                }
+            };
+            let secret = if has_key(&secret, &secret_ref.key) {
+                secret
+            } else {
+                generated.keys_added += 1;
+                self.add_key(&secret, &secret_ref.key).await?
+            };
+            used.insert(key.clone(), ());
+            secrets.insert(key, data_of(&secret));
+        }
+        self.fetched.retain(|key, _| used.contains_key(key));
+        Ok((secrets, generated))
+    }
+
+    /// The Secret, from the watch, from a recent GET, or from a GET now.
+    async fn lookup(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        now: Instant,
+    ) -> Result<Option<Arc<Secret>>, ControllerError> {
+        if let Some(secret) = self.labelled.get(&ObjectRef::new(name).within(namespace)) {
+            return Ok(Some(secret));
+        }
+        let key = (namespace.to_owned(), name.to_owned());
+        if let Some((secret, at)) = self.fetched.get(&key)
+            && now.duration_since(*at) < RESYNC
+        {
+            return Ok(Some(secret.clone()));
+        }
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let Some(mut secret) = api.get_opt(name).await.map_err(ControllerError::Api)? else {
+            self.fetched.remove(&key);
+            return Ok(None);
+        };
+        secret.metadata.managed_fields = None;
+        let secret = Arc::new(secret);
+        // A labelled Secret is the watch's to follow: the watch may just not have seen it yet.
+        if !is_labelled(&secret) {
+            self.fetched.insert(key, (secret.clone(), now));
+        }
+        Ok(Some(secret))
+    }
+
+    /// Create the client's Secret with a random secret under `key`; if someone created it in
+    /// the meantime, use theirs.
+    async fn create(
+        &mut self,
+        client: &ApiClient,
+        name: &str,
+        key: &str,
+    ) -> Result<Arc<Secret>, ControllerError> {
+        let namespace = client.namespace().unwrap_or_default();
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
+        let owner = OwnerReference {
+            api_version: ApiClient::api_version(&()).into_owned(),
+            kind: ApiClient::kind(&()).into_owned(),
+            name: client.name_any(),
+            uid: client.uid().unwrap_or_default(),
+            controller: Some(true),
+            block_owner_deletion: None,
+        };
+        let mut labels = crate::config_objects::labels();
+        labels.insert(CLIENT_SECRET_LABEL.to_owned(), "true".to_owned());
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some(namespace.clone()),
+                labels: Some(labels),
+                owner_references: Some(vec![owner]),
+                ..ObjectMeta::default()
+            },
+            type_: Some("Opaque".to_owned()),
+            data: Some(BTreeMap::from([(
+                key.to_owned(),
+                ByteString(random_secret()?.as_bytes().to_vec()),
+            )])),
+            ..Secret::default()
+        };
+        match api.create(&PostParams::default(), &secret).await {
+            Ok(created) => {
+                tracing::info!(namespace = %namespace, secret = %name, client = %client.name_any(), "created a client secret");
+                Ok(Arc::new(created))
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                let existing = api.get(name).await.map_err(ControllerError::Api)?;
+                Ok(Arc::new(existing))
+            }
+            Err(e) => Err(ControllerError::Api(e)),
+        }
+    }
+
+    /// Add a random secret under a missing key, on the condition that the Secret has not
+    /// changed since it was read (so nothing anyone wrote is overwritten).
+    async fn add_key(
+        &mut self,
+        secret: &Secret,
+        key: &str,
+    ) -> Result<Arc<Secret>, ControllerError> {
+        let namespace = secret.namespace().unwrap_or_default();
+        let name = secret.name_any();
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
+        let value = random_secret()?;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(value.as_bytes());
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": secret.resource_version()},
+            "data": {key: encoded},
+        });
+        let patched = api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(ControllerError::Api)?;
+        tracing::info!(namespace = %namespace, secret = %name, key, "added a generated client secret to an existing Secret");
+        let patched = Arc::new(patched);
+        if !is_labelled(&patched) {
+            self.fetched
+                .insert((namespace, name), (patched.clone(), Instant::now()));
+        }
+        Ok(patched)
+    }
+}
+
+fn is_labelled(secret: &Secret) -> bool {
+    secret.labels().contains_key(CLIENT_SECRET_LABEL)
+}
+
+fn has_key(secret: &Secret, key: &str) -> bool {
+    secret.data.as_ref().is_some_and(|d| d.contains_key(key))
+}
+
+fn data_of(secret: &Secret) -> SecretData {
+    SecretData(
+        secret
+            .data
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect(),
+    )
+}
+
+/// 256 random bits from the CSPRNG, base64url without padding (43 characters).
+pub fn random_secret() -> Result<Zeroizing<String>, ControllerError> {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    SystemRandom::new()
+        .fill(&mut *bytes)
+        .map_err(|_| ControllerError::Random)?;
+    Ok(Zeroizing::new(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(*bytes),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_secret_has_256_bits_in_43_url_safe_characters() {
+        let a = random_secret().expect("a");
+        let b = random_secret().expect("b");
+        assert_eq!(a.len(), 43);
+        assert!(a.len() >= crate::config::MIN_CLIENT_SECRET_LEN);
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+        assert_ne!(*a, *b);
+    }
+}

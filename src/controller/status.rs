@@ -1,0 +1,186 @@
+//! What an object's status should say, and whether the stored one already says it. Pure: the
+//! verdict comes from [`crate::config::build`], the time is passed in.
+//!
+//! The controller owns `observedGeneration`, the `Ready` condition and (ApiClient)
+//! `clientId`; it writes them only when they differ from what is stored, so a reconcile that
+//! changes nothing writes nothing (no hot loop). `lastTransitionTime` stays as stored while
+//! the condition's status and reason stay the same.
+
+use crate::api::{ApiClientStatus, ApiTokenPolicyStatus};
+use crate::config::Verdict;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// The condition type the controller owns.
+pub const READY: &str = "Ready";
+
+/// The `Ready` condition for `verdict`, keeping the previous transition time when the status
+/// and reason did not change.
+pub fn ready_condition(
+    verdict: &Verdict,
+    generation: Option<i64>,
+    previous: Option<&Condition>,
+    now: &Time,
+) -> Condition {
+    let status = if verdict.is_ready() { "True" } else { "False" };
+    let reason = verdict.reason.as_str();
+    let last_transition_time = match previous {
+        Some(p) if p.status == status && p.reason == reason => p.last_transition_time.clone(),
+        _ => now.clone(),
+    };
+    Condition {
+        type_: READY.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message: verdict.message.clone(),
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// The stored `Ready` condition, if any.
+pub fn ready_of(conditions: &[Condition]) -> Option<&Condition> {
+    conditions.iter().find(|c| c.type_ == READY)
+}
+
+/// Whether going from `previous` to `desired` is a transition worth an Event: the first
+/// condition, or a change of status or reason.
+pub fn is_transition(previous: Option<&Condition>, desired: &Condition) -> bool {
+    previous.is_none_or(|p| p.status != desired.status || p.reason != desired.reason)
+}
+
+/// The status the controller wants on a policy, with only the fields it owns.
+pub fn policy_status(
+    verdict: &Verdict,
+    generation: Option<i64>,
+    stored: Option<&ApiTokenPolicyStatus>,
+    now: &Time,
+) -> ApiTokenPolicyStatus {
+    let previous = stored.and_then(|s| ready_of(&s.conditions));
+    ApiTokenPolicyStatus {
+        observed_generation: generation,
+        conditions: vec![ready_condition(verdict, generation, previous, now)],
+    }
+}
+
+/// The status the controller wants on a client, with only the fields it owns.
+pub fn client_status(
+    verdict: &Verdict,
+    generation: Option<i64>,
+    client_id: String,
+    stored: Option<&ApiClientStatus>,
+    now: &Time,
+) -> ApiClientStatus {
+    let previous = stored.and_then(|s| ready_of(&s.conditions));
+    ApiClientStatus {
+        observed_generation: generation,
+        client_id: Some(client_id),
+        conditions: vec![ready_condition(verdict, generation, previous, now)],
+    }
+}
+
+/// Whether the stored policy status differs from `desired` in a field the controller owns.
+pub fn policy_needs_write(
+    stored: Option<&ApiTokenPolicyStatus>,
+    desired: &ApiTokenPolicyStatus,
+) -> bool {
+    let Some(stored) = stored else {
+        return true;
+    };
+    stored.observed_generation != desired.observed_generation
+        || ready_of(&stored.conditions) != ready_of(&desired.conditions)
+}
+
+/// Whether the stored client status differs from `desired` in a field the controller owns.
+pub fn client_needs_write(stored: Option<&ApiClientStatus>, desired: &ApiClientStatus) -> bool {
+    let Some(stored) = stored else {
+        return true;
+    };
+    stored.observed_generation != desired.observed_generation
+        || stored.client_id != desired.client_id
+        || ready_of(&stored.conditions) != ready_of(&desired.conditions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Kind;
+    use crate::config::Reason;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(second: i64) -> Time {
+        Time(Timestamp::from_second(second).expect("time"))
+    }
+
+    fn verdict(reason: Reason, message: &str) -> Verdict {
+        Verdict {
+            kind: Kind::ApiTokenPolicy,
+            namespace: "payments".into(),
+            name: "banking".into(),
+            reason,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn a_status_that_says_the_same_is_not_written_again() {
+        let v = verdict(Reason::Enforced, "access tokens live 600 s");
+        let first = policy_status(&v, Some(1), None, &at(100));
+        assert!(policy_needs_write(None, &first));
+        let again = policy_status(&v, Some(1), Some(&first), &at(200));
+        assert_eq!(again, first, "the transition time is kept");
+        assert!(!policy_needs_write(Some(&first), &again));
+        assert!(!is_transition(
+            ready_of(&first.conditions),
+            &again.conditions[0]
+        ));
+    }
+
+    #[test]
+    fn a_new_generation_or_message_is_written_but_keeps_the_transition_time() {
+        let v = verdict(Reason::Enforced, "access tokens live 600 s");
+        let first = policy_status(&v, Some(1), None, &at(100));
+        let patched = verdict(Reason::Enforced, "access tokens live 1200 s");
+        let second = policy_status(&patched, Some(2), Some(&first), &at(200));
+        assert!(policy_needs_write(Some(&first), &second));
+        assert_eq!(second.observed_generation, Some(2));
+        assert_eq!(second.conditions[0].observed_generation, Some(2));
+        assert_eq!(second.conditions[0].last_transition_time, at(100));
+        assert!(!is_transition(
+            ready_of(&first.conditions),
+            &second.conditions[0]
+        ));
+    }
+
+    #[test]
+    fn a_change_of_reason_is_a_transition_with_a_new_time() {
+        let first = policy_status(&verdict(Reason::Enforced, "ok"), Some(1), None, &at(100));
+        let conflict = verdict(Reason::AudienceConflict, "taken by payments/older");
+        let second = policy_status(&conflict, Some(1), Some(&first), &at(200));
+        let ready = &second.conditions[0];
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "AudienceConflict")
+        );
+        assert_eq!(ready.last_transition_time, at(200));
+        assert!(is_transition(ready_of(&first.conditions), ready));
+        assert!(is_transition(None, ready));
+    }
+
+    #[test]
+    fn conditions_of_other_types_do_not_make_a_write() {
+        let v = verdict(Reason::Enforced, "ok");
+        let mut stored = client_status(&v, Some(3), "apps.web".into(), None, &at(1));
+        stored.conditions.push(Condition {
+            type_: "Progressing".into(),
+            status: "True".into(),
+            reason: "SomeoneElse".into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: at(5),
+        });
+        let desired = client_status(&v, Some(3), "apps.web".into(), Some(&stored), &at(9));
+        assert!(!client_needs_write(Some(&stored), &desired));
+        let renamed = client_status(&v, Some(3), "other".into(), Some(&stored), &at(9));
+        assert!(client_needs_write(Some(&stored), &renamed));
+    }
+}

@@ -1,0 +1,195 @@
+//! Cluster mode's configuration source: the configuration the controller writes into
+//! ConfigMaps (layout in [`crate::config_objects`]) and the signing keys it keeps in a Secret,
+//! both in `--namespace`, followed live.
+//!
+//! It watches exactly two objects by name (field selector `metadata.name`), so RBAC can grant
+//! the issuer those names only: the manifest ConfigMap and the signing-keys Secret. When the
+//! manifest changes it reads the shards the manifest names with GETs, reassembles and
+//! verifies them, and swaps the snapshot. Nothing is replaced by anything that fails to
+//! verify: while the API server is away, or a write is in progress, the issuer keeps serving
+//! the last good configuration and keys, and catches up when the watch resumes.
+//!
+//! The first configuration is put in force only once the signing keys are loaded, so
+//! `/readyz` says ready only when the issuer can both check and sign.
+
+use super::snapshot::{ConfigSource, Policies};
+use super::state::{Clock, Keys};
+use crate::config::IssuerConfig;
+use crate::config_objects::{self, MANIFEST_NAME, Manifest, SIGNING_KEYS_KEY, SIGNING_KEYS_SECRET};
+use crate::tokens::KeySet;
+use arc_swap::ArcSwap;
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::Client;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt as _, watcher};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// First and longest wait before reading shards again after a failed reassembly.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// Follows the controller's configuration objects and signing keys in one namespace.
+pub struct ClusterSource {
+    client: Client,
+    namespace: String,
+    keys: Arc<ArcSwap<Keys>>,
+    clock: Clock,
+}
+
+impl ClusterSource {
+    /// `keys` is the issuer's key slot, replaced whenever the signing-keys Secret changes.
+    pub fn new(client: Client, namespace: String, keys: Arc<ArcSwap<Keys>>, clock: Clock) -> Self {
+        Self {
+            client,
+            namespace,
+            keys,
+            clock,
+        }
+    }
+}
+
+/// What the source has taken so far.
+#[derive(Default)]
+struct Progress {
+    /// The manifest of the configuration in force (or waiting for keys).
+    applied: Option<Manifest>,
+    /// A configuration read before the keys were.
+    waiting: Option<IssuerConfig>,
+    keys_loaded: bool,
+    /// A manifest whose shards did not verify yet, to read again.
+    retry: Option<Manifest>,
+}
+
+impl ConfigSource for ClusterSource {
+    async fn run(self, policies: Policies, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let by_name =
+            |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let mut manifests = std::pin::pin!(
+            watcher(maps.clone(), by_name(MANIFEST_NAME))
+                .backoff(crate::watch_backoff::WatchBackoff::default())
+                .applied_objects()
+        );
+        let mut key_sets = std::pin::pin!(
+            watcher(secrets, by_name(SIGNING_KEYS_SECRET))
+                .backoff(crate::watch_backoff::WatchBackoff::default())
+                .applied_objects()
+        );
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut progress = Progress::default();
+        let mut retry_wait = RETRY_MIN;
+        loop {
+            let retry_sleep = tokio::time::sleep(if progress.retry.is_some() {
+                retry_wait
+            } else {
+                Duration::from_secs(3600)
+            });
+            tokio::select! {
+                () = &mut shutdown => return,
+                Some(event) = manifests.next() => match event {
+                    Ok(map) => match config_objects::read_manifest(&map) {
+                        Ok(manifest) => {
+                            retry_wait = RETRY_MIN;
+                            self.take(&maps, manifest, &mut progress, &policies).await;
+                        }
+                        Err(e) => tracing::error!(error = %e, "the configuration manifest is unreadable; keeping the configuration in force"),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "watching the configuration failed; serving the last one, retrying"),
+                },
+                Some(event) = key_sets.next() => match event {
+                    Ok(secret) => self.take_keys(&secret, &mut progress, &policies),
+                    Err(e) => tracing::warn!(error = %e, "watching the signing keys failed; keeping the keys in force, retrying"),
+                },
+                () = retry_sleep => {
+                    if let Some(manifest) = progress.retry.take() {
+                        retry_wait = (retry_wait * 2).min(RETRY_MAX);
+                        self.take(&maps, manifest, &mut progress, &policies).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl ClusterSource {
+    /// Read the shards `manifest` names and put the configuration in force.
+    async fn take(
+        &self,
+        maps: &Api<ConfigMap>,
+        manifest: Manifest,
+        progress: &mut Progress,
+        policies: &Policies,
+    ) {
+        if progress
+            .applied
+            .as_ref()
+            .is_some_and(|a| a.sha256 == manifest.sha256)
+        {
+            progress.retry = None;
+            return;
+        }
+        let started = std::time::Instant::now();
+        let mut shards = Vec::with_capacity(manifest.shards);
+        for index in 1..=manifest.shards {
+            match maps.get_opt(&config_objects::shard_name(index)).await {
+                Ok(shard) => shards.push(shard),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the configuration failed; will retry");
+                    progress.retry = Some(manifest);
+                    return;
+                }
+            }
+        }
+        let config = match config_objects::assemble(&manifest, &shards) {
+            Ok(config) => config,
+            Err(e) => {
+                tracing::info!(revision = manifest.revision, reason = %e, "configuration not complete yet; will read it again");
+                progress.retry = Some(manifest);
+                return;
+            }
+        };
+        progress.retry = None;
+        let (apis, clients) = (config.apis.len(), config.clients.len());
+        if progress.keys_loaded {
+            policies.replace(config);
+        } else {
+            progress.waiting = Some(config);
+        }
+        tracing::info!(
+            revision = manifest.revision,
+            apis,
+            clients,
+            took_ms = started.elapsed().as_millis() as u64,
+            "configuration loaded from the cluster"
+        );
+        progress.applied = Some(manifest);
+    }
+
+    fn take_keys(&self, secret: &Secret, progress: &mut Progress, policies: &Policies) {
+        let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(SIGNING_KEYS_KEY)) else {
+            tracing::error!(
+                secret = SIGNING_KEYS_SECRET,
+                key = SIGNING_KEYS_KEY,
+                "the signing-keys Secret has no key set; keeping the keys in force"
+            );
+            return;
+        };
+        match KeySet::from_json(&bytes.0) {
+            Ok(set) => {
+                self.keys.store(Arc::new(Keys::new(set, self.clock.now())));
+                progress.keys_loaded = true;
+                tracing::info!("signing keys loaded from the cluster");
+                if let Some(config) = progress.waiting.take() {
+                    policies.replace(config);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the signing keys do not parse; keeping the keys in force")
+            }
+        }
+    }
+}
