@@ -3,7 +3,7 @@
 //! runs either on a listener until the shared shutdown signal.
 
 use super::form::MAX_BODY_BYTES;
-use super::routes::{discovery, health, token};
+use super::routes::{discovery, health, introspect, revoke, token};
 use super::state::Issuer;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -21,6 +21,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn router(issuer: Issuer) -> Router {
     Router::new()
         .route("/oauth/token", post(token::token))
+        .route("/oauth/revoke", post(revoke::revoke))
+        .route("/oauth/introspect", post(introspect::introspect))
         .route(
             "/.well-known/oauth-authorization-server",
             get(discovery::metadata),

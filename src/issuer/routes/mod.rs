@@ -3,4 +3,6 @@
 
 pub mod discovery;
 pub mod health;
+pub mod introspect;
+pub mod revoke;
 pub mod token;
