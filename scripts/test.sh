@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of tokenwarden: formatting, lints, unit and integration tests, the tests
 # against a real kube-apiserver and etcd (built from Go modules on first use), and the
-# third-party client tests. Sets up what it needs; fails loudly where it cannot.
+# third-party client tests (authlib and PyJWT in a venv). Sets up what it needs; fails loudly
+# where it cannot.
 #
 #   scripts/test.sh                 # everything
 #   scripts/test.sh --test crds     # extra arguments go to `cargo test`
@@ -20,6 +21,10 @@ echo "== test tools (kube-apiserver, etcd, kubectl, helm)" >&2
 tools="$(scripts/test-tools.sh | tail -n 1)" || fail "could not set up the test control plane (see above)"
 [ -x "$tools/kube-apiserver" ] || fail "scripts/test-tools.sh gave '$tools', which has no kube-apiserver"
 export TOKENWARDEN_TEST_TOOLS="$tools"
+
+echo "== python env for the interoperability tests (authlib, PyJWT)" >&2
+python="$(scripts/python-env.sh | tail -n 1)" || fail "could not set up the Python venv (see above)"
+export TOKENWARDEN_TEST_PYTHON="$python"
 
 echo "== cargo test" >&2
 cargo test --all-targets "$@"

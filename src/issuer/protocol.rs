@@ -214,5 +214,19 @@ pub fn redirect_uri_registered(client: &ClientConfig, redirect_uri: &str) -> boo
     client.redirect_uris.iter().any(|r| r == redirect_uri)
 }
 
+/// May `client` introspect a token issued to `token_client_id` for `audience` (RFC 7662 §4)?
+/// Yes if the token was issued to it, or if it may itself ask for tokens for that audience
+/// (the API's own client, checking the tokens presented to it). Refresh tokens are shown to
+/// their own client only: pass `audience: None`.
+pub fn may_introspect(
+    client: &ClientConfig,
+    token_client_id: &str,
+    audience: Option<&str>,
+) -> bool {
+    client.client_type == crate::api::ClientType::Confidential
+        && (client.client_id == token_client_id
+            || audience.is_some_and(|a| client.audiences.contains_key(a)))
+}
+
 #[cfg(test)]
 mod tests;

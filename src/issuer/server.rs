@@ -3,7 +3,7 @@
 //! runs either on a listener until the shared shutdown signal.
 
 use super::form::MAX_BODY_BYTES;
-use super::routes::{authorize, discovery, health, token};
+use super::routes::{authorize, discovery, health, introspect, revoke, token};
 use super::state::Issuer;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -22,6 +22,8 @@ pub fn router(issuer: Issuer) -> Router {
     Router::new()
         .route("/authorize", get(authorize::show).post(authorize::submit))
         .route("/oauth/token", post(token::token))
+        .route("/oauth/revoke", post(revoke::revoke))
+        .route("/oauth/introspect", post(introspect::introspect))
         .route(
             "/.well-known/oauth-authorization-server",
             get(discovery::metadata),

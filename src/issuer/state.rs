@@ -6,7 +6,7 @@ use super::metrics::Metrics;
 use super::snapshot::Policies;
 use super::users::Users;
 use crate::store::AnyStore;
-use crate::tokens::{Jwks, KeySet, Minter};
+use crate::tokens::{Jwks, KeySet, Minter, Verifier};
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,11 +43,13 @@ impl Clock {
     }
 }
 
-/// The signing keys in force: the minter for new tokens and the JWKS document for verifiers.
+/// The signing keys in force: the minter for new tokens, the verifier of tokens already out
+/// (revocation, introspection) and the JWKS document for other verifiers.
 #[derive(Debug)]
 pub struct Keys {
     pub set: KeySet,
     pub minter: Minter,
+    pub verifier: Verifier,
     /// The JWKS, serialised once per key change.
     pub jwks_json: Vec<u8>,
 }
@@ -55,11 +57,13 @@ pub struct Keys {
 impl Keys {
     pub fn new(set: KeySet, now: u64) -> Self {
         let minter = set.minter();
+        let verifier = set.verifier();
         let jwks: Jwks = set.jwks(now);
         let jwks_json = serde_json::to_vec(&jwks).unwrap_or_else(|_| b"{\"keys\":[]}".to_vec());
         Self {
             set,
             minter,
+            verifier,
             jwks_json,
         }
     }

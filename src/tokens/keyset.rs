@@ -16,6 +16,7 @@
 use super::jwk::{Jwk, Jwks};
 use super::keys::SigningKey;
 use super::mint::Minter;
+use super::verify::Verifier;
 use super::{Algorithm, TokenError};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -147,6 +148,11 @@ impl KeySet {
     /// A minter over the current signing keys; cheap to clone and share across threads.
     pub fn minter(&self) -> Minter {
         Minter::new(self.active.clone())
+    }
+
+    /// A verifier over the published public keys (active, and retired until their deadline).
+    pub fn verifier(&self) -> Verifier {
+        Verifier::new(self)
     }
 
     /// The stable serialised form, private keys included: treat the bytes as a secret.

@@ -6,7 +6,9 @@
 //!   public keys, and the stable JSON form kept under `--data-dir` or in a Kubernetes Secret;
 //! - [`jwk`]: the public JWK and JWKS documents (RFC 7517) served at `/.well-known/jwks.json`;
 //! - [`mint`]: the [`Minter`], which turns claims into RFC 9068 JWT access tokens with the
-//!   parsed keys it holds, so the hot path neither parses a key nor takes a lock.
+//!   parsed keys it holds, so the hot path neither parses a key nor takes a lock;
+//! - [`verify`]: the [`Verifier`], which checks the issuer's own tokens against the published
+//!   public keys (for revocation and introspection).
 //!
 //! It knows nothing of policies, clients, HTTP or stores: callers pass the algorithm, the
 //! claims, the lifetime and the time (`now`, unix seconds). Time is never read here.
@@ -16,11 +18,13 @@ pub mod jwk;
 pub mod keys;
 pub mod keyset;
 pub mod mint;
+pub mod verify;
 
 pub use jwk::{Jwk, JwkKey, Jwks};
 pub use keys::SigningKey;
 pub use keyset::{KeySet, RetiredKey};
 pub use mint::{AccessTokenClaims, MintedToken, Minter};
+pub use verify::{VerifiedClaims, Verifier};
 
 use std::str::FromStr;
 
@@ -74,6 +78,18 @@ pub enum TokenError {
     DuplicateKid(String),
     #[error("could not encode the token claims: {0}")]
     Claims(#[source] serde_json::Error),
+    #[error("the token is not a well-formed JWS")]
+    Malformed,
+    #[error("the token's typ is not at+jwt")]
+    WrongType,
+    #[error("the token names no published key of its algorithm")]
+    UnknownKey,
+    #[error("the token's signature does not verify")]
+    BadSignature,
+    #[error("the token was issued by another issuer")]
+    WrongIssuer,
+    #[error("the token has expired")]
+    Expired,
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,

@@ -214,3 +214,18 @@ fn lifetime_is_the_policys_token_expiration() {
         assert_eq!(access_token_lifetime(&a), seconds as u64);
     }
 }
+
+#[test]
+fn a_confidential_client_may_introspect_its_own_tokens_and_those_for_its_audiences() {
+    let mut rs = client(&[GrantType::ClientCredentials], &[("https://a", &[])]);
+    rs.client_type = ClientType::Confidential;
+    assert!(may_introspect(&rs, "apps.web", Some("https://b")));
+    assert!(may_introspect(&rs, "someone-else", Some("https://a")));
+    assert!(!may_introspect(&rs, "someone-else", Some("https://b")));
+    // Refresh tokens: their own client only.
+    assert!(!may_introspect(&rs, "someone-else", None));
+    assert!(may_introspect(&rs, "apps.web", None));
+    // A public client may not introspect at all, not even its own tokens.
+    let public = client(ALL, &[("https://a", &[])]);
+    assert!(!may_introspect(&public, "apps.web", Some("https://a")));
+}

@@ -4,4 +4,6 @@
 pub mod authorize;
 pub mod discovery;
 pub mod health;
+pub mod introspect;
+pub mod revoke;
 pub mod token;

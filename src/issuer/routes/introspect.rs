@@ -1,0 +1,193 @@
+//! `POST /oauth/introspect` (RFC 7662), for authenticated confidential clients only.
+//!
+//! An access token is active while its signature verifies with a published key, its `iss` is
+//! this issuer, `now < exp`, and its `jti` was not revoked. A refresh token is active while it
+//! is its family's current token, the family is not revoked, and the policy of its audience
+//! still allows offline access and has not let it expire. Anything else — unknown, malformed,
+//! expired, revoked, or a token the caller may not see ([`protocol::may_introspect`]) — is
+//! `{"active": false}` and nothing more (§2.2, §4).
+
+use super::revoke::Hint;
+use super::token::{refresh_rules, require_form_content_type, store_error};
+use crate::api::ClientType;
+use crate::config::{ClientConfig, IssuerConfig};
+use crate::issuer::client_auth;
+use crate::issuer::error::OAuthError;
+use crate::issuer::form::Form;
+use crate::issuer::protocol::{self, OFFLINE_ACCESS};
+use crate::issuer::state::Issuer;
+use crate::store::{OpaqueToken, Store, rotation};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// The introspection response (RFC 7662 §2.2). Inactive: `active: false` alone.
+#[derive(Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Introspection {
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// `Bearer` for access tokens, `refresh_token` for refresh tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
+}
+
+impl Introspection {
+    fn inactive() -> Self {
+        Self::default()
+    }
+}
+
+impl IntoResponse for Introspection {
+    fn into_response(self) -> Response {
+        let mut response = axum::Json(self).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        response
+    }
+}
+
+pub async fn introspect(State(issuer): State<Issuer>, headers: HeaderMap, body: Bytes) -> Response {
+    match handle(&issuer, &headers, &body).await {
+        Ok(answer) => answer.into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn handle(
+    issuer: &Issuer,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Introspection, OAuthError> {
+    require_form_content_type(headers)?;
+    let form = Form::parse(body)?;
+    let snapshot = issuer.policies.current();
+    let (client, method) = client_auth::authenticate(&snapshot.config, headers, &form)?;
+    if client.client_type != ClientType::Confidential {
+        // A public client proves nothing: introspection needs client authentication (§2.1).
+        return Err(OAuthError::invalid_client(
+            method == client_auth::Method::Basic,
+        ));
+    }
+    let token = form.require("token", "token is required")?;
+    let now = issuer.clock.now();
+    let hint = Hint::parse(&form);
+    if hint == Hint::RefreshToken
+        && let Some(answer) = refresh_token(issuer, &snapshot.config, client, token, now).await?
+    {
+        return Ok(answer);
+    }
+    if let Some(answer) = access_token(issuer, client, token, now).await? {
+        return Ok(answer);
+    }
+    if hint != Hint::RefreshToken
+        && let Some(answer) = refresh_token(issuer, &snapshot.config, client, token, now).await?
+    {
+        return Ok(answer);
+    }
+    Ok(Introspection::inactive())
+}
+
+/// `None`: not a valid access token of this issuer. `Some(inactive)`: one the caller may not
+/// see, or a revoked one.
+async fn access_token(
+    issuer: &Issuer,
+    client: &ClientConfig,
+    token: &str,
+    now: u64,
+) -> Result<Option<Introspection>, OAuthError> {
+    let Ok(claims) = issuer
+        .keys
+        .load()
+        .verifier
+        .verify(token, &issuer.issuer_url, now)
+    else {
+        return Ok(None);
+    };
+    if !protocol::may_introspect(client, &claims.client_id, Some(&claims.aud)) {
+        return Ok(Some(Introspection::inactive()));
+    }
+    if issuer
+        .store
+        .is_access_token_revoked(&claims.jti, now)
+        .await
+        .map_err(store_error)?
+    {
+        return Ok(Some(Introspection::inactive()));
+    }
+    Ok(Some(Introspection {
+        active: true,
+        scope: Some(claims.scope),
+        client_id: Some(claims.client_id),
+        sub: Some(claims.sub),
+        aud: Some(claims.aud),
+        iss: Some(claims.iss),
+        exp: Some(claims.exp),
+        iat: Some(claims.iat),
+        jti: Some(claims.jti),
+        token_type: Some("Bearer"),
+    }))
+}
+
+/// `None`: no refresh token has this value. `Some(inactive)`: one that is not active, or not
+/// the caller's.
+async fn refresh_token(
+    issuer: &Issuer,
+    config: &IssuerConfig,
+    client: &ClientConfig,
+    token: &str,
+    now: u64,
+) -> Result<Option<Introspection>, OAuthError> {
+    let hash = OpaqueToken::from_presented(token).hash();
+    let Some(view) = issuer
+        .store
+        .lookup_refresh_token(hash)
+        .await
+        .map_err(store_error)?
+    else {
+        return Ok(None);
+    };
+    let family = &view.family;
+    let api = config
+        .apis
+        .get(&family.audience)
+        .filter(|api| api.offline_access);
+    let Some(api) = api else {
+        return Ok(Some(Introspection::inactive()));
+    };
+    let rules = refresh_rules(api);
+    if !protocol::may_introspect(client, &family.client_id, None) || !view.is_active(now, &rules) {
+        return Ok(Some(Introspection::inactive()));
+    }
+    let mut scopes = protocol::parse_scope(Some(&family.scope));
+    scopes.insert(OFFLINE_ACCESS.to_owned());
+    Ok(Some(Introspection {
+        active: true,
+        scope: Some(protocol::scope_string(&scopes)),
+        client_id: Some(family.client_id.clone()),
+        sub: Some(family.subject.clone()),
+        aud: Some(family.audience.clone()),
+        iss: Some(issuer.issuer_url.to_string()),
+        exp: Some(rotation::keep_until(family, &rules)),
+        iat: Some(view.token.issued_at),
+        jti: None,
+        token_type: Some("refresh_token"),
+    }))
+}

@@ -1,0 +1,135 @@
+//! `POST /oauth/revoke` (RFC 7009). Any registered client may call it, public clients with
+//! their `client_id` only. A refresh token revokes its whole family (the newest token
+//! included); an access token's `jti` is recorded as revoked until its `exp`, which
+//! introspection honours. Only the client a token was issued to may revoke it.
+//!
+//! An unknown, malformed, expired or already revoked token is answered 200 (§2.2): the client
+//! cannot tell, and has nothing left to do. `token_type_hint` only orders the lookups (§2.1);
+//! since both token types can be revoked, `unsupported_token_type` is never the answer.
+
+use super::token::{require_form_content_type, store_error};
+use crate::issuer::client_auth;
+use crate::issuer::error::OAuthError;
+use crate::issuer::form::Form;
+use crate::issuer::state::Issuer;
+use crate::store::{OpaqueToken, RevokeOutcome, Store};
+use crate::tokens::VerifiedClaims;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// Which kind of token the client says it presents (`token_type_hint`, RFC 7009 §2.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hint {
+    AccessToken,
+    RefreshToken,
+    /// No hint, or one this server does not know: ignored.
+    None,
+}
+
+impl Hint {
+    pub fn parse(form: &Form) -> Self {
+        match form.get("token_type_hint") {
+            Some("access_token") => Self::AccessToken,
+            Some("refresh_token") => Self::RefreshToken,
+            _ => Self::None,
+        }
+    }
+}
+
+/// The answer to a token that is not the caller's (RFC 7009 §2.1: the request is refused).
+pub const NOT_YOURS: OAuthError =
+    OAuthError::unauthorized_client("the token was issued to another client");
+
+pub async fn revoke(State(issuer): State<Issuer>, headers: HeaderMap, body: Bytes) -> Response {
+    match handle(&issuer, &headers, &body).await {
+        Ok(()) => {
+            let mut response = StatusCode::OK.into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            response
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn handle(issuer: &Issuer, headers: &HeaderMap, body: &[u8]) -> Result<(), OAuthError> {
+    require_form_content_type(headers)?;
+    let form = Form::parse(body)?;
+    let snapshot = issuer.policies.current();
+    let (client, _) = client_auth::authenticate(&snapshot.config, headers, &form)?;
+    let token = form.require("token", "token is required")?;
+    let now = issuer.clock.now();
+    let access = || {
+        issuer
+            .keys
+            .load()
+            .verifier
+            .verify(token, &issuer.issuer_url, now)
+            .ok()
+    };
+    // A JWT is never a refresh token's value and the other way round, so the hint only saves
+    // a lookup; without it the signature check goes first, as it touches no store.
+    let hint = Hint::parse(&form);
+    if hint == Hint::RefreshToken
+        && revoke_refresh_token(issuer, token, &client.client_id, now).await?
+    {
+        return Ok(());
+    }
+    if let Some(claims) = access() {
+        return revoke_access_token(issuer, &claims, &client.client_id).await;
+    }
+    if hint != Hint::RefreshToken {
+        revoke_refresh_token(issuer, token, &client.client_id, now).await?;
+    }
+    Ok(())
+}
+
+async fn revoke_access_token(
+    issuer: &Issuer,
+    claims: &VerifiedClaims,
+    client_id: &str,
+) -> Result<(), OAuthError> {
+    if claims.client_id != client_id {
+        return Err(NOT_YOURS);
+    }
+    issuer
+        .store
+        .revoke_access_token(&claims.jti, claims.exp)
+        .await
+        .map_err(store_error)
+}
+
+/// Revokes the family of a refresh token issued to `client_id`. `Ok(false)`: no such token.
+async fn revoke_refresh_token(
+    issuer: &Issuer,
+    token: &str,
+    client_id: &str,
+    now: u64,
+) -> Result<bool, OAuthError> {
+    let hash = OpaqueToken::from_presented(token).hash();
+    // A read first, so junk tokens cost no write.
+    let Some(view) = issuer
+        .store
+        .lookup_refresh_token(hash)
+        .await
+        .map_err(store_error)?
+    else {
+        return Ok(false);
+    };
+    if view.family.client_id != client_id {
+        return Err(NOT_YOURS);
+    }
+    match issuer
+        .store
+        .revoke_refresh_token(hash, client_id, now)
+        .await
+        .map_err(store_error)?
+    {
+        RevokeOutcome::Revoked { .. } => Ok(true),
+        RevokeOutcome::WrongClient => Err(NOT_YOURS),
+        RevokeOutcome::NotFound => Ok(false),
+    }
+}
