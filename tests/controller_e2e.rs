@@ -480,3 +480,42 @@ subjects: [{{kind: ServiceAccount, name: issuer, namespace: {system}}}]
     stop.cancel();
     task.await.expect("the source stops");
 }
+
+#[tokio::test]
+async fn deleting_a_policy_removes_its_audience_from_the_issuer() {
+    controller().await;
+    let cluster = support::cluster();
+    let ns = cluster.new_namespace("deleted").await;
+    let audience = format!("https://{ns}.example.com");
+    let client_id = format!("{ns}-worker");
+    apply(
+        cluster,
+        &policy_and_client(&ns, &audience, 600, &client_id, SECRET),
+    )
+    .expect("apply");
+    wait_client_ready(&ns, "worker").await;
+    let data = tempfile::tempdir().expect("data dir");
+    let issuer = issuer_for(&ns, data.path()).await;
+    let first = client_credentials(&issuer.base, &client_id, SECRET, &audience).await;
+    assert_eq!(lifetime(&first), 600, "{first}");
+
+    cluster
+        .run_kubectl(&["delete", "atp/api", "-n", &ns, "--wait=true"])
+        .expect("delete the policy");
+    let refused = eventually(
+        Duration::from_secs(5),
+        "the issuer stops issuing tokens for the deleted API",
+        || async {
+            let answer = client_credentials(&issuer.base, &client_id, SECRET, &audience).await;
+            (answer["error"] == "invalid_target").then_some(answer)
+        },
+    )
+    .await;
+    assert!(refused.get("access_token").is_none(), "{refused}");
+    eventually(CONVERGE, "the client says its audience is gone", || async {
+        client_ready(cluster, &ns, "worker")
+            .await
+            .filter(|(status, reason, _)| status == "False" && reason == "UnknownAudience")
+    })
+    .await;
+}
