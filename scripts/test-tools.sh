@@ -9,8 +9,9 @@
 # else is reused. Progress goes to stderr; the last line on stdout is the tools dir, for
 # TOKENWARDEN_TEST_TOOLS. Needs: go, npm, tar, unzip, sha256sum.
 #
-# Measured on the 2-core machine, with other builds running: cold (empty go build and module
-# caches) 813 s in all, of which etcd 137 s and kube-apiserver 670 s; warm (all present) 0.4 s.
+# Measured on the 2-core machine with empty Go build and module caches: idle, etcd 80 s and
+# kube-apiserver 320 s; with other builds running, 813 s in all (etcd 137 s, kube-apiserver
+# 670 s). Warm (all present): 0.4 s.
 set -euo pipefail
 
 KUBE_VERSION=v1.36.3 # must match k8s.io/kubernetes in tests/cluster/apiserver/go.mod
