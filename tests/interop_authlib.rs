@@ -8,42 +8,15 @@
 
 mod fixtures;
 
+use fixtures::binary::{seed_code_in, start_standalone};
 use fixtures::{CHALLENGE, STANDARD, VERIFIER};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tokenwarden::store::{AnyStore, AuthorizationCode, EmbeddedStore, OpaqueToken, Store as _};
 
 const CODE: &str = "interop-code";
 /// Longest the Python client may take.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
-
-struct Running {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("time")
-        .as_secs()
-}
 
 /// The interpreter of the interop venv.
 fn python() -> PathBuf {
@@ -71,62 +44,14 @@ fn python() -> PathBuf {
     python.into()
 }
 
-/// Store the code `web` exchanges, before the issuer opens the store.
-async fn seed_code(data_dir: &Path) {
-    let store = AnyStore::Embedded(EmbeddedStore::open(data_dir).expect("store"));
-    let granted = AuthorizationCode {
-        client_id: "web".into(),
-        redirect_uri: "https://app.example.com/cb".into(),
-        audience: "https://todo.example.com".into(),
-        scope: "todos:read offline_access".into(),
-        subject: "alice".into(),
-        code_challenge: CHALLENGE.into(),
-        nonce: None,
-        expires_at: now() + 600,
-    };
-    store
-        .put_code(OpaqueToken::from_presented(CODE).hash(), granted)
-        .await
-        .expect("put code");
-}
-
-async fn start(dir: &Path) -> Running {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
-        .args(["issuer", "--policies"])
-        .arg(dir.join("policies"))
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the issuer");
-    let running = Running {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{}/readyz", running.base)).await
-            && r.status() == 200
-        {
-            return running;
-        }
-        assert!(Instant::now() < deadline, "the issuer did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn authlib_and_pyjwt_get_verify_refresh_introspect_and_revoke_tokens() {
     let python = python();
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("policies")).expect("policies");
     std::fs::write(dir.path().join("policies/all.yaml"), STANDARD).expect("write");
-    seed_code(&dir.path().join("data")).await;
-    let issuer = start(dir.path()).await;
+    seed_code_in(&dir.path().join("data"), CODE).await;
+    let issuer = start_standalone(dir.path()).await;
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/authlib_client.py");
     let mut client = Command::new(&python)

@@ -4,81 +4,9 @@
 
 mod fixtures;
 
-use fixtures::{CHALLENGE, STANDARD, VERIFIER};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use fixtures::binary::{seed_code_in, start_standalone as start};
+use fixtures::{STANDARD, VERIFIER};
 use std::time::{Duration, Instant};
-use tokenwarden::store::{AnyStore, AuthorizationCode, EmbeddedStore, OpaqueToken, Store as _};
-
-struct Running {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-async fn start(dir: &Path) -> Running {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
-        .args(["issuer", "--policies"])
-        .arg(dir.join("policies"))
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the issuer");
-    let base = format!("http://127.0.0.1:{port}");
-    let running = Running { child, base };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{}/readyz", running.base)).await
-            && r.status() == 200
-        {
-            return running;
-        }
-        assert!(Instant::now() < deadline, "the issuer did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Seed a code while no issuer runs, as a sign-in would have stored it.
-async fn seed_code(dir: &Path, code: &str) {
-    let store = AnyStore::Embedded(EmbeddedStore::open(&dir.join("data")).expect("store"));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("time")
-        .as_secs();
-    let granted = AuthorizationCode {
-        client_id: "web".into(),
-        redirect_uri: "https://app.example.com/cb".into(),
-        audience: "https://todo.example.com".into(),
-        scope: "todos:read offline_access".into(),
-        subject: "alice".into(),
-        code_challenge: CHALLENGE.into(),
-        nonce: None,
-        expires_at: now + 600,
-    };
-    store
-        .put_code(OpaqueToken::from_presented(code).hash(), granted)
-        .await
-        .expect("put code");
-}
 
 async fn post(base: &str, form: &[(&str, &str)]) -> serde_json::Value {
     let response = reqwest::Client::new()
@@ -115,7 +43,7 @@ async fn refresh_tokens_and_keys_survive_a_graceful_restart_and_kill_9() {
     std::fs::create_dir_all(dir.path().join("policies")).expect("policies");
     std::fs::write(dir.path().join("policies/all.yaml"), STANDARD).expect("write");
     std::fs::create_dir_all(dir.path().join("data")).expect("data");
-    seed_code(dir.path(), "the-code").await;
+    seed_code_in(&dir.path().join("data"), "the-code").await;
 
     let issuer = start(dir.path()).await;
     let first = post(
