@@ -136,6 +136,13 @@ struct Body {
     error_description: &'static str,
 }
 
+/// `Cache-Control: no-store` and `Pragma: no-cache`: for every answer that carries or concerns
+/// a token (RFC 6749 §5.1), and for errors.
+pub fn forbid_caching(headers: &mut axum::http::HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
 /// Seconds a client should wait before retrying when the store is down.
 pub const RETRY_AFTER_SECONDS: &str = "5";
 
@@ -147,8 +154,7 @@ impl IntoResponse for OAuthError {
         };
         let mut response = (self.status(), axum::Json(body)).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        forbid_caching(headers);
         if self.basic_challenge {
             headers.insert(
                 header::WWW_AUTHENTICATE,

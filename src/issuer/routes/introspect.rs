@@ -12,14 +12,14 @@ use super::token::{refresh_rules, require_form_content_type, store_error};
 use crate::api::ClientType;
 use crate::config::{ClientConfig, IssuerConfig};
 use crate::issuer::client_auth;
-use crate::issuer::error::OAuthError;
+use crate::issuer::error::{OAuthError, forbid_caching};
 use crate::issuer::form::Form;
 use crate::issuer::protocol::{self, OFFLINE_ACCESS};
 use crate::issuer::state::Issuer;
 use crate::store::{OpaqueToken, Store, rotation};
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -57,9 +57,7 @@ impl Introspection {
 impl IntoResponse for Introspection {
     fn into_response(self) -> Response {
         let mut response = axum::Json(self).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        forbid_caching(response.headers_mut());
         response
     }
 }

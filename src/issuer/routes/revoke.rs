@@ -9,14 +9,14 @@
 
 use super::token::{require_form_content_type, store_error};
 use crate::issuer::client_auth;
-use crate::issuer::error::OAuthError;
+use crate::issuer::error::{OAuthError, forbid_caching};
 use crate::issuer::form::Form;
 use crate::issuer::state::Issuer;
 use crate::store::{OpaqueToken, RevokeOutcome, Store};
 use crate::tokens::VerifiedClaims;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 /// Which kind of token the client says it presents (`token_type_hint`, RFC 7009 §2.1).
@@ -46,9 +46,7 @@ pub async fn revoke(State(issuer): State<Issuer>, headers: HeaderMap, body: Byte
     match handle(&issuer, &headers, &body).await {
         Ok(()) => {
             let mut response = StatusCode::OK.into_response();
-            let headers = response.headers_mut();
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            forbid_caching(response.headers_mut());
             response
         }
         Err(error) => error.into_response(),

@@ -6,7 +6,7 @@
 use crate::api::{GrantType, RotationMode};
 use crate::config::{ApiConfig, ClientConfig};
 use crate::issuer::client_auth;
-use crate::issuer::error::OAuthError;
+use crate::issuer::error::{OAuthError, forbid_caching};
 use crate::issuer::form::Form;
 use crate::issuer::protocol::{self, FamilyGrant, GrantedScopes, OFFLINE_ACCESS};
 use crate::issuer::state::Issuer;
@@ -17,7 +17,7 @@ use crate::store::{
 use crate::tokens::{AccessTokenClaims, MintedToken};
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::Serialize;
@@ -40,9 +40,7 @@ struct TokenResponse {
 impl IntoResponse for TokenResponse {
     fn into_response(self) -> Response {
         let mut response = axum::Json(self).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        forbid_caching(response.headers_mut());
         response
     }
 }
@@ -161,13 +159,7 @@ fn client_credentials(
         &scope,
         now,
     )?;
-    Ok(TokenResponse {
-        access_token: minted.token,
-        token_type: "Bearer",
-        expires_in: protocol::access_token_lifetime(api),
-        scope,
-        refresh_token: None,
-    })
+    Ok(response(api, minted, api_scopes, None))
 }
 
 async fn authorization_code(
