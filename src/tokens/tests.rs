@@ -21,7 +21,7 @@ fn claims() -> AccessTokenClaims<'static> {
 }
 
 /// One key per algorithm, generated once (RSA generation is slow) and cloned per test.
-fn full_set() -> KeySet {
+pub(super) fn full_set() -> KeySet {
     static SET: std::sync::OnceLock<KeySet> = std::sync::OnceLock::new();
     SET.get_or_init(|| {
         let mut set = KeySet::new();

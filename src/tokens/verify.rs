@@ -209,13 +209,7 @@ mod tests {
     }
 
     fn set() -> KeySet {
-        static SET: std::sync::OnceLock<KeySet> = std::sync::OnceLock::new();
-        SET.get_or_init(|| {
-            let mut set = KeySet::new();
-            set.ensure(&Algorithm::ALL, NOW).unwrap();
-            set
-        })
-        .clone()
+        crate::tokens::tests::full_set()
     }
 
     /// A JWS over `header` and `payload` (JSON) signed with `key`.

@@ -28,32 +28,9 @@ static CLEANUP: Once = Once::new();
 
 /// Starts `program args` as the child called `name`, stdout and stderr appended to `log`.
 pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Result<(), String> {
-    if running(name) {
-        return Err(format!("{name} is already running"));
-    }
-    let open_log = || {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(|e| format!("opening {}: {e}", log.display()))
-    };
     let mut command = Command::new(program);
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(open_log()?)
-        .stderr(open_log()?);
-    let (reply, answer) = mpsc::channel();
-    spawner()
-        .send(Spawn { command, reply })
-        .map_err(|_| "the spawner thread is gone".to_owned())?;
-    let child = answer
-        .recv()
-        .map_err(|_| "the spawner thread did not answer".to_owned())?
-        .map_err(|e| format!("starting {}: {e}", program.display()))?;
-    children().push((name.to_owned(), child));
-    Ok(())
+    command.args(args);
+    spawn_command(name, command, log)
 }
 
 /// Starts a prepared `command` as the child called `name`, stdout and stderr appended to
