@@ -1,7 +1,8 @@
 -- wrk: refresh_token with rotation. Every request presents a refresh token that has never been
 -- used: a pool starts with the seeded tokens of one file and each 200 puts the rotated token
 -- back, so each chain of refreshes continues with its newest token.
---   wrk ... -s refresh.lua URL -- TOKENS_FILE CLIENT_ID
+--   wrk ... -s refresh.lua URL -- TOKENS_FILE CLIENT_ID [BASIC_CREDENTIALS]
+-- A public client names itself with client_id; a confidential one also sends HTTP Basic.
 local report = dofile((debug.getinfo(1, "S").source:sub(2):match("(.*/)") or "./") .. "report.lua")
 
 local pool, head, tail = {}, 1, 0
@@ -14,8 +15,10 @@ function init(args)
   end
   prefix = "grant_type=refresh_token&client_id=" .. args[2] .. "&refresh_token="
   wrk.method = "POST"
-  wrk.path = "/oauth/token"
   wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+  if args[3] and args[3] ~= "" then
+    wrk.headers["Authorization"] = "Basic " .. args[3]
+  end
 end
 
 function request()
