@@ -74,6 +74,8 @@ prepare_oidc_provider() {
   local src=benches/peers/oidc-provider hash dir
   node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' \
     || fail "node $(node --version) is too old for oidc-provider 9: needs 20.19 or newer"
+  ! grep -q '"resolved"' "$src/package-lock.json" \
+    || fail "$src/package-lock.json names registry addresses (\"resolved\"): strip them"
   hash="$(cat "$src/package.json" "$src/package-lock.json" "$src/server.mjs" | sha256sum | cut -c1-16)"
   dir="$cache/oidc-provider-$hash"
   if [ ! -f "$dir/.complete" ]; then
