@@ -106,10 +106,12 @@ echo "== seed 2 x $runs x 256 refresh-token families" >&2
 "$seed" "$work/data" "$work/tokens-rs256" "$runs" 256 web "https://offline-rs256.bench"
 
 echo "== start the issuer on core $SERVER_CPU" >&2
+bench_port_free "$PORT" "the issuer"
+bench_port_free "$((PORT + 1))" "the issuer's metrics"
 taskset -c "$SERVER_CPU" "$bin" issuer --policies "$work/policies" --data-dir "$work/data" \
   --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$((PORT + 1))" 2>"$OUT/issuer.log" &
 server=$!
-bench_wait_ready "http://127.0.0.1:$PORT/readyz" 10 "$OUT/issuer.log" "the issuer"
+bench_wait_ready "http://127.0.0.1:$PORT/readyz" 60 "$server" "$OUT/issuer.log" "the issuer"
 
 basic="$(printf 'worker:%s' "$SECRET" | base64 -w0)"
 url="http://127.0.0.1:$PORT"

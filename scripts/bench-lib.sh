@@ -25,10 +25,20 @@ done
 mkdir -p "$OUT"
 touch "$OUT/results.tsv"
 
-# bench_wait_ready URL SECONDS LOG WHAT: waits until URL answers 2xx, or fails naming LOG.
+# bench_port_free PORT WHAT: fails if something already listens on 127.0.0.1:PORT, which would
+# otherwise answer the readiness check and the load in the server's stead.
+bench_port_free() {
+  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+    bench_fail "port $1 for $2 is in use by another process: stop it or set the port variable"
+  fi
+}
+
+# bench_wait_ready URL SECONDS PID LOG WHAT: waits until URL answers 2xx; fails, naming LOG, when
+# the server's process PID ends first or SECONDS pass.
 bench_wait_ready() {
-  local url=$1 seconds=$2 log=$3 what=$4 waited=0
+  local url=$1 seconds=$2 pid=$3 log=$4 what=$5 waited=0
   until curl -fsS -o /dev/null "$url" 2>/dev/null; do
+    kill -0 "$pid" 2>/dev/null || bench_fail "$what exited before it answered $url: see $log"
     [ "$waited" -lt $((seconds * 10)) ] || bench_fail "$what did not answer $url within ${seconds}s: see $log"
     sleep 0.1
     waited=$((waited + 1))
@@ -69,6 +79,10 @@ bench_measure() {
   p99="$(bench_field p99_us <<<"$all" | bench_median)"
   non2xx="$(bench_field non2xx <<<"$all" | awk '{s+=$1} END {print s}')"
   [ -r "/proc/$pid/status" ] || bench_fail "the $server server (pid $pid) is gone after $scenario: see $OUT"
+  # Every thread of the server (runtime workers, GC and JIT threads, thread pools) on SERVER_CPU.
+  if grep -h '^Cpus_allowed_list:' /proc/"$pid"/task/*/status 2>/dev/null | grep -qv "[[:space:]]$SERVER_CPU\$"; then
+    bench_fail "a thread of the $server server (pid $pid) may run outside core $SERVER_CPU"
+  fi
   rss="$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")"
   hwm="$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")"
   printf '%s\t%s\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$scenario" "$alg" "$conns" \

@@ -131,6 +131,7 @@ done
 echo "== tokenwarden (scripts/bench-issuer.sh)" >&2
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 started="$(date -u +%s)"
+started_at="$(date -u '+%Y-%m-%d %H:%M')"
 OUT="$OUT" BENCH_PYTHON="$python" scripts/bench-issuer.sh >&2 \
   || fail "scripts/bench-issuer.sh failed: see $OUT"
 
@@ -148,10 +149,11 @@ bench_oidc_provider() {
   local url="http://127.0.0.1:$NODE_PORT" node_version
   node_version="$(node --version)"
   echo "== node-oidc-provider $(node -p 'require(process.argv[1]).version' "$OIDC_PROVIDER_DIR/node_modules/oidc-provider/package.json") on node $node_version, core $SERVER_CPU" >&2
+  bench_port_free "$NODE_PORT" node-oidc-provider
   (cd "$OIDC_PROVIDER_DIR" && NODE_ENV=production exec taskset -c "$SERVER_CPU" node server.mjs "$NODE_PORT" "$SECRET") \
     2>"$OUT/oidc-provider.log" &
   server=$!
-  bench_wait_ready "$url/.well-known/openid-configuration" 30 "$OUT/oidc-provider.log" "node-oidc-provider"
+  bench_wait_ready "$url/.well-known/openid-configuration" 120 "$server" "$OUT/oidc-provider.log" "node-oidc-provider"
   declare -gA resource=([ES256]="https://es256.bench" [RS256]="https://rs256.bench")
   for alg in ES256 RS256; do
     check node-oidc-provider "$url/token" "$url/jwks" "grant_type=client_credentials&resource=${resource[$alg]}&scope=read" "$alg"
@@ -184,13 +186,15 @@ bench_keycloak() {
       >"$KEYCLOAK_HOME/data/import/$realm.json"
   done
   echo "== Keycloak $KEYCLOAK_VERSION on Java $(java_major), core $SERVER_CPU (start, up to ${KEYCLOAK_START_TIMEOUT}s)" >&2
+  bench_port_free "$KEYCLOAK_PORT" Keycloak
+  bench_port_free "$((KEYCLOAK_PORT + 1))" "Keycloak's management interface"
   taskset -c "$SERVER_CPU" "$KEYCLOAK_HOME/bin/kc.sh" start --optimized --import-realm \
     --http-enabled=true --http-host=127.0.0.1 --http-port="$KEYCLOAK_PORT" \
     --http-management-port="$((KEYCLOAK_PORT + 1))" --hostname-strict=false --cache=local \
     >"$OUT/keycloak.log" 2>&1 &
   server=$!
   bench_wait_ready "$url/realms/bench-rs256/.well-known/openid-configuration" "$KEYCLOAK_START_TIMEOUT" \
-    "$OUT/keycloak.log" "Keycloak"
+    "$server" "$OUT/keycloak.log" "Keycloak"
   # kc.sh runs java as its child; RSS is java's.
   java_pid="$(cat "/proc/$server/task/$server/children" | awk '{print $1}')"
   [ -n "$java_pid" ] || fail "found no java process under kc.sh (pid $server)"
@@ -240,7 +244,7 @@ done
 
 minutes="$(( ($(date -u +%s) - started + 59) / 60 ))"
 cat >"$OUT/run.txt" <<EOF
-date: $(date -u +%Y-%m-%d\ %H:%M) UTC
+date: $started_at UTC (start of the measuring)
 machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -n 1), Linux $(uname -r)
 load average before: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg)
 settings: CONNS="$CONNS" REPS=$REPS DURATION=$DURATION WARMUP=$WARMUP KEYCLOAK_WARMUP=$KEYCLOAK_WARMUP, server on core $SERVER_CPU, wrk on core $CLIENT_CPU

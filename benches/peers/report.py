@@ -152,14 +152,16 @@ def plot(results, out, title):
                 xs.append(g - 0.4 + width * (i + 0.5))
                 rates.append(number(row["rate"]))
                 p99s.append(number(row["p99_us"]) / 1000)
-        bars = top.bar(xs, rates, width, label=server, color=COLORS[server])
-        top.bar_label(bars, [f"{v:,.0f}" for v in rates], fontsize=7, padding=2, rotation=90)
-        bars = bottom.bar(xs, p99s, width, label=server, color=COLORS[server])
-        bottom.bar_label(bars, [f"{v:.1f}" if v >= 1 else f"{v:.2f}" for v in p99s], fontsize=7, padding=2, rotation=90)
+        box = {"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.5}
+        bars = top.bar(xs, rates, width, label=server, color=COLORS[server], zorder=2)
+        top.bar_label(bars, [f"{v:,.0f}" for v in rates], fontsize=7, padding=2, rotation=90, bbox=box, zorder=3)
+        bars = bottom.bar(xs, p99s, width, label=server, color=COLORS[server], zorder=2)
+        bottom.bar_label(bars, [f"{v:.1f}" if v >= 1 else f"{v:.2f}" for v in p99s], fontsize=7, padding=2,
+                         rotation=90, bbox=box, zorder=3)
     for g, (scenario, alg, conns) in enumerate(groups):
         raw = results.raw.get(alg)
         if raw:
-            top.hlines(raw, g - 0.45, g + 0.45, colors="black", linestyles="dashed",
+            top.hlines(raw, g - 0.45, g + 0.45, colors="black", linestyles="dashed", zorder=1,
                        label="limit: raw signature, 1 core" if g == 0 else None)
     top.set_yscale("log")
     top.set_ylabel("tokens/s (median, log scale)")
@@ -182,12 +184,16 @@ def main():
     if not results.find("tokenwarden", "cc", "ES256", results.groups()[0][2] if results.groups() else "8"):
         sys.exit(f"{out}/results.tsv has no tokenwarden client_credentials row")
     run = (out / "run.txt").read_text().strip().splitlines() if (out / "run.txt").exists() else []
-    first = run[0].split(": ", 1)[1] if run else ""
+    facts = dict(line.split(": ", 1) for line in run if ": " in line)
+    title = (
+        "Token endpoint: each server pinned to one core, wrk on the other\n"
+        f"{facts.get('date', '')}; load average before the run {facts.get('load average before', '?').split(';')[0]}"
+    )
     doc = ["# tokenwarden and its peers: the token endpoint", ""]
     doc += [f"- {line}" for line in run]
     doc += ["", *table(results), "", *targets(results), ""]
     (out / "peers.md").write_text("\n".join(doc))
-    plot(results, out / "peers.png", f"Token endpoint, server pinned to one core, wrk on the other ({first})")
+    plot(results, out / "peers.png", title)
 
 
 if __name__ == "__main__":
