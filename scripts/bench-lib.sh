@@ -23,7 +23,9 @@ for tool in wrk taskset curl python3; do
 done
 [ "$(nproc)" -ge 2 ] || bench_fail "needs two cores: one for the server, one for the load generator"
 mkdir -p "$OUT"
-touch "$OUT/results.tsv"
+# A run starts its results afresh, also in an OUT given again (bench-peers.sh sources this file
+# before bench-issuer.sh does, and neither has measured anything by then).
+: >"$OUT/results.tsv"
 
 # bench_port_free PORT WHAT: fails if something already listens on 127.0.0.1:PORT, which would
 # otherwise answer the readiness check and the load in the server's stead.
