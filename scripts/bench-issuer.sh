@@ -33,7 +33,7 @@ mkdir -p "$work/policies" "$work/tokens-es256" "$work/tokens-rs256"
 server=""
 cleanup() {
   if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
-  rm -rf "$work/data"
+  rm -rf "$work/data" "$work"/tokens-*
 }
 trap cleanup EXIT
 

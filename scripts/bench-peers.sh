@@ -60,7 +60,11 @@ stop_server() {
   if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
   server=""
 }
-trap stop_server EXIT
+cleanup() {
+  stop_server
+  rm -rf "$work"/keycloak-*   # the seeded refresh tokens
+}
+trap cleanup EXIT
 
 # -- preparation: everything that downloads, before the first measurement ----------------------
 
