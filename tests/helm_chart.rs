@@ -112,7 +112,10 @@ async fn the_default_rbac_has_no_wildcards_and_no_secret_access_beyond_the_signi
             );
         }
         if strings(&rule["resources"]).contains(&"secrets") {
-            assert_eq!(kind, "Role", "Secrets only through namespaced Roles: {rule}");
+            assert_eq!(
+                kind, "Role",
+                "Secrets only through namespaced Roles: {rule}"
+            );
             assert_eq!(namespace, "tw-system", "{rule}");
             let verbs = strings(&rule["verbs"]);
             let names = strings(&rule["resourceNames"]);
@@ -127,10 +130,14 @@ async fn the_default_rbac_has_no_wildcards_and_no_secret_access_beyond_the_signi
 #[tokio::test]
 async fn helm_template_with_every_option_on_renders_postgresql_upstream_sign_in_and_client_secret_roles()
  {
-    let objects = render(support::cluster(), "tw", "tw-system", FULL_VALUES).expect("helm template");
+    let objects =
+        render(support::cluster(), "tw", "tw-system", FULL_VALUES).expect("helm template");
     let issuer = find(&objects, "Deployment", "issuer");
     assert_eq!(issuer["spec"]["replicas"], 3);
-    assert!(issuer["spec"]["strategy"].is_null(), "rolling updates with PostgreSQL");
+    assert!(
+        issuer["spec"]["strategy"].is_null(),
+        "rolling updates with PostgreSQL"
+    );
     let args = args_of(issuer);
     for expected in [
         "--database-url-file=/etc/tokenwarden/database/url",
@@ -141,7 +148,10 @@ async fn helm_template_with_every_option_on_renders_postgresql_upstream_sign_in_
         "--oidc-subject-claim=email",
         "--issuer-url=https://auth.example.com",
     ] {
-        assert!(args.iter().any(|a| a == expected), "{expected} not in {args:?}");
+        assert!(
+            args.iter().any(|a| a == expected),
+            "{expected} not in {args:?}"
+        );
     }
     assert!(
         !objects.iter().any(|o| o["kind"] == "PersistentVolumeClaim"),
@@ -150,7 +160,9 @@ async fn helm_template_with_every_option_on_renders_postgresql_upstream_sign_in_
     let image = issuer["spec"]["template"]["spec"]["containers"][0]["image"].as_str();
     assert_eq!(
         image,
-        Some("registry.example.com/platform/tokenwarden@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+        Some(
+            "registry.example.com/platform/tokenwarden@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+        )
     );
     let controller = args_of(find(&objects, "Deployment", "controller"));
     assert!(
@@ -168,7 +180,12 @@ async fn helm_template_with_every_option_on_renders_postgresql_upstream_sign_in_
         .filter_map(|o| o["metadata"]["namespace"].as_str())
         .collect();
     assert_eq!(secret_roles, ["payments", "billing"]);
-    for kind in ["Ingress", "NetworkPolicy", "ServiceMonitor", "PodDisruptionBudget"] {
+    for kind in [
+        "Ingress",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "PodDisruptionBudget",
+    ] {
         assert!(objects.iter().any(|o| o["kind"] == kind), "no {kind}");
     }
     assert_eq!(
@@ -182,7 +199,8 @@ async fn helm_template_with_every_option_on_renders_postgresql_upstream_sign_in_
     assert_eq!(issuer["spec"]["strategy"]["type"], "Recreate");
     find(&objects, "PersistentVolumeClaim", "issuer-data");
     assert!(
-        args_of(issuer).contains(&"--issuer-url=http://tw-tokenwarden-issuer.tw-system.svc:8080".to_owned())
+        args_of(issuer)
+            .contains(&"--issuer-url=http://tw-tokenwarden-issuer.tw-system.svc:8080".to_owned())
     );
     assert!(
         !args_of(find(&objects, "Deployment", "controller"))

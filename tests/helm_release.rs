@@ -274,22 +274,63 @@ async fn the_controller_and_the_issuer_do_their_whole_job_as_the_charts_service_
         no(kc, &["impersonate", "groups"]);
         no(kc, &["create", "pods", "-n", &system]);
         no(kc, &["create", "serviceaccounts/token", "-n", &system]);
-        no(kc, &["update", "configmaps/tokenwarden-issuer-config", "-n", &system]);
+        no(
+            kc,
+            &[
+                "update",
+                "configmaps/tokenwarden-issuer-config",
+                "-n",
+                &system,
+            ],
+        );
         no(kc, &["get", "configmaps/unrelated", "-n", &system]);
-        yes(kc, &["get", "secrets/tokenwarden-signing-keys", "-n", &system]);
+        yes(
+            kc,
+            &["get", "secrets/tokenwarden-signing-keys", "-n", &system],
+        );
     }
     yes(&controller_kc, &["list", "secrets", "-n", &apps]);
     yes(&controller_kc, &["create", "secrets", "-n", &apps]);
-    yes(&controller_kc, &["patch", "configmaps/tokenwarden-issuer-config", "-n", &system]);
+    yes(
+        &controller_kc,
+        &[
+            "patch",
+            "configmaps/tokenwarden-issuer-config",
+            "-n",
+            &system,
+        ],
+    );
     no(&controller_kc, &["list", "secrets", "-n", &other]);
-    no(&controller_kc, &["update", "secrets/tokenwarden-signing-keys", "-n", &system]);
-    no(&controller_kc, &["delete", "secrets/tokenwarden-signing-keys", "-n", &system]);
+    no(
+        &controller_kc,
+        &["update", "secrets/tokenwarden-signing-keys", "-n", &system],
+    );
+    no(
+        &controller_kc,
+        &["delete", "secrets/tokenwarden-signing-keys", "-n", &system],
+    );
     no(&controller_kc, &["update", "apitokenpolicies", "-n", &apps]);
     no(&issuer_kc, &["get", "secrets", "-n", &apps]);
     no(&issuer_kc, &["create", "secrets", "-n", &system]);
-    no(&issuer_kc, &["patch", "configmaps/tokenwarden-issuer-config", "-n", &system]);
+    no(
+        &issuer_kc,
+        &[
+            "patch",
+            "configmaps/tokenwarden-issuer-config",
+            "-n",
+            &system,
+        ],
+    );
     no(&issuer_kc, &["list", "apiclients", "--all-namespaces"]);
-    yes(&issuer_kc, &["watch", "configmaps/tokenwarden-issuer-config", "-n", &system]);
+    yes(
+        &issuer_kc,
+        &[
+            "watch",
+            "configmaps/tokenwarden-issuer-config",
+            "-n",
+            &system,
+        ],
+    );
 
     // The scenario. A code for the offline-access client, seeded before the issuer starts.
     let audience = format!("https://{apps}.example.com");
@@ -388,11 +429,15 @@ spec:
     })
     .await;
     assert_eq!(lifetime(&next), 1200);
-    eventually(CONVERGE, "the status describes the new generation", || async {
-        policy_ready(cluster, &apps, "api")
-            .await
-            .filter(|(s, _, current)| s == "True" && *current)
-    })
+    eventually(
+        CONVERGE,
+        "the status describes the new generation",
+        || async {
+            policy_ready(cluster, &apps, "api")
+                .await
+                .filter(|(s, _, current)| s == "True" && *current)
+        },
+    )
     .await;
 
     // A generated secret (create, and the labelled watch, in the client-secret namespace).
@@ -412,7 +457,8 @@ spec:
             .expect("base64"),
     )
     .expect("utf-8");
-    let answer = client_credentials(&issuer.base, &format!("{apps}-job"), &generated, &audience).await;
+    let answer =
+        client_credentials(&issuer.base, &format!("{apps}-job"), &generated, &audience).await;
     assert_eq!(lifetime(&answer), 1200, "{answer}");
 
     // A Confidential client outside the client-secret namespaces: told why, not loaded.
@@ -420,7 +466,10 @@ spec:
         client_ready(cluster, &other, "outsider").await
     })
     .await;
-    assert_eq!((status.as_str(), reason.as_str()), ("False", "SecretNotAccessible"));
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "SecretNotAccessible")
+    );
 
     // Offline access, then not.
     let exchanged = token(
@@ -438,7 +487,13 @@ spec:
         .as_str()
         .unwrap_or_else(|| panic!("a refresh token while offline access is allowed: {exchanged}"))
         .to_owned();
-    patch(cluster, &apps, "atp/todo", r#"{"spec":{"offlineAccess":false}}"#).expect("patch");
+    patch(
+        cluster,
+        &apps,
+        "atp/todo",
+        r#"{"spec":{"offlineAccess":false}}"#,
+    )
+    .expect("patch");
     let refused = eventually(CONVERGE, "refresh is refused", || {
         let refresh = refresh_token.clone();
         let base = issuer.base.clone();
@@ -485,10 +540,11 @@ spec:
         ),
     )
     .expect("apply the newer policy");
-    let (status, reason, current) = eventually(CONVERGE, "the newer policy gets a status", || async {
-        policy_ready(cluster, &other, "copy").await
-    })
-    .await;
+    let (status, reason, current) =
+        eventually(CONVERGE, "the newer policy gets a status", || async {
+            policy_ready(cluster, &other, "copy").await
+        })
+        .await;
     assert_eq!(
         (status.as_str(), reason.as_str(), current),
         ("False", "AudienceConflict", true)

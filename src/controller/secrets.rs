@@ -319,6 +319,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn no_secret_namespaces_or_a_star_mean_every_namespace_and_a_list_only_those() {
+        assert_eq!(SecretScope::new(&[]), SecretScope::All);
+        assert_eq!(
+            SecretScope::new(&["payments".into(), "*".into()]),
+            SecretScope::All
+        );
+        let scope = SecretScope::new(&["payments".into(), " billing ".into(), String::new()]);
+        assert!(scope.contains("payments") && scope.contains("billing"));
+        assert!(!scope.contains("kube-system"));
+    }
+
+    #[test]
     fn a_generated_secret_has_256_bits_in_43_url_safe_characters() {
         let a = random_secret().expect("a");
         let b = random_secret().expect("b");

@@ -102,7 +102,11 @@ pub fn args_of(deployment: &Value) -> Vec<String> {
 
 /// `kubectl create --dry-run=server` of `object` in `namespace`: the API server's verdict,
 /// with admission (PodSecurity included) but nothing stored.
-pub fn dry_run_create(cluster: &ControlPlane, namespace: &str, object: &Value) -> Result<String, String> {
+pub fn dry_run_create(
+    cluster: &ControlPlane,
+    namespace: &str,
+    object: &Value,
+) -> Result<String, String> {
     let file = values_file(&serde_json::to_string(object).expect("JSON"));
     cluster.run_kubectl(&[
         "create",

@@ -44,13 +44,7 @@ pub async fn start_controller(cluster: &ControlPlane, name: &str, namespace: &st
 
 /// Starts the controller without waiting for it.
 pub fn spawn_controller(cluster: &ControlPlane, name: &str, namespace: &str) -> Controller {
-    spawn_controller_as(
-        cluster,
-        name,
-        namespace,
-        cluster.kubeconfig_path(),
-        &[],
-    )
+    spawn_controller_as(cluster, name, namespace, cluster.kubeconfig_path(), &[])
 }
 
 /// Starts the controller authenticated by `kubeconfig` (e.g. as the Helm chart's
@@ -109,7 +103,14 @@ pub async fn start_issuer(
     namespace: &str,
     data_dir: &Path,
 ) -> Issuer {
-    start_issuer_as(cluster, name, namespace, data_dir, cluster.kubeconfig_path()).await
+    start_issuer_as(
+        cluster,
+        name,
+        namespace,
+        data_dir,
+        cluster.kubeconfig_path(),
+    )
+    .await
 }
 
 /// [`start_issuer`] authenticated by `kubeconfig` (e.g. as the Helm chart's ServiceAccount).
