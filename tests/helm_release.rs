@@ -137,6 +137,24 @@ async fn install_into_a_restricted_namespace_admits_every_object_and_pod_then_up
         .remove("securityContext");
     let refused = dry_run_create(cluster, &ns, &weakened).expect_err("a non-restricted pod");
     assert!(refused.contains("violates PodSecurity"), "{refused}");
+    // And helm passes on the API server's warning about such a Deployment, so the absence of
+    // warnings above means something.
+    let weak_ns = restricted_namespace("helm-weakened").await;
+    let warnings = install(
+        cluster,
+        "weak",
+        &weak_ns,
+        "containerSecurityContext: {allowPrivilegeEscalation: true}\n",
+        false,
+    )
+    .expect("helm install of a Deployment PodSecurity only warns about");
+    assert!(
+        warnings.contains("would violate PodSecurity"),
+        "no warning from helm:\n{warnings}"
+    );
+    cluster
+        .run_helm(&["uninstall", "weak", "--namespace", &weak_ns])
+        .expect("helm uninstall");
 
     // Upgrade with changed values.
     let apps = cluster.new_namespace("helm-apps").await;
@@ -406,6 +424,20 @@ spec:
         })
         .await;
     }
+    // What kstatus-style waiters (kubectl wait, Flux) see: Ready at the current generation.
+    cluster
+        .run_kubectl(&[
+            "wait",
+            "-n",
+            &apps,
+            "--for=condition=Ready",
+            "--timeout=30s",
+            "atp/api",
+            "atp/todo",
+            "apic/worker",
+            "apic/job",
+        ])
+        .expect("kubectl wait for Ready");
     let issuer = start_issuer_as(cluster, "chart-issuer", &system, data.path(), &issuer_kc).await;
 
     // 600 s, then 1200 s after a patch.
