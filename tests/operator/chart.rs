@@ -13,7 +13,7 @@ pub fn render(
     namespace: &str,
     values: &str,
 ) -> Result<Vec<Value>, String> {
-    let file = values_file(values);
+    let file = temp_yaml(values);
     let chart = chart_dir();
     let (out, _) = cluster.run_helm(&[
         "template",
@@ -35,7 +35,7 @@ pub fn install(
     values: &str,
     upgrade: bool,
 ) -> Result<String, String> {
-    let file = values_file(values);
+    let file = temp_yaml(values);
     let chart = chart_dir();
     let command: &[&str] = if upgrade {
         &["upgrade", "--install"]
@@ -107,7 +107,7 @@ pub fn dry_run_create(
     namespace: &str,
     object: &Value,
 ) -> Result<String, String> {
-    let file = values_file(&serde_json::to_string(object).expect("JSON"));
+    let file = temp_yaml(&serde_json::to_string(object).expect("JSON"));
     cluster.run_kubectl(&[
         "create",
         "--dry-run=server",
@@ -139,7 +139,8 @@ pub fn can_i(cluster: &ControlPlane, kubeconfig: &Path, args: &[&str]) -> bool {
     }
 }
 
-fn values_file(contents: &str) -> tempfile::NamedTempFile {
+/// A temporary `.yaml` file with `contents` (JSON is YAML too).
+fn temp_yaml(contents: &str) -> tempfile::NamedTempFile {
     let file = tempfile::Builder::new()
         .suffix(".yaml")
         .tempfile()
