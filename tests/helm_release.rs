@@ -218,12 +218,21 @@ async fn install_into_a_restricted_namespace_admits_every_object_and_pod_then_up
         .expect("the CRDs stay");
 }
 
-/// The controller's arguments from the chart, without those the test sets itself.
-fn chart_controller_args(objects: &[Value]) -> Vec<String> {
-    args_of(find(objects, "Deployment", "controller"))
+/// A component's arguments from the chart, without the subcommand and those the test sets
+/// itself (namespace, addresses, data folder).
+fn chart_args(objects: &[Value], component: &str) -> Vec<String> {
+    args_of(find(objects, "Deployment", component))
         .into_iter()
         .filter(|a| {
-            a != "controller" && !a.starts_with("--namespace=") && !a.starts_with("--listen=")
+            a != component
+                && ![
+                    "--namespace=",
+                    "--listen=",
+                    "--metrics-listen=",
+                    "--data-dir=",
+                ]
+                .iter()
+                .any(|own| a.starts_with(own))
         })
         .collect()
 }
@@ -255,7 +264,7 @@ async fn the_controller_and_the_issuer_do_their_whole_job_as_the_charts_service_
         .service_account_kubeconfig(&system, "tokenwarden-issuer")
         .await;
     let objects = render(cluster, release, &system, &values).expect("helm template");
-    let extra = chart_controller_args(&objects);
+    let extra = chart_args(&objects, "controller");
     assert!(
         extra.contains(&format!("--secret-namespaces={apps}")),
         "{extra:?}"
@@ -438,11 +447,24 @@ spec:
             "apic/job",
         ])
         .expect("kubectl wait for Ready");
-    let issuer = start_issuer_as(cluster, "chart-issuer", &system, data.path(), &issuer_kc).await;
+    let issuer_args = chart_args(&objects, "issuer");
+    let issuer_url = format!("http://tokenwarden-issuer.{system}.svc:8080");
+    assert_eq!(issuer_args, [format!("--issuer-url={issuer_url}")]);
+    let issuer = start_issuer_as(
+        cluster,
+        "chart-issuer",
+        &system,
+        data.path(),
+        &issuer_kc,
+        &issuer_args,
+    )
+    .await;
 
     // 600 s, then 1200 s after a patch.
     let first = client_credentials(&issuer.base, &client_id, SECRET, &audience).await;
     assert_eq!(lifetime(&first), 600, "{first}");
+    let claims = operator::claims(first["access_token"].as_str().expect("a token"));
+    assert_eq!(claims["iss"], issuer_url.as_str(), "the chart's issuer URL");
     let (status, reason, current) = policy_ready(cluster, &apps, "api").await.expect("status");
     assert_eq!(
         (status.as_str(), reason.as_str(), current),

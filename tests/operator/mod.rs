@@ -109,36 +109,36 @@ pub async fn start_issuer(
         namespace,
         data_dir,
         cluster.kubeconfig_path(),
+        &[],
     )
     .await
 }
 
-/// [`start_issuer`] authenticated by `kubeconfig` (e.g. as the Helm chart's ServiceAccount).
+/// [`start_issuer`] authenticated by `kubeconfig` (e.g. as the Helm chart's ServiceAccount),
+/// with `extra` arguments.
 pub async fn start_issuer_as(
     cluster: &ControlPlane,
     name: &str,
     namespace: &str,
     data_dir: &Path,
     kubeconfig: &Path,
+    extra: &[String],
 ) -> Issuer {
     let port = free_port();
+    let mut args: Vec<String> = vec![
+        "issuer".into(),
+        "--namespace".into(),
+        namespace.into(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--metrics-listen".into(),
+        format!("127.0.0.1:{}", free_port()),
+    ];
+    args.extend_from_slice(extra);
     let log = cluster
-        .start_component_as(
-            name,
-            binary(),
-            &[
-                "issuer".into(),
-                "--namespace".into(),
-                namespace.into(),
-                "--data-dir".into(),
-                data_dir.display().to_string(),
-                "--listen".into(),
-                format!("127.0.0.1:{port}"),
-                "--metrics-listen".into(),
-                format!("127.0.0.1:{}", free_port()),
-            ],
-            kubeconfig,
-        )
+        .start_component_as(name, binary(), &args, kubeconfig)
         .unwrap_or_else(|e| panic!("starting the issuer: {e}"));
     let issuer = Issuer {
         name: name.into(),
