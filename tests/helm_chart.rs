@@ -74,6 +74,51 @@ async fn helm_lint_passes_with_every_option_on() {
     assert!(out.contains("0 chart(s) failed"), "helm lint said:\n{out}");
 }
 
+#[test]
+fn every_key_of_values_yaml_has_a_comment_above_it_except_inside_kubernetes_typed_values() {
+    // Values whose content is a Kubernetes type, documented as a whole by the comment above.
+    const KUBERNETES_TYPED: [&str; 4] = [
+        "podSecurityContext",
+        "containerSecurityContext",
+        "resources",
+        "metricsFrom",
+    ];
+    let text = std::fs::read_to_string(chart().join("values.yaml")).expect("values.yaml");
+    let mut commented = false;
+    // (indent, key) of the keys enclosing the current line.
+    let mut path: Vec<(usize, String)> = Vec::new();
+    let mut undocumented = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('#') {
+            commented = true;
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        let Some((key, _)) = trimmed.split_once(':') else {
+            commented = false;
+            continue;
+        };
+        if trimmed.starts_with('-') || !key.chars().all(|c| c.is_ascii_alphanumeric()) {
+            commented = false;
+            continue;
+        }
+        path.retain(|(i, _)| *i < indent);
+        let inside_kubernetes_type = path
+            .iter()
+            .any(|(_, k)| KUBERNETES_TYPED.contains(&k.as_str()));
+        if !commented && !inside_kubernetes_type {
+            undocumented.push(format!("line {}: {key}", number + 1));
+        }
+        path.push((indent, key.to_owned()));
+        commented = false;
+    }
+    assert!(
+        undocumented.is_empty(),
+        "keys without a comment: {undocumented:?}"
+    );
+}
+
 /// Every RBAC rule of the rendered objects, with the kind and namespace of its role.
 fn rules(objects: &[Value]) -> Vec<(String, String, Value)> {
     objects
