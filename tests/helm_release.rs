@@ -22,6 +22,10 @@ use std::time::Duration;
 use tokenwarden::store::{AnyStore, AuthorizationCode, EmbeddedStore, OpaqueToken, Store as _};
 
 const SECRET: &str = "chart-secret-0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// Controllers follow every object of the cluster and own their statuses: the tests that run
+/// one take turns.
+static ONE_CONTROLLER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const CONVERGE: Duration = Duration::from_secs(30);
 
 /// Values that turn on every optional part that needs no other CRDs or Secrets to render.
@@ -240,6 +244,7 @@ fn chart_args(objects: &[Value], component: &str) -> Vec<String> {
 #[tokio::test]
 async fn the_controller_and_the_issuer_do_their_whole_job_as_the_charts_service_accounts_and_nothing_more()
  {
+    let _turn = ONE_CONTROLLER.lock().await;
     let cluster = support::cluster();
     cluster.install_crds();
     let system = cluster.new_namespace("tw-system").await;
@@ -622,5 +627,84 @@ spec:
             "Secret/tokenwarden-signing-keys".to_owned(),
         ]
     );
+    assert_eq!(cluster_objects_of(release), "");
+}
+
+#[tokio::test]
+async fn with_client_secret_namespaces_star_the_controller_may_use_secrets_in_every_namespace_and_still_not_escalate()
+ {
+    let _turn = ONE_CONTROLLER.lock().await;
+    let cluster = support::cluster();
+    cluster.install_crds();
+    let system = cluster.new_namespace("tw-all-system").await;
+    let anywhere = cluster.new_namespace("anywhere").await;
+    let release = "all";
+    let values = "controller: {clientSecretNamespaces: [\"*\"]}\n";
+    install(cluster, release, &system, values, false).expect("helm install");
+    let kubeconfig = cluster
+        .service_account_kubeconfig(&system, "all-tokenwarden-controller")
+        .await;
+    // The documented price of "*".
+    assert!(can_i(
+        cluster,
+        &kubeconfig,
+        &["list", "secrets", "--all-namespaces"]
+    ));
+    for args in [
+        &["escalate", "clusterroles"][..],
+        &["bind", "clusterroles"],
+        &["impersonate", "users"],
+        &["create", "clusterrolebindings"],
+        &["delete", "secrets", "-n", &anywhere],
+        &["update", "secrets", "-n", &anywhere],
+    ] {
+        assert!(!can_i(cluster, &kubeconfig, args), "allowed: {args:?}");
+    }
+    let objects = render(cluster, release, &system, values).expect("helm template");
+    let extra = chart_args(&objects, "controller");
+    assert!(
+        extra.contains(&"--secret-namespaces=*".to_owned()),
+        "{extra:?}"
+    );
+    start_controller_as(cluster, "star-controller", &system, &kubeconfig, &extra).await;
+
+    let audience = format!("https://{anywhere}.example.com");
+    apply(
+        cluster,
+        &format!(
+            r#"
+apiVersion: tokenwarden.dev/v1alpha1
+kind: ApiTokenPolicy
+metadata: {{name: api, namespace: {anywhere}}}
+spec: {{audience: "{audience}"}}
+---
+apiVersion: tokenwarden.dev/v1alpha1
+kind: ApiClient
+metadata: {{name: job, namespace: {anywhere}}}
+spec:
+  grantTypes: [client_credentials]
+  audiences: [{{audience: "{audience}"}}]
+"#
+        ),
+    )
+    .expect("apply");
+    eventually(
+        CONVERGE,
+        "the client is Ready with a generated Secret",
+        || async {
+            client_ready(cluster, &anywhere, "job")
+                .await
+                .filter(|(status, _, _)| status == "True")
+        },
+    )
+    .await;
+    cluster
+        .run_kubectl(&["get", "secret", "job-oauth", "-n", &anywhere])
+        .expect("the generated Secret");
+
+    cluster.stop_component("star-controller");
+    cluster
+        .run_helm(&["uninstall", release, "--namespace", &system])
+        .expect("helm uninstall");
     assert_eq!(cluster_objects_of(release), "");
 }
