@@ -255,6 +255,48 @@ async fn helm_template_with_every_option_on_renders_postgresql_upstream_sign_in_
     );
 }
 
+/// The notes `helm install` prints with `--set SET`.
+fn notes(set: &str) -> String {
+    let (out, _) = support::cluster()
+        .run_helm(&[
+            "install",
+            "tw",
+            &chart().to_string_lossy(),
+            "--namespace",
+            "tw-system",
+            "--dry-run=client",
+            "--set",
+            set,
+        ])
+        .expect("helm install --dry-run=client");
+    out.split_once("NOTES:")
+        .map(|(_, notes)| notes.to_owned())
+        .unwrap_or_else(|| panic!("no NOTES in:\n{out}"))
+}
+
+#[tokio::test]
+async fn the_notes_walk_through_a_first_token_and_say_when_a_namespace_must_be_granted_first() {
+    let default = notes("controller.logLevel=info");
+    for expected in [
+        "--set 'controller.clientSecretNamespaces={payments}'",
+        "kind: ApiTokenPolicy",
+        "kubectl wait -n payments --for=condition=Ready atp/banking apic/billing-worker",
+        "kubectl port-forward -n tw-system svc/tw-tokenwarden-issuer 8080:8080",
+        "grant_type=client_credentials",
+    ] {
+        assert!(
+            default.contains(expected),
+            "{expected:?} not in the notes:\n{default}"
+        );
+    }
+    let granted = notes("controller.clientSecretNamespaces={billing}");
+    assert!(!granted.contains("helm upgrade"), "{granted}");
+    assert!(
+        granted.contains("metadata: {name: banking, namespace: billing}"),
+        "{granted}"
+    );
+}
+
 /// `helm template --set SET` must fail with a message containing `expected`.
 fn refuses(set: &str, expected: &[&str]) {
     let error = support::cluster()
