@@ -20,6 +20,7 @@
 #![allow(dead_code)] // each test binary uses a part of it
 
 mod pki;
+pub mod postgres;
 mod process;
 mod tools;
 
