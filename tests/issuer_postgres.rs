@@ -243,3 +243,39 @@ async fn the_database_url_can_come_from_a_file_as_a_mounted_secret_would() {
     let (status, body) = refresh(&reqwest::Client::new(), &c.base, &token).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// Runs `tokenwarden issuer ARGS` to its end (a start-up error); returns its stderr.
+fn failed_start(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+        .args(["issuer", "--policies"])
+        .arg(dir.path())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args(args)
+        .output()
+        .expect("run the issuer");
+    assert!(!output.status.success(), "the issuer started");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn an_unreadable_url_file_or_both_flags_stop_the_start_without_showing_the_url() {
+    let stderr = failed_start(&["--database-url-file", "/nonexistent/database-url"]);
+    assert!(
+        stderr.contains("cannot read --database-url-file /nonexistent/database-url"),
+        "{stderr}"
+    );
+    let stderr = failed_start(&[
+        "--database-url",
+        "postgres://u:hunter2@db/tw",
+        "--database-url-file",
+        "/nonexistent/database-url",
+    ]);
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    let stderr = failed_start(&["--database-url", "postgres://u:hunter2@db/tw?sslmode=bogus"]);
+    assert!(stderr.contains("sslmode must be"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}

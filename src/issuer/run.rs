@@ -84,6 +84,11 @@ pub enum StartError {
     },
     #[error("signing keys: {0}")]
     Keys(#[from] crate::tokens::TokenError),
+    #[error("cannot read --database-url-file {path}: {source}")]
+    DatabaseUrlFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("store: {}", ErrorChain(.0))]
     Store(#[from] crate::store::StoreError),
     #[error("users: {0}")]
@@ -214,7 +219,12 @@ const DATABASE_START_TIMEOUT: Duration = Duration::from_secs(30);
 async fn open_store(options: &IssuerOptions) -> Result<AnyStore, StartError> {
     let url = match (&options.database_url, &options.database_url_file) {
         (Some(url), _) => url.clone(),
-        (None, Some(file)) => DatabaseUrl::from_file(file)?,
+        (None, Some(file)) => {
+            DatabaseUrl::from_file(file).map_err(|source| StartError::DatabaseUrlFile {
+                path: file.clone(),
+                source,
+            })?
+        }
         (None, None) => return Ok(AnyStore::Embedded(EmbeddedStore::open(&options.data_dir)?)),
     };
     let deadline = tokio::time::Instant::now() + DATABASE_START_TIMEOUT;

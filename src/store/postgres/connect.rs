@@ -43,14 +43,8 @@ impl DatabaseUrl {
     }
 
     /// Reads the DSN from `path` (a mounted Kubernetes Secret), without surrounding space.
-    pub fn from_file(path: &Path) -> Result<Self, StoreError> {
-        let text =
-            Zeroizing::new(
-                std::fs::read_to_string(path).map_err(|source| StoreError::Open {
-                    path: path.to_owned(),
-                    source: Box::new(source),
-                })?,
-            );
+    pub fn from_file(path: &Path) -> std::io::Result<Self> {
+        let text = Zeroizing::new(std::fs::read_to_string(path)?);
         Ok(Self::new(text.trim()))
     }
 
@@ -127,9 +121,8 @@ fn client_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, StoreError> 
     let mut roots = rustls::RootCertStore::empty();
     match &tls.root_cert {
         Some(path) => {
-            let pem = std::fs::read(path).map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source: Box::new(source),
+            let pem = std::fs::read(path).map_err(|e| {
+                StoreError::InvalidDatabaseUrl(format!("sslrootcert {}: {e}", path.display()))
             })?;
             let mut found = false;
             for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
@@ -196,36 +189,32 @@ pub fn split_tls_settings(dsn: &str) -> Result<(Zeroizing<String>, TlsSettings),
             _ => Ok(false),
         }
     };
-    let rest = if let Some((base, query)) = dsn
-        .starts_with("postgres://")
-        .then_some(())
-        .or_else(|| dsn.starts_with("postgresql://").then_some(()))
-        .and_then(|()| dsn.split_once('?'))
-    {
-        let mut kept = Vec::new();
-        for pair in query.split('&') {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = percent_decode(value)?;
-            if !take(key, &value)? {
-                kept.push(pair);
+    let is_url = dsn.starts_with("postgres://") || dsn.starts_with("postgresql://");
+    let rest = match dsn.split_once('?') {
+        Some((base, query)) if is_url => {
+            let mut kept = Vec::new();
+            for pair in query.split('&') {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                if !take(key, &percent_decode(value)?)? {
+                    kept.push(pair);
+                }
+            }
+            match kept.is_empty() {
+                true => Zeroizing::new(base.to_owned()),
+                false => Zeroizing::new(format!("{base}?{}", kept.join("&"))),
             }
         }
-        if kept.is_empty() {
-            Zeroizing::new(base.to_owned())
-        } else {
-            Zeroizing::new(format!("{base}?{}", kept.join("&")))
-        }
-    } else if dsn.contains("://") {
-        Zeroizing::new(dsn.to_owned())
-    } else {
-        let mut kept = String::new();
-        for (start, end, key, value) in keyword_pairs(dsn)? {
-            if !take(&key, &value)? {
-                kept.push_str(&dsn[start..end]);
-                kept.push(' ');
+        _ if is_url => Zeroizing::new(dsn.to_owned()),
+        _ => {
+            let mut kept = String::new();
+            for (start, end, key, value) in keyword_pairs(dsn)? {
+                if !take(&key, &value)? {
+                    kept.push_str(&dsn[start..end]);
+                    kept.push(' ');
+                }
             }
+            Zeroizing::new(kept)
         }
-        Zeroizing::new(kept)
     };
     let settings = TlsSettings {
         mode: mode.unwrap_or(SslMode::Prefer),
