@@ -15,11 +15,15 @@
 //! process however it ends; at a normal exit (tests passed or failed) an `atexit` hook stops
 //! them and removes the folder. `TOKENWARDEN_TEST_KEEP=1` keeps the folder (logs, kubeconfig).
 //!
+//! [`postgres`] starts a throwaway PostgreSQL server for the store tests through the same
+//! process machinery (`process`): one per test binary, on first use.
+//!
 //! What is not here: kube-controller-manager. Nothing garbage-collects owned objects, deletes
 //! namespaces' contents, or creates the `default` ServiceAccount.
 #![allow(dead_code)] // each test binary uses a part of it
 
 mod pki;
+pub mod postgres;
 mod process;
 mod tools;
 
