@@ -136,6 +136,8 @@ pub enum Reason {
     SecretNotFound,
     /// The client's Secret has no usable secret under the key.
     InvalidSecret,
+    /// The controller may not read Secrets in the client's namespace (`--secret-namespaces`).
+    SecretNotAccessible,
     /// A granted audience has no policy.
     UnknownAudience,
     /// A granted audience's policy does not allow clients of this namespace.
@@ -152,6 +154,7 @@ impl Reason {
             Self::ClientIdConflict => "ClientIdConflict",
             Self::SecretNotFound => "SecretNotFound",
             Self::InvalidSecret => "InvalidSecret",
+            Self::SecretNotAccessible => "SecretNotAccessible",
             Self::UnknownAudience => "UnknownAudience",
             Self::NamespaceNotAllowed => "NamespaceNotAllowed",
             Self::UnknownScope => "UnknownScope",

@@ -56,7 +56,9 @@ fn field_of(reason: Reason) -> &'static str {
         Reason::UnknownAudience | Reason::NamespaceNotAllowed | Reason::UnknownScope => {
             "spec.audiences"
         }
-        Reason::SecretNotFound | Reason::InvalidSecret => "spec.secretRef",
+        Reason::SecretNotFound | Reason::InvalidSecret | Reason::SecretNotAccessible => {
+            "spec.secretRef"
+        }
         Reason::Enforced => "",
     }
 }

@@ -1,23 +1,35 @@
-//! Seeds refresh-token families into an issuer's data directory for `scripts/bench-issuer.sh`,
-//! before the issuer starts (the embedded store is one process's at a time).
+//! Seeds refresh-token families for `scripts/bench-issuer.sh` and
+//! `scripts/bench-refresh-stores.sh`: into an issuer's data directory before the issuer starts
+//! (the embedded store is one process's at a time), or into a PostgreSQL database when STORE
+//! is a `postgres://` URL.
 //!
-//!   cargo run --release --example bench-seed -- DATA_DIR OUT_DIR FILES PER_FILE CLIENT AUDIENCE
+//!   cargo run --release --example bench-seed -- STORE OUT_DIR FILES PER_FILE CLIENT AUDIENCE
 //!
 //! Writes FILES files `OUT_DIR/refresh-<n>.txt`, each with PER_FILE refresh tokens, one a line,
 //! of fresh families of CLIENT for AUDIENCE (subject `alice`, scope `read`), stored under the
 //! rules of a default rotating policy. One load run uses one file, so runs share no token.
 
 use std::io::Write as _;
-use tokenwarden::store::{EmbeddedStore, NewFamily, OpaqueToken, RefreshRules, Store};
+use tokenwarden::store::{
+    AnyStore, DatabaseUrl, EmbeddedStore, NewFamily, OpaqueToken, PostgresStore, RefreshRules,
+    Store,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [data_dir, out_dir, files, per_file, client, audience] = &args[..] else {
-        return Err("usage: bench-seed DATA_DIR OUT_DIR FILES PER_FILE CLIENT AUDIENCE".into());
+    let [store, out_dir, files, per_file, client, audience] = &args[..] else {
+        return Err(
+            "usage: bench-seed DATA_DIR|postgres://... OUT_DIR FILES PER_FILE CLIENT AUDIENCE"
+                .into(),
+        );
     };
     let (files, per_file): (usize, usize) = (files.parse()?, per_file.parse()?);
-    let store = EmbeddedStore::open(std::path::Path::new(data_dir))?;
+    let store = if store.starts_with("postgres://") || store.starts_with("postgresql://") {
+        AnyStore::Postgres(PostgresStore::connect(&DatabaseUrl::new(store.as_str())).await?)
+    } else {
+        AnyStore::Embedded(EmbeddedStore::open(std::path::Path::new(store))?)
+    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();

@@ -40,7 +40,7 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Client, Resource, ResourceExt as _};
 use metrics::{Metrics, OutcomeLabel};
 use reconcile::Reconciler;
-use secrets::{CLIENT_SECRET_LABEL, ClientSecrets};
+use secrets::{CLIENT_SECRET_LABEL, ClientSecrets, SecretScope};
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -82,6 +82,17 @@ pub struct ControllerOptions {
         value_name = "BOOL"
     )]
     pub leader_election: bool,
+    /// Namespaces whose client Secrets the controller may read, watch, create and complete
+    /// (comma-separated). Default (or `*`): every namespace, which needs cluster-wide rights on
+    /// Secrets. A Confidential ApiClient of any other namespace is not loaded and gets
+    /// `Ready=False` with reason `SecretNotAccessible`.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_SECRET_NAMESPACES",
+        value_delimiter = ',',
+        value_name = "NS,..."
+    )]
+    pub secret_namespaces: Vec<String>,
 }
 
 /// Everything that stops the controller or fails a reconcile. Messages name the cause and
@@ -158,11 +169,18 @@ pub async fn run(
         watcher::Config::default(),
         &trigger,
     );
-    let labelled = follow(
-        Api::<Secret>::all(client.clone()),
-        watcher::Config::default().labels(CLIENT_SECRET_LABEL),
-        &trigger,
-    );
+    let secret_scope = SecretScope::new(&options.secret_namespaces);
+    let labelled: Vec<Store<Secret>> = secret_scope
+        .apis(&client)
+        .into_iter()
+        .map(|api| {
+            follow(
+                api,
+                watcher::Config::default().labels(CLIENT_SECRET_LABEL),
+                &trigger,
+            )
+        })
+        .collect();
     // Someone changing or deleting the configuration objects: put them back.
     let _manifest = follow(
         Api::<ConfigMap>::namespaced(client.clone(), &namespace),
@@ -172,7 +190,11 @@ pub async fn run(
     // The first reconcile must see everything, or it would publish a partial configuration.
     tokio::select! {
         () = shutdown.cancelled() => return finish(server, election).await,
-        _ = futures::future::join3(policies.wait_until_ready(), clients.wait_until_ready(), labelled.wait_until_ready()) => {}
+        _ = futures::future::join3(
+            policies.wait_until_ready(),
+            clients.wait_until_ready(),
+            futures::future::join_all(labelled.iter().map(Store::wait_until_ready)),
+        ) => {}
     }
 
     let reporter = Reporter {
@@ -181,7 +203,7 @@ pub async fn run(
     };
     let mut reconciler = Reconciler {
         recorder: Recorder::new(client.clone(), reporter),
-        secrets: ClientSecrets::new(client.clone(), labelled),
+        secrets: ClientSecrets::new(client.clone(), secret_scope, labelled),
         client,
         namespace,
         policies,

@@ -84,7 +84,9 @@ impl Reconciler {
             clients: clients.iter().map(|c| (**c).clone()).collect(),
             secrets: Some(secrets),
         };
-        let built = config::build(&declared);
+        let mut built = config::build(&declared);
+        self.secrets
+            .explain_out_of_scope(&clients, &mut built.verdicts);
 
         let config_api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
         let published = publish::publish(&config_api, &self.namespace, &built.config, verify)

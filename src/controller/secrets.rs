@@ -9,11 +9,17 @@
 //! apply at once too. The controller never watches every Secret of the cluster, and never
 //! overwrites a Secret: it only creates a missing one, or adds a missing key.
 //!
+//! Where (see `docs/helm.md`): by default in every namespace; with `--secret-namespaces` only
+//! in those ([`SecretScope`]), so that RBAC can grant Secret rights per namespace. A client
+//! of another namespace is left alone and its verdict says why
+//! ([`ClientSecrets::explain_out_of_scope`]).
+//!
 //! Secret values never reach logs, errors or `Debug` output.
 
 use super::ControllerError;
 use crate::api::ApiClient;
-use crate::config::{SecretData, Secrets, secret_ref_of};
+use crate::api::Kind;
+use crate::config::{Reason, SecretData, Secrets, Verdict, secret_ref_of};
 use base64::Engine as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -22,7 +28,7 @@ use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use ring::rand::{SecureRandom, SystemRandom};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
@@ -41,19 +47,64 @@ pub struct Generated {
     pub keys_added: u64,
 }
 
+/// The namespaces whose client Secrets the controller may touch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretScope {
+    /// Every namespace (cluster-wide rights on Secrets).
+    All,
+    /// Only these (a Role in each).
+    Namespaces(BTreeSet<String>),
+}
+
+impl SecretScope {
+    /// From `--secret-namespaces`: empty or containing `*` is every namespace.
+    pub fn new(namespaces: &[String]) -> Self {
+        let names: BTreeSet<String> = namespaces
+            .iter()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if names.is_empty() || names.contains("*") {
+            Self::All
+        } else {
+            Self::Namespaces(names)
+        }
+    }
+
+    pub fn contains(&self, namespace: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Namespaces(names) => names.contains(namespace),
+        }
+    }
+
+    /// The Secret APIs to watch: one cluster-wide, or one per namespace.
+    pub fn apis(&self, client: &Client) -> Vec<Api<Secret>> {
+        match self {
+            Self::All => vec![Api::all(client.clone())],
+            Self::Namespaces(names) => names
+                .iter()
+                .map(|ns| Api::namespaced(client.clone(), ns))
+                .collect(),
+        }
+    }
+}
+
 /// The client secrets the controller knows.
 pub struct ClientSecrets {
     client: Client,
-    /// Labelled Secrets, kept by the watch.
-    labelled: Store<Secret>,
+    scope: SecretScope,
+    /// Labelled Secrets, kept by the watches (one per namespace of the scope, or one for all).
+    labelled: Vec<Store<Secret>>,
     /// Unlabelled Secrets read with a GET, and when.
     fetched: HashMap<(String, String), (Arc<Secret>, Instant)>,
 }
 
 impl ClientSecrets {
-    pub fn new(client: Client, labelled: Store<Secret>) -> Self {
+    pub fn new(client: Client, scope: SecretScope, labelled: Vec<Store<Secret>>) -> Self {
         Self {
             client,
+            scope,
             labelled,
             fetched: HashMap::new(),
         }
@@ -74,6 +125,9 @@ impl ClientSecrets {
                 continue;
             };
             let namespace = client.namespace().unwrap_or_default();
+            if !self.scope.contains(&namespace) {
+                continue;
+            }
             let key = (namespace.clone(), secret_ref.name.clone());
             let secret = match self.lookup(&namespace, &secret_ref.name, now).await? {
                 Some(secret) => secret,
@@ -96,6 +150,31 @@ impl ClientSecrets {
         Ok((secrets, generated))
     }
 
+    /// Say why a client outside the scope is not loaded: [`crate::config::build`] saw no
+    /// Secret for it (`SecretNotFound`), but the controller did not look.
+    pub fn explain_out_of_scope(&self, clients: &[Arc<ApiClient>], verdicts: &mut [Verdict]) {
+        for verdict in verdicts.iter_mut().filter(|v| {
+            v.kind == Kind::ApiClient
+                && v.reason == Reason::SecretNotFound
+                && !self.scope.contains(&v.namespace)
+        }) {
+            let name = clients
+                .iter()
+                .find(|c| {
+                    c.name_any() == verdict.name
+                        && c.namespace().as_deref() == Some(verdict.namespace.as_str())
+                })
+                .and_then(|c| secret_ref_of(c))
+                .map(|r| r.name)
+                .unwrap_or_default();
+            verdict.reason = Reason::SecretNotAccessible;
+            verdict.message = format!(
+                "the controller may not read Secrets in namespace {:?}, so Secret {}/{name} is not used; add the namespace to its --secret-namespaces (the chart's controller.clientSecretNamespaces)",
+                verdict.namespace, verdict.namespace
+            );
+        }
+    }
+
     /// The Secret, from the watch, from a recent GET, or from a GET now.
     async fn lookup(
         &mut self,
@@ -103,7 +182,8 @@ impl ClientSecrets {
         name: &str,
         now: Instant,
     ) -> Result<Option<Arc<Secret>>, ControllerError> {
-        if let Some(secret) = self.labelled.get(&ObjectRef::new(name).within(namespace)) {
+        let object = ObjectRef::new(name).within(namespace);
+        if let Some(secret) = self.labelled.iter().find_map(|store| store.get(&object)) {
             return Ok(Some(secret));
         }
         let key = (namespace.to_owned(), name.to_owned());
@@ -237,6 +317,18 @@ pub fn random_secret() -> Result<Zeroizing<String>, ControllerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_secret_namespaces_or_a_star_mean_every_namespace_and_a_list_only_those() {
+        assert_eq!(SecretScope::new(&[]), SecretScope::All);
+        assert_eq!(
+            SecretScope::new(&["payments".into(), "*".into()]),
+            SecretScope::All
+        );
+        let scope = SecretScope::new(&["payments".into(), " billing ".into(), String::new()]);
+        assert!(scope.contains("payments") && scope.contains("billing"));
+        assert!(!scope.contains("kube-system"));
+    }
 
     #[test]
     fn a_generated_secret_has_256_bits_in_43_url_safe_characters() {

@@ -9,7 +9,7 @@ use super::snapshot::{ConfigSource, Policies};
 use super::standalone::DirectorySource;
 use super::state::{Clock, Issuer, Keys};
 use super::users::Users;
-use crate::store::{AnyStore, EmbeddedStore, Store};
+use crate::store::{AnyStore, DatabaseUrl, EmbeddedStore, PostgresStore, Store, StoreError};
 use crate::tokens::{Algorithm, KeySet};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
@@ -29,7 +29,8 @@ pub struct IssuerOptions {
     /// Default: the pod's namespace, else `tokenwarden-system`.
     #[arg(long, env = "TOKENWARDEN_NAMESPACE")]
     pub namespace: Option<String>,
-    /// Where signing keys (standalone mode) and the embedded store (refresh tokens, codes, revocations) live.
+    /// Where signing keys (standalone mode) and the embedded store (refresh tokens, codes,
+    /// revocations) live. With --database-url the store is PostgreSQL instead.
     #[arg(
         long,
         env = "TOKENWARDEN_DATA_DIR",
@@ -40,6 +41,20 @@ pub struct IssuerOptions {
     /// Static users who may sign in: a YAML list of {username, passwordHash, subject?, email?}.
     #[arg(long, env = "TOKENWARDEN_USERS", value_name = "FILE")]
     pub users: Option<PathBuf>,
+    /// Keep refresh tokens, codes and revocations in PostgreSQL, shared by every replica:
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full&sslrootcert=CA.pem` (see
+    /// docs/postgresql.md). Without it (or --database-url-file): the embedded store.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true,
+        conflicts_with = "database_url_file"
+    )]
+    pub database_url: Option<DatabaseUrl>,
+    /// Like --database-url, read from this file (a mounted Kubernetes Secret).
+    #[arg(long, env = "TOKENWARDEN_DATABASE_URL_FILE", value_name = "FILE")]
+    pub database_url_file: Option<PathBuf>,
     /// Address of the OAuth endpoints.
     #[arg(long, env = "TOKENWARDEN_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -69,7 +84,12 @@ pub enum StartError {
     },
     #[error("signing keys: {0}")]
     Keys(#[from] crate::tokens::TokenError),
-    #[error("store: {0}")]
+    #[error("cannot read --database-url-file {path}: {source}")]
+    DatabaseUrlFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("store: {}", ErrorChain(.0))]
     Store(#[from] crate::store::StoreError),
     #[error("users: {0}")]
     Users(#[from] super::users::UsersError),
@@ -140,7 +160,7 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
             ))
         }
     };
-    let store = AnyStore::Embedded(EmbeddedStore::open(&options.data_dir)?);
+    let store = open_store(&options).await?;
     let users = match &options.users {
         Some(path) => Users::load(path)?,
         None => Users::default(),
@@ -163,6 +183,7 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
         metrics = %options.metrics_listen,
         issuer = %issuer.issuer_url,
         data_dir = %options.data_dir.display(),
+        store = match store { AnyStore::Embedded(_) => "embedded", AnyStore::Postgres(_) => "postgresql" },
         mode = if options.policies.is_some() { "standalone" } else { "cluster" },
         "issuer started"
     );
@@ -187,6 +208,52 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
         }
     }
     Ok(())
+}
+
+/// How long start-up keeps trying to reach PostgreSQL before it gives up.
+const DATABASE_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// PostgreSQL when a database URL is given, else the embedded store under `--data-dir`.
+/// PostgreSQL is retried for [`DATABASE_START_TIMEOUT`], so replicas that start while the
+/// database does (or restarts) wait for it rather than crash.
+async fn open_store(options: &IssuerOptions) -> Result<AnyStore, StartError> {
+    let url = match (&options.database_url, &options.database_url_file) {
+        (Some(url), _) => url.clone(),
+        (None, Some(file)) => {
+            DatabaseUrl::from_file(file).map_err(|source| StartError::DatabaseUrlFile {
+                path: file.clone(),
+                source,
+            })?
+        }
+        (None, None) => return Ok(AnyStore::Embedded(EmbeddedStore::open(&options.data_dir)?)),
+    };
+    let deadline = tokio::time::Instant::now() + DATABASE_START_TIMEOUT;
+    loop {
+        match PostgresStore::connect(&url).await {
+            Ok(store) => return Ok(AnyStore::Postgres(store)),
+            Err(e @ StoreError::Unavailable(_)) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %ErrorChain(&e), "cannot reach PostgreSQL yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// An error and its sources, `: `-separated, for a store error whose cause matters to the
+/// operator (tokio-postgres and the pool never show the password in theirs).
+struct ErrorChain<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
+    }
 }
 
 async fn cancelled(token: CancellationToken) {

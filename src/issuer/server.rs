@@ -10,6 +10,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt as _;
 use std::future::Future;
 use std::time::Duration;
 use tower_http::timeout::TimeoutLayer;
@@ -66,12 +67,18 @@ async fn metrics(State(issuer): State<Issuer>) -> impl IntoResponse {
 
 /// Serve `app` on `listener` until `shutdown` resolves; requests in flight finish first.
 /// Handlers see the peer address (`ConnectInfo<SocketAddr>`), which the login form's
-/// brute-force limits count by.
+/// brute-force limits count by. Every connection has `TCP_NODELAY`: a response leaves at once
+/// rather than waiting for the client's ACK of the previous segment (Nagle).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -3,7 +3,7 @@
 //! Owns: the [`Store`] interface the issuer talks to, its records ([`model`]), the refresh
 //! state machine ([`rotation`], pure, shared by every implementation), opaque secrets and their
 //! hashes ([`secret`]), and the implementations: [`EmbeddedStore`] (one redb file, one issuer
-//! replica) now, PostgreSQL (several replicas) later behind the same trait. Must not touch
+//! replica) and [`PostgresStore`] (several replicas sharing one database). Must not touch
 //! HTTP, policies or token minting: the issuer decides whether a policy allows a refresh at all
 //! and passes the rules in; the store enforces the state machine atomically.
 //!
@@ -23,11 +23,12 @@
 //!
 //! Dispatch: the trait uses `async fn` (return-position `impl Future + Send`), which keeps
 //! calls static and allocation-free. The binary picks an implementation at start-up through the
-//! enum [`AnyStore`], which implements [`Store`] by delegation; PostgreSQL becomes one more
-//! variant. No boxed futures, no `dyn`.
+//! enum [`AnyStore`], which implements [`Store`] by delegation, one variant per
+//! implementation. No boxed futures, no `dyn`.
 
 pub mod embedded;
 pub mod model;
+pub mod postgres;
 pub mod rotation;
 pub mod secret;
 
@@ -40,6 +41,7 @@ pub use model::{
     RefreshOutcome, RefreshRequest, RefreshRules, RefreshTokenView, Revocation, RevocationReason,
     RevokeOutcome, TokenRecord, UnixTime,
 };
+pub use postgres::{DatabaseUrl, PostgresStore};
 pub use secret::{FamilyId, OpaqueToken, TokenHash};
 
 /// Everything that can go wrong in a store. No variant carries a secret or a record's content.
@@ -64,6 +66,12 @@ pub enum StoreError {
     Duplicate,
     #[error("the system random number generator failed")]
     Entropy,
+    /// The PostgreSQL connection string cannot be used; the text never contains it.
+    #[error("invalid database URL: {0}")]
+    InvalidDatabaseUrl(String),
+    /// PostgreSQL refused a statement for a reason retrying will not fix (HTTP 500).
+    #[error("the database refused a statement")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl StoreError {
@@ -162,12 +170,14 @@ pub trait Store: Send + Sync {
 #[derive(Clone, Debug)]
 pub enum AnyStore {
     Embedded(EmbeddedStore),
+    Postgres(PostgresStore),
 }
 
 macro_rules! delegate {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             AnyStore::Embedded($store) => $call.await,
+            AnyStore::Postgres($store) => $call.await,
         }
     };
 }

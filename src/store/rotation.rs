@@ -1,7 +1,7 @@
 //! The refresh-token state machine, as a pure function.
 //!
 //! Owns: deciding what one refresh does, given the records a store read inside its transaction,
-//! and which records it must write back. Every store (embedded now, PostgreSQL later) reads the
+//! and which records it must write back. Every store (embedded, PostgreSQL) reads the
 //! presented token, its family and its successor with a lock or a single writer, calls
 //! [`refresh_transition`], and writes the result in the same transaction; that is what makes a
 //! refresh atomic and gives one successor under concurrent refreshes. Must not touch I/O or

@@ -3,6 +3,8 @@
 //! control plane's kubeconfig, `kubectl apply` of YAML, and token requests over HTTP.
 #![allow(dead_code)] // each test binary uses a part of it
 
+pub mod chart;
+
 use crate::support::ControlPlane;
 use base64::Engine as _;
 use kube::Api;
@@ -42,19 +44,41 @@ pub async fn start_controller(cluster: &ControlPlane, name: &str, namespace: &st
 
 /// Starts the controller without waiting for it.
 pub fn spawn_controller(cluster: &ControlPlane, name: &str, namespace: &str) -> Controller {
+    spawn_controller_as(cluster, name, namespace, cluster.kubeconfig_path(), &[])
+}
+
+/// Starts the controller authenticated by `kubeconfig` (e.g. as the Helm chart's
+/// ServiceAccount), with `extra` arguments, and waits until it has reconciled once.
+pub async fn start_controller_as(
+    cluster: &ControlPlane,
+    name: &str,
+    namespace: &str,
+    kubeconfig: &Path,
+    extra: &[String],
+) -> Controller {
+    let controller = spawn_controller_as(cluster, name, namespace, kubeconfig, extra);
+    wait_ready(cluster, name, &controller.base, &controller.log).await;
+    controller
+}
+
+fn spawn_controller_as(
+    cluster: &ControlPlane,
+    name: &str,
+    namespace: &str,
+    kubeconfig: &Path,
+    extra: &[String],
+) -> Controller {
     let port = free_port();
+    let mut args = vec![
+        "controller".into(),
+        "--namespace".into(),
+        namespace.into(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+    ];
+    args.extend_from_slice(extra);
     let log = cluster
-        .start_component(
-            name,
-            binary(),
-            &[
-                "controller".into(),
-                "--namespace".into(),
-                namespace.into(),
-                "--listen".into(),
-                format!("127.0.0.1:{port}"),
-            ],
-        )
+        .start_component_as(name, binary(), &args, kubeconfig)
         .unwrap_or_else(|e| panic!("starting the controller: {e}"));
     Controller {
         name: name.into(),
@@ -79,23 +103,42 @@ pub async fn start_issuer(
     namespace: &str,
     data_dir: &Path,
 ) -> Issuer {
+    start_issuer_as(
+        cluster,
+        name,
+        namespace,
+        data_dir,
+        cluster.kubeconfig_path(),
+        &[],
+    )
+    .await
+}
+
+/// [`start_issuer`] authenticated by `kubeconfig` (e.g. as the Helm chart's ServiceAccount),
+/// with `extra` arguments.
+pub async fn start_issuer_as(
+    cluster: &ControlPlane,
+    name: &str,
+    namespace: &str,
+    data_dir: &Path,
+    kubeconfig: &Path,
+    extra: &[String],
+) -> Issuer {
     let port = free_port();
+    let mut args: Vec<String> = vec![
+        "issuer".into(),
+        "--namespace".into(),
+        namespace.into(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--metrics-listen".into(),
+        format!("127.0.0.1:{}", free_port()),
+    ];
+    args.extend_from_slice(extra);
     let log = cluster
-        .start_component(
-            name,
-            binary(),
-            &[
-                "issuer".into(),
-                "--namespace".into(),
-                namespace.into(),
-                "--data-dir".into(),
-                data_dir.display().to_string(),
-                "--listen".into(),
-                format!("127.0.0.1:{port}"),
-                "--metrics-listen".into(),
-                format!("127.0.0.1:{}", free_port()),
-            ],
-        )
+        .start_component_as(name, binary(), &args, kubeconfig)
         .unwrap_or_else(|e| panic!("starting the issuer: {e}"));
     let issuer = Issuer {
         name: name.into(),

@@ -15,11 +15,15 @@
 //! process however it ends; at a normal exit (tests passed or failed) an `atexit` hook stops
 //! them and removes the folder. `TOKENWARDEN_TEST_KEEP=1` keeps the folder (logs, kubeconfig).
 //!
+//! [`postgres`] starts a throwaway PostgreSQL server for the store tests through the same
+//! process machinery (`process`): one per test binary, on first use.
+//!
 //! What is not here: kube-controller-manager. Nothing garbage-collects owned objects, deletes
 //! namespaces' contents, or creates the `default` ServiceAccount.
 #![allow(dead_code)] // each test binary uses a part of it
 
 mod pki;
+pub mod postgres;
 mod process;
 mod tools;
 
@@ -94,6 +98,30 @@ impl ControlPlane {
     /// TokenRequest API (valid for an hour). Creates the ServiceAccount when it is missing,
     /// because no controller-manager makes any here.
     pub async fn service_account_client(&self, ns: &str, name: &str) -> Client {
+        let file = self.service_account_token_file(ns, name).await;
+        self.client_with_token_file(&file)
+    }
+
+    /// A kubeconfig whose only context authenticates as ServiceAccount `ns/name` (a
+    /// TokenRequest token, valid for an hour), for a component or kubectl that must act as
+    /// that identity. Creates the ServiceAccount when it is missing.
+    pub async fn service_account_kubeconfig(&self, ns: &str, name: &str) -> PathBuf {
+        let file = self.service_account_token_file(ns, name).await;
+        let token = std::fs::read_to_string(&file).expect("the token file just written");
+        let kubeconfig = file.with_extension("kubeconfig");
+        let yaml = format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: sa\nclusters:\n\
+             - name: test\n  cluster:\n    server: {}\n    certificate-authority: {}\n\
+             users:\n- name: sa\n  user:\n    token: {token}\n\
+             contexts:\n- name: sa\n  context:\n    cluster: test\n    user: sa\n    namespace: {ns}\n",
+            self.url,
+            self.dir.join("ca.crt").display()
+        );
+        write_file(&kubeconfig, &yaml).unwrap_or_else(|message| panic!("{message}"));
+        kubeconfig
+    }
+
+    async fn service_account_token_file(&self, ns: &str, name: &str) -> PathBuf {
         let accounts: Api<ServiceAccount> = Api::namespaced(self.client(), ns);
         let account = ServiceAccount {
             metadata: ObjectMeta {
@@ -128,7 +156,7 @@ impl ControlPlane {
             UNIQUE.fetch_add(1, Ordering::Relaxed)
         ));
         write_file(&file, &token).unwrap_or_else(|message| panic!("{message}"));
-        self.client_with_token_file(&file)
+        file
     }
 
     /// Creates a namespace named `<prefix>-<n>`, unique in this control plane.
@@ -223,6 +251,26 @@ impl ControlPlane {
         command
     }
 
+    /// Runs helm as the admin; (stdout, stderr) on success, else a message with its output.
+    pub fn run_helm(&self, args: &[&str]) -> Result<(String, String), String> {
+        let output = self
+            .helm()
+            .args(args)
+            .output()
+            .map_err(|e| format!("running helm: {e}"))?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        if output.status.success() {
+            Ok((stdout, stderr))
+        } else {
+            Err(format!(
+                "helm {} failed ({}):\n{stdout}{stderr}",
+                args.join(" "),
+                output.status
+            ))
+        }
+    }
+
     /// `helm` with this control plane's kubeconfig, and its config, cache and data kept in the
     /// temporary folder rather than the user's home.
     pub fn helm(&self) -> Command {
@@ -282,11 +330,23 @@ impl ControlPlane {
         program: &Path,
         args: &[String],
     ) -> Result<PathBuf, String> {
+        self.start_component_as(name, program, args, &self.kubeconfig)
+    }
+
+    /// [`Self::start_component`] with another identity's kubeconfig (e.g. one from
+    /// [`Self::service_account_kubeconfig`]).
+    pub fn start_component_as(
+        &self,
+        name: &str,
+        program: &Path,
+        args: &[String],
+        kubeconfig: &Path,
+    ) -> Result<PathBuf, String> {
         let log = self.dir.join(format!("{name}.log"));
         let mut command = Command::new(program);
         command
             .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,tokenwarden=debug");
         process::spawn_command(name, command, &log)?;
         Ok(log)
@@ -458,6 +518,11 @@ fn kubeconfig_yaml(url: &str, ca_file: &Path, tokens: &[String]) -> String {
         ));
     }
     yaml
+}
+
+/// The Helm chart of the repository, `charts/tokenwarden`.
+pub fn chart_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/tokenwarden")
 }
 
 /// The generated CRD manifests of the repository, `crds/`.

@@ -3,8 +3,8 @@
 //! Children are spawned from one thread that lives as long as the test process, with
 //! `PR_SET_PDEATHSIG` (which fires when the spawning *thread* ends), so a test process that is
 //! killed or aborts takes them along. At a normal exit (tests passed or failed) an `atexit` hook
-//! kills them and removes the folders. `stop` ends one child gracefully (SIGTERM, then SIGKILL
-//! after a grace period). Only children registered here are ever signalled.
+//! kills them and removes the folders. `stop` ends one child gracefully (SIGTERM, or the
+//! signal `stop_with` is given, then SIGKILL after a grace period). Only children registered here are ever signalled.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -84,13 +84,19 @@ pub fn running(name: &str) -> bool {
 
 /// Stops the child called `name`; false when there was none running.
 pub fn stop(name: &str) -> bool {
+    stop_with(name, libc::SIGTERM)
+}
+
+/// Stops the child called `name` with `signal` (for programs whose graceful stop is another
+/// signal than SIGTERM), then SIGKILL after the grace period; false when there was none.
+pub fn stop_with(name: &str, signal: libc::c_int) -> bool {
     let mut children = children();
     let Some(index) = children.iter().position(|(n, _)| n == name) else {
         return false;
     };
     let (_, mut child) = children.remove(index);
     drop(children);
-    terminate(&mut child, GRACE);
+    terminate(&mut child, signal, GRACE);
     true
 }
 
@@ -165,11 +171,11 @@ extern "C" fn cleanup() {
     });
 }
 
-/// SIGTERM, then wait up to `grace`, then SIGKILL if it is still there.
-fn terminate(child: &mut Child, grace: Duration) {
+/// `signal`, then wait up to `grace`, then SIGKILL if it is still there.
+fn terminate(child: &mut Child, signal: libc::c_int, grace: Duration) {
     if let Ok(pid) = libc::pid_t::try_from(child.id()) {
         // SAFETY: kill(2) on the pid of our own child, not yet reaped, so not reused.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        unsafe { libc::kill(pid, signal) };
     }
     let start = Instant::now();
     while matches!(child.try_wait(), Ok(None)) && start.elapsed() < grace {

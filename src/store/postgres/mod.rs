@@ -1,0 +1,575 @@
+//! The PostgreSQL store: several issuer replicas share refresh tokens, codes and revocations.
+//!
+//! Owns: each [`Store`] operation as SQL on a pooled connection (`connect` makes the pool,
+//! `schema` the tables and row mapping), and the mapping of PostgreSQL errors to
+//! [`StoreError`]. Must not decide token rules itself (that is `store::rotation`), cache any
+//! stored state (every replica must see a revocation at once), nor know about HTTP.
+//!
+//! Concurrency: a refresh locks the family row (`SELECT ... FOR UPDATE`), then reads the
+//! presented token and its successor, runs [`rotation::refresh_transition`] and writes the
+//! result before `COMMIT`. Refreshes of one family, on any replica, are so serialised: the
+//! second reads what the first wrote, which gives exactly one successor. Revocations lock the
+//! same row. Reads that decide nothing (introspection, revoked `jti`) take no lock.
+//!
+//! Durability: a method returns `Ok` only after `COMMIT` succeeded, i.e. after PostgreSQL has
+//! flushed its WAL under the server's `synchronous_commit` (on by default). A connection that
+//! breaks before that gives [`StoreError::Unavailable`]: nothing was answered as stored.
+//!
+//! Clean-up deletes in bounded batches with `FOR UPDATE SKIP LOCKED`, so it never waits for a
+//! refresh, and several replicas cleaning up at once do not collide.
+
+mod connect;
+mod schema;
+
+use deadpool_postgres::{Pool, Transaction};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+
+pub use connect::{DatabaseUrl, POOL_SIZE, POOL_TIMEOUT, TlsSettings, split_tls_settings};
+pub use schema::{MIGRATIONS, latest as latest_schema_version};
+
+use super::model::{
+    AuthorizationCode, CodeGrant, CodeOutcome, Family, NewFamily, PurgeReport, RefreshOutcome,
+    RefreshRequest, RefreshRules, RefreshTokenView, RevocationReason, RevokeOutcome, TokenRecord,
+    UnixTime,
+};
+use super::secret::{FamilyId, TokenHash};
+use super::{Store, StoreError, rotation};
+use schema::{CODE_COLUMNS, FAMILY_COLUMNS, TOKEN_COLUMNS, reason_code, time};
+
+/// The PostgreSQL store. Cheap to clone: clones share the pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.pool.status();
+        f.debug_struct("PostgresStore")
+            .field("connections", &status.size)
+            .field("max_connections", &status.max_size)
+            .finish()
+    }
+}
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+impl PostgresStore {
+    /// Connects to `url` and applies the migrations the database lacks. Fails with
+    /// [`StoreError::Unavailable`] when the server cannot be reached.
+    pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        let store = Self {
+            pool: connect::pool(url)?,
+        };
+        let mut client = store.pool.get().await?;
+        let applied = schema::migrate(&mut client).await?;
+        if applied > 0 {
+            tracing::info!(
+                applied,
+                version = schema::latest(),
+                "applied database migrations"
+            );
+        }
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Runs one statement outside a transaction and returns its rows.
+    async fn query(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await?;
+        Ok(client.query(&statement, params).await?)
+    }
+}
+
+/// One row (or none) of `sql` inside `tx`, with a cached prepared statement.
+async fn row(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Option<tokio_postgres::Row>, StoreError> {
+    let statement = tx.prepare_cached(sql).await?;
+    Ok(tx.query_opt(&statement, params).await?)
+}
+
+async fn execute(tx: &Transaction<'_>, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
+    let statement = tx.prepare_cached(sql).await?;
+    Ok(tx.execute(&statement, params).await?)
+}
+
+/// The family of token `hash`, locked until the transaction ends.
+async fn lock_family_of(
+    tx: &Transaction<'_>,
+    hash: TokenHash,
+) -> Result<Option<Family>, StoreError> {
+    let sql = format!(
+        "SELECT {FAMILY_COLUMNS} FROM families \
+         WHERE id = (SELECT family FROM refresh_tokens WHERE hash = $1) FOR UPDATE"
+    );
+    row(tx, &sql, &[&&hash.0[..]])
+        .await?
+        .map(|r| schema::family(&r))
+        .transpose()
+}
+
+async fn lock_family(tx: &Transaction<'_>, id: FamilyId) -> Result<Option<Family>, StoreError> {
+    let sql = format!("SELECT {FAMILY_COLUMNS} FROM families WHERE id = $1 FOR UPDATE");
+    row(tx, &sql, &[&&id.0[..]])
+        .await?
+        .map(|r| schema::family(&r))
+        .transpose()
+}
+
+async fn get_token(
+    tx: &Transaction<'_>,
+    hash: TokenHash,
+) -> Result<Option<TokenRecord>, StoreError> {
+    let sql = format!("SELECT {TOKEN_COLUMNS} FROM refresh_tokens WHERE hash = $1");
+    row(tx, &sql, &[&&hash.0[..]])
+        .await?
+        .map(|r| schema::token(&r))
+        .transpose()
+}
+
+async fn write_family(tx: &Transaction<'_>, family: &Family) -> Result<(), StoreError> {
+    let reason = family.revoked.map(|r| reason_code(r.reason));
+    let at = family.revoked.map(|r| time(r.at));
+    execute(
+        tx,
+        "UPDATE families SET last_used_at = $2, keep_until = $3, revoked_reason = $4, \
+         revoked_at = $5 WHERE id = $1",
+        &[
+            &&family.id.0[..],
+            &time(family.last_used_at),
+            &time(family.keep_until),
+            &reason,
+            &at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn insert_token(
+    tx: &Transaction<'_>,
+    hash: TokenHash,
+    token: &TokenRecord,
+) -> Result<(), StoreError> {
+    let successor = token.successor.map(|s| s.0.to_vec());
+    execute(
+        tx,
+        "INSERT INTO refresh_tokens (hash, family, issued_at, last_used_at, retired_at, successor) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &&hash.0[..],
+            &&token.family.0[..],
+            &time(token.issued_at),
+            &token.last_used_at.map(time),
+            &token.retired_at.map(time),
+            &successor,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn update_token(
+    tx: &Transaction<'_>,
+    hash: TokenHash,
+    token: &TokenRecord,
+) -> Result<(), StoreError> {
+    let successor = token.successor.map(|s| s.0.to_vec());
+    execute(
+        tx,
+        "UPDATE refresh_tokens SET last_used_at = $2, retired_at = $3, successor = $4 \
+         WHERE hash = $1",
+        &[
+            &&hash.0[..],
+            &token.last_used_at.map(time),
+            &token.retired_at.map(time),
+            &successor,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn revoke_jti(
+    tx: &Transaction<'_>,
+    jti: &str,
+    expires_at: UnixTime,
+) -> Result<(), StoreError> {
+    execute(
+        tx,
+        "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) \
+         ON CONFLICT (jti) DO UPDATE \
+         SET expires_at = greatest(revoked_access_tokens.expires_at, excluded.expires_at)",
+        &[&jti, &time(expires_at)],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Revokes what an exchange issued from a code that was used twice.
+async fn revoke_code_grant(
+    tx: &Transaction<'_>,
+    grant: &CodeGrant,
+    now: UnixTime,
+) -> Result<(), StoreError> {
+    revoke_jti(tx, &grant.access_token_jti, grant.access_token_expires_at).await?;
+    if let Some(id) = grant.family
+        && let Some(family) = lock_family(tx, id).await?
+    {
+        write_family(
+            tx,
+            &rotation::revoked(&family, RevocationReason::CodeReplay, now),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+impl Store for PostgresStore {
+    async fn create_family(
+        &self,
+        new: NewFamily,
+        first: TokenHash,
+        now: UnixTime,
+        rules: RefreshRules,
+    ) -> Result<Family, StoreError> {
+        let mut family = Family {
+            id: FamilyId::generate()?,
+            client_id: new.client_id,
+            audience: new.audience,
+            subject: new.subject,
+            scope: new.scope,
+            created_at: now,
+            last_used_at: now,
+            keep_until: 0,
+            revoked: None,
+        };
+        family.keep_until = rotation::keep_until(&family, &rules);
+        // One statement, so atomic without a transaction; a duplicate hash fails it whole.
+        self.query(
+            "WITH f AS (INSERT INTO families (id, client_id, audience, subject, scope, \
+               created_at, last_used_at, keep_until) VALUES ($1, $2, $3, $4, $5, $6, $6, $7)) \
+             INSERT INTO refresh_tokens (hash, family, issued_at) VALUES ($8, $1, $6)",
+            &[
+                &&family.id.0[..],
+                &family.client_id,
+                &family.audience,
+                &family.subject,
+                &family.scope,
+                &time(now),
+                &time(family.keep_until),
+                &&first.0[..],
+            ],
+        )
+        .await?;
+        Ok(family)
+    }
+
+    async fn refresh(
+        &self,
+        request: RefreshRequest,
+        now: UnixTime,
+        rules: RefreshRules,
+    ) -> Result<RefreshOutcome, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // The lock comes first; everything read after it is what the last holder committed.
+        let Some(family) = lock_family_of(&tx, request.presented).await? else {
+            return Ok(RefreshOutcome::NotFound);
+        };
+        let presented = get_token(&tx, request.presented)
+            .await?
+            .ok_or(StoreError::Corrupt {
+                table: "refresh_tokens",
+            })?;
+        let successor = match presented.successor {
+            Some(hash) => get_token(&tx, hash).await?,
+            None => None,
+        };
+        let transition = rotation::refresh_transition(
+            &request,
+            &family,
+            &presented,
+            successor.as_ref(),
+            now,
+            &rules,
+        );
+        if transition.family.is_none() && transition.tokens.is_empty() {
+            return Ok(transition.outcome);
+        }
+        if let Some(family) = &transition.family {
+            write_family(&tx, family).await?;
+        }
+        for (hash, record) in &transition.tokens {
+            if *hash == request.new {
+                insert_token(&tx, *hash, record).await?;
+            } else {
+                update_token(&tx, *hash, record).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(transition.outcome)
+    }
+
+    async fn lookup_refresh_token(
+        &self,
+        hash: TokenHash,
+    ) -> Result<Option<RefreshTokenView>, StoreError> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM refresh_tokens WHERE hash = $1");
+        let Some(token) = self
+            .query(&sql, &[&&hash.0[..]])
+            .await?
+            .first()
+            .map(schema::token)
+        else {
+            return Ok(None);
+        };
+        let token = token?;
+        let sql = format!("SELECT {FAMILY_COLUMNS} FROM families WHERE id = $1");
+        // Two statements, two snapshots: a family purged in between is simply gone.
+        match self.query(&sql, &[&&token.family.0[..]]).await?.first() {
+            Some(row) => Ok(Some(RefreshTokenView {
+                family: schema::family(row)?,
+                token,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    async fn revoke_refresh_token(
+        &self,
+        hash: TokenHash,
+        client_id: &str,
+        now: UnixTime,
+    ) -> Result<RevokeOutcome, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let Some(family) = lock_family_of(&tx, hash).await? else {
+            return Ok(RevokeOutcome::NotFound);
+        };
+        if family.client_id != client_id {
+            return Ok(RevokeOutcome::WrongClient);
+        }
+        write_family(
+            &tx,
+            &rotation::revoked(&family, RevocationReason::ClientRequest, now),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(RevokeOutcome::Revoked {
+            family_id: family.id,
+        })
+    }
+
+    async fn put_code(&self, hash: TokenHash, code: AuthorizationCode) -> Result<(), StoreError> {
+        self.query(
+            "INSERT INTO authorization_codes (hash, client_id, redirect_uri, audience, scope, \
+               subject, code_challenge, nonce, expires_at, keep_until) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+            &[
+                &&hash.0[..],
+                &code.client_id,
+                &code.redirect_uri,
+                &code.audience,
+                &code.scope,
+                &code.subject,
+                &code.code_challenge,
+                &code.nonce,
+                &time(code.expires_at),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn take_code(&self, hash: TokenHash, now: UnixTime) -> Result<CodeOutcome, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let sql =
+            format!("SELECT {CODE_COLUMNS} FROM authorization_codes WHERE hash = $1 FOR UPDATE");
+        let Some(stored) = row(&tx, &sql, &[&&hash.0[..]]).await? else {
+            return Ok(CodeOutcome::NotFound);
+        };
+        let stored = schema::code(&stored)?;
+        if stored.consumed_at.is_some() {
+            execute(
+                &tx,
+                "UPDATE authorization_codes SET replayed = true WHERE hash = $1",
+                &[&&hash.0[..]],
+            )
+            .await?;
+            if let Some(grant) = &stored.grant {
+                revoke_code_grant(&tx, grant, now).await?;
+            }
+            tx.commit().await?;
+            return Ok(CodeOutcome::Replayed);
+        }
+        if now >= stored.code.expires_at {
+            return Ok(CodeOutcome::Expired);
+        }
+        execute(
+            &tx,
+            "UPDATE authorization_codes SET consumed_at = $2 WHERE hash = $1",
+            &[&&hash.0[..], &time(now)],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(CodeOutcome::Valid(stored.code))
+    }
+
+    async fn record_code_grant(
+        &self,
+        hash: TokenHash,
+        grant: CodeGrant,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let replayed = row(
+            &tx,
+            "SELECT replayed FROM authorization_codes WHERE hash = $1 FOR UPDATE",
+            &[&&hash.0[..]],
+        )
+        .await?
+        .map(|r| r.try_get::<_, bool>(0))
+        .transpose()?;
+        let recorded = if replayed == Some(false) {
+            let family = grant.family.map(|f| f.0.to_vec());
+            // Kept while what it issued could be used, so a late second use can revoke it.
+            execute(
+                &tx,
+                "UPDATE authorization_codes SET grant_jti = $2, grant_expires_at = $3, \
+                 grant_family = $4, keep_until = greatest(expires_at, $3) WHERE hash = $1",
+                &[
+                    &&hash.0[..],
+                    &grant.access_token_jti,
+                    &time(grant.access_token_expires_at),
+                    &family,
+                ],
+            )
+            .await?;
+            true
+        } else {
+            revoke_code_grant(&tx, &grant, now).await?;
+            false
+        };
+        tx.commit().await?;
+        Ok(recorded)
+    }
+
+    async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        revoke_jti(&tx, jti, expires_at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn is_access_token_revoked(&self, jti: &str, now: UnixTime) -> Result<bool, StoreError> {
+        let rows = self
+            .query(
+                "SELECT 1 FROM revoked_access_tokens WHERE jti = $1 AND expires_at > $2",
+                &[&jti, &time(now)],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    async fn purge_expired(&self, now: UnixTime, limit: usize) -> Result<PurgeReport, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let count = |rows: Vec<tokio_postgres::Row>, column: usize| -> Result<u64, StoreError> {
+            let n: i64 = rows.first().map_or(Ok(0), |r| r.try_get(column))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        // Each kind in its own short statement; rows locked by a refresh are skipped, and
+        // `FOR UPDATE` sees a family refreshed meanwhile with its new `keep_until`.
+        let families = self
+            .query(
+                "WITH doomed AS (SELECT id FROM families WHERE keep_until <= $1 \
+                   ORDER BY keep_until LIMIT $2 FOR UPDATE SKIP LOCKED), \
+                 tokens AS (DELETE FROM refresh_tokens \
+                   WHERE family IN (SELECT id FROM doomed) RETURNING 1), \
+                 gone AS (DELETE FROM families WHERE id IN (SELECT id FROM doomed) RETURNING 1) \
+                 SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM tokens)",
+                &[&time(now), &limit],
+            )
+            .await?;
+        let codes = self
+            .query(
+                "WITH gone AS (DELETE FROM authorization_codes WHERE hash IN \
+                   (SELECT hash FROM authorization_codes WHERE keep_until <= $1 \
+                    ORDER BY keep_until LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1) \
+                 SELECT count(*) FROM gone",
+                &[&time(now), &limit],
+            )
+            .await?;
+        let jtis = self
+            .query(
+                "WITH gone AS (DELETE FROM revoked_access_tokens WHERE jti IN \
+                   (SELECT jti FROM revoked_access_tokens WHERE expires_at <= $1 \
+                    ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1) \
+                 SELECT count(*) FROM gone",
+                &[&time(now), &limit],
+            )
+            .await?;
+        let report = PurgeReport {
+            families: count(families.clone(), 0)?,
+            refresh_tokens: count(families, 1)?,
+            codes: count(codes, 0)?,
+            access_token_revocations: count(jtis, 0)?,
+            more: false,
+        };
+        let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+        Ok(PurgeReport {
+            more: [
+                report.families,
+                report.codes,
+                report.access_token_revocations,
+            ]
+            .contains(&limit),
+            ..report
+        })
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        let Some(code) = error.code() else {
+            // No SQLSTATE: the connection broke, timed out or was closed.
+            return StoreError::Unavailable(Box::new(error));
+        };
+        if *code == SqlState::UNIQUE_VIOLATION {
+            return StoreError::Duplicate;
+        }
+        // Connection exceptions (08), insufficient resources (53), operator intervention such
+        // as a shutdown (57), failed authentication (28), serialisation failures and
+        // deadlocks (40): temporary, or at least not the request's fault.
+        let class = &code.code()[..2];
+        if matches!(class, "08" | "53" | "57" | "28" | "40") {
+            StoreError::Unavailable(Box::new(error))
+        } else {
+            StoreError::Database(Box::new(error))
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        match error {
+            deadpool_postgres::PoolError::Backend(error) => error.into(),
+            other => StoreError::Unavailable(Box::new(other)),
+        }
+    }
+}

@@ -1,0 +1,710 @@
+//! The Helm chart installed on the real API server of the test harness: `helm install` into a
+//! namespace that enforces the Pod Security Standard "restricted", `helm upgrade`, `helm
+//! uninstall`; and the chart's RBAC proven by running the controller and the issuer as the
+//! chart's ServiceAccounts (tokens from TokenRequest) through the end-to-end scenario, with
+//! `kubectl auth can-i` showing what they may not do.
+//!
+//! No kube-controller-manager runs here, so the chart's Deployments create no Pods: each pod
+//! template is checked by creating a Pod from it with a server-side dry run, and the
+//! components run as processes with the chart's arguments and identities.
+
+mod fixtures;
+mod operator;
+mod support;
+
+use operator::chart::{args_of, can_i, dry_run_create, find, install, pod_of, render};
+use operator::{
+    apply, client_credentials, client_ready, eventually, lifetime, patch, policy_and_client,
+    policy_ready, start_controller_as, start_issuer_as, token,
+};
+use serde_json::Value;
+use std::time::Duration;
+use tokenwarden::store::{AnyStore, AuthorizationCode, EmbeddedStore, OpaqueToken, Store as _};
+
+const SECRET: &str = "chart-secret-0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// Controllers follow every object of the cluster and own their statuses: the tests that run
+/// one take turns.
+static ONE_CONTROLLER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+const CONVERGE: Duration = Duration::from_secs(30);
+
+/// Values that turn on every optional part that needs no other CRDs or Secrets to render.
+const FULL_VALUES: &str = r#"
+controller: {replicas: 2, podDisruptionBudget: {enabled: true, minAvailable: 1}}
+issuer:
+  replicas: 3
+  storage: {type: postgresql, postgresql: {existingSecret: tokenwarden-database}}
+  users: {existingSecret: tokenwarden-users}
+  oidc: {issuer: https://login.example.com, clientId: tokenwarden, clientSecret: {existingSecret: tokenwarden-oidc}}
+  ingress: {enabled: true, className: nginx, host: auth.example.com, tlsSecretName: auth-tls}
+networkPolicy: {enabled: true}
+"#;
+
+async fn restricted_namespace(prefix: &str) -> String {
+    let cluster = support::cluster();
+    let ns = cluster.new_namespace(prefix).await;
+    cluster
+        .run_kubectl(&[
+            "label",
+            "namespace",
+            &ns,
+            "pod-security.kubernetes.io/enforce=restricted",
+            "pod-security.kubernetes.io/warn=restricted",
+        ])
+        .expect("labelling the namespace");
+    ns
+}
+
+/// Names (Kind/name) of the objects in `namespace` of the kinds a release could leave behind,
+/// except those already deleted and waiting for a finalizer (the PersistentVolumeClaim's
+/// `kubernetes.io/pvc-protection`, which only kube-controller-manager removes).
+fn namespaced_objects(namespace: &str) -> Vec<String> {
+    let out = support::cluster()
+        .run_kubectl(&[
+            "get",
+            "deployments,services,serviceaccounts,configmaps,secrets,persistentvolumeclaims,\
+             poddisruptionbudgets,roles,rolebindings,networkpolicies,ingresses,leases",
+            "-n",
+            namespace,
+            "-o",
+            "jsonpath={range .items[*]}{.kind}/{.metadata.name} {.metadata.deletionTimestamp}{'\\n'}{end}",
+        ])
+        .expect("listing the namespace");
+    let mut names: Vec<String> = out
+        .lines()
+        .filter_map(|line| line.strip_suffix(' '))
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names
+}
+
+fn cluster_objects_of(release: &str) -> String {
+    support::cluster()
+        .run_kubectl(&[
+            "get",
+            "clusterroles,clusterrolebindings",
+            "-l",
+            &format!("app.kubernetes.io/instance={release}"),
+            "-o",
+            "name",
+        ])
+        .expect("listing cluster-scoped objects")
+}
+
+#[tokio::test]
+async fn install_into_a_restricted_namespace_admits_every_object_and_pod_then_upgrade_and_uninstall_leave_only_the_crds()
+ {
+    let cluster = support::cluster();
+    cluster.install_crds();
+    let ns = restricted_namespace("helm-restricted").await;
+    let release = "tw";
+
+    let warnings = install(cluster, release, &ns, "{}", false).expect("helm install");
+    assert!(
+        !warnings.to_lowercase().contains("warning"),
+        "helm install printed warnings:\n{warnings}"
+    );
+    let installed = render(cluster, release, &ns, "{}").expect("helm template");
+    for object in &installed {
+        let kind = object["kind"].as_str().expect("kind");
+        let name = object["metadata"]["name"].as_str().expect("name");
+        let namespace = object["metadata"]["namespace"].as_str().unwrap_or(&ns);
+        cluster
+            .run_kubectl(&["get", kind, name, "-n", namespace])
+            .unwrap_or_else(|e| panic!("{kind}/{name} was not created: {e}"));
+    }
+
+    // PodSecurity only warns about Deployments; Pods from their templates must be admitted,
+    // with the default values and with every option on.
+    for (values, label) in [("{}", "default"), (FULL_VALUES, "full")] {
+        let objects = render(cluster, release, &ns, values).expect("helm template");
+        for component in ["controller", "issuer"] {
+            let pod = pod_of(
+                find(&objects, "Deployment", component),
+                &format!("{component}-{label}"),
+            );
+            dry_run_create(cluster, &ns, &pod).unwrap_or_else(|e| {
+                panic!("the {component} pod ({label} values) was refused: {e}")
+            });
+        }
+    }
+    // The namespace does enforce: the same pod without its security contexts is refused.
+    let mut weakened = pod_of(find(&installed, "Deployment", "controller"), "weakened");
+    weakened["spec"]
+        .as_object_mut()
+        .expect("spec")
+        .remove("securityContext");
+    weakened["spec"]["containers"][0]
+        .as_object_mut()
+        .expect("container")
+        .remove("securityContext");
+    let refused = dry_run_create(cluster, &ns, &weakened).expect_err("a non-restricted pod");
+    assert!(refused.contains("violates PodSecurity"), "{refused}");
+    // And helm passes on the API server's warning about such a Deployment, so the absence of
+    // warnings above means something.
+    let weak_ns = restricted_namespace("helm-weakened").await;
+    let warnings = install(
+        cluster,
+        "weak",
+        &weak_ns,
+        "containerSecurityContext: {allowPrivilegeEscalation: true}\n",
+        false,
+    )
+    .expect("helm install of a Deployment PodSecurity only warns about");
+    assert!(
+        warnings.contains("would violate PodSecurity"),
+        "no warning from helm:\n{warnings}"
+    );
+    cluster
+        .run_helm(&["uninstall", "weak", "--namespace", &weak_ns])
+        .expect("helm uninstall");
+
+    // Upgrade with changed values.
+    let apps = cluster.new_namespace("helm-apps").await;
+    let changed = format!(
+        "controller: {{replicas: 2, clientSecretNamespaces: [{apps}]}}\nissuer: {{service: {{port: 80}}}}\n"
+    );
+    let warnings = install(cluster, release, &ns, &changed, true).expect("helm upgrade");
+    assert!(
+        !warnings.to_lowercase().contains("warning"),
+        "helm upgrade printed warnings:\n{warnings}"
+    );
+    let replicas = cluster
+        .run_kubectl(&[
+            "get",
+            "deployment",
+            "tw-tokenwarden-controller",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ])
+        .expect("the controller Deployment");
+    assert_eq!(replicas, "2");
+    let port = cluster
+        .run_kubectl(&[
+            "get",
+            "service",
+            "tw-tokenwarden-issuer",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.spec.ports[0].port}",
+        ])
+        .expect("the issuer Service");
+    assert_eq!(port, "80");
+    cluster
+        .run_kubectl(&[
+            "get",
+            "role,rolebinding",
+            "tw-tokenwarden-controller-client-secrets",
+            "-n",
+            &apps,
+        ])
+        .expect("the upgrade granted the new client-secret namespace");
+
+    // Uninstall: nothing of the release is left, in its namespace, in the client-secret
+    // namespace or cluster-wide; the CRDs stay.
+    cluster
+        .run_helm(&["uninstall", release, "--namespace", &ns])
+        .expect("helm uninstall");
+    assert_eq!(namespaced_objects(&ns), Vec::<String>::new());
+    assert_eq!(namespaced_objects(&apps), Vec::<String>::new());
+    assert_eq!(cluster_objects_of(release), "");
+    cluster
+        .run_kubectl(&[
+            "get",
+            "crd",
+            "apitokenpolicies.tokenwarden.dev",
+            "apiclients.tokenwarden.dev",
+        ])
+        .expect("the CRDs stay");
+}
+
+/// A component's arguments from the chart, without the subcommand and those the test sets
+/// itself (namespace, addresses, data folder).
+fn chart_args(objects: &[Value], component: &str) -> Vec<String> {
+    args_of(find(objects, "Deployment", component))
+        .into_iter()
+        .filter(|a| {
+            a != component
+                && ![
+                    "--namespace=",
+                    "--listen=",
+                    "--metrics-listen=",
+                    "--data-dir=",
+                ]
+                .iter()
+                .any(|own| a.starts_with(own))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_controller_and_the_issuer_do_their_whole_job_as_the_charts_service_accounts_and_nothing_more()
+ {
+    let _turn = ONE_CONTROLLER.lock().await;
+    let cluster = support::cluster();
+    cluster.install_crds();
+    let system = cluster.new_namespace("tw-system").await;
+    let apps = cluster.new_namespace("apps").await;
+    let other = cluster.new_namespace("other").await;
+    let release = "tokenwarden";
+    let values = format!("controller: {{clientSecretNamespaces: [{apps}]}}\n");
+    install(cluster, release, &system, &values, false).expect("helm install");
+    // Secrets the components must not read: one in their namespace, one elsewhere.
+    apply(
+        cluster,
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: tokenwarden-database, namespace: {system}}}\nstringData: {{url: postgres://x}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: unrelated, namespace: {other}}}\nstringData: {{k: v}}\n"
+        ),
+    )
+    .expect("apply the unrelated Secrets");
+
+    let controller_kc = cluster
+        .service_account_kubeconfig(&system, "tokenwarden-controller")
+        .await;
+    let issuer_kc = cluster
+        .service_account_kubeconfig(&system, "tokenwarden-issuer")
+        .await;
+    let objects = render(cluster, release, &system, &values).expect("helm template");
+    let extra = chart_args(&objects, "controller");
+    assert!(
+        extra.contains(&format!("--secret-namespaces={apps}")),
+        "{extra:?}"
+    );
+    start_controller_as(cluster, "chart-controller", &system, &controller_kc, &extra).await;
+
+    // What they may not do.
+    let no = |kubeconfig: &std::path::Path, args: &[&str]| {
+        assert!(
+            !can_i(cluster, kubeconfig, args),
+            "allowed, but should not be: can-i {args:?}"
+        );
+    };
+    let yes = |kubeconfig: &std::path::Path, args: &[&str]| {
+        assert!(
+            can_i(cluster, kubeconfig, args),
+            "refused, but needed: can-i {args:?}"
+        );
+    };
+    for kc in [&controller_kc, &issuer_kc] {
+        no(kc, &["list", "secrets", "--all-namespaces"]);
+        no(kc, &["watch", "secrets", "--all-namespaces"]);
+        no(kc, &["get", "secrets/unrelated", "-n", &other]);
+        no(kc, &["get", "secrets/tokenwarden-database", "-n", &system]);
+        no(kc, &["list", "secrets", "-n", &system]);
+        no(kc, &["escalate", "clusterroles"]);
+        no(kc, &["escalate", "roles", "-n", &system]);
+        no(kc, &["bind", "clusterroles"]);
+        no(kc, &["bind", "roles", "-n", &system]);
+        no(kc, &["create", "rolebindings", "-n", &system]);
+        no(kc, &["create", "clusterrolebindings"]);
+        no(kc, &["impersonate", "users"]);
+        no(kc, &["impersonate", "serviceaccounts", "-n", &system]);
+        no(kc, &["impersonate", "groups"]);
+        no(kc, &["create", "pods", "-n", &system]);
+        no(kc, &["create", "serviceaccounts/token", "-n", &system]);
+        no(
+            kc,
+            &[
+                "update",
+                "configmaps/tokenwarden-issuer-config",
+                "-n",
+                &system,
+            ],
+        );
+        no(kc, &["get", "configmaps/unrelated", "-n", &system]);
+        yes(
+            kc,
+            &["get", "secrets/tokenwarden-signing-keys", "-n", &system],
+        );
+    }
+    yes(&controller_kc, &["list", "secrets", "-n", &apps]);
+    yes(&controller_kc, &["create", "secrets", "-n", &apps]);
+    yes(
+        &controller_kc,
+        &[
+            "patch",
+            "configmaps/tokenwarden-issuer-config",
+            "-n",
+            &system,
+        ],
+    );
+    no(&controller_kc, &["list", "secrets", "-n", &other]);
+    no(
+        &controller_kc,
+        &["update", "secrets/tokenwarden-signing-keys", "-n", &system],
+    );
+    no(
+        &controller_kc,
+        &["delete", "secrets/tokenwarden-signing-keys", "-n", &system],
+    );
+    no(&controller_kc, &["update", "apitokenpolicies", "-n", &apps]);
+    no(&issuer_kc, &["get", "secrets", "-n", &apps]);
+    no(&issuer_kc, &["create", "secrets", "-n", &system]);
+    no(
+        &issuer_kc,
+        &[
+            "patch",
+            "configmaps/tokenwarden-issuer-config",
+            "-n",
+            &system,
+        ],
+    );
+    no(&issuer_kc, &["list", "apiclients", "--all-namespaces"]);
+    yes(
+        &issuer_kc,
+        &[
+            "watch",
+            "configmaps/tokenwarden-issuer-config",
+            "-n",
+            &system,
+        ],
+    );
+
+    // The scenario. A code for the offline-access client, seeded before the issuer starts.
+    let audience = format!("https://{apps}.example.com");
+    let todo_audience = format!("https://todo.{apps}.example.com");
+    let client_id = format!("{apps}-worker");
+    let web_id = format!("{apps}-web");
+    let data = tempfile::tempdir().expect("data dir");
+    {
+        let store = AnyStore::Embedded(EmbeddedStore::open(data.path()).expect("store"));
+        let code = AuthorizationCode {
+            client_id: web_id.clone(),
+            redirect_uri: "https://app.example.com/cb".into(),
+            audience: todo_audience.clone(),
+            scope: "read offline_access".into(),
+            subject: "alice".into(),
+            code_challenge: fixtures::CHALLENGE.into(),
+            nonce: None,
+            expires_at: tokenwarden::controller::reconcile::unix_now() + 600,
+        };
+        store
+            .put_code(OpaqueToken::from_presented("the-code").hash(), code)
+            .await
+            .expect("seed the code");
+    }
+    apply(
+        cluster,
+        &policy_and_client(&apps, &audience, 600, &client_id, SECRET),
+    )
+    .expect("apply the policy and client");
+    apply(
+        cluster,
+        &format!(
+            r#"
+apiVersion: tokenwarden.dev/v1alpha1
+kind: ApiTokenPolicy
+metadata: {{name: todo, namespace: {apps}}}
+spec: {{audience: "{todo_audience}", tokenExpirationSeconds: 300, offlineAccess: true, scopes: [{{name: read}}]}}
+---
+apiVersion: tokenwarden.dev/v1alpha1
+kind: ApiClient
+metadata: {{name: web, namespace: {apps}}}
+spec:
+  clientId: {web_id}
+  type: Public
+  grantTypes: [authorization_code, refresh_token]
+  redirectUris: [https://app.example.com/cb]
+  audiences: [{{audience: "{todo_audience}", scopes: [read]}}]
+---
+apiVersion: tokenwarden.dev/v1alpha1
+kind: ApiClient
+metadata: {{name: job, namespace: {apps}}}
+spec:
+  clientId: {apps}-job
+  grantTypes: [client_credentials]
+  audiences: [{{audience: "{audience}"}}]
+---
+apiVersion: tokenwarden.dev/v1alpha1
+kind: ApiClient
+metadata: {{name: outsider, namespace: {other}}}
+spec:
+  clientId: {other}-outsider
+  grantTypes: [client_credentials]
+  audiences: [{{audience: "{audience}"}}]
+"#
+        ),
+    )
+    .expect("apply the other objects");
+    for name in ["worker", "web", "job"] {
+        eventually(CONVERGE, "the clients become Ready", || async {
+            client_ready(cluster, &apps, name)
+                .await
+                .filter(|(status, _, _)| status == "True")
+        })
+        .await;
+    }
+    // What kstatus-style waiters (kubectl wait, Flux) see: Ready at the current generation.
+    cluster
+        .run_kubectl(&[
+            "wait",
+            "-n",
+            &apps,
+            "--for=condition=Ready",
+            "--timeout=30s",
+            "atp/api",
+            "atp/todo",
+            "apic/worker",
+            "apic/job",
+        ])
+        .expect("kubectl wait for Ready");
+    let issuer_args = chart_args(&objects, "issuer");
+    let issuer_url = format!("http://tokenwarden-issuer.{system}.svc:8080");
+    assert_eq!(issuer_args, [format!("--issuer-url={issuer_url}")]);
+    let issuer = start_issuer_as(
+        cluster,
+        "chart-issuer",
+        &system,
+        data.path(),
+        &issuer_kc,
+        &issuer_args,
+    )
+    .await;
+
+    // 600 s, then 1200 s after a patch.
+    let first = client_credentials(&issuer.base, &client_id, SECRET, &audience).await;
+    assert_eq!(lifetime(&first), 600, "{first}");
+    let claims = operator::claims(first["access_token"].as_str().expect("a token"));
+    assert_eq!(claims["iss"], issuer_url.as_str(), "the chart's issuer URL");
+    let (status, reason, current) = policy_ready(cluster, &apps, "api").await.expect("status");
+    assert_eq!(
+        (status.as_str(), reason.as_str(), current),
+        ("True", "Enforced", true)
+    );
+    patch(
+        cluster,
+        &apps,
+        "atp/api",
+        r#"{"spec":{"tokenExpirationSeconds":1200}}"#,
+    )
+    .expect("patch");
+    let next = eventually(CONVERGE, "the next token follows the patch", || async {
+        let answer = client_credentials(&issuer.base, &client_id, SECRET, &audience).await;
+        (answer["expires_in"] == 1200).then_some(answer)
+    })
+    .await;
+    assert_eq!(lifetime(&next), 1200);
+    eventually(
+        CONVERGE,
+        "the status describes the new generation",
+        || async {
+            policy_ready(cluster, &apps, "api")
+                .await
+                .filter(|(s, _, current)| s == "True" && *current)
+        },
+    )
+    .await;
+
+    // A generated secret (create, and the labelled watch, in the client-secret namespace).
+    let generated = cluster
+        .run_kubectl(&[
+            "get",
+            "secret",
+            "job-oauth",
+            "-n",
+            &apps,
+            "-o",
+            "jsonpath={.data.clientSecret}",
+        ])
+        .expect("the generated Secret");
+    let generated = String::from_utf8(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, generated.trim())
+            .expect("base64"),
+    )
+    .expect("utf-8");
+    let answer =
+        client_credentials(&issuer.base, &format!("{apps}-job"), &generated, &audience).await;
+    assert_eq!(lifetime(&answer), 1200, "{answer}");
+
+    // A Confidential client outside the client-secret namespaces: told why, not loaded.
+    let (status, reason, _) = eventually(CONVERGE, "the outsider gets a status", || async {
+        client_ready(cluster, &other, "outsider").await
+    })
+    .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "SecretNotAccessible")
+    );
+
+    // Offline access, then not.
+    let exchanged = token(
+        &issuer.base,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", &web_id),
+            ("code", "the-code"),
+            ("redirect_uri", "https://app.example.com/cb"),
+            ("code_verifier", fixtures::VERIFIER),
+        ],
+    )
+    .await;
+    let mut refresh_token = exchanged["refresh_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a refresh token while offline access is allowed: {exchanged}"))
+        .to_owned();
+    patch(
+        cluster,
+        &apps,
+        "atp/todo",
+        r#"{"spec":{"offlineAccess":false}}"#,
+    )
+    .expect("patch");
+    let refused = eventually(CONVERGE, "refresh is refused", || {
+        let refresh = refresh_token.clone();
+        let base = issuer.base.clone();
+        let web_id = web_id.clone();
+        async move {
+            let answer = token(
+                &base,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", &web_id),
+                    ("refresh_token", &refresh),
+                ],
+            )
+            .await;
+            Some(answer)
+        }
+    });
+    // Follow rotations until the change arrives.
+    let answer = {
+        let mut answer = refused.await;
+        while let Some(rotated) = answer["refresh_token"].as_str() {
+            refresh_token = rotated.to_owned();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            answer = token(
+                &issuer.base,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", &web_id),
+                    ("refresh_token", &refresh_token),
+                ],
+            )
+            .await;
+        }
+        answer
+    };
+    assert_eq!(answer["error"], "invalid_grant", "{answer}");
+
+    // Two policies with one audience: the newer one (in another namespace) is refused.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    apply(
+        cluster,
+        &format!(
+            "apiVersion: tokenwarden.dev/v1alpha1\nkind: ApiTokenPolicy\nmetadata: {{name: copy, namespace: {other}}}\nspec: {{audience: \"{audience}\", tokenExpirationSeconds: 900}}\n"
+        ),
+    )
+    .expect("apply the newer policy");
+    let (status, reason, current) =
+        eventually(CONVERGE, "the newer policy gets a status", || async {
+            policy_ready(cluster, &other, "copy").await
+        })
+        .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str(), current),
+        ("False", "AudienceConflict", true)
+    );
+    let still = client_credentials(&issuer.base, &client_id, SECRET, &audience).await;
+    assert_eq!(lifetime(&still), 1200, "{still}");
+
+    // Uninstall: what the controller wrote at run time stays (docs/helm.md), nothing else.
+    cluster.stop_component("chart-issuer");
+    cluster.stop_component("chart-controller");
+    cluster
+        .run_helm(&["uninstall", release, "--namespace", &system])
+        .expect("helm uninstall");
+    assert_eq!(
+        namespaced_objects(&system),
+        vec![
+            "ConfigMap/tokenwarden-issuer-config".to_owned(),
+            "ConfigMap/tokenwarden-issuer-config-1".to_owned(),
+            "Lease/tokenwarden-controller".to_owned(),
+            "Secret/tokenwarden-database".to_owned(),
+            "Secret/tokenwarden-signing-keys".to_owned(),
+        ]
+    );
+    assert_eq!(cluster_objects_of(release), "");
+}
+
+#[tokio::test]
+async fn with_client_secret_namespaces_star_the_controller_may_use_secrets_in_every_namespace_and_still_not_escalate()
+ {
+    let _turn = ONE_CONTROLLER.lock().await;
+    let cluster = support::cluster();
+    cluster.install_crds();
+    let system = cluster.new_namespace("tw-all-system").await;
+    let anywhere = cluster.new_namespace("anywhere").await;
+    let release = "all";
+    let values = "controller: {clientSecretNamespaces: [\"*\"]}\n";
+    install(cluster, release, &system, values, false).expect("helm install");
+    let kubeconfig = cluster
+        .service_account_kubeconfig(&system, "all-tokenwarden-controller")
+        .await;
+    // The documented price of "*".
+    assert!(can_i(
+        cluster,
+        &kubeconfig,
+        &["list", "secrets", "--all-namespaces"]
+    ));
+    for args in [
+        &["escalate", "clusterroles"][..],
+        &["bind", "clusterroles"],
+        &["impersonate", "users"],
+        &["create", "clusterrolebindings"],
+        &["delete", "secrets", "-n", &anywhere],
+        &["update", "secrets", "-n", &anywhere],
+    ] {
+        assert!(!can_i(cluster, &kubeconfig, args), "allowed: {args:?}");
+    }
+    let objects = render(cluster, release, &system, values).expect("helm template");
+    let extra = chart_args(&objects, "controller");
+    assert!(
+        extra.contains(&"--secret-namespaces=*".to_owned()),
+        "{extra:?}"
+    );
+    start_controller_as(cluster, "star-controller", &system, &kubeconfig, &extra).await;
+
+    let audience = format!("https://{anywhere}.example.com");
+    apply(
+        cluster,
+        &format!(
+            r#"
+apiVersion: tokenwarden.dev/v1alpha1
+kind: ApiTokenPolicy
+metadata: {{name: api, namespace: {anywhere}}}
+spec: {{audience: "{audience}"}}
+---
+apiVersion: tokenwarden.dev/v1alpha1
+kind: ApiClient
+metadata: {{name: job, namespace: {anywhere}}}
+spec:
+  grantTypes: [client_credentials]
+  audiences: [{{audience: "{audience}"}}]
+"#
+        ),
+    )
+    .expect("apply");
+    eventually(
+        CONVERGE,
+        "the client is Ready with a generated Secret",
+        || async {
+            client_ready(cluster, &anywhere, "job")
+                .await
+                .filter(|(status, _, _)| status == "True")
+        },
+    )
+    .await;
+    cluster
+        .run_kubectl(&["get", "secret", "job-oauth", "-n", &anywhere])
+        .expect("the generated Secret");
+
+    cluster.stop_component("star-controller");
+    cluster
+        .run_helm(&["uninstall", release, "--namespace", &system])
+        .expect("helm uninstall");
+    assert_eq!(cluster_objects_of(release), "");
+}

@@ -1,0 +1,281 @@
+//! Two real issuer processes on one PostgreSQL database, as several replicas run: concurrent
+//! refreshes of one token across both give one successor and no double spend, a replay on
+//! one replica after a rotation on the other revokes the family, and a revocation on one is
+//! refused by the other at once (neither caches what the store holds).
+
+mod fixtures;
+mod support;
+
+use fixtures::binary::{RunningIssuer, seed_code_in_database, start_standalone_with};
+use fixtures::{STANDARD, VERIFIER};
+use support::postgres::postgres;
+use tokenwarden::store::OpaqueToken;
+
+struct Replicas {
+    _dir: tempfile::TempDir,
+    db: String,
+    url: String,
+    a: RunningIssuer,
+    b: RunningIssuer,
+}
+
+/// A fresh database and two issuers on it, sharing one folder of policies and keys.
+async fn two_replicas() -> Replicas {
+    let server = postgres();
+    let db = server.new_database().await;
+    let url = server.url(&db);
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("policies")).expect("policies");
+    std::fs::write(dir.path().join("policies/all.yaml"), STANDARD).expect("write");
+    // A first, alone: it writes the signing keys B then reads.
+    let a = start_standalone_with(dir.path(), &[("TOKENWARDEN_DATABASE_URL", &url)]).await;
+    let b = start_standalone_with(dir.path(), &[("TOKENWARDEN_DATABASE_URL", &url)]).await;
+    Replicas {
+        _dir: dir,
+        db,
+        url,
+        a,
+        b,
+    }
+}
+
+async fn post(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let response = client
+        .post(format!("{base}{path}"))
+        .form(form)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(serde_json::Value::Null);
+    (status, body)
+}
+
+async fn refresh(client: &reqwest::Client, base: &str, token: &str) -> (u16, serde_json::Value) {
+    post(
+        client,
+        base,
+        "/oauth/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "web"),
+            ("refresh_token", token),
+        ],
+    )
+    .await
+}
+
+/// Exchanges a freshly seeded code on `base`; returns the refresh token.
+async fn first_refresh_token(replicas: &Replicas, base: &str) -> String {
+    let code = OpaqueToken::generate().expect("entropy");
+    seed_code_in_database(&replicas.url, code.expose()).await;
+    let (status, body) = post(
+        &reqwest::Client::new(),
+        base,
+        "/oauth/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", "web"),
+            ("code", code.expose()),
+            ("redirect_uri", "https://app.example.com/cb"),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned()
+}
+
+fn hash(token: &str) -> Vec<u8> {
+    OpaqueToken::from_presented(token).hash().0.to_vec()
+}
+
+/// `(tokens stored in the family of token, whether the family is revoked)`, read directly.
+async fn family_of(db: &str, token: &str) -> (i64, bool) {
+    let row = postgres()
+        .client(db)
+        .await
+        .query_one(
+            "SELECT (SELECT count(*) FROM refresh_tokens t WHERE t.family = f.id), \
+                    f.revoked_at IS NOT NULL \
+             FROM families f WHERE f.id = (SELECT family FROM refresh_tokens WHERE hash = $1)",
+            &[&hash(token)],
+        )
+        .await
+        .expect("read the family");
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_concurrent_refreshes_of_one_token_on_two_replicas_give_one_successor() {
+    let replicas = two_replicas().await;
+    let token = first_refresh_token(&replicas, &replicas.a.base).await;
+
+    let client = reqwest::Client::new();
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(1000));
+    let requests: Vec<_> = (0..1000)
+        .map(|i| {
+            let base = if i % 2 == 0 {
+                &replicas.a.base
+            } else {
+                &replicas.b.base
+            }
+            .clone();
+            let (client, token, barrier) = (client.clone(), token.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                refresh(&client, &base, &token).await
+            })
+        })
+        .collect();
+    let mut granted = Vec::new();
+    let mut refused = 0;
+    for request in requests {
+        let (status, body) = request.await.expect("task");
+        match status {
+            200 => granted.push(body["refresh_token"].as_str().expect("token").to_owned()),
+            400 => {
+                assert_eq!(body["error"], "invalid_grant", "{body}");
+                refused += 1;
+            }
+            // A request that waited too long for a connection is told to come back; it spent
+            // nothing.
+            503 => assert_eq!(body["error"], "temporarily_unavailable", "{body}"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(granted.len(), 1, "exactly one refresh wins: {granted:?}");
+    assert!(refused > 0);
+    // One chain: the original and its one successor, and the replays revoked the family
+    // (the reuse interval of this policy is 0).
+    assert_eq!(family_of(&replicas.db, &token).await, (2, true));
+    let (status, _) = refresh(&client, &replicas.b.base, &granted[0]).await;
+    assert_eq!(
+        status, 400,
+        "the successor of a replayed family is revoked too"
+    );
+    for issuer in [&replicas.a, &replicas.b] {
+        assert!(
+            !issuer.log_text().contains("panicked"),
+            "{}",
+            issuer.log_text()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_replay_on_one_replica_after_a_rotation_on_the_other_revokes_the_family() {
+    let replicas = two_replicas().await;
+    let client = reqwest::Client::new();
+    let first = first_refresh_token(&replicas, &replicas.a.base).await;
+    let (status, body) = refresh(&client, &replicas.a.base, &first).await;
+    assert_eq!(status, 200, "{body}");
+    let second = body["refresh_token"].as_str().expect("rotated").to_owned();
+
+    let (status, body) = refresh(&client, &replicas.b.base, &first).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    for base in [&replicas.a.base, &replicas.b.base] {
+        let (status, body) = refresh(&client, base, &second).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "the newest token of a replayed family is dead on every replica"
+        );
+    }
+    assert_eq!(family_of(&replicas.db, &first).await, (2, true));
+}
+
+#[tokio::test]
+async fn a_revocation_on_one_replica_is_refused_by_the_other_at_once() {
+    let replicas = two_replicas().await;
+    let client = reqwest::Client::new();
+    let token = first_refresh_token(&replicas, &replicas.a.base).await;
+    let (status, _) = post(
+        &client,
+        &replicas.b.base,
+        "/oauth/revoke",
+        &[("token", &token), ("client_id", "web")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = refresh(&client, &replicas.a.base, &token).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+}
+
+#[tokio::test]
+async fn the_database_password_never_reaches_the_log() {
+    let replicas = two_replicas().await;
+    let _ = first_refresh_token(&replicas, &replicas.b.base).await;
+    let password = postgres().password();
+    for issuer in [&replicas.a, &replicas.b] {
+        let log = issuer.log_text();
+        assert!(log.contains("postgresql"), "the log names the store: {log}");
+        assert!(!log.contains(password), "{log}");
+    }
+}
+
+#[tokio::test]
+async fn the_database_url_can_come_from_a_file_as_a_mounted_secret_would() {
+    let replicas = two_replicas().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("policies")).expect("policies");
+    std::fs::write(dir.path().join("policies/all.yaml"), STANDARD).expect("write");
+    let file = dir.path().join("database-url");
+    std::fs::write(&file, format!("{}\n", replicas.url)).expect("write the URL");
+    let file = file.to_str().expect("utf-8 path");
+    let c = start_standalone_with(dir.path(), &[("TOKENWARDEN_DATABASE_URL_FILE", file)]).await;
+    // A token from replica A refreshes on the third issuer: one database.
+    let token = first_refresh_token(&replicas, &replicas.a.base).await;
+    let (status, body) = refresh(&reqwest::Client::new(), &c.base, &token).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Runs `tokenwarden issuer ARGS` to its end (a start-up error); returns its stderr.
+fn failed_start(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+        .args(["issuer", "--policies"])
+        .arg(dir.path())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args(args)
+        .output()
+        .expect("run the issuer");
+    assert!(!output.status.success(), "the issuer started");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn an_unreadable_url_file_or_both_flags_stop_the_start_without_showing_the_url() {
+    let stderr = failed_start(&["--database-url-file", "/nonexistent/database-url"]);
+    assert!(
+        stderr.contains("cannot read --database-url-file /nonexistent/database-url"),
+        "{stderr}"
+    );
+    let stderr = failed_start(&[
+        "--database-url",
+        "postgres://u:hunter2@db/tw",
+        "--database-url-file",
+        "/nonexistent/database-url",
+    ]);
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    let stderr = failed_start(&["--database-url", "postgres://u:hunter2@db/tw?sslmode=bogus"]);
+    assert!(stderr.contains("sslmode must be"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}

@@ -1,0 +1,271 @@
+//! PostgreSQL taken away under load, and brought back: two issuer replicas keep refreshing,
+//! the server stops (fast shutdown), and every request that needs the store gets 503
+//! `temporarily_unavailable` with `Retry-After` while client_credentials, which needs no store,
+//! keeps working; no issuer panics, no refresh token is handed out that was not stored, and
+//! when the server is back the replicas serve again without a restart (no pooled connection
+//! stays broken). Its own test binary, since it stops the binary's PostgreSQL server.
+
+mod fixtures;
+mod support;
+
+use fixtures::binary::{RunningIssuer, seed_code_in_database, start_standalone_with};
+use fixtures::{SECRET, STANDARD, VERIFIER};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use support::postgres::postgres;
+use tokenwarden::store::OpaqueToken;
+
+const CHAINS: usize = 8;
+
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+    body: serde_json::Value,
+}
+
+async fn post(client: &reqwest::Client, url: String, form: &[(&str, &str)]) -> Answer {
+    let response = client.post(url).form(form).send().await.expect("request");
+    Answer {
+        status: response.status().as_u16(),
+        retry_after: response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        body: response.json().await.unwrap_or(serde_json::Value::Null),
+    }
+}
+
+async fn refresh(client: &reqwest::Client, base: &str, token: &str) -> Answer {
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", "web"),
+        ("refresh_token", token),
+    ];
+    post(client, format!("{base}/oauth/token"), &form).await
+}
+
+async fn exchange(client: &reqwest::Client, base: &str, code: &str) -> Answer {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("client_id", "web"),
+        ("code", code),
+        ("redirect_uri", "https://app.example.com/cb"),
+        ("code_verifier", VERIFIER),
+    ];
+    post(client, format!("{base}/oauth/token"), &form).await
+}
+
+async fn client_credentials(client: &reqwest::Client, base: &str) -> Answer {
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", "worker"),
+        ("client_secret", SECRET),
+        ("audience", "https://banking.example.com"),
+    ];
+    post(client, format!("{base}/oauth/token"), &form).await
+}
+
+fn assert_unavailable(answer: &Answer, what: &str) {
+    assert_eq!(answer.status, 503, "{what}: {}", answer.body);
+    assert_eq!(answer.body["error"], "temporarily_unavailable", "{what}");
+    assert!(
+        answer.retry_after.is_some(),
+        "{what}: 503 without Retry-After"
+    );
+}
+
+/// A code seeded and exchanged on `base`: the family's first refresh token.
+async fn new_family(url: &str, base: &str) -> String {
+    let code = OpaqueToken::generate().expect("entropy");
+    seed_code_in_database(url, code.expose()).await;
+    let answer = exchange(&reqwest::Client::new(), base, code.expose()).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.body["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned()
+}
+
+/// What one chain of refreshes saw.
+#[derive(Default)]
+struct Chain {
+    /// Every refresh token a 200 handed out.
+    issued: Vec<String>,
+    unavailable: usize,
+    /// Granted after the first 503: the chain went on once the database was back.
+    resumed: bool,
+}
+
+/// Refreshes one family over and over, alternating replicas, until `stop`. A 503 keeps the
+/// token and tries again; so does the 400 that can follow it, when the database committed a
+/// rotation whose answer the broken connection lost (the documented lost-response case):
+/// then the chain starts over with a family of its own.
+async fn run_chain(bases: [String; 2], url: String, first: String, stop: Arc<AtomicBool>) -> Chain {
+    let client = reqwest::Client::new();
+    let mut chain = Chain::default();
+    let mut token = first;
+    let mut after_unavailable = false;
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let base = &bases[n % 2];
+        n += 1;
+        let answer = refresh(&client, base, &token).await;
+        match answer.status {
+            200 => {
+                token = answer.body["refresh_token"]
+                    .as_str()
+                    .expect("rotated")
+                    .to_owned();
+                chain.issued.push(token.clone());
+                chain.resumed |= chain.unavailable > 0;
+                after_unavailable = false;
+            }
+            503 => {
+                assert_unavailable(&answer, "refresh under load");
+                chain.unavailable += 1;
+                after_unavailable = true;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            400 if after_unavailable => {
+                token = new_family(&url, base).await;
+                after_unavailable = false;
+            }
+            _ => panic!("refresh under load: {} {}", answer.status, answer.body),
+        }
+    }
+    chain
+}
+
+fn alive(issuer: &mut RunningIssuer) {
+    assert!(
+        matches!(issuer.child.try_wait(), Ok(None)),
+        "the issuer exited:\n{}",
+        issuer.log_text()
+    );
+    assert!(
+        !issuer.log_text().contains("panicked"),
+        "{}",
+        issuer.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_postgresql_stopped_under_load_store_requests_get_503_and_service_resumes_when_it_is_back()
+ {
+    let server = postgres();
+    let db = server.new_database().await;
+    let url = server.url(&db);
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("policies")).expect("policies");
+    std::fs::write(dir.path().join("policies/all.yaml"), STANDARD).expect("write");
+    let mut a = start_standalone_with(dir.path(), &[("TOKENWARDEN_DATABASE_URL", &url)]).await;
+    let mut b = start_standalone_with(dir.path(), &[("TOKENWARDEN_DATABASE_URL", &url)]).await;
+    let bases = [a.base.clone(), b.base.clone()];
+    let client = reqwest::Client::new();
+
+    // Prepared while the database is up: the chains, a code and a token to try during the
+    // outage, and a family to use after it.
+    let mut firsts = Vec::new();
+    for i in 0..CHAINS {
+        firsts.push(new_family(&url, &bases[i % 2]).await);
+    }
+    let outage_code = OpaqueToken::generate().expect("entropy");
+    seed_code_in_database(&url, outage_code.expose()).await;
+    let outage_token = new_family(&url, &a.base).await;
+    let later = new_family(&url, &b.base).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let chains: Vec<_> = firsts
+        .into_iter()
+        .map(|first| tokio::spawn(run_chain(bases.clone(), url.clone(), first, stop.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    tokio::task::spawn_blocking(|| postgres().stop())
+        .await
+        .expect("stop PostgreSQL");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for base in &bases {
+        assert_unavailable(&refresh(&client, base, &outage_token).await, "refresh");
+        assert_unavailable(
+            &exchange(&client, base, outage_code.expose()).await,
+            "code exchange",
+        );
+        let revoke = [("token", outage_token.as_str()), ("client_id", "web")];
+        assert_unavailable(
+            &post(&client, format!("{base}/oauth/revoke"), &revoke).await,
+            "revocation",
+        );
+        let answer = client_credentials(&client, base).await;
+        assert_eq!(
+            answer.status, 200,
+            "client_credentials needs no store: {}",
+            answer.body
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    tokio::task::spawn_blocking(|| postgres().start())
+        .await
+        .expect("start PostgreSQL");
+    // Service resumes by itself: the prepared family refreshes on both replicas.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut token = later;
+    for base in &bases {
+        loop {
+            let answer = refresh(&client, base, &token).await;
+            if answer.status == 200 {
+                token = answer.body["refresh_token"]
+                    .as_str()
+                    .expect("token")
+                    .to_owned();
+                break;
+            }
+            assert_unavailable(&answer, "refresh after the restart");
+            assert!(
+                Instant::now() < deadline,
+                "no service 30 s after PostgreSQL came back"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // The code the outage refused is still unused.
+    let answer = exchange(&client, &a.base, outage_code.expose()).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let mut issued = Vec::new();
+    let mut unavailable = 0;
+    for chain in chains {
+        let chain = chain.await.expect("a chain panicked");
+        assert!(
+            chain.resumed || chain.unavailable == 0,
+            "a chain never resumed"
+        );
+        unavailable += chain.unavailable;
+        issued.extend(chain.issued);
+    }
+    assert!(unavailable > 0, "the load never met the outage");
+    assert!(issued.len() > CHAINS, "too little load to mean anything");
+    // Nothing was handed out without being stored.
+    let db_client = postgres().client(&db).await;
+    for token in &issued {
+        let hash = OpaqueToken::from_presented(token.as_str())
+            .hash()
+            .0
+            .to_vec();
+        let stored = db_client
+            .query_opt("SELECT 1 FROM refresh_tokens WHERE hash = $1", &[&hash])
+            .await
+            .expect("look up");
+        assert!(
+            stored.is_some(),
+            "a refresh token was issued but not stored"
+        );
+    }
+    alive(&mut a);
+    alive(&mut b);
+}

@@ -1,0 +1,160 @@
+//! The PostgreSQL store: the conformance suite, each case in a database of its own on the
+//! test server (`support::postgres`), then what only PostgreSQL has: migrations that are
+//! idempotent and safe when two replicas start at once, TLS, and a DSN that never shows its
+//! password.
+
+mod store_suite;
+mod support;
+
+use support::postgres::postgres;
+use tokenwarden::store::{DatabaseUrl, PostgresStore, Store, StoreError};
+
+use store_suite::{Harness, ROTATING, refresh, start_family};
+
+/// A fresh database; every `open` is a new pool on it, as a restarted replica would make.
+struct Postgres {
+    url: DatabaseUrl,
+}
+
+impl Postgres {
+    async fn new() -> Self {
+        let server = postgres();
+        let db = server.new_database().await;
+        Self {
+            url: DatabaseUrl::new(server.url(&db)),
+        }
+    }
+}
+
+impl Harness for Postgres {
+    type S = PostgresStore;
+    async fn open(&self) -> PostgresStore {
+        PostgresStore::connect(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+}
+
+store_suite!(Postgres::new().await);
+
+async fn applied_versions(db: &str) -> Vec<i32> {
+    postgres()
+        .client(db)
+        .await
+        .query(
+            "SELECT version FROM tokenwarden_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .expect("read the migrations table")
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+fn all_versions() -> Vec<i32> {
+    tokenwarden::store::postgres::MIGRATIONS
+        .iter()
+        .map(|(v, _)| *v)
+        .collect()
+}
+
+#[tokio::test]
+async fn migrations_run_once_and_a_second_start_changes_nothing() {
+    let db = postgres().new_database().await;
+    let url = DatabaseUrl::new(postgres().url(&db));
+    let store = PostgresStore::connect(&url).await.unwrap();
+    let (_, first) = start_family(&store, 0, ROTATING).await;
+    drop(store);
+    let store = PostgresStore::connect(&url).await.unwrap();
+    assert_eq!(applied_versions(&db).await, all_versions());
+    assert!(store.lookup_refresh_token(first).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_starting_at_the_same_moment_migrate_once_and_both_work() {
+    let db = postgres().new_database().await;
+    let url = DatabaseUrl::new(postgres().url(&db));
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PostgresStore::connect(&url).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for start in starts {
+        stores.push(start.await.unwrap().expect("every replica starts"));
+    }
+    assert_eq!(applied_versions(&db).await, all_versions());
+    // What one replica stores, another sees and rotates.
+    let (_, first) = start_family(&stores[0], 0, ROTATING).await;
+    let (outcome, _) = refresh(&stores[3], first, 1, ROTATING).await;
+    assert!(outcome.granted().is_some(), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn a_database_with_a_newer_schema_is_refused() {
+    let db = postgres().new_database().await;
+    let url = DatabaseUrl::new(postgres().url(&db));
+    drop(PostgresStore::connect(&url).await.unwrap());
+    postgres()
+        .client(&db)
+        .await
+        .execute(
+            "INSERT INTO tokenwarden_migrations (version) VALUES (9999)",
+            &[],
+        )
+        .await
+        .unwrap();
+    match PostgresStore::connect(&url).await {
+        Err(StoreError::SchemaVersion { found: 9999, .. }) => {}
+        other => panic!("expected a schema version error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn tls_with_the_servers_ca_works_and_an_unknown_ca_is_refused() {
+    let server = postgres();
+    let db = server.new_database().await;
+    let store = PostgresStore::connect(&DatabaseUrl::new(server.tls_url(&db)))
+        .await
+        .expect("connect over TLS, verifying the server");
+    start_family(&store, 0, ROTATING).await;
+
+    // The system's roots do not know the test CA: the certificate check must fail.
+    let unverified = format!(
+        "postgres://tokenwarden:{}@localhost:{}/{db}?sslmode=require",
+        server.password(),
+        server.port()
+    );
+    let error = PostgresStore::connect(&DatabaseUrl::new(unverified))
+        .await
+        .expect_err("a server certificate from an unknown CA is refused");
+    assert!(error.is_unavailable(), "{error:?}");
+}
+
+#[tokio::test]
+async fn errors_and_debug_output_never_show_the_password() {
+    let server = postgres();
+    let wrong_port = format!(
+        "postgres://tokenwarden:{}@127.0.0.1:1/postgres?sslmode=disable&connect_timeout=2",
+        server.password()
+    );
+    let wrong_password = format!(
+        "postgres://tokenwarden:not-{}@127.0.0.1:{}/postgres?sslmode=disable",
+        server.password(),
+        server.port()
+    );
+    for dsn in [wrong_port, wrong_password] {
+        let url = DatabaseUrl::new(dsn);
+        let error = PostgresStore::connect(&url).await.unwrap_err();
+        let mut shown = format!("{url:?} {error} {error:?}");
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            shown.push_str(&format!(" {cause} {cause:?}"));
+            source = cause.source();
+        }
+        assert!(!shown.contains(server.password()), "{shown}");
+        assert!(error.is_unavailable(), "{shown}");
+    }
+}
