@@ -21,8 +21,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 fail() { echo "scripts/bench-refresh-stores.sh: $*" >&2; exit 1; }
-for tool in cargo wrk curl setpriv; do
-  command -v "$tool" >/dev/null || fail "$tool is missing (wrk: apt-get install wrk)"
+for tool in cargo setpriv; do
+  command -v "$tool" >/dev/null || fail "$tool is missing"
 done
 pgbin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
 if [ -z "$pgbin" ] || [ ! -x "$pgbin/postgres" ]; then
@@ -32,14 +32,14 @@ fi
   fail "PostgreSQL's server binaries are missing: apt-get install postgresql"
 
 CONNS="${CONNS:-32}"
-REPS="${REPS:-3}"
-DURATION="${DURATION:-10}"
-WARMUP="${WARMUP:-3}"
 PORT="${PORT:-18180}"
 PGPORT="${PGPORT:-18190}"
 target="${CARGO_TARGET_DIR:-target}"
 work="$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/tokenwarden-bench-stores.XXXXXX")"
 OUT="${OUT:-$work/out}"
+BENCH_NAME=scripts/bench-refresh-stores.sh
+# The settings (REPS, DURATION, WARMUP), tool checks and wrk result helpers of every load run.
+. scripts/bench-lib.sh
 mkdir -p "$OUT" "$work/policies" "$work/tokens-embedded" "$work/tokens-pg"
 pids=()
 pg=""
@@ -103,11 +103,7 @@ start_issuer() { # PORT DATA_DIR [DSN]
   "${env[@]}" "$bin" issuer --policies "$work/policies" --data-dir "$data" \
     --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$((port + 50))" 2>"$OUT/issuer-$port.log" &
   pids+=($!)
-  for _ in $(seq 100); do
-    curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  fail "the issuer on $port did not start: see $OUT/issuer-$port.log"
+  bench_wait_ready "http://127.0.0.1:$port/readyz" 10 "$!" "$OUT/issuer-$port.log" "the issuer on $port"
 }
 
 # wrk_run PORT CONNS SECONDS TOKENS_FILE -> one RESULT line
@@ -117,8 +113,6 @@ wrk_run() {
     "http://127.0.0.1:$1/oauth/token" -- "$4" web >"$log" 2>&1 || fail "wrk failed: see $log"
   grep '^RESULT' "$log" || fail "no result in $log"
 }
-field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -132,21 +126,22 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[
 report() { # LABEL ISSUERS RESULTS (one line per run: summed rate, p50, p99, non2xx)
   local rates med p50 p99 non2xx
   rates="$(awk '{printf "%d ", $1}' <<<"$3")"
-  med="$(awk '{print $1}' <<<"$3" | median)"
-  p50="$(awk '{print $2}' <<<"$3" | median)"
-  p99="$(awk '{print $3}' <<<"$3" | median)"
+  med="$(awk '{print $1}' <<<"$3" | bench_median)"
+  p50="$(awk '{print $2}' <<<"$3" | bench_median)"
+  p99="$(awk '{print $3}' <<<"$3" | bench_median)"
   non2xx="$(awk '{s+=$4} END {print s}' <<<"$3")"
   printf '| %s | %s | %s | %.0f (%s) | %.2f | %.2f | %s |\n' "$1" "$2" "$CONNS" "$med" "${rates% }" \
     "$(awk "BEGIN {print $p50 / 1000}")" "$(awk "BEGIN {print $p99 / 1000}")" "$non2xx" | tee -a "$OUT/summary.md"
 }
 
 echo "== embedded store, one issuer" >&2
+bench_port_free "$PORT" "the issuer"
 start_issuer "$PORT" "$work/data-embedded"
 wrk_run "$PORT" "$CONNS" "$WARMUP" "$work/tokens-embedded/refresh-0.txt" >/dev/null
 lines=""
 for rep in $(seq "$REPS"); do
   r="$(wrk_run "$PORT" "$CONNS" "$DURATION" "$work/tokens-embedded/refresh-$rep.txt")"
-  lines+="$(field rate <<<"$r") $(field p50_us <<<"$r") $(field p99_us <<<"$r") $(field non2xx <<<"$r")"$'\n'
+  lines+="$(bench_field rate <<<"$r") $(bench_field p50_us <<<"$r") $(bench_field p99_us <<<"$r") $(bench_field non2xx <<<"$r")"$'\n'
 done
 report embedded 1 "${lines%$'\n'}"
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=()
