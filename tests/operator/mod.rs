@@ -35,26 +35,44 @@ pub struct Controller {
 /// Starts `tokenwarden controller --namespace <namespace>` as the component `name` and waits
 /// until it has reconciled once.
 pub async fn start_controller(cluster: &ControlPlane, name: &str, namespace: &str) -> Controller {
-    let controller = spawn_controller(cluster, name, namespace);
+    start_controller_with(cluster, name, namespace, &[]).await
+}
+
+/// [`start_controller`] with more flags (e.g. a short `--key-rotation-interval`).
+pub async fn start_controller_with(
+    cluster: &ControlPlane,
+    name: &str,
+    namespace: &str,
+    flags: &[&str],
+) -> Controller {
+    let controller = spawn_controller_with(cluster, name, namespace, flags);
     wait_ready(cluster, name, &controller.base, &controller.log).await;
     controller
 }
 
 /// Starts the controller without waiting for it.
 pub fn spawn_controller(cluster: &ControlPlane, name: &str, namespace: &str) -> Controller {
+    spawn_controller_with(cluster, name, namespace, &[])
+}
+
+/// [`spawn_controller`] with more flags.
+pub fn spawn_controller_with(
+    cluster: &ControlPlane,
+    name: &str,
+    namespace: &str,
+    flags: &[&str],
+) -> Controller {
     let port = free_port();
+    let mut args: Vec<String> = vec![
+        "controller".into(),
+        "--namespace".into(),
+        namespace.into(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+    ];
+    args.extend(flags.iter().map(|f| (*f).to_owned()));
     let log = cluster
-        .start_component(
-            name,
-            binary(),
-            &[
-                "controller".into(),
-                "--namespace".into(),
-                namespace.into(),
-                "--listen".into(),
-                format!("127.0.0.1:{port}"),
-            ],
-        )
+        .start_component(name, binary(), &args)
         .unwrap_or_else(|e| panic!("starting the controller: {e}"));
     Controller {
         name: name.into(),
