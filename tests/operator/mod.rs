@@ -97,6 +97,18 @@ pub async fn start_issuer(
     namespace: &str,
     data_dir: &Path,
 ) -> Issuer {
+    let issuer = spawn_issuer(cluster, name, namespace, data_dir);
+    wait_ready(cluster, name, &issuer.base, &issuer.log).await;
+    issuer
+}
+
+/// Starts the issuer without waiting for it.
+pub fn spawn_issuer(
+    cluster: &ControlPlane,
+    name: &str,
+    namespace: &str,
+    data_dir: &Path,
+) -> Issuer {
     let port = free_port();
     let log = cluster
         .start_component(
@@ -115,13 +127,11 @@ pub async fn start_issuer(
             ],
         )
         .unwrap_or_else(|e| panic!("starting the issuer: {e}"));
-    let issuer = Issuer {
+    Issuer {
         name: name.into(),
         base: format!("http://127.0.0.1:{port}"),
         log,
-    };
-    wait_ready(cluster, name, &issuer.base, &issuer.log).await;
-    issuer
+    }
 }
 
 async fn wait_ready(cluster: &ControlPlane, name: &str, base: &str, log: &Path) {
