@@ -333,7 +333,8 @@ async fn the_controller_and_the_issuer_do_their_whole_job_as_the_charts_service_
         ],
     );
     no(&controller_kc, &["list", "secrets", "-n", &other]);
-    no(
+    // Rotation replaces the signing keys (with the resourceVersion it read); nothing deletes them.
+    yes(
         &controller_kc,
         &["update", "secrets/tokenwarden-signing-keys", "-n", &system],
     );

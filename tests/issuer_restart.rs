@@ -1,10 +1,11 @@
 //! The standalone issuer as users run it: the real binary, a folder of policies, a data dir.
 //! Refresh tokens issued before a restart — graceful or `kill -9` — still work after it, with
-//! the same signing keys; and a change on disk takes effect without a restart.
+//! the same signing keys; and a change on disk takes effect without a restart. Signing keys
+//! rotate on schedule in `keys.json`, published before they sign, across a restart.
 
 mod fixtures;
 
-use fixtures::binary::{seed_code_in, start_standalone as start};
+use fixtures::binary::{seed_code_in, start_standalone as start, start_standalone_with};
 use fixtures::{STANDARD, VERIFIER};
 use std::time::{Duration, Instant};
 
@@ -140,4 +141,75 @@ async fn a_change_on_disk_takes_effect_within_a_second_without_a_restart() {
     .expect("rewrite");
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(cc().await["expires_in"], 1200);
+}
+
+async fn jwks_kids(base: &str) -> Vec<String> {
+    let jwks: serde_json::Value = reqwest::get(format!("{base}/.well-known/jwks.json"))
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["kid"].as_str().expect("kid").to_owned())
+        .collect()
+}
+
+async fn worker_kid(base: &str) -> String {
+    let answer = post(
+        base,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "worker"),
+            ("client_secret", fixtures::SECRET),
+            ("audience", "https://banking.example.com"),
+        ],
+    )
+    .await;
+    kid(answer["access_token"].as_str().expect("a token"))
+}
+
+#[tokio::test]
+async fn standalone_keys_rotate_on_schedule_published_first_and_kept_across_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("policies")).expect("policies");
+    std::fs::write(dir.path().join("policies/all.yaml"), STANDARD).expect("write");
+    // The rotation flags through their environment variables, as a Deployment would set them.
+    let flags = [
+        ("TOKENWARDEN_KEY_ROTATION_INTERVAL", "6s"),
+        ("TOKENWARDEN_KEY_PUBLISH_LEAD", "3s"),
+        ("TOKENWARDEN_KEY_CLOCK_SKEW", "1s"),
+    ];
+    let issuer = start_standalone_with(dir.path(), &flags).await;
+    let old = worker_kid(&issuer.base).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen_before_signing: Vec<String> = Vec::new();
+    let new = loop {
+        assert!(Instant::now() < deadline, "no rotation within 30 s");
+        let published = jwks_kids(&issuer.base).await;
+        let signing = worker_kid(&issuer.base).await;
+        if signing == old {
+            seen_before_signing.extend(published.into_iter().filter(|k| *k != old));
+        } else {
+            assert!(
+                seen_before_signing.contains(&signing),
+                "the new key {signing} signed before the JWKS showed it"
+            );
+            break signing;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // The old key still verifies the 600 s tokens it signed; the new one is on disk.
+    assert!(jwks_kids(&issuer.base).await.contains(&old));
+    let file = std::fs::read_to_string(dir.path().join("data/keys.json")).expect("keys.json");
+    assert!(file.contains(&new), "the promoted key is saved");
+    drop(issuer);
+
+    let again = start_standalone_with(dir.path(), &flags).await;
+    let after = worker_kid(&again.base).await;
+    assert_ne!(after, old, "a restart does not go back to the retired key");
+    assert!(jwks_kids(&again.base).await.contains(&old));
 }

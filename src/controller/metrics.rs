@@ -42,6 +42,7 @@ pub struct Metrics {
     pub config_compressed_bytes: Gauge,
     pub config_shards: Gauge,
     pub config_writes: Counter,
+    pub key_changes: Counter,
     pub leader: Gauge,
 }
 
@@ -118,6 +119,12 @@ impl Default for Metrics {
             "Times the configuration objects were written",
             config_writes.clone(),
         );
+        let key_changes = Counter::default();
+        registry.register(
+            "signing_key_writes",
+            "Times the signing-keys Secret was written (created, staged, promoted, pruned)",
+            key_changes.clone(),
+        );
         let leader = Gauge::default();
         registry.register("leader", "1 while this replica leads", leader.clone());
         Self {
@@ -134,6 +141,7 @@ impl Default for Metrics {
             config_compressed_bytes,
             config_shards,
             config_writes,
+            key_changes,
             leader,
         }
     }

@@ -93,6 +93,8 @@ pub struct ControllerOptions {
         value_name = "NS,..."
     )]
     pub secret_namespaces: Vec<String>,
+    #[command(flatten)]
+    pub rotation: crate::tokens::rotation::RotationOptions,
 }
 
 /// Everything that stops the controller or fails a reconcile. Messages name the cause and
@@ -109,6 +111,8 @@ pub enum ControllerError {
     Objects(#[from] ObjectsError),
     #[error("signing keys: {0}")]
     SigningKeys(String),
+    #[error("{0}")]
+    Options(String),
     #[error("the system random number generator failed")]
     Random,
     #[error("cannot listen on {addr}: {source}")]
@@ -124,6 +128,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ControllerError> {
     let namespace = config_objects::resolve_namespace(options.namespace);
+    let schedule = options
+        .rotation
+        .schedule()
+        .map_err(ControllerError::Options)?;
     let client = Client::try_default()
         .await
         .map_err(ControllerError::Connect)?;
@@ -204,16 +212,22 @@ pub async fn run(
     let mut reconciler = Reconciler {
         recorder: Recorder::new(client.clone(), reporter),
         secrets: ClientSecrets::new(client.clone(), secret_scope, labelled),
+        keys: keys::SigningKeys::new(
+            Api::namespaced(client.clone(), &namespace),
+            namespace.clone(),
+            schedule,
+        ),
         client,
         namespace,
         policies,
         clients,
         metrics: metrics.clone(),
-        keys_seen: false,
     };
     let mut backoff = BACKOFF_MIN;
     let mut retry_at: Option<Instant> = None;
     let mut next_resync = Instant::now() + RESYNC;
+    // When the signing keys are next due to be staged, promoted or pruned.
+    let mut keys_due: Option<Instant> = None;
     trigger.notify_one();
     let mut was_leading = false;
     loop {
@@ -222,7 +236,7 @@ pub async fn run(
             () = trigger.notified() => {}
             // A change of leadership (a closed channel: no election, never changes).
             Ok(()) = leading.changed() => {}
-            () = tokio::time::sleep_until(retry_at.unwrap_or(next_resync).min(next_resync)) => {}
+            () = tokio::time::sleep_until(retry_at.unwrap_or(next_resync).min(next_resync).min(keys_due.unwrap_or(next_resync))) => {}
         }
         let is_leading = *leading.borrow_and_update();
         metrics.leader.set(i64::from(is_leading));
@@ -230,12 +244,13 @@ pub async fn run(
             // A follower is ready once its caches are filled, to take over at once.
             ready.store(true, Ordering::Release);
             was_leading = false;
+            keys_due = None;
             continue;
         }
         if !was_leading {
             // A new leader trusts nothing it did not write itself.
             was_leading = true;
-            reconciler.keys_seen = false;
+            reconciler.keys.forget();
         }
         // Coalesce a burst of changes, and keep to the backoff after a failure.
         let not_before = retry_at.map_or(Instant::now() + DEBOUNCE, |r| {
@@ -262,6 +277,7 @@ pub async fn run(
                     .inc();
                 backoff = BACKOFF_MIN;
                 retry_at = None;
+                keys_due = report.keys_due.map(instant_of);
                 ready.store(true, Ordering::Release);
                 tracing::debug!(
                     revision = report.published.revision,
@@ -284,6 +300,16 @@ pub async fn run(
         }
     }
     finish(server, election).await
+}
+
+/// The monotonic instant of unix second `at` (a little after it, so that the reconcile then
+/// sees `now >= at`); now when it has passed.
+fn instant_of(at: u64) -> Instant {
+    let target = std::time::UNIX_EPOCH + Duration::from_secs(at);
+    let wait = target
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    Instant::now() + wait + Duration::from_millis(10)
 }
 
 async fn finish(

@@ -11,7 +11,7 @@ use super::{ControllerError, FIELD_MANAGER, keys, status};
 use crate::api::{ApiClient, ApiTokenPolicy, Kind};
 use crate::config::{self, Declared, Verdict};
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
@@ -31,6 +31,8 @@ pub struct Report {
     pub published: Published,
     pub status_writes: usize,
     pub secrets_generated: u64,
+    /// When the signing keys are next due to change (unix seconds).
+    pub keys_due: Option<u64>,
 }
 
 /// The controller's view of the cluster and its handles to change it.
@@ -42,8 +44,7 @@ pub struct Reconciler {
     pub secrets: ClientSecrets,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    /// Whether the signing keys were seen since the last `verify`.
-    pub keys_seen: bool,
+    pub keys: keys::SigningKeys,
 }
 
 impl Reconciler {
@@ -71,12 +72,18 @@ impl Reconciler {
         let secrets_generated = generated.created + generated.keys_added;
         self.metrics.secrets_created.inc_by(secrets_generated);
 
-        if verify || !self.keys_seen {
-            let secret_api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
-            keys::ensure(&secret_api, &self.namespace, unix_now())
-                .await
-                .inspect_err(|_| self.failed("signing_keys"))?;
-            self.keys_seen = true;
+        // Before the configuration: a longer lifetime is recorded with the signing keys
+        // before any issuer can mint a token that lives that long.
+        if verify {
+            self.keys.forget();
+        }
+        let keys = self
+            .keys
+            .reconcile(unix_now(), longest_lifetime(&policies))
+            .await
+            .inspect_err(|_| self.failed("signing_keys"))?;
+        if keys.changes.any() {
+            self.metrics.key_changes.inc();
         }
 
         let declared = Declared {
@@ -102,6 +109,7 @@ impl Reconciler {
             published,
             status_writes,
             secrets_generated,
+            keys_due: keys.next_due,
         })
     }
 
@@ -275,6 +283,15 @@ struct StatusWrite {
     previous: Option<Condition>,
     ready: Condition,
     body: serde_json::Value,
+}
+
+/// The longest access-token lifetime any policy declares (0 without policies).
+fn longest_lifetime(policies: &[Arc<ApiTokenPolicy>]) -> u64 {
+    policies
+        .iter()
+        .map(|p| u64::try_from(p.spec.token_expiration_seconds).unwrap_or(0))
+        .max()
+        .unwrap_or(0)
 }
 
 fn key_of<K: Resource>(object: &K) -> (String, String) {

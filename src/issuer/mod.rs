@@ -17,6 +17,7 @@ pub mod client_auth;
 pub mod cluster;
 pub mod error;
 pub mod form;
+pub mod key_file;
 pub mod login;
 pub mod metrics;
 pub mod page;

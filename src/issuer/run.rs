@@ -68,6 +68,9 @@ pub struct IssuerOptions {
     /// The issuer identifier (`iss`). Default: `http://<listen>`.
     #[arg(long, env = "TOKENWARDEN_ISSUER_URL", value_name = "URL")]
     pub issuer_url: Option<String>,
+    /// Standalone mode rotates `keys.json` itself; in cluster mode the controller rotates.
+    #[command(flatten)]
+    pub rotation: crate::tokens::rotation::RotationOptions,
 }
 
 /// Everything that stops the issuer from starting, said so that the user can fix it.
@@ -89,6 +92,8 @@ pub enum StartError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Rotation(String),
     #[error("store: {}", ErrorChain(.0))]
     Store(#[from] crate::store::StoreError),
     #[error("users: {0}")]
@@ -128,6 +133,7 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
         path: options.data_dir.clone(),
         source,
     })?;
+    let schedule = options.rotation.schedule().map_err(StartError::Rotation)?;
     let clock = Clock::System;
     let now = clock.now();
     let policies = Policies::default();
@@ -194,6 +200,16 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
         Source::Directory(source) => tokio::spawn(source.run(policies, stopped)),
         Source::Cluster(source) => tokio::spawn(source.run(policies, stopped)),
     };
+    if options.policies.is_some() {
+        tokio::spawn(super::key_file::rotate(
+            options.data_dir.join("keys.json"),
+            schedule,
+            issuer.keys.clone(),
+            issuer.policies.clone(),
+            issuer.clock.clone(),
+            shutdown.clone(),
+        ));
+    }
     tokio::spawn(purge_expired(store, issuer.clock.clone(), shutdown.clone()));
     let metrics = super::serve(
         metrics_listener,

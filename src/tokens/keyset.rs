@@ -1,5 +1,7 @@
-//! The issuer's key set: per algorithm the active signing key, plus the retired public keys
-//! that must stay published until every token they signed has expired.
+//! The issuer's key set, in three stages per algorithm: the *next* key (published in the JWKS,
+//! not signing yet), the *active* key (signs every new token), and the *retired* public keys
+//! that must stay published until every token they signed has expired. When and how keys move
+//! from one stage to the next is [`super::rotation`]'s business; this module holds the stages.
 //!
 //! Its serialised form is stable JSON (`version: 1`), the same bytes in a file under
 //! `--data-dir` or in a Kubernetes Secret:
@@ -7,11 +9,15 @@
 //! ```json
 //! {"version": 1,
 //!  "keys": [{"alg": "ES256", "kid": "…", "createdAt": 1700000000,
+//!            "longestTokenLifetime": 86400,
 //!            "privateKeyPem": "-----BEGIN PRIVATE KEY-----\n…"}],
+//!  "next": [{"alg": "ES256", "kid": "…", "createdAt": 1702588900, "privateKeyPem": "…"}],
 //!  "retired": [{"jwk": {"kty": "EC", …}, "retiredAt": 1700000500, "publishUntil": 1702592500}]}
 //! ```
 //!
-//! Retired keys keep only their public JWK: nothing can sign with them any more.
+//! `next` and `longestTokenLifetime` (the longest lifetime any policy had while the key was
+//! active, so the key's public half is kept long enough) may be absent. Retired keys keep only
+//! their public JWK: nothing can sign with them any more.
 
 use super::jwk::{Jwk, Jwks};
 use super::keys::SigningKey;
@@ -36,10 +42,15 @@ pub struct RetiredKey {
     pub publish_until: u64,
 }
 
-/// Signing keys by algorithm and the retired keys still published.
+/// Signing keys by algorithm, the next keys already published, and the retired keys still
+/// published.
 #[derive(Clone, Default)]
 pub struct KeySet {
     active: [Option<Arc<SigningKey>>; 4],
+    /// Per algorithm, the longest access-token lifetime (seconds) any policy had while the
+    /// active key signed: how long its public half must outlive it.
+    longest_lifetime: [u64; 4],
+    next: [Option<Arc<SigningKey>>; 4],
     retired: Vec<RetiredKey>,
 }
 
@@ -47,6 +58,8 @@ impl fmt::Debug for KeySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeySet")
             .field("active", &self.active.iter().flatten().collect::<Vec<_>>())
+            .field("longest_lifetime", &self.longest_lifetime)
+            .field("next", &self.next.iter().flatten().collect::<Vec<_>>())
             .field("retired", &self.retired)
             .finish()
     }
@@ -58,7 +71,13 @@ struct StoredKey {
     alg: Algorithm,
     kid: String,
     created_at: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    longest_token_lifetime: u64,
     private_key_pem: Zeroizing<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize, Deserialize)]
@@ -66,6 +85,8 @@ struct StoredKey {
 struct StoredKeySet {
     version: u32,
     keys: Vec<StoredKey>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    next: Vec<StoredKey>,
     #[serde(default)]
     retired: Vec<RetiredKey>,
 }
@@ -86,9 +107,58 @@ impl KeySet {
         self.active[alg.index()].as_ref()
     }
 
+    /// The key that will sign for `alg` next: published, not signing yet.
+    pub fn next_key(&self, alg: Algorithm) -> Option<&Arc<SigningKey>> {
+        self.next[alg.index()].as_ref()
+    }
+
+    /// The longest token lifetime recorded for the active key of `alg`.
+    pub fn longest_lifetime(&self, alg: Algorithm) -> u64 {
+        self.longest_lifetime[alg.index()]
+    }
+
+    /// Records that a token the active key of `alg` signs may live `seconds`; keeps the
+    /// largest value. Returns whether it grew.
+    pub fn record_lifetime(&mut self, alg: Algorithm, seconds: u64) -> bool {
+        let slot = &mut self.longest_lifetime[alg.index()];
+        let grew = seconds > *slot && self.active[alg.index()].is_some();
+        if grew {
+            *slot = seconds;
+        }
+        grew
+    }
+
     /// Retired public keys, published until their deadline.
     pub fn retired(&self) -> &[RetiredKey] {
         &self.retired
+    }
+
+    /// Generates the next key of `alg` (published from now on, signing only once promoted),
+    /// unless there is one already. Returns whether one was made.
+    pub fn stage(&mut self, alg: Algorithm, now: u64) -> Result<bool, TokenError> {
+        if self.next[alg.index()].is_some() {
+            return Ok(false);
+        }
+        self.next[alg.index()] = Some(Arc::new(SigningKey::generate(alg, now)?));
+        Ok(true)
+    }
+
+    /// Makes the next key of `alg` the active one. The previous active key is retired, its
+    /// public half published until `now + its longest token lifetime + skew`. The new key's
+    /// longest lifetime starts at `lifetime`. Returns whether there was a next key.
+    pub fn promote(&mut self, alg: Algorithm, now: u64, lifetime: u64, skew: u64) -> bool {
+        let Some(next) = self.next[alg.index()].take() else {
+            return false;
+        };
+        let longest = std::mem::replace(&mut self.longest_lifetime[alg.index()], lifetime);
+        if let Some(old) = self.active[alg.index()].replace(next) {
+            self.retired.push(RetiredKey {
+                jwk: old.jwk().clone(),
+                retired_at: now,
+                publish_until: now.saturating_add(longest).saturating_add(skew),
+            });
+        }
+        true
     }
 
     /// Generates a key for every algorithm in `algs` that has none. Returns whether anything
@@ -114,6 +184,7 @@ impl KeySet {
         publish_old_for: u64,
     ) -> Result<(), TokenError> {
         let fresh = Arc::new(SigningKey::generate(alg, now)?);
+        self.longest_lifetime[alg.index()] = 0;
         if let Some(old) = self.active[alg.index()].replace(fresh) {
             self.retired.push(RetiredKey {
                 jwk: old.jwk().clone(),
@@ -131,17 +202,18 @@ impl KeySet {
         self.retired.len() != before
     }
 
-    /// The public keys a verifier may need at `now`: every active key, then every retired key
-    /// before its deadline.
+    /// The public keys a verifier may need at `now`: every active key, every next key (so
+    /// that verifiers know it before it signs), then every retired key before its deadline.
     pub fn jwks(&self, now: u64) -> Jwks {
         let active = self.active.iter().flatten().map(|key| key.jwk().clone());
+        let next = self.next.iter().flatten().map(|key| key.jwk().clone());
         let retired = self
             .retired
             .iter()
             .filter(|key| now < key.publish_until)
             .map(|key| key.jwk.clone());
         Jwks {
-            keys: active.chain(retired).collect(),
+            keys: active.chain(next).chain(retired).collect(),
         }
     }
 
@@ -157,26 +229,36 @@ impl KeySet {
 
     /// The stable serialised form, private keys included: treat the bytes as a secret.
     pub fn to_json(&self) -> Result<Zeroizing<Vec<u8>>, TokenError> {
-        let keys = self
-            .active
+        let stored = |key: &Arc<SigningKey>, longest_token_lifetime: u64| {
+            Ok(StoredKey {
+                alg: key.alg(),
+                kid: key.kid().to_owned(),
+                created_at: key.created_at(),
+                longest_token_lifetime,
+                private_key_pem: key.to_pkcs8_pem()?,
+            })
+        };
+        let keys = Algorithm::ALL
+            .into_iter()
+            .filter_map(|alg| {
+                let key = self.active[alg.index()].as_ref()?;
+                Some(stored(key, self.longest_lifetime[alg.index()]))
+            })
+            .collect::<Result<Vec<_>, TokenError>>()?;
+        let next = self
+            .next
             .iter()
             .flatten()
-            .map(|key| {
-                Ok(StoredKey {
-                    alg: key.alg(),
-                    kid: key.kid().to_owned(),
-                    created_at: key.created_at(),
-                    private_key_pem: key.to_pkcs8_pem()?,
-                })
-            })
+            .map(|key| stored(key, 0))
             .collect::<Result<Vec<_>, TokenError>>()?;
         let stored = StoredKeySet {
             version: VERSION,
             keys,
+            next,
             retired: self.retired.clone(),
         };
-        // Room for four keys up front, so no reallocation leaves a stray copy of key material.
-        let mut out = Zeroizing::new(Vec::with_capacity(16 * 1024));
+        // Room for eight keys up front, so no reallocation leaves a stray copy of key material.
+        let mut out = Zeroizing::new(Vec::with_capacity(32 * 1024));
         serde_json::to_writer_pretty(&mut *out, &stored)
             .map_err(|e| TokenError::KeySetFormat(e.to_string()))?;
         out.push(b'\n');
@@ -193,9 +275,11 @@ impl KeySet {
         let stored: StoredKeySet = serde_json::from_slice(bytes).map_err(format_error)?;
         let mut set = KeySet::new();
         let mut kids = std::collections::HashSet::new();
-        for (i, entry) in stored.keys.iter().enumerate() {
+        let entries = (stored.keys.iter().enumerate().map(|(i, e)| ("keys", i, e)))
+            .chain(stored.next.iter().enumerate().map(|(i, e)| ("next", i, e)));
+        for (list, i, entry) in entries {
             let invalid = |reason: String| TokenError::InvalidKey {
-                entry: format!("keys[{i}]"),
+                entry: format!("{list}[{i}]"),
                 alg: entry.alg,
                 kid: entry.kid.clone(),
                 reason,
@@ -210,9 +294,18 @@ impl KeySet {
             if !kids.insert(entry.kid.clone()) {
                 return Err(TokenError::DuplicateKid(entry.kid.clone()));
             }
-            let slot = &mut set.active[entry.alg.index()];
+            let slot = match list {
+                "keys" => {
+                    set.longest_lifetime[entry.alg.index()] = entry.longest_token_lifetime;
+                    &mut set.active[entry.alg.index()]
+                }
+                _ => &mut set.next[entry.alg.index()],
+            };
             if slot.is_some() {
-                return Err(TokenError::DuplicateActive(entry.alg));
+                return Err(TokenError::DuplicateKey {
+                    list,
+                    alg: entry.alg,
+                });
             }
             *slot = Some(Arc::new(key));
         }

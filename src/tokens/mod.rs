@@ -2,8 +2,11 @@
 //!
 //! This module owns the issuer's key material and the bytes of every access token it signs:
 //! - [`keys`]: one signing key (generation, PKCS#8 import/export, RFC 7638 `kid`, raw signature);
-//! - [`keyset`]: the keys of every algorithm, rotation with a publication deadline for retired
-//!   public keys, and the stable JSON form kept under `--data-dir` or in a Kubernetes Secret;
+//! - [`keyset`]: the keys of every algorithm in their stages (next, active, retired with a
+//!   publication deadline), and the stable JSON form kept under `--data-dir` or in a
+//!   Kubernetes Secret;
+//! - [`rotation`]: the schedule that moves keys through those stages, as a pure function of
+//!   the key set and the time;
 //! - [`jwk`]: the public JWK and JWKS documents (RFC 7517) served at `/.well-known/jwks.json`;
 //! - [`mint`]: the [`Minter`], which turns claims into RFC 9068 JWT access tokens with the
 //!   parsed keys it holds, so the hot path neither parses a key nor takes a lock;
@@ -18,6 +21,7 @@ pub mod jwk;
 pub mod keys;
 pub mod keyset;
 pub mod mint;
+pub mod rotation;
 pub mod verify;
 
 pub use jwk::{Jwk, JwkKey, Jwks};
@@ -66,8 +70,8 @@ pub enum TokenError {
         kid: String,
         reason: String,
     },
-    #[error("key set has two active {0} keys")]
-    DuplicateActive(Algorithm),
+    #[error("key set has two {alg} keys in \"{list}\"")]
+    DuplicateKey { list: &'static str, alg: Algorithm },
     #[error("token lifetime {0} s overflows the expiry time")]
     Lifetime(u64),
     #[error("key set is not valid JSON of the expected shape: {0}")]

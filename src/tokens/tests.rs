@@ -299,7 +299,13 @@ fn a_corrupt_key_set_is_rejected_with_an_error_that_names_the_problem() {
 
     let err = corrupt(&json, |v| v["keys"][0]["alg"] = "PS256".into());
     assert!(
-        matches!(err, TokenError::DuplicateActive(Algorithm::Ps256)),
+        matches!(
+            err,
+            TokenError::DuplicateKey {
+                list: "keys",
+                alg: Algorithm::Ps256
+            }
+        ),
         "{err}"
     );
 

@@ -71,11 +71,13 @@ impl fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    /// A verifier for the active keys of `set` and its retired keys until their deadline.
+    /// A verifier for the active and next keys of `set` and its retired keys until their
+    /// deadline.
     pub fn new(set: &KeySet) -> Self {
         let active = Algorithm::ALL
             .into_iter()
-            .filter_map(|alg| set.signing_key(alg))
+            .flat_map(|alg| [set.signing_key(alg), set.next_key(alg)])
+            .flatten()
             .map(|key| (key.jwk(), None));
         let retired = set
             .retired()

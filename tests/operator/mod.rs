@@ -124,6 +124,36 @@ pub async fn start_issuer_as(
     kubeconfig: &Path,
     extra: &[String],
 ) -> Issuer {
+    let issuer = spawn_issuer_as(cluster, name, namespace, data_dir, kubeconfig, extra);
+    wait_ready(cluster, name, &issuer.base, &issuer.log).await;
+    issuer
+}
+
+/// Starts the issuer without waiting for it.
+pub fn spawn_issuer(
+    cluster: &ControlPlane,
+    name: &str,
+    namespace: &str,
+    data_dir: &Path,
+) -> Issuer {
+    spawn_issuer_as(
+        cluster,
+        name,
+        namespace,
+        data_dir,
+        cluster.kubeconfig_path(),
+        &[],
+    )
+}
+
+fn spawn_issuer_as(
+    cluster: &ControlPlane,
+    name: &str,
+    namespace: &str,
+    data_dir: &Path,
+    kubeconfig: &Path,
+    extra: &[String],
+) -> Issuer {
     let port = free_port();
     let mut args: Vec<String> = vec![
         "issuer".into(),
@@ -140,13 +170,11 @@ pub async fn start_issuer_as(
     let log = cluster
         .start_component_as(name, binary(), &args, kubeconfig)
         .unwrap_or_else(|e| panic!("starting the issuer: {e}"));
-    let issuer = Issuer {
+    Issuer {
         name: name.into(),
         base: format!("http://127.0.0.1:{port}"),
         log,
-    };
-    wait_ready(cluster, name, &issuer.base, &issuer.log).await;
-    issuer
+    }
 }
 
 async fn wait_ready(cluster: &ControlPlane, name: &str, base: &str, log: &Path) {

@@ -362,6 +362,11 @@ impl ControlPlane {
         process::kill(name)
     }
 
+    /// The process id of the component `name`, while it runs (benchmarks read `/proc`).
+    pub fn component_pid(&self, name: &str) -> Option<u32> {
+        process::pid(name).filter(|_| process::running(name))
+    }
+
     /// Whether the component `name` is still running.
     pub fn component_running(&self, name: &str) -> bool {
         process::running(name)

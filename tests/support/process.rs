@@ -82,6 +82,14 @@ pub fn running(name: &str) -> bool {
     children.iter().any(|(n, _)| n == name)
 }
 
+/// The process id of the running child called `name` (for reading `/proc`).
+pub fn pid(name: &str) -> Option<u32> {
+    children()
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, child)| child.id())
+}
+
 /// Stops the child called `name`; false when there was none running.
 pub fn stop(name: &str) -> bool {
     stop_with(name, libc::SIGTERM)
