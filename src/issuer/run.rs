@@ -8,6 +8,7 @@ use super::cluster::ClusterSource;
 use super::snapshot::{ConfigSource, Policies};
 use super::standalone::DirectorySource;
 use super::state::{Clock, Issuer, Keys};
+use super::upstream::{Upstream, UpstreamOptions};
 use super::users::Users;
 use crate::store::{AnyStore, EmbeddedStore, Store};
 use crate::tokens::{Algorithm, KeySet};
@@ -53,6 +54,8 @@ pub struct IssuerOptions {
     /// The issuer identifier (`iss`). Default: `http://<listen>`.
     #[arg(long, env = "TOKENWARDEN_ISSUER_URL", value_name = "URL")]
     pub issuer_url: Option<String>,
+    #[command(flatten)]
+    pub oidc: UpstreamOptions,
 }
 
 /// Everything that stops the issuer from starting, said so that the user can fix it.
@@ -73,6 +76,8 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error("users: {0}")]
     Users(#[from] super::users::UsersError),
+    #[error("upstream sign-in: {0}")]
+    Upstream(#[from] super::upstream::UpstreamError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -145,6 +150,7 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
         Some(path) => Users::load(path)?,
         None => Users::default(),
     };
+    let upstream = Upstream::from_options(&options.oidc, &issuer_url)?.map(Arc::new);
 
     let issuer = Issuer {
         issuer_url: issuer_url.into(),
@@ -155,6 +161,7 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
         clock,
         metrics: Arc::default(),
         login: Arc::default(),
+        upstream,
     };
     let listener = bind(options.listen).await?;
     let metrics_listener = bind(options.metrics_listen).await?;
@@ -164,6 +171,7 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
         issuer = %issuer.issuer_url,
         data_dir = %options.data_dir.display(),
         mode = if options.policies.is_some() { "standalone" } else { "cluster" },
+        oidc_issuer = issuer.upstream.as_ref().map(|u| u.provider.issuer()),
         "issuer started"
     );
 
