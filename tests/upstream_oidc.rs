@@ -9,66 +9,34 @@
 mod fixtures;
 
 use fixtures::binary::{free_port, start_standalone_with};
-use fixtures::upstream::{oidc_flags, start_provider};
+use fixtures::upstream::{APP_CB, CLIENT_SECRET, oidc_flags, policies, start_provider};
 use fixtures::{CHALLENGE, VERIFIER};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-/// Where the application waits for its code; nothing listens there, the walk stops before.
-const APP_CB: &str = "http://127.0.0.1:9/cb";
-
-fn policies() -> String {
-    format!(
-        r#"
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiTokenPolicy
-metadata: {{name: todo, namespace: apps}}
-spec:
-  audience: https://todo.example.com
-  tokenExpirationSeconds: 900
-  offlineAccess: true
-  scopes: [{{name: "todos:read"}}]
----
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiTokenPolicy
-metadata: {{name: reports, namespace: apps}}
-spec:
-  audience: https://reports.example.com
-  tokenExpirationSeconds: 300
-  offlineAccess: false
-  scopes: [{{name: "reports:read"}}]
----
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiClient
-metadata: {{name: web, namespace: apps}}
-spec:
-  clientId: web
-  type: Public
-  grantTypes: [authorization_code, refresh_token]
-  redirectUris: ["{APP_CB}"]
-  audiences:
-    - {{audience: https://todo.example.com, scopes: ["todos:read"]}}
-    - {{audience: https://reports.example.com, scopes: ["reports:read"]}}
-"#
-    )
-}
-
 /// The issuer and the provider, each knowing the other.
 struct Setup {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     _provider: fixtures::upstream::RunningProvider,
     issuer: fixtures::binary::RunningIssuer,
 }
 
 async fn setup() -> Setup {
+    setup_with(&[]).await
+}
+
+/// With `extra` issuer flags.
+async fn setup_with(extra: &[&str]) -> Setup {
     let dir = tempfile::tempdir().expect("dir");
     std::fs::create_dir(dir.path().join("policies")).expect("policies");
     std::fs::write(dir.path().join("policies/all.yaml"), policies()).expect("write");
     let port = free_port();
     let provider = start_provider(&format!("http://127.0.0.1:{port}/callback/oidc"));
-    let issuer = start_standalone_with(dir.path(), port, &oidc_flags(&provider, dir.path())).await;
+    let mut flags = oidc_flags(&provider, dir.path());
+    flags.extend(extra.iter().map(|f| (*f).to_owned()));
+    let issuer = start_standalone_with(dir.path(), port, &flags).await;
     Setup {
-        _dir: dir,
+        dir,
         _provider: provider,
         issuer,
     }
@@ -237,6 +205,30 @@ async fn an_upstream_sign_in_gets_tokens_with_a_refresh_token_exactly_when_the_p
             "refresh token for {audience}: {tokens}"
         );
     }
+    let log = std::fs::read_to_string(setup.dir.path().join("issuer.log")).expect("log");
+    assert!(
+        !log.contains(CLIENT_SECRET),
+        "the client secret is in the log:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn the_subject_comes_from_the_configured_claim_of_the_id_token() {
+    let setup = setup_with(&["--oidc-subject-claim", "email"]).await;
+    let base = &setup.issuer.base;
+    let browser = Browser::new(false);
+    let last = browser
+        .sign_in_upstream(
+            &authorize_url(base, "https://todo.example.com", "todos:read"),
+            "grace",
+        )
+        .await;
+    let visited = browser.visited.lock().expect("lock").clone();
+    let to_provider = visited.iter().find(|u| u.contains("/auth?")).expect("sent");
+    assert_eq!(query(to_provider)["scope"], "openid email");
+    let tokens = exchange(base, &query(&location(&last))["code"]).await;
+    let access = claims(tokens["access_token"].as_str().expect("access token"));
+    assert_eq!(access["sub"], "grace@example.com");
 }
 
 #[tokio::test]

@@ -121,7 +121,7 @@ pub fn login(view: &LoginView<'_>, status: StatusCode) -> Response {
     };
     let password = if view.password {
         format!(
-            r#"<form method="post" action="authorize" aria-label="Sign in with a username and password">
+            r#"<form method="post" action="authorize">
 {hidden}
 <label for="username">Username</label>
 <input id="username" name="username" type="text" value="{username}" autocomplete="username" autocapitalize="none" spellcheck="false" required{focus_user}{invalid}>
