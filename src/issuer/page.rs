@@ -27,8 +27,8 @@ pub struct LoginView<'a> {
     pub redirect_uri: &'a str,
     /// Offer the username and password form (static users are configured).
     pub password: bool,
-    /// Offer the upstream provider: its name on the button, and its authorization endpoint
-    /// (where the button's form redirects, so the CSP must allow it).
+    /// Offer the upstream provider: its name on the button, and where the button's form
+    /// redirects (so the CSP must allow it).
     pub upstream: Option<UpstreamButton<'a>>,
 }
 
@@ -36,8 +36,8 @@ pub struct LoginView<'a> {
 #[derive(Debug)]
 pub struct UpstreamButton<'a> {
     pub name: &'a str,
-    /// `None` while the provider's metadata is unknown.
-    pub authorization_endpoint: Option<&'a str>,
+    /// The provider's issuer URL and, once known, its authorization endpoint.
+    pub destinations: Vec<&'a str>,
 }
 
 /// `&`, `<`, `>`, `"` and `'` as character references: safe in text and in quoted attributes.
@@ -153,13 +153,12 @@ pub fn login(view: &LoginView<'_>, status: StatusCode) -> Response {
 </section>"#,
         audience = escape(view.audience),
     );
-    let mut targets: Vec<String> = [Some(view.redirect_uri)]
-        .into_iter()
-        .chain([view
-            .upstream
-            .as_ref()
-            .and_then(|b| b.authorization_endpoint)])
-        .flatten()
+    let mut targets: Vec<String> = std::iter::once(view.redirect_uri)
+        .chain(
+            view.upstream
+                .iter()
+                .flat_map(|b| b.destinations.iter().copied()),
+        )
         .map(form_action_source)
         .collect::<Option<_>>()
         .unwrap_or_default();
@@ -325,6 +324,62 @@ mod tests {
         assert_eq!(
             escape(r#"<script>alert("x" & 'y')</script>"#),
             "&lt;script&gt;alert(&quot;x&quot; &amp; &#39;y&#39;)&lt;/script&gt;"
+        );
+    }
+
+    fn view(upstream: Option<UpstreamButton<'static>>, password: bool) -> LoginView<'static> {
+        LoginView {
+            client_id: "web",
+            audience: "https://todo.example.com",
+            scopes: vec!["todos:read"],
+            offline_access: false,
+            login_id: "login-id",
+            csrf_token: "csrf",
+            username: "",
+            error: None,
+            redirect_uri: "https://app.example.com/cb",
+            password,
+            upstream,
+        }
+    }
+
+    async fn html_and_csp(view: &LoginView<'_>) -> (String, String) {
+        let response = login(view, StatusCode::OK);
+        let csp = response.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        (String::from_utf8(body.to_vec()).expect("utf-8"), csp)
+    }
+
+    #[tokio::test]
+    async fn with_both_connectors_the_page_offers_both_and_the_csp_allows_the_provider() {
+        let button = UpstreamButton {
+            name: "login.example.com",
+            destinations: vec![
+                "https://login.example.com/realms/staff",
+                "https://sso.example.com/auth",
+            ],
+        };
+        let (html, csp) = html_and_csp(&view(Some(button), true)).await;
+        assert!(html.contains(r#"name="connector" value="oidc""#), "{html}");
+        assert!(html.contains("Continue with <strong>login.example.com</strong>"));
+        assert!(html.contains(r#"name="password""#));
+        assert!(
+            csp.contains(
+                "form-action 'self' https://app.example.com https://login.example.com https://sso.example.com;"
+            ),
+            "{csp}"
+        );
+
+        let (html, csp) = html_and_csp(&view(None, true)).await;
+        assert!(!html.contains("connector"));
+        assert!(
+            csp.contains("form-action 'self' https://app.example.com;"),
+            "{csp}"
         );
     }
 

@@ -97,7 +97,7 @@ pub async fn show(
             }
         }
         _ => {
-            let endpoint = authorization_endpoint(&issuer).await;
+            let endpoint = authorization_endpoint(&issuer);
             let view = view(
                 &issuer,
                 &request,
@@ -147,16 +147,14 @@ async fn depart(
     Ok(format!("{endpoint}{separator}{query}"))
 }
 
-/// The provider's authorization endpoint, for the login page's CSP; `None` without a
-/// connector or while the provider cannot be reached (the page then still shows the button,
-/// and pressing it says what is wrong).
-async fn authorization_endpoint(issuer: &Issuer) -> Option<String> {
+/// The provider's authorization endpoint if its metadata is cached, for the login page's CSP.
+/// Never waits for the network, so a provider that is down does not slow the password form;
+/// the CSP always allows the issuer's own origin, where authorization endpoints usually are.
+fn authorization_endpoint(issuer: &Issuer) -> Option<String> {
     let upstream = issuer.upstream.as_ref()?;
     upstream
         .provider
-        .metadata()
-        .await
-        .ok()
+        .cached_metadata()
         .map(|m| m.authorization_endpoint)
 }
 
@@ -191,7 +189,7 @@ pub async fn submit(
             return page::error(StatusCode::FORBIDDEN, FORGED);
         }
     };
-    let endpoint = authorization_endpoint(&issuer).await;
+    let endpoint = authorization_endpoint(&issuer);
     let form_page = |username: &str, error: &str, status: StatusCode| {
         page::login(
             &view(
@@ -326,7 +324,10 @@ fn view<'a>(
         password: !issuer.users.is_empty(),
         upstream: issuer.upstream.as_ref().map(|u| UpstreamButton {
             name: u.display_name.as_str(),
-            authorization_endpoint,
+            destinations: [Some(u.provider.issuer()), authorization_endpoint]
+                .into_iter()
+                .flatten()
+                .collect(),
         }),
         client_id: &request.client_id,
         audience: &request.audience,

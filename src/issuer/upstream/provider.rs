@@ -122,6 +122,12 @@ impl Provider {
         &self.issuer
     }
 
+    /// The discovery document if it is cached, without waiting for the network.
+    pub fn cached_metadata(&self) -> Option<Metadata> {
+        let cached = self.metadata.try_lock().ok()?;
+        cached.as_ref().map(|c| c.value.clone())
+    }
+
     /// The discovery document, fetched when not cached or stale.
     pub async fn metadata(&self) -> Result<Metadata, ProviderError> {
         let mut cached = self.metadata.lock().await;
