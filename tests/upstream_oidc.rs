@@ -9,7 +9,7 @@
 mod fixtures;
 
 use fixtures::binary::{free_port, start_standalone_with};
-use fixtures::upstream::{APP_CB, CLIENT_SECRET, oidc_flags, policies, start_provider};
+use fixtures::upstream::{APP_CB, CLIENT_SECRET, oidc_flags, policies, start_provider_tampering};
 use fixtures::{CHALLENGE, VERIFIER};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -22,16 +22,17 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    setup_with(&[]).await
+    setup_with(&[], "").await
 }
 
-/// With `extra` issuer flags.
-async fn setup_with(extra: &[&str]) -> Setup {
+/// With `extra` issuer flags, and a provider that misbehaves as `tamper` says.
+async fn setup_with(extra: &[&str], tamper: &str) -> Setup {
     let dir = tempfile::tempdir().expect("dir");
     std::fs::create_dir(dir.path().join("policies")).expect("policies");
     std::fs::write(dir.path().join("policies/all.yaml"), policies()).expect("write");
     let port = free_port();
-    let provider = start_provider(&format!("http://127.0.0.1:{port}/callback/oidc"));
+    let provider =
+        start_provider_tampering(&format!("http://127.0.0.1:{port}/callback/oidc"), tamper);
     let mut flags = oidc_flags(&provider, dir.path());
     flags.extend(extra.iter().map(|f| (*f).to_owned()));
     let issuer = start_standalone_with(dir.path(), port, &flags).await;
@@ -214,7 +215,7 @@ async fn an_upstream_sign_in_gets_tokens_with_a_refresh_token_exactly_when_the_p
 
 #[tokio::test]
 async fn the_subject_comes_from_the_configured_claim_of_the_id_token() {
-    let setup = setup_with(&["--oidc-subject-claim", "email"]).await;
+    let setup = setup_with(&["--oidc-subject-claim", "email"], "").await;
     let base = &setup.issuer.base;
     let browser = Browser::new(false);
     let last = browser
@@ -292,4 +293,36 @@ async fn a_replayed_tampered_or_foreign_state_gets_an_error_page_and_never_a_cod
     // ...and the state is spent: the victim's own browser cannot use it either.
     let late = victim.http.get(&callback).send().await.expect("late");
     assert_eq!(late.status(), 400);
+}
+
+#[tokio::test]
+async fn an_id_token_with_another_nonce_or_a_bad_signature_from_the_provider_gets_no_code() {
+    for (tamper, reason) in [
+        ("nonce", "nonce is missing or is not the one sent"),
+        ("signature", "signature does not verify"),
+    ] {
+        let setup = setup_with(&[], tamper).await;
+        let browser = Browser::new(false);
+        let url = authorize_url(
+            &setup.issuer.base,
+            "https://todo.example.com",
+            "todos:read offline_access",
+        );
+        let last = browser.sign_in_upstream(&url, "mallory").await;
+        assert_eq!(last.status(), 502, "{tamper}: {}", last.url());
+        assert!(last.url().path().ends_with("/callback/oidc"), "{tamper}");
+        assert!(!last.headers().contains_key("location"), "{tamper}");
+        let html = last.text().await.expect("html");
+        assert!(html.contains("could not be verified"), "{tamper}: {html}");
+        let visited = browser.visited.lock().expect("lock").clone();
+        assert!(
+            !visited.iter().any(|u| u.starts_with(APP_CB)),
+            "{tamper}: the application got an answer: {visited:?}"
+        );
+        let log = std::fs::read_to_string(setup.dir.path().join("issuer.log")).expect("log");
+        assert!(
+            log.contains(reason),
+            "{tamper}: the log does not say why:\n{log}"
+        );
+    }
 }
