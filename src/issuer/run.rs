@@ -182,6 +182,9 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
         Source::Cluster(source) => tokio::spawn(source.run(policies, stopped)),
     };
     tokio::spawn(purge_expired(store, issuer.clock.clone(), shutdown.clone()));
+    if let Some(upstream) = issuer.upstream.clone() {
+        tokio::spawn(discover(upstream));
+    }
     let metrics = super::serve(
         metrics_listener,
         super::metrics_router(issuer.clone()),
@@ -195,6 +198,22 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
         }
     }
     Ok(())
+}
+
+/// Discover the upstream provider once at start: says early in the log whether it can be
+/// used, and fills the cache the login page reads. A failure does not stop the issuer; the
+/// next sign-in tries again.
+async fn discover(upstream: Arc<Upstream>) {
+    match upstream.provider.metadata().await {
+        Ok(metadata) => tracing::info!(
+            provider = %metadata.issuer,
+            "upstream OpenID Provider discovered"
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "the upstream OpenID Provider cannot be used yet; sign-ins through it will retry"
+        ),
+    }
 }
 
 async fn cancelled(token: CancellationToken) {

@@ -119,7 +119,7 @@ pub struct Upstream {
 
 impl Upstream {
     /// The connector of `options`, or `None` when `--oidc-issuer` is not set. Reads the secret
-    /// file; does not contact the provider (that happens at the first sign-in, so the issuer
+    /// file; does not contact the provider (the issuer discovers it in the background, so it
     /// starts while the provider is down).
     pub fn from_options(
         options: &UpstreamOptions,
