@@ -338,3 +338,21 @@ fn the_subject_comes_from_the_configured_claim() {
         Ok("4711")
     );
 }
+
+#[test]
+fn keys_of_unknown_types_beside_the_right_one_do_no_harm() {
+    let key = es256("k1");
+    let mut document = json!({"keys": [
+        {"kty": "AKP", "alg": "ML-DSA-44", "kid": "k1", "pub": "AAAA"},
+        {"kty": "RSA", "use": "enc", "alg": "RSA-OAEP", "kid": "k1", "n": "AQAB", "e": "AQAB"},
+    ]});
+    document["keys"]
+        .as_array_mut()
+        .expect("keys")
+        .push(key.jwk.clone());
+    let keys: JwkSet = serde_json::from_value(document).expect("a JWKS with unknown key types");
+    assert_eq!(
+        check(&sign(&key, Some("k1"), &claims()), &keys).as_deref(),
+        Ok("user-1234")
+    );
+}
