@@ -42,8 +42,12 @@ if [ ! -f "$stamp" ]; then
 fi
 
 chromium=""
-for candidate in "${TOKENWARDEN_TEST_CHROMIUM:-}" /usr/bin/chromium /usr/bin/chromium-headless-shell; do
-  if [ -n "$candidate" ] && [ -x "$candidate" ]; then chromium="$candidate"; break; fi
+if [ -n "${TOKENWARDEN_TEST_CHROMIUM:-}" ]; then
+  [ -x "$TOKENWARDEN_TEST_CHROMIUM" ] || fail "TOKENWARDEN_TEST_CHROMIUM=$TOKENWARDEN_TEST_CHROMIUM is not an executable"
+  chromium="$TOKENWARDEN_TEST_CHROMIUM"
+fi
+for candidate in /usr/bin/chromium /usr/bin/chromium-headless-shell; do
+  if [ -z "$chromium" ] && [ -x "$candidate" ]; then chromium="$candidate"; fi
 done
 [ -n "$chromium" ] || fail "no Chromium: install Debian's package (apt-get install chromium; .ci/run does) or set TOKENWARDEN_TEST_CHROMIUM"
 echo "$chromium"

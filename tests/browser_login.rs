@@ -113,11 +113,14 @@ async fn a_browser_signs_in_with_a_password_and_through_the_upstream_provider() 
         "password": ALICE.1,
         "upstreamUser": "frank",
     });
-    let output = tokio::process::Command::new("node")
+    let walking = tokio::process::Command::new("node")
         .arg(node.join("browser.mjs"))
         .env("WALK", walk.to_string())
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(180), walking)
         .await
+        .expect("tests/node/browser.mjs did not finish within 3 minutes")
         .expect("run node");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(

@@ -22,13 +22,26 @@ const browser = await chromium.launch({
   args: ['--no-sandbox'],
 });
 
+/** `promise`, or a failure naming `what` after 20 seconds. */
+function within(promise, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), 20000);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 /** A context whose requests to the application are answered here; resolves with the URL. */
 async function context() {
   const ctx = await browser.newContext({ viewport: { width: 1024, height: 860 } });
   let arrived;
   const atApplication = new Promise((resolve) => { arrived = resolve; });
+  // Nothing listens at the application's address: the request is answered here (Chromium)
+  // or fails (the headless shell does not route redirect targets); either way it was sent.
+  ctx.on('request', (request) => {
+    if (request.url().startsWith(walk.appCallback)) arrived(request.url());
+  });
   await ctx.route(`${walk.appCallback}**`, async (route) => {
-    arrived(route.request().url());
     await route.fulfill({ status: 200, contentType: 'text/plain', body: 'the application' });
   });
   const page = await ctx.newPage();
@@ -69,7 +82,7 @@ async function upstreamLogin(page) {
 
 // On a failure, the page as it was, for the test's message.
 let current;
-process.on('uncaughtException', async (error) => {
+const fail = async (error) => {
   console.log(error.message);
   if (current) {
     console.log(`at ${current.url()}`);
@@ -77,7 +90,9 @@ process.on('uncaughtException', async (error) => {
     console.log(await current.content().catch(() => ''));
   }
   process.exit(1);
-});
+};
+process.on('uncaughtException', fail);
+process.on('unhandledRejection', fail);
 
 // static
 {
@@ -105,7 +120,7 @@ process.on('uncaughtException', async (error) => {
   result.static.errorScreenshot = await shot(page, 'login-wrong-password');
   await page.getByLabel('Password', { exact: true }).fill(walk.password);
   await page.getByRole('button', { name: 'Sign in', exact: true }).click();
-  result.static.application = await atApplication;
+  result.static.application = await within(atApplication, 'the code at the application');
   await ctx.close();
 }
 
@@ -114,7 +129,7 @@ process.on('uncaughtException', async (error) => {
   const { ctx, page, atApplication } = await context();
   await page.goto(walk.upstreamUrl);
   await upstreamLogin(page);
-  result.upstream = { application: await atApplication };
+  result.upstream = { application: await within(atApplication, 'the code at the application') };
   await ctx.close();
 }
 
@@ -122,9 +137,8 @@ process.on('uncaughtException', async (error) => {
 {
   const { ctx, page } = await context();
   let reachedApplication = false;
-  await ctx.route(`${walk.appCallback}**`, async (route) => {
-    reachedApplication = true;
-    await route.fulfill({ status: 200, body: 'the application' });
+  ctx.on('request', (request) => {
+    if (request.url().startsWith(walk.appCallback)) reachedApplication = true;
   });
   // Playwright cannot intercept a hop in the middle of a redirect chain, so the chain that
   // starts with the consent form's POST is followed here up to the callback, whose URL then
