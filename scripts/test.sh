@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of tokenwarden: formatting, lints, unit and integration tests, the tests
 # against a real kube-apiserver and etcd (built from Go modules on first use), and the
-# third-party client tests (authlib and PyJWT in a venv). Sets up what it needs; fails loudly
-# where it cannot.
+# third-party client tests (authlib and PyJWT in a venv), the upstream OpenID Connect tests
+# against node-oidc-provider and the login pages in Chromium (Node.js tools from npm). Sets up
+# what it needs; fails loudly where it cannot.
 #
 #   scripts/test.sh                 # everything
 #   scripts/test.sh --test crds     # extra arguments go to `cargo test`
@@ -25,6 +26,10 @@ export TOKENWARDEN_TEST_TOOLS="$tools"
 echo "== python env for the interoperability tests (authlib, PyJWT)" >&2
 python="$(scripts/python-env.sh | tail -n 1)" || fail "could not set up the Python venv (see above)"
 export TOKENWARDEN_TEST_PYTHON="$python"
+
+echo "== node tools for the upstream OIDC and browser tests (oidc-provider, playwright-core, Chromium)" >&2
+chromium="$(scripts/node-env.sh | tail -n 1)" || fail "could not set up the Node.js test tools (see above)"
+export TOKENWARDEN_TEST_CHROMIUM="$chromium"
 
 echo "== cargo test" >&2
 cargo test --all-targets "$@"

@@ -22,7 +22,7 @@ pub enum Command {
     /// Run the operator: reconcile ApiTokenPolicy and ApiClient into the issuer's configuration.
     Controller(crate::controller::ControllerOptions),
     /// Run the token issuer (standalone with --policies, else following the cluster).
-    Issuer(crate::issuer::IssuerOptions),
+    Issuer(Box<crate::issuer::IssuerOptions>),
     /// Check ApiTokenPolicy and ApiClient YAML offline, as the API server would.
     Validate {
         /// Files or folders (searched for *.yaml and *.yml) to check.
@@ -45,7 +45,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 .map_err(|e| e.to_string())
         }),
         Command::Issuer(options) => serve(|shutdown| async move {
-            crate::issuer::run(options, shutdown)
+            crate::issuer::run(*options, shutdown)
                 .await
                 .map_err(|e| e.to_string())
         }),

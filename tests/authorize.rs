@@ -619,3 +619,91 @@ fn the_demo_users_file_lets_alice_sign_in_with_the_documented_password() {
     assert_eq!(alice.subject(), "alice");
     assert!(users.verify("alice", "alice-password").is_none());
 }
+
+/// A loopback address where nothing listens: a provider that is down.
+fn unreachable_provider() -> String {
+    format!("http://127.0.0.1:{}", fixtures::binary::free_port())
+}
+
+#[tokio::test]
+async fn a_provider_that_is_down_leaves_the_password_form_working_and_says_so_on_its_button() {
+    let issuer = TestIssuer::with_users(STANDARD).with_upstream(&unreachable_provider());
+    let mut browser = issuer.browser();
+    let page = browser.get(&authorize_path(&[])).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.text.contains(r#"name="connector" value="oidc""#),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains(r#"name="password""#));
+    let form = page.login_form();
+
+    let pressed = browser
+        .post(
+            "/authorize",
+            &[
+                ("login", &form.login),
+                ("csrf_token", &form.csrf_token),
+                ("connector", "oidc"),
+            ],
+        )
+        .await;
+    assert_eq!(pressed.status, StatusCode::BAD_GATEWAY);
+    assert!(pressed.text.contains(r#"role="alert""#));
+    assert!(pressed.text.contains("identity provider cannot be reached"));
+
+    // The sign-in is still pending: the password works.
+    let signed_in = browser.submit(&form, ALICE.0, ALICE.1).await;
+    let (target, params) = signed_in.redirect();
+    assert_eq!(target, WEB_CB);
+    assert!(params.contains_key("code"));
+}
+
+#[tokio::test]
+async fn the_upstream_button_needs_the_forms_csrf_token_and_cookie() {
+    let issuer = TestIssuer::with_users(STANDARD).with_upstream(&unreachable_provider());
+    let mut browser = issuer.browser();
+    let form = browser.get(&authorize_path(&[])).await.login_form();
+    let mut other = issuer.browser();
+    let forged = other
+        .post(
+            "/authorize",
+            &[
+                ("login", &form.login),
+                ("csrf_token", &form.csrf_token),
+                ("connector", "oidc"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(!forged.headers.contains_key(header::LOCATION));
+}
+
+#[tokio::test]
+async fn a_callback_with_an_unknown_state_or_without_a_connector_is_an_error_page() {
+    let without = TestIssuer::with_users(STANDARD);
+    let reply = without.get("/callback/oidc?code=c&state=s").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+
+    let issuer = TestIssuer::with_users(STANDARD).with_upstream(&unreachable_provider());
+    let mut browser = issuer.browser();
+    for path in [
+        "/callback/oidc?code=c&state=never-sent",
+        "/callback/oidc?error=access_denied&state=never-sent",
+        "/callback/oidc?code=c",
+    ] {
+        let reply = browser.get(path).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(!reply.headers.contains_key(header::LOCATION), "{path}");
+        assert!(reply.text.contains(r#"role="alert""#), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn with_only_the_provider_and_it_down_authorize_shows_an_error_page() {
+    let issuer = TestIssuer::standard().with_upstream(&unreachable_provider());
+    let reply = issuer.browser().get(&authorize_path(&[])).await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    assert!(reply.text.contains("identity provider cannot be reached"));
+}

@@ -6,7 +6,7 @@
 mod fixtures;
 mod support;
 
-use fixtures::binary::{RunningIssuer, seed_code_in_database, start_standalone_with};
+use fixtures::binary::{RunningIssuer, free_port, seed_code_in_database, start_standalone_with};
 use fixtures::{STANDARD, VERIFIER};
 use support::postgres::postgres;
 use tokenwarden::store::OpaqueToken;
@@ -28,8 +28,20 @@ async fn two_replicas() -> Replicas {
     std::fs::create_dir_all(dir.path().join("policies")).expect("policies");
     std::fs::write(dir.path().join("policies/all.yaml"), STANDARD).expect("write");
     // A first, alone: it writes the signing keys B then reads.
-    let a = start_standalone_with(dir.path(), &[("TOKENWARDEN_DATABASE_URL", &url)]).await;
-    let b = start_standalone_with(dir.path(), &[("TOKENWARDEN_DATABASE_URL", &url)]).await;
+    let a = start_standalone_with(
+        dir.path(),
+        free_port(),
+        &[],
+        &[("TOKENWARDEN_DATABASE_URL", &url)],
+    )
+    .await;
+    let b = start_standalone_with(
+        dir.path(),
+        free_port(),
+        &[],
+        &[("TOKENWARDEN_DATABASE_URL", &url)],
+    )
+    .await;
     Replicas {
         _dir: dir,
         db,
@@ -237,7 +249,13 @@ async fn the_database_url_can_come_from_a_file_as_a_mounted_secret_would() {
     let file = dir.path().join("database-url");
     std::fs::write(&file, format!("{}\n", replicas.url)).expect("write the URL");
     let file = file.to_str().expect("utf-8 path");
-    let c = start_standalone_with(dir.path(), &[("TOKENWARDEN_DATABASE_URL_FILE", file)]).await;
+    let c = start_standalone_with(
+        dir.path(),
+        free_port(),
+        &[],
+        &[("TOKENWARDEN_DATABASE_URL_FILE", file)],
+    )
+    .await;
     // A token from replica A refreshes on the third issuer: one database.
     let token = first_refresh_token(&replicas, &replicas.a.base).await;
     let (status, body) = refresh(&reqwest::Client::new(), &c.base, &token).await;

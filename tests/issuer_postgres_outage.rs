@@ -8,7 +8,7 @@
 mod fixtures;
 mod support;
 
-use fixtures::binary::{RunningIssuer, seed_code_in_database, start_standalone_with};
+use fixtures::binary::{RunningIssuer, free_port, seed_code_in_database, start_standalone_with};
 use fixtures::{SECRET, STANDARD, VERIFIER};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -160,8 +160,20 @@ async fn with_postgresql_stopped_under_load_store_requests_get_503_and_service_r
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("policies")).expect("policies");
     std::fs::write(dir.path().join("policies/all.yaml"), STANDARD).expect("write");
-    let mut a = start_standalone_with(dir.path(), &[("TOKENWARDEN_DATABASE_URL", &url)]).await;
-    let mut b = start_standalone_with(dir.path(), &[("TOKENWARDEN_DATABASE_URL", &url)]).await;
+    let mut a = start_standalone_with(
+        dir.path(),
+        free_port(),
+        &[],
+        &[("TOKENWARDEN_DATABASE_URL", &url)],
+    )
+    .await;
+    let mut b = start_standalone_with(
+        dir.path(),
+        free_port(),
+        &[],
+        &[("TOKENWARDEN_DATABASE_URL", &url)],
+    )
+    .await;
     let bases = [a.base.clone(), b.base.clone()];
     let client = reqwest::Client::new();
 

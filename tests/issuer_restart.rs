@@ -5,7 +5,7 @@
 
 mod fixtures;
 
-use fixtures::binary::{seed_code_in, start_standalone as start, start_standalone_with};
+use fixtures::binary::{free_port, seed_code_in, start_standalone as start, start_standalone_with};
 use fixtures::{STANDARD, VERIFIER};
 use std::time::{Duration, Instant};
 
@@ -183,7 +183,7 @@ async fn standalone_keys_rotate_on_schedule_published_first_and_kept_across_a_re
         ("TOKENWARDEN_KEY_PUBLISH_LEAD", "3s"),
         ("TOKENWARDEN_KEY_CLOCK_SKEW", "1s"),
     ];
-    let issuer = start_standalone_with(dir.path(), &flags).await;
+    let issuer = start_standalone_with(dir.path(), free_port(), &[], &flags).await;
     let old = worker_kid(&issuer.base).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen_before_signing: Vec<String> = Vec::new();
@@ -208,7 +208,7 @@ async fn standalone_keys_rotate_on_schedule_published_first_and_kept_across_a_re
     assert!(file.contains(&new), "the promoted key is saved");
     drop(issuer);
 
-    let again = start_standalone_with(dir.path(), &flags).await;
+    let again = start_standalone_with(dir.path(), free_port(), &[], &flags).await;
     let after = worker_kid(&again.base).await;
     assert_ne!(after, old, "a restart does not go back to the retired key");
     assert!(jwks_kids(&again.base).await.contains(&old));

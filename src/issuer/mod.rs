@@ -4,7 +4,7 @@
 //! - [`authorization`]: the authorization request and its redirect, pure.
 //! - [`client_auth`]: who the client is; [`users`]: who the person is.
 //! - [`login`]: sign-ins in progress and their CSRF binding; [`throttle`]: brute-force limits;
-//!   [`page`]: the login and error pages.
+//!   [`page`]: the login and error pages; [`upstream`]: sign-in at an upstream OpenID Provider.
 //! - [`form`]: hostile-input parsing of request parameters; [`error`]: RFC 6749 errors.
 //! - [`routes`]: the endpoints; [`server`]: the router and the servers.
 //! - [`snapshot`]: the configuration in force, swapped whole; [`standalone`]: its file source;
@@ -29,6 +29,7 @@ pub mod snapshot;
 pub mod standalone;
 pub mod state;
 pub mod throttle;
+pub mod upstream;
 pub mod users;
 
 pub use run::{IssuerOptions, run};

@@ -25,6 +25,19 @@ pub struct LoginView<'a> {
     pub error: Option<&'a str>,
     /// Where the browser goes after the form: allowed as a form target by the CSP.
     pub redirect_uri: &'a str,
+    /// Offer the username and password form (static users are configured).
+    pub password: bool,
+    /// Offer the upstream provider: its name on the button, and where the button's form
+    /// redirects (so the CSP must allow it).
+    pub upstream: Option<UpstreamButton<'a>>,
+}
+
+/// The button that sends the user to the upstream OpenID Provider.
+#[derive(Debug)]
+pub struct UpstreamButton<'a> {
+    pub name: &'a str,
+    /// The provider's issuer URL and, once known, its authorization endpoint.
+    pub destinations: Vec<&'a str>,
 }
 
 /// `&`, `<`, `>`, `"` and `'` as character references: safe in text and in quoted attributes.
@@ -52,7 +65,12 @@ pub fn login(view: &LoginView<'_>, status: StatusCode) -> Response {
                 r#"<p class="alert" role="alert" id="form-error">{}</p>"#,
                 escape(message)
             ),
-            r#" aria-invalid="true" aria-describedby="form-error""#,
+            // The fields are at fault only after a password attempt.
+            if view.username.is_empty() {
+                ""
+            } else {
+                r#" aria-invalid="true" aria-describedby="form-error""#
+            },
         ),
         None => (String::new(), ""),
     };
@@ -67,17 +85,44 @@ pub fn login(view: &LoginView<'_>, status: StatusCode) -> Response {
     if access.is_empty() {
         access.push_str("<li>Your identity</li>");
     }
-    let autofocus = if view.username.is_empty() {
-        (" autofocus", "")
-    } else {
-        ("", " autofocus")
+    // First field on a first visit without a provider button; the password after a failure.
+    let autofocus = match (view.username.is_empty(), view.upstream.is_some()) {
+        (true, false) => (" autofocus", ""),
+        (true, true) => ("", ""),
+        (false, _) => ("", " autofocus"),
     };
-    let body = format!(
-        r#"<h1>Sign in</h1>
-<p class="lead">to continue to <strong>{client}</strong></p>
-{alert}<form method="post" action="authorize">
-<input type="hidden" name="login" value="{login}">
-<input type="hidden" name="csrf_token" value="{csrf}">
+    let hidden = format!(
+        r#"<input type="hidden" name="login" value="{}">
+<input type="hidden" name="csrf_token" value="{}">"#,
+        escape(view.login_id),
+        escape(view.csrf_token)
+    );
+    let upstream = match &view.upstream {
+        Some(button) => format!(
+            r#"<form method="post" action="authorize" class="sso">
+{hidden}
+<button class="{class}" type="submit" name="connector" value="oidc">{SSO_ICON}<span>Continue with <strong>{name}</strong></span></button>
+</form>
+"#,
+            class = if view.password {
+                "secondary"
+            } else {
+                "primary"
+            },
+            name = escape(button.name),
+        ),
+        None => String::new(),
+    };
+    let divider = if view.upstream.is_some() && view.password {
+        r#"<p class="divider"><span>or use a password</span></p>
+"#
+    } else {
+        ""
+    };
+    let password = if view.password {
+        format!(
+            r#"<form method="post" action="authorize">
+{hidden}
 <label for="username">Username</label>
 <input id="username" name="username" type="text" value="{username}" autocomplete="username" autocapitalize="none" spellcheck="false" required{focus_user}{invalid}>
 <label for="password">Password</label>
@@ -85,22 +130,45 @@ pub fn login(view: &LoginView<'_>, status: StatusCode) -> Response {
 <button class="primary" type="submit">Sign in</button>
 <button class="secondary" type="submit" name="cancel" value="1" formnovalidate>Cancel</button>
 </form>
-<section class="access" aria-labelledby="access-title">
+"#,
+            username = escape(view.username),
+            focus_user = autofocus.0,
+            focus_password = autofocus.1,
+        )
+    } else {
+        format!(
+            r#"<form method="post" action="authorize">
+{hidden}
+<button class="secondary" type="submit" name="cancel" value="1">Cancel</button>
+</form>
+"#
+        )
+    };
+    let body = format!(
+        r#"<h1>Sign in</h1>
+<p class="lead">to continue to <strong>{client}</strong></p>
+{alert}{upstream}{divider}{password}<section class="access" aria-labelledby="access-title">
 <h2 id="access-title"><strong>{client}</strong> will get access to <strong>{audience}</strong>:</h2>
 <ul>{access}</ul>
 </section>"#,
-        login = escape(view.login_id),
-        csrf = escape(view.csrf_token),
-        username = escape(view.username),
         audience = escape(view.audience),
-        focus_user = autofocus.0,
-        focus_password = autofocus.1,
     );
-    let form_action = match form_action_source(view.redirect_uri) {
-        Some(target) => format!("form-action 'self' {target}"),
-        // A redirect URI that cannot be named in a CSP: leave form targets unrestricted
-        // rather than break the redirect after sign-in.
-        None => String::new(),
+    let mut targets: Vec<String> = std::iter::once(view.redirect_uri)
+        .chain(
+            view.upstream
+                .iter()
+                .flat_map(|b| b.destinations.iter().copied()),
+        )
+        .map(form_action_source)
+        .collect::<Option<_>>()
+        .unwrap_or_default();
+    targets.dedup();
+    let form_action = if targets.is_empty() {
+        // A target that cannot be named in a CSP: leave form targets unrestricted rather
+        // than break the redirect after sign-in.
+        String::new()
+    } else {
+        format!("form-action 'self' {}", targets.join(" "))
     };
     render(status, "Sign in", &body, &form_action)
 }
@@ -135,6 +203,12 @@ button:focus-visible{outline:3px solid var(--ring);outline-offset:2px}
 .primary{margin-top:24px;border:0;background:var(--accent);color:var(--on-accent)}
 .primary:hover{filter:brightness(1.08)}
 .secondary{margin-top:8px;border:1px solid var(--border);background:transparent;color:var(--text);font-weight:500}
+.sso button{display:flex;align-items:center;justify-content:center;gap:10px;margin-top:0}
+.sso svg{width:18px;height:18px;flex:none}
+.sso strong{color:inherit}
+.divider{display:flex;align-items:center;gap:12px;margin:20px 0 0;font-size:13px;color:var(--muted)}
+.divider::before,.divider::after{content:"";flex:1;border-top:1px solid var(--border)}
+.divider+form label:first-of-type{margin-top:12px}
 h1+.alert{margin-top:16px}
 .alert{margin:0 0 16px;padding:10px 12px;border-radius:8px;background:var(--alert-bg);color:var(--alert-text);font-size:14px}
 .access{margin-top:24px;padding-top:16px;border-top:1px solid var(--border);font-size:14px;color:var(--muted)}
@@ -142,6 +216,9 @@ h1+.alert{margin-top:16px}
 .access ul{margin:8px 0 0;padding-left:20px}
 code{font:13px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 footer{margin-top:16px;font-size:12px;color:var(--muted)}"#;
+
+/// A key: the provider button's icon.
+const SSO_ICON: &str = r#"<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true" focusable="false"><circle cx="8" cy="15" r="4"/><path d="m10.85 12.15 8.15-8.15"/><path d="m16 7 3 3"/><path d="m18 5 2 2"/></svg>"#;
 
 const LOGO: &str = r#"<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true" focusable="false"><path d="M12 2 4 5v6c0 5 3.4 9.4 8 11 4.6-1.6 8-6 8-11V5z"/><circle cx="12" cy="11" r="2.5"/><path d="M12 13.5V17"/></svg>"#;
 
@@ -247,6 +324,62 @@ mod tests {
         assert_eq!(
             escape(r#"<script>alert("x" & 'y')</script>"#),
             "&lt;script&gt;alert(&quot;x&quot; &amp; &#39;y&#39;)&lt;/script&gt;"
+        );
+    }
+
+    fn view(upstream: Option<UpstreamButton<'static>>, password: bool) -> LoginView<'static> {
+        LoginView {
+            client_id: "web",
+            audience: "https://todo.example.com",
+            scopes: vec!["todos:read"],
+            offline_access: false,
+            login_id: "login-id",
+            csrf_token: "csrf",
+            username: "",
+            error: None,
+            redirect_uri: "https://app.example.com/cb",
+            password,
+            upstream,
+        }
+    }
+
+    async fn html_and_csp(view: &LoginView<'_>) -> (String, String) {
+        let response = login(view, StatusCode::OK);
+        let csp = response.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        (String::from_utf8(body.to_vec()).expect("utf-8"), csp)
+    }
+
+    #[tokio::test]
+    async fn with_both_connectors_the_page_offers_both_and_the_csp_allows_the_provider() {
+        let button = UpstreamButton {
+            name: "login.example.com",
+            destinations: vec![
+                "https://login.example.com/realms/staff",
+                "https://sso.example.com/auth",
+            ],
+        };
+        let (html, csp) = html_and_csp(&view(Some(button), true)).await;
+        assert!(html.contains(r#"name="connector" value="oidc""#), "{html}");
+        assert!(html.contains("Continue with <strong>login.example.com</strong>"));
+        assert!(html.contains(r#"name="password""#));
+        assert!(
+            csp.contains(
+                "form-action 'self' https://app.example.com https://login.example.com https://sso.example.com;"
+            ),
+            "{csp}"
+        );
+
+        let (html, csp) = html_and_csp(&view(None, true)).await;
+        assert!(!html.contains("connector"));
+        assert!(
+            csp.contains("form-action 'self' https://app.example.com;"),
+            "{csp}"
         );
     }
 

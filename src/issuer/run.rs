@@ -8,6 +8,7 @@ use super::cluster::ClusterSource;
 use super::snapshot::{ConfigSource, Policies};
 use super::standalone::DirectorySource;
 use super::state::{Clock, Issuer, Keys};
+use super::upstream::{Upstream, UpstreamOptions};
 use super::users::Users;
 use crate::store::{AnyStore, DatabaseUrl, EmbeddedStore, PostgresStore, Store, StoreError};
 use crate::tokens::{Algorithm, KeySet};
@@ -71,6 +72,8 @@ pub struct IssuerOptions {
     /// Standalone mode rotates `keys.json` itself; in cluster mode the controller rotates.
     #[command(flatten)]
     pub rotation: crate::tokens::rotation::RotationOptions,
+    #[command(flatten)]
+    pub oidc: UpstreamOptions,
 }
 
 /// Everything that stops the issuer from starting, said so that the user can fix it.
@@ -98,6 +101,8 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error("users: {0}")]
     Users(#[from] super::users::UsersError),
+    #[error("upstream sign-in: {0}")]
+    Upstream(#[from] super::upstream::UpstreamError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -171,6 +176,7 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
         Some(path) => Users::load(path)?,
         None => Users::default(),
     };
+    let upstream = Upstream::from_options(&options.oidc, &issuer_url)?.map(Arc::new);
 
     let issuer = Issuer {
         issuer_url: issuer_url.into(),
@@ -181,6 +187,7 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
         clock,
         metrics: Arc::default(),
         login: Arc::default(),
+        upstream,
     };
     let listener = bind(options.listen).await?;
     let metrics_listener = bind(options.metrics_listen).await?;
@@ -191,6 +198,7 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
         data_dir = %options.data_dir.display(),
         store = match store { AnyStore::Embedded(_) => "embedded", AnyStore::Postgres(_) => "postgresql" },
         mode = if options.policies.is_some() { "standalone" } else { "cluster" },
+        oidc_issuer = issuer.upstream.as_ref().map(|u| u.provider.issuer()),
         "issuer started"
     );
 
@@ -211,6 +219,9 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
         ));
     }
     tokio::spawn(purge_expired(store, issuer.clock.clone(), shutdown.clone()));
+    if let Some(upstream) = issuer.upstream.clone() {
+        tokio::spawn(discover(upstream));
+    }
     let metrics = super::serve(
         metrics_listener,
         super::metrics_router(issuer.clone()),
@@ -269,6 +280,22 @@ impl std::fmt::Display for ErrorChain<'_> {
             source = error.source();
         }
         Ok(())
+    }
+}
+
+/// Discover the upstream provider once at start: says early in the log whether it can be
+/// used, and fills the cache the login page reads. A failure does not stop the issuer; the
+/// next sign-in tries again.
+async fn discover(upstream: Arc<Upstream>) {
+    match upstream.provider.metadata().await {
+        Ok(metadata) => tracing::info!(
+            provider = %metadata.issuer,
+            "upstream OpenID Provider discovered"
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "the upstream OpenID Provider cannot be used yet; sign-ins through it will retry"
+        ),
     }
 }
 

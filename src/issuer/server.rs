@@ -3,7 +3,7 @@
 //! runs either on a listener until the shared shutdown signal.
 
 use super::form::MAX_BODY_BYTES;
-use super::routes::{authorize, discovery, health, introspect, revoke, token};
+use super::routes::{authorize, callback, discovery, health, introspect, revoke, token};
 use super::state::Issuer;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -22,6 +22,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn router(issuer: Issuer) -> Router {
     Router::new()
         .route("/authorize", get(authorize::show).post(authorize::submit))
+        .route(super::upstream::CALLBACK_PATH, get(callback::callback))
         .route("/oauth/token", post(token::token))
         .route("/oauth/revoke", post(revoke::revoke))
         .route("/oauth/introspect", post(introspect::introspect))

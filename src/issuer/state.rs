@@ -1,9 +1,10 @@
 //! What every request handler shares: the configuration snapshot, the signing keys, the store,
-//! the clock, the metrics and the sign-ins in progress. Cheap to clone.
+//! the clock, the metrics, the sign-ins in progress and the upstream connector. Cheap to clone.
 
 use super::login::LoginState;
 use super::metrics::Metrics;
 use super::snapshot::Policies;
+use super::upstream::Upstream;
 use super::users::Users;
 use crate::store::AnyStore;
 use crate::tokens::{Jwks, KeySet, Minter, Verifier};
@@ -82,4 +83,6 @@ pub struct Issuer {
     pub metrics: Arc<Metrics>,
     /// Sign-ins in progress and the brute-force counters (in memory, per process).
     pub login: Arc<LoginState>,
+    /// The upstream OpenID Connect connector, when `--oidc-issuer` is set.
+    pub upstream: Option<Arc<Upstream>>,
 }

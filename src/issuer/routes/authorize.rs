@@ -1,20 +1,25 @@
-//! `GET /authorize` and `POST /authorize`: the authorization code flow's front door with the
-//! static-users connector. The GET validates the request ([`authorization::validate`]) and
-//! shows the login form; the POST checks the CSRF token and the browser cookie
-//! ([`login`]), the brute-force limits ([`throttle`]) and the password, then stores a code and
-//! sends the browser back to the client with it (RFC 6749 §4.1.2, RFC 9207 `iss`).
+//! `GET /authorize` and `POST /authorize`: the authorization code flow's front door. The GET
+//! validates the request ([`authorization::validate`]) and shows the login page, which offers
+//! the static users' password form and the upstream provider, whichever are configured (with
+//! only the provider, the GET sends the browser there at once). The POST checks the CSRF token
+//! and the browser cookie ([`login`]); then either sends the browser to the upstream provider
+//! ([`upstream`]; it comes back at `/callback/oidc`), or checks the brute-force limits
+//! ([`throttle`]) and the password, stores a code and sends the browser back to the client with
+//! it (RFC 6749 §4.1.2, RFC 9207 `iss`).
 //!
 //! [`authorization::validate`]: crate::issuer::authorization::validate
 //! [`login`]: crate::issuer::login
 //! [`throttle`]: crate::issuer::throttle
+//! [`upstream`]: crate::issuer::upstream
 
 use crate::issuer::authorization::{self, AuthorizationRequest, Rejection};
 use crate::issuer::error::{ErrorCode, OAuthError};
 use crate::issuer::form::Form;
 use crate::issuer::login::{self, LoginError, Pending};
-use crate::issuer::page::{self, LoginView};
+use crate::issuer::page::{self, LoginView, UpstreamButton};
 use crate::issuer::routes::token::store_error;
 use crate::issuer::state::Issuer;
+use crate::issuer::upstream::Upstream;
 use crate::store::{AuthorizationCode, OpaqueToken, Store as _};
 use axum::body::Bytes;
 use axum::extract::connect_info::ConnectInfo;
@@ -31,6 +36,8 @@ pub const CODE_LIFETIME_SECS: u64 = 60;
 const WRONG_CREDENTIALS: &str = "The username or password is incorrect.";
 const EXPIRED: &str = "This sign-in page has expired or was already used.";
 const FORGED: &str = "This sign-in could not be verified. Make sure cookies are enabled.";
+const PROVIDER_DOWN: &str =
+    "The identity provider cannot be reached right now. Try again in a moment.";
 
 /// `GET /authorize`: validate, then show the login form.
 pub async fn show(
@@ -50,8 +57,10 @@ pub async fn show(
         Ok(request) => request,
         Err(rejection) => return reject(&issuer, rejection),
     };
-    if issuer.users.is_empty() {
-        tracing::warn!("an authorization request arrived, but no users can sign in (--users)");
+    if issuer.users.is_empty() && issuer.upstream.is_none() {
+        tracing::warn!(
+            "an authorization request arrived, but no one can sign in (--users, --oidc-issuer)"
+        );
         return redirect_error(
             &issuer,
             &request,
@@ -79,19 +88,74 @@ pub async fn show(
         Ok(started) => started,
         Err(e) => return unavailable(e),
     };
-    let view = view(
-        &request,
-        started.login_id.expose(),
-        started.csrf_token.expose(),
-        "",
-        None,
-    );
-    let mut response = page::login(&view, StatusCode::OK);
+    let mut response = match &issuer.upstream {
+        // The provider is the only way in: go there without a page.
+        Some(upstream) if issuer.users.is_empty() => {
+            match depart(upstream, started.login_id.expose(), browser.expose(), now).await {
+                Ok(url) => redirect(StatusCode::FOUND, &url),
+                Err(message) => page::error(StatusCode::BAD_GATEWAY, message),
+            }
+        }
+        _ => {
+            let endpoint = authorization_endpoint(&issuer);
+            let view = view(
+                &issuer,
+                &request,
+                (started.login_id.expose(), started.csrf_token.expose()),
+                "",
+                None,
+                endpoint.as_deref(),
+            );
+            page::login(&view, StatusCode::OK)
+        }
+    };
     // Sent again each time, so its lifetime follows the newest form.
     if let Ok(value) = HeaderValue::from_str(&login::set_cookie(&browser, secure)) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response
+}
+
+/// Send the browser of sign-in `login_id` to the provider: the URL of its authorization
+/// endpoint with a fresh `state`, `nonce` and PKCE challenge. The error is for the user.
+async fn depart(
+    upstream: &Upstream,
+    login_id: &str,
+    browser: &str,
+    now: u64,
+) -> Result<String, &'static str> {
+    let metadata = upstream.provider.metadata().await.map_err(|e| {
+        tracing::error!(error = %e, "the upstream OpenID Provider cannot be used");
+        PROVIDER_DOWN
+    })?;
+    let departure = upstream.trips.depart(login_id, browser, now).map_err(|e| {
+        tracing::error!(error = %e, "cannot start an upstream sign-in");
+        PROVIDER_DOWN
+    })?;
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &upstream.client_id)
+        .append_pair("redirect_uri", &upstream.redirect_uri)
+        .append_pair("scope", &upstream.scope)
+        .append_pair("state", departure.state.expose())
+        .append_pair("nonce", departure.nonce.expose())
+        .append_pair("code_challenge", &departure.code_challenge)
+        .append_pair("code_challenge_method", "S256")
+        .finish();
+    let endpoint = &metadata.authorization_endpoint;
+    let separator = if endpoint.contains('?') { '&' } else { '?' };
+    Ok(format!("{endpoint}{separator}{query}"))
+}
+
+/// The provider's authorization endpoint if its metadata is cached, for the login page's CSP.
+/// Never waits for the network, so a provider that is down does not slow the password form;
+/// the CSP always allows the issuer's own origin, where authorization endpoints usually are.
+fn authorization_endpoint(issuer: &Issuer) -> Option<String> {
+    let upstream = issuer.upstream.as_ref()?;
+    upstream
+        .provider
+        .cached_metadata()
+        .map(|m| m.authorization_endpoint)
 }
 
 /// `POST /authorize`: the login form.
@@ -125,14 +189,16 @@ pub async fn submit(
             return page::error(StatusCode::FORBIDDEN, FORGED);
         }
     };
+    let endpoint = authorization_endpoint(&issuer);
     let form_page = |username: &str, error: &str, status: StatusCode| {
         page::login(
             &view(
+                &issuer,
                 &pending.request,
-                login_id,
-                csrf_token,
+                (login_id, csrf_token),
                 username,
                 Some(error),
+                endpoint.as_deref(),
             ),
             status,
         )
@@ -142,6 +208,14 @@ pub async fn submit(
         return match issuer.login.pending.take(login_id, now) {
             Some(pending) => complete(&issuer, &pending, None).await,
             None => page::error(StatusCode::BAD_REQUEST, EXPIRED),
+        };
+    }
+    if form.get("connector") == Some("oidc")
+        && let (Some(upstream), Some(browser)) = (&issuer.upstream, cookie)
+    {
+        return match depart(upstream, login_id, browser, now).await {
+            Ok(url) => redirect(StatusCode::SEE_OTHER, &url),
+            Err(message) => form_page("", message, StatusCode::BAD_GATEWAY),
         };
     }
     let (Some(username), Some(password)) = (form.get("username"), form.get("password")) else {
@@ -193,7 +267,11 @@ pub async fn submit(
 
 /// Finish a sign-in: with `subject`, a code for the request as the configuration in force now
 /// allows it; without, the user cancelled (`access_denied`).
-async fn complete(issuer: &Issuer, pending: &Pending, subject: Option<&str>) -> Response {
+pub(crate) async fn complete(
+    issuer: &Issuer,
+    pending: &Pending,
+    subject: Option<&str>,
+) -> Response {
     let snapshot = issuer.policies.current();
     // The policy or the client may have changed while the form was open.
     let request = match authorization::validate(&snapshot.config, &pending.query) {
@@ -235,13 +313,22 @@ async fn complete(issuer: &Issuer, pending: &Pending, subject: Option<&str>) -> 
 }
 
 fn view<'a>(
+    issuer: &'a Issuer,
     request: &'a AuthorizationRequest,
-    login_id: &'a str,
-    csrf_token: &'a str,
+    (login_id, csrf_token): (&'a str, &'a str),
     username: &'a str,
     error: Option<&'a str>,
+    authorization_endpoint: Option<&'a str>,
 ) -> LoginView<'a> {
     LoginView {
+        password: !issuer.users.is_empty(),
+        upstream: issuer.upstream.as_ref().map(|u| UpstreamButton {
+            name: u.display_name.as_str(),
+            destinations: [Some(u.provider.issuer()), authorization_endpoint]
+                .into_iter()
+                .flatten()
+                .collect(),
+        }),
         client_id: &request.client_id,
         audience: &request.audience,
         scopes: request.api_scopes().collect(),
@@ -254,7 +341,7 @@ fn view<'a>(
     }
 }
 
-fn reject(issuer: &Issuer, rejection: Rejection) -> Response {
+pub(crate) fn reject(issuer: &Issuer, rejection: Rejection) -> Response {
     match rejection {
         Rejection::Untrusted(cause) => page::error(StatusCode::BAD_REQUEST, cause.message()),
         Rejection::Redirect {
@@ -268,7 +355,11 @@ fn reject(issuer: &Issuer, rejection: Rejection) -> Response {
     }
 }
 
-fn redirect_error(issuer: &Issuer, request: &AuthorizationRequest, error: OAuthError) -> Response {
+pub(crate) fn redirect_error(
+    issuer: &Issuer,
+    request: &AuthorizationRequest,
+    error: OAuthError,
+) -> Response {
     redirect(
         StatusCode::FOUND,
         &authorization::error_url(
@@ -280,7 +371,7 @@ fn redirect_error(issuer: &Issuer, request: &AuthorizationRequest, error: OAuthE
     )
 }
 
-fn redirect(status: StatusCode, url: &str) -> Response {
+pub(crate) fn redirect(status: StatusCode, url: &str) -> Response {
     let Ok(location) = HeaderValue::from_str(url) else {
         // Every part is percent-encoded or a registered URI; this cannot happen.
         return page::error(
@@ -315,7 +406,7 @@ fn locked_message(wait: u64) -> String {
     format!("Too many failed sign-in attempts. Try again in {minutes} {unit}.")
 }
 
-fn cookie_headers(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+pub(crate) fn cookie_headers(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(header::COOKIE)
         .iter()

@@ -2,6 +2,7 @@
 //! protocol decisions, the store and the minter, and render the response.
 
 pub mod authorize;
+pub mod callback;
 pub mod discovery;
 pub mod health;
 pub mod introspect;

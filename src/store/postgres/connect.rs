@@ -152,7 +152,7 @@ fn client_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, StoreError> 
             roots.add_parsable_certificates(native.certs);
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| StoreError::InvalidDatabaseUrl(e.to_string()))?

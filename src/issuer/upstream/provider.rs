@@ -1,0 +1,309 @@
+//! Talking to the upstream OpenID Provider over HTTP: discovery
+//! (`<issuer>/.well-known/openid-configuration`, OpenID Connect Discovery §4), its JWKS, and
+//! the code exchange at its token endpoint with the client secret (RFC 6749 §4.1.3, RFC 7636).
+//!
+//! Owns: the HTTP client (timeouts, no redirects, bounded answers), the cached metadata and
+//! keys, and the rules for the provider's URLs (https, or http on a loopback host). Must not
+//! decide about users or tokens: [`super::id_token`] validates, the routes decide. Errors name
+//! the step and the HTTP status or the provider's `error` code, never the secret or a code.
+
+use super::ClientSecret;
+use jsonwebtoken::jwk::JwkSet;
+use serde::Deserialize;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// How long one request to the provider may take.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest answer read from the provider.
+const MAX_ANSWER_BYTES: usize = 512 * 1024;
+/// Metadata and keys are fetched again after this long.
+const CACHE_FOR: Duration = Duration::from_secs(60 * 60);
+/// An unknown `kid` fetches the JWKS again at most this often.
+const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(10);
+
+/// A step with the provider that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("{step}: cannot reach the provider: {source}")]
+    Unreachable {
+        step: &'static str,
+        source: reqwest::Error,
+    },
+    #[error("{step}: the provider answered HTTP {status}{}", error_code.as_deref().map(|c| format!(" with error {c}")).unwrap_or_default())]
+    Status {
+        step: &'static str,
+        status: u16,
+        /// The OAuth `error` code of a token-endpoint error, if it sent one.
+        error_code: Option<String>,
+    },
+    #[error("{step}: the provider's answer is not valid: {reason}")]
+    Invalid { step: &'static str, reason: String },
+}
+
+/// The parts of the discovery document the connector uses.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Metadata {
+    pub issuer: String,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    pub jwks_uri: String,
+    #[serde(default)]
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    id_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorAnswer {
+    error: Option<String>,
+}
+
+struct Cached<T> {
+    value: T,
+    fetched: Instant,
+}
+
+/// The provider at `issuer`, with its metadata and keys cached.
+pub struct Provider {
+    issuer: String,
+    http: reqwest::Client,
+    metadata: Mutex<Option<Cached<Metadata>>>,
+    keys: Mutex<Option<Cached<JwkSet>>>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether the connector may send a secret or a code to `url`: https, or http to a loopback
+/// host (development and tests).
+pub fn acceptable_url(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    match parsed.scheme() {
+        "https" => parsed.host().is_some(),
+        "http" => parsed.host_str().is_some_and(|host| {
+            host == "localhost"
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }),
+        _ => false,
+    }
+}
+
+impl Provider {
+    pub fn new(issuer: String) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(HTTP_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("tokenwarden/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            issuer,
+            http,
+            metadata: Mutex::new(None),
+            keys: Mutex::new(None),
+        })
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The discovery document if it is cached, without waiting for the network.
+    pub fn cached_metadata(&self) -> Option<Metadata> {
+        let cached = self.metadata.try_lock().ok()?;
+        cached.as_ref().map(|c| c.value.clone())
+    }
+
+    /// The discovery document, fetched when not cached or stale.
+    pub async fn metadata(&self) -> Result<Metadata, ProviderError> {
+        let mut cached = self.metadata.lock().await;
+        if let Some(c) = cached.as_ref()
+            && c.fetched.elapsed() < CACHE_FOR
+        {
+            return Ok(c.value.clone());
+        }
+        let metadata = self.discover().await?;
+        *cached = Some(Cached {
+            value: metadata.clone(),
+            fetched: Instant::now(),
+        });
+        Ok(metadata)
+    }
+
+    async fn discover(&self) -> Result<Metadata, ProviderError> {
+        const STEP: &str = "discovery";
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.issuer.trim_end_matches('/')
+        );
+        let response = self.http.get(&url).send().await;
+        let metadata: Metadata = read_json(STEP, response).await?;
+        let invalid = |reason: &str| ProviderError::Invalid {
+            step: STEP,
+            reason: reason.to_owned(),
+        };
+        // OpenID Connect Discovery §4.3: exactly the issuer asked for.
+        if metadata.issuer != self.issuer {
+            return Err(invalid(
+                "its issuer is not --oidc-issuer (they must be identical, trailing slash included)",
+            ));
+        }
+        for endpoint in [
+            &metadata.authorization_endpoint,
+            &metadata.token_endpoint,
+            &metadata.jwks_uri,
+        ] {
+            if !acceptable_url(endpoint) {
+                return Err(invalid(
+                    "an endpoint is not an https URL (http only on a loopback host)",
+                ));
+            }
+        }
+        Ok(metadata)
+    }
+
+    /// The provider's keys; `refresh` fetches them again (an unknown `kid`: the provider may
+    /// have rotated), at most once per [`REFETCH_AT_MOST_EVERY`].
+    pub async fn keys(&self, refresh: bool) -> Result<JwkSet, ProviderError> {
+        let mut cached = self.keys.lock().await;
+        if let Some(c) = cached.as_ref() {
+            let fresh = c.fetched.elapsed() < CACHE_FOR;
+            let recent = c.fetched.elapsed() < REFETCH_AT_MOST_EVERY;
+            if (fresh && !refresh) || recent {
+                return Ok(c.value.clone());
+            }
+        }
+        let metadata = self.metadata().await?;
+        let response = self.http.get(&metadata.jwks_uri).send().await;
+        let keys: JwkSet = read_json("JWKS", response).await?;
+        *cached = Some(Cached {
+            value: keys.clone(),
+            fetched: Instant::now(),
+        });
+        Ok(keys)
+    }
+
+    /// Exchange `code` at the token endpoint; returns the ID token.
+    pub async fn exchange(
+        &self,
+        client_id: &str,
+        secret: &ClientSecret,
+        code: &str,
+        redirect_uri: &str,
+        code_verifier: &str,
+    ) -> Result<String, ProviderError> {
+        const STEP: &str = "code exchange";
+        let metadata = self.metadata().await?;
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", code_verifier),
+        ];
+        let methods = &metadata.token_endpoint_auth_methods_supported;
+        // client_secret_basic is the default (RFC 8414 §2); post only when basic is not offered.
+        let use_post = !methods.is_empty()
+            && !methods.iter().any(|m| m == "client_secret_basic")
+            && methods.iter().any(|m| m == "client_secret_post");
+        let mut request = self.http.post(&metadata.token_endpoint);
+        if use_post {
+            form.push(("client_id", client_id));
+            form.push(("client_secret", secret.expose()));
+        } else {
+            // RFC 6749 §2.3.1: both form-encoded before Basic.
+            let encode =
+                |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            request = request.basic_auth(encode(client_id), Some(encode(secret.expose())));
+        }
+        let response = request
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(&form)
+            .send()
+            .await;
+        let answer: TokenAnswer = read_json(STEP, response).await?;
+        answer.id_token.ok_or_else(|| ProviderError::Invalid {
+            step: STEP,
+            reason: "no id_token (is the openid scope allowed for this client?)".into(),
+        })
+    }
+}
+
+/// Read a JSON answer of at most [`MAX_ANSWER_BYTES`]; a non-2xx is a [`ProviderError::Status`]
+/// with the OAuth `error` code when the body has one.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    step: &'static str,
+    response: Result<reqwest::Response, reqwest::Error>,
+) -> Result<T, ProviderError> {
+    let mut response = response.map_err(|source| ProviderError::Unreachable { step, source })?;
+    let status = response.status();
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|source| ProviderError::Unreachable { step, source })?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(ProviderError::Invalid {
+                step,
+                reason: "the answer is too large".into(),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if !status.is_success() {
+        let error_code = serde_json::from_slice::<ErrorAnswer>(&body)
+            .ok()
+            .and_then(|e| e.error)
+            .filter(|c| c.len() <= 64 && c.bytes().all(|b| b.is_ascii_graphic()));
+        return Err(ProviderError::Status {
+            step,
+            status: status.as_u16(),
+            error_code,
+        });
+    }
+    serde_json::from_slice(&body).map_err(|e| ProviderError::Invalid {
+        step,
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::acceptable_url;
+
+    #[test]
+    fn secrets_go_over_https_or_to_loopback_only() {
+        for good in [
+            "https://login.example.com",
+            "https://login.example.com/realms/x",
+            "http://127.0.0.1:8080",
+            "http://localhost:5556/dex",
+            "http://[::1]:9000",
+        ] {
+            assert!(acceptable_url(good), "{good}");
+        }
+        for bad in [
+            "http://login.example.com",
+            "http://10.0.0.1",
+            "ftp://login.example.com",
+            "login.example.com",
+            "",
+        ] {
+            assert!(!acceptable_url(bad), "{bad}");
+        }
+    }
+}

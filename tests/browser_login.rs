@@ -1,0 +1,186 @@
+//! The login pages in a real browser: Debian's Chromium, driven by playwright-core
+//! (`tests/node/browser.mjs`), against the real `tokenwarden issuer` binary with both
+//! connectors — static users and a real upstream OpenID Provider (node-oidc-provider). The
+//! page offers both, in a sensible Tab order with labelled fields; a wrong password is
+//! announced and the right one then signs in; the upstream sign-in comes back with a code;
+//! a tampered `state` ends on an error page and never at the application. The codes are
+//! exchanged here for tokens of the right user.
+//!
+//! Screenshots of the pages are kept under `<cargo target dir>/tmp/browser-screenshots/`
+//! (the test prints the paths).
+
+mod fixtures;
+
+use fixtures::binary::{free_port, start_standalone_with};
+use fixtures::upstream::{APP_CB, chromium, node_dir, oidc_flags, policies, start_provider};
+use fixtures::{ALICE, CHALLENGE, VERIFIER, argon2id};
+use std::collections::BTreeMap;
+
+fn authorize_url(base: &str) -> String {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("response_type", "code"),
+            ("client_id", "web"),
+            ("redirect_uri", APP_CB),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+            ("state", "browser-state"),
+            ("audience", "https://todo.example.com"),
+            ("scope", "todos:read offline_access"),
+        ])
+        .finish();
+    format!("{base}/authorize?{query}")
+}
+
+fn query(url: &str) -> BTreeMap<String, String> {
+    let (_, query) = url.split_once('?').expect("a query");
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// Exchange the code the application received; the access token's `sub` and whether a
+/// refresh token came with it.
+async fn exchange(base: &str, application_url: &str) -> (String, bool) {
+    let params = query(application_url);
+    assert_eq!(params["state"], "browser-state");
+    let response = reqwest::Client::new()
+        .post(format!("{base}/oauth/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "web"),
+            ("code", &params["code"]),
+            ("redirect_uri", APP_CB),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(response.status(), 200);
+    let tokens: serde_json::Value = response.json().await.expect("json");
+    let access = tokens["access_token"].as_str().expect("access token");
+    let header = jsonwebtoken::decode_header(access).expect("a JWT");
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    let claims: serde_json::Value = {
+        use base64::Engine as _;
+        let payload = access.split('.').nth(1).expect("payload");
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .expect("base64"),
+        )
+        .expect("claims")
+    };
+    (
+        claims["sub"].as_str().expect("sub").to_owned(),
+        tokens.get("refresh_token").is_some(),
+    )
+}
+
+#[tokio::test]
+async fn a_browser_signs_in_with_a_password_and_through_the_upstream_provider() {
+    let chromium = chromium();
+    let node = node_dir();
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::create_dir(dir.path().join("policies")).expect("policies");
+    std::fs::write(dir.path().join("policies/all.yaml"), policies()).expect("write");
+    let users = dir.path().join("users.yaml");
+    std::fs::write(
+        &users,
+        format!(
+            "- {{username: {}, passwordHash: '{}'}}\n",
+            ALICE.0,
+            argon2id(ALICE.1)
+        ),
+    )
+    .expect("users");
+    let port = free_port();
+    let provider = start_provider(&format!("http://127.0.0.1:{port}/callback/oidc"));
+    let mut flags = oidc_flags(&provider, dir.path());
+    flags.extend(["--users".into(), users.display().to_string()]);
+    let issuer = start_standalone_with(dir.path(), port, &flags, &[]).await;
+
+    let screenshots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
+    std::fs::create_dir_all(&screenshots).expect("screenshots dir");
+    let walk = serde_json::json!({
+        "chromium": chromium,
+        "screenshots": screenshots,
+        "appCallback": APP_CB,
+        "staticUrl": authorize_url(&issuer.base),
+        "upstreamUrl": authorize_url(&issuer.base),
+        "providerIssuer": provider.issuer,
+        "user": ALICE.0,
+        "password": ALICE.1,
+        "upstreamUser": "frank",
+    });
+    let walking = tokio::process::Command::new("node")
+        .arg(node.join("browser.mjs"))
+        .env("WALK", walk.to_string())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(180), walking)
+        .await
+        .expect("tests/node/browser.mjs did not finish within 3 minutes")
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "tests/node/browser.mjs failed:\n{stdout}\n{}\nissuer log:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        issuer.log_text()
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("a result line")).expect("JSON");
+
+    let login = &result["static"];
+    assert_eq!(login["status"], 200);
+    assert_eq!(login["offers"]["upstream"], true, "{login}");
+    assert_eq!(login["offers"]["password"], true, "{login}");
+    let csp = login["csp"].as_str().expect("a CSP");
+    assert!(
+        csp.contains(&provider.issuer),
+        "the form may go to the provider: {csp}"
+    );
+    assert_eq!(
+        login["tabOrder"],
+        serde_json::json!(["connector", "username", "password", "Sign in", "cancel"]),
+        "{login}"
+    );
+    let wrong = &login["wrongPassword"];
+    assert_eq!(wrong["alert"], "The username or password is incorrect.");
+    assert_eq!(wrong["usernameKept"], ALICE.0);
+    assert_eq!(wrong["passwordInvalid"], "true");
+    assert_eq!(wrong["describedBy"], "form-error");
+    assert_eq!(wrong["focused"], "password");
+    let (subject, refresh) =
+        exchange(&issuer.base, login["application"].as_str().expect("url")).await;
+    assert_eq!((subject.as_str(), refresh), ("alice", true));
+
+    let upstream = &result["upstream"];
+    let (subject, refresh) =
+        exchange(&issuer.base, upstream["application"].as_str().expect("url")).await;
+    assert_eq!((subject.as_str(), refresh), ("frank", true));
+
+    let tampered = &result["tampered"];
+    assert_eq!(tampered["status"], 400, "{tampered}");
+    assert_eq!(tampered["heading"], "Sign-in cannot continue");
+    assert!(
+        tampered["alert"]
+            .as_str()
+            .expect("alert")
+            .contains("not known here"),
+        "{tampered}"
+    );
+    assert_eq!(tampered["reachedApplication"], false);
+
+    for shot in [
+        &login["screenshot"],
+        &login["errorScreenshot"],
+        &tampered["screenshot"],
+    ] {
+        let path = shot.as_str().expect("path");
+        let size = std::fs::metadata(path).expect("screenshot").len();
+        assert!(size > 1000, "{path} is {size} bytes");
+        println!("screenshot: {path}");
+    }
+}

@@ -1,0 +1,328 @@
+//! Upstream sign-in against a real OpenID Provider (node-oidc-provider, `tests/node/`): the
+//! real `tokenwarden issuer` binary with only the OIDC connector, an HTTP client with a cookie
+//! jar as the browser, and the provider's development login. The whole flow — application,
+//! `/authorize`, provider login and consent, `/callback/oidc`, code, tokens — with a refresh
+//! token exactly when the API's policy allows offline access; and the ways it must fail: the
+//! user refusing at the provider, a replayed and a tampered `state`, a callback in another
+//! browser.
+
+mod fixtures;
+
+use fixtures::binary::{free_port, start_standalone_with};
+use fixtures::upstream::{APP_CB, CLIENT_SECRET, oidc_flags, policies, start_provider_tampering};
+use fixtures::{CHALLENGE, VERIFIER};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// The issuer and the provider, each knowing the other.
+struct Setup {
+    _dir: tempfile::TempDir,
+    _provider: fixtures::upstream::RunningProvider,
+    issuer: fixtures::binary::RunningIssuer,
+}
+
+async fn setup() -> Setup {
+    setup_with(&[], "").await
+}
+
+/// With `extra` issuer flags, and a provider that misbehaves as `tamper` says.
+async fn setup_with(extra: &[&str], tamper: &str) -> Setup {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::create_dir(dir.path().join("policies")).expect("policies");
+    std::fs::write(dir.path().join("policies/all.yaml"), policies()).expect("write");
+    let port = free_port();
+    let provider =
+        start_provider_tampering(&format!("http://127.0.0.1:{port}/callback/oidc"), tamper);
+    let mut flags = oidc_flags(&provider, dir.path());
+    flags.extend(extra.iter().map(|f| (*f).to_owned()));
+    let issuer = start_standalone_with(dir.path(), port, &flags, &[]).await;
+    Setup {
+        _dir: dir,
+        _provider: provider,
+        issuer,
+    }
+}
+
+/// A browser: a cookie jar that follows redirects, except to the application and, when
+/// `stop_at_callback`, to tokenwarden's callback. Every URL it was sent to is recorded.
+struct Browser {
+    http: reqwest::Client,
+    visited: Arc<Mutex<Vec<String>>>,
+}
+
+impl Browser {
+    fn new(stop_at_callback: bool) -> Self {
+        let visited = Arc::new(Mutex::new(Vec::new()));
+        let seen = visited.clone();
+        let policy = reqwest::redirect::Policy::custom(move |attempt| {
+            let url = attempt.url().to_string();
+            seen.lock().expect("lock").push(url.clone());
+            if url.starts_with(APP_CB) || (stop_at_callback && url.contains("/callback/oidc")) {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        });
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(policy)
+            .build()
+            .expect("client");
+        Self { http, visited }
+    }
+
+    /// Open `url` and answer the provider's login and consent pages as `user`; returns the
+    /// last response (a redirect the browser stopped at).
+    async fn sign_in_upstream(&self, url: &str, user: &str) -> reqwest::Response {
+        let mut page = self.http.get(url).send().await.expect("authorize");
+        for prompt in ["login", "consent"] {
+            assert_eq!(page.status(), 200, "the provider's {prompt} page");
+            let action = page.url().clone();
+            let html = page.text().await.expect("html");
+            assert!(
+                html.contains(&format!(r#"name="prompt" value="{prompt}""#)),
+                "expected the provider's {prompt} page:\n{html}"
+            );
+            page = self
+                .http
+                .post(action)
+                .form(&[("prompt", prompt), ("login", user), ("password", "any")])
+                .send()
+                .await
+                .expect("submit");
+        }
+        page
+    }
+}
+
+fn authorize_url(base: &str, audience: &str, scope: &str) -> String {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("response_type", "code"),
+            ("client_id", "web"),
+            ("redirect_uri", APP_CB),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+            ("state", "app-state-1"),
+            ("audience", audience),
+            ("scope", scope),
+        ])
+        .finish();
+    format!("{base}/authorize?{query}")
+}
+
+fn location(response: &reqwest::Response) -> String {
+    assert!(
+        response.status().is_redirection(),
+        "{}: {}",
+        response.status(),
+        response.url()
+    );
+    response.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned()
+}
+
+fn query(url: &str) -> BTreeMap<String, String> {
+    let (_, query) = url.split_once('?').expect("a query");
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+async fn exchange(base: &str, code: &str) -> serde_json::Value {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/oauth/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "web"),
+            ("code", code),
+            ("redirect_uri", APP_CB),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("json")
+}
+
+fn claims(jwt: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1).expect("payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64");
+    serde_json::from_slice(&bytes).expect("claims")
+}
+
+#[tokio::test]
+async fn an_upstream_sign_in_gets_tokens_with_a_refresh_token_exactly_when_the_policy_allows_offline_access()
+ {
+    let setup = setup().await;
+    let base = &setup.issuer.base;
+    for (audience, scope, lifetime, offline) in [
+        (
+            "https://todo.example.com",
+            "todos:read offline_access",
+            900,
+            true,
+        ),
+        (
+            "https://reports.example.com",
+            "reports:read offline_access",
+            300,
+            false,
+        ),
+    ] {
+        let browser = Browser::new(false);
+        let last = browser
+            .sign_in_upstream(&authorize_url(base, audience, scope), "carol")
+            .await;
+        let back = location(&last);
+        assert!(back.starts_with(APP_CB), "{back}");
+        let params = query(&back);
+        assert_eq!(params["state"], "app-state-1");
+        assert_eq!(params["iss"], *base);
+        let visited = browser.visited.lock().expect("lock").clone();
+        let to_provider = visited
+            .iter()
+            .find(|u| u.contains("/auth?"))
+            .expect("sent to the provider");
+        let sent = query(to_provider);
+        assert_eq!(sent["code_challenge_method"], "S256");
+        assert_eq!(sent["scope"], "openid");
+        assert!(sent["state"].len() >= 43 && sent["nonce"].len() >= 43);
+
+        let tokens = exchange(base, &params["code"]).await;
+        let access = claims(tokens["access_token"].as_str().expect("access token"));
+        assert_eq!(access["sub"], "carol", "the subject is the provider's sub");
+        assert_eq!(access["aud"], audience);
+        assert_eq!(tokens["expires_in"], lifetime);
+        assert_eq!(
+            tokens.get("refresh_token").is_some(),
+            offline,
+            "refresh token for {audience}: {tokens}"
+        );
+    }
+    let log = setup.issuer.log_text();
+    assert!(
+        !log.contains(CLIENT_SECRET),
+        "the client secret is in the log:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn the_subject_comes_from_the_configured_claim_of_the_id_token() {
+    let setup = setup_with(&["--oidc-subject-claim", "email"], "").await;
+    let base = &setup.issuer.base;
+    let browser = Browser::new(false);
+    let last = browser
+        .sign_in_upstream(
+            &authorize_url(base, "https://todo.example.com", "todos:read"),
+            "grace",
+        )
+        .await;
+    let visited = browser.visited.lock().expect("lock").clone();
+    let to_provider = visited.iter().find(|u| u.contains("/auth?")).expect("sent");
+    assert_eq!(query(to_provider)["scope"], "openid email");
+    let tokens = exchange(base, &query(&location(&last))["code"]).await;
+    let access = claims(tokens["access_token"].as_str().expect("access token"));
+    assert_eq!(access["sub"], "grace@example.com");
+}
+
+#[tokio::test]
+async fn refusing_at_the_provider_sends_access_denied_to_the_application() {
+    let setup = setup().await;
+    let browser = Browser::new(false);
+    let url = authorize_url(&setup.issuer.base, "https://todo.example.com", "todos:read");
+    let login = browser.http.get(&url).send().await.expect("authorize");
+    assert_eq!(login.status(), 200);
+    let abort = format!("{}/abort", login.url());
+    let last = browser.http.get(abort).send().await.expect("abort");
+    let back = location(&last);
+    assert!(back.starts_with(APP_CB), "{back}");
+    let params = query(&back);
+    assert_eq!(params["error"], "access_denied");
+    assert_eq!(params["state"], "app-state-1");
+    assert!(!params.contains_key("code"));
+}
+
+#[tokio::test]
+async fn a_replayed_tampered_or_foreign_state_gets_an_error_page_and_never_a_code() {
+    let setup = setup().await;
+    let url = authorize_url(&setup.issuer.base, "https://todo.example.com", "todos:read");
+
+    // Tampered: the state changed on the way back. The real one still works afterwards.
+    let browser = Browser::new(true);
+    let callback = location(&browser.sign_in_upstream(&url, "dave").await);
+    let state = query(&callback)["state"].clone();
+    let mut forged = state.clone();
+    forged.replace_range(
+        ..4,
+        if state.starts_with("AAAA") {
+            "BBBB"
+        } else {
+            "AAAA"
+        },
+    );
+    let tampered = callback.replace(&state, &forged);
+    let page = browser.http.get(&tampered).send().await.expect("tampered");
+    assert_eq!(page.status(), 400);
+    assert!(page.text().await.expect("html").contains("not known here"));
+    let good = browser.http.get(&callback).send().await.expect("callback");
+    let back = location(&good);
+    assert!(
+        back.starts_with(APP_CB) && query(&back).contains_key("code"),
+        "{back}"
+    );
+
+    // Replayed: the same callback again.
+    let again = browser.http.get(&callback).send().await.expect("replay");
+    assert_eq!(again.status(), 400);
+    assert!(!again.headers().contains_key("location"));
+
+    // Foreign: another browser (no login cookie) brings a fresh, unused callback.
+    let victim = Browser::new(true);
+    let callback = location(&victim.sign_in_upstream(&url, "erin").await);
+    let attacker = Browser::new(true);
+    let page = attacker.http.get(&callback).send().await.expect("foreign");
+    assert_eq!(page.status(), 403);
+    assert!(!page.headers().contains_key("location"));
+    // ...and the state is spent: the victim's own browser cannot use it either.
+    let late = victim.http.get(&callback).send().await.expect("late");
+    assert_eq!(late.status(), 400);
+}
+
+#[tokio::test]
+async fn an_id_token_with_another_nonce_or_a_bad_signature_from_the_provider_gets_no_code() {
+    for (tamper, reason) in [
+        ("nonce", "nonce is missing or is not the one sent"),
+        ("signature", "signature does not verify"),
+    ] {
+        let setup = setup_with(&[], tamper).await;
+        let browser = Browser::new(false);
+        let url = authorize_url(
+            &setup.issuer.base,
+            "https://todo.example.com",
+            "todos:read offline_access",
+        );
+        let last = browser.sign_in_upstream(&url, "mallory").await;
+        assert_eq!(last.status(), 502, "{tamper}: {}", last.url());
+        assert!(last.url().path().ends_with("/callback/oidc"), "{tamper}");
+        assert!(!last.headers().contains_key("location"), "{tamper}");
+        let html = last.text().await.expect("html");
+        assert!(html.contains("could not be verified"), "{tamper}: {html}");
+        let visited = browser.visited.lock().expect("lock").clone();
+        assert!(
+            !visited.iter().any(|u| u.starts_with(APP_CB)),
+            "{tamper}: the application got an answer: {visited:?}"
+        );
+        let log = setup.issuer.log_text();
+        assert!(
+            log.contains(reason),
+            "{tamper}: the log does not say why:\n{log}"
+        );
+    }
+}
