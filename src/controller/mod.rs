@@ -8,14 +8,17 @@
 //! - [`publish`]: the configuration objects, written with server-side apply;
 //! - [`status`]: what a status should say, and whether it must be written (pure);
 //! - [`leader`]: leader election, so that only one replica reconciles;
+//! - [`changes`]: which watch events call for a reconcile;
 //! - [`metrics`]: Prometheus metrics.
 //!
-//! Any change seen by a watch triggers, after a short debounce, one reconcile of everything:
+//! Any change seen by a watch ([`changes`]: not the status writes) triggers, after a short
+//! debounce, one reconcile of everything:
 //! the configuration is one document, and conflicts (audiences, client ids) are global. A
 //! failed reconcile is retried with a growing, capped backoff; a bad spec is not a failure
 //! but a status. The controller owns its configuration objects, the signing keys, the Secrets
 //! it generated and the status fields it writes; it changes nothing else.
 
+mod changes;
 pub mod keys;
 pub mod leader;
 pub mod metrics;
@@ -349,14 +352,21 @@ where
     store
 }
 
-async fn drive<S, T>(stream: S, kind: String, trigger: Arc<Notify>)
+/// Pull `trigger` on every event that may change a reconcile's outcome ([`changes`]).
+async fn drive<S, K>(stream: S, kind: String, trigger: Arc<Notify>)
 where
-    S: Stream<Item = Result<T, watcher::Error>> + Send,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+    K: Resource,
 {
     let mut stream = std::pin::pin!(stream);
+    let mut generations = changes::Generations::default();
     while let Some(event) = stream.next().await {
         match event {
-            Ok(_) => trigger.notify_one(),
+            Ok(event) => {
+                if generations.changed(&event) {
+                    trigger.notify_one();
+                }
+            }
             Err(e) => tracing::warn!(kind = %kind, error = %e, "watch failed; retrying"),
         }
     }
