@@ -255,6 +255,29 @@ async fn helm_template_with_every_option_on_renders_postgresql_upstream_sign_in_
     );
 }
 
+/// The binary knows every flag the chart passes: each component's arguments, rendered with the
+/// defaults and with every option on, followed by `--help`, which clap answers only when every
+/// argument before it is one it knows.
+#[tokio::test]
+async fn the_binary_accepts_every_argument_the_chart_passes() {
+    for values in ["{}", FULL_VALUES] {
+        let objects = render(support::cluster(), "tw", "tw-system", values).expect("helm template");
+        for component in ["controller", "issuer"] {
+            let args = args_of(find(&objects, "Deployment", component));
+            let output = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+                .args(&args)
+                .arg("--help")
+                .output()
+                .expect("run tokenwarden");
+            assert!(
+                output.status.success(),
+                "the {component} refuses the chart's arguments {args:?}:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+}
+
 /// The notes `helm install` prints with `--set SET`.
 fn notes(set: &str) -> String {
     let (out, _) = support::cluster()
