@@ -333,6 +333,9 @@ async fn finish(
     Ok(())
 }
 
+/// The annotation `kubectl apply` (client-side) keeps a whole copy of the object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Keep a cache of the objects `api` and `config` select, and pull `trigger` on every change.
 /// Errors are logged and the watch retries with [`crate::watch_backoff`].
 fn follow<K>(api: Api<K>, config: watcher::Config, trigger: &Arc<Notify>) -> Store<K>
@@ -345,7 +348,9 @@ where
     let stream = watcher(api, config)
         .backoff(crate::watch_backoff::WatchBackoff::default())
         .modify(|object| {
+            // Not read by a reconcile; at 10,000 objects they would dominate the caches.
             object.managed_fields_mut().clear();
+            object.annotations_mut().remove(LAST_APPLIED);
         })
         .reflect(writer);
     tokio::spawn(drive(stream, kind, trigger.clone()));
