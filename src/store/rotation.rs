@@ -13,11 +13,12 @@
 //! or retired otherwise (replay: revoke the family). Both lifetimes end at
 //! `start + lifetime`: a token is refused at that second exactly, as a JWT is at its `exp`.
 
+use super::StoreError;
 use super::model::{
-    ExpiryKind, Family, RefreshOutcome, RefreshRequest, RefreshRules, Revocation, RevocationReason,
-    TokenRecord, UnixTime,
+    ExpiryKind, Family, NewFamily, RefreshOutcome, RefreshRequest, RefreshRules, Revocation,
+    RevocationReason, TokenRecord, UnixTime,
 };
-use super::secret::TokenHash;
+use super::secret::{FamilyId, TokenHash};
 
 /// What a refresh decided: the answer, and the records to write (all in one transaction).
 #[derive(Debug)]
@@ -52,6 +53,27 @@ pub fn expiry(family: &Family, now: UnixTime, rules: &RefreshRules) -> Option<Ex
     } else {
         None
     }
+}
+
+/// A new family for `new`, started at `now` with a fresh id, kept as long as `rules` say.
+pub fn new_family(
+    new: NewFamily,
+    now: UnixTime,
+    rules: &RefreshRules,
+) -> Result<Family, StoreError> {
+    let mut family = Family {
+        id: FamilyId::generate()?,
+        client_id: new.client_id,
+        audience: new.audience,
+        subject: new.subject,
+        scope: new.scope,
+        created_at: now,
+        last_used_at: now,
+        keep_until: 0,
+        revoked: None,
+    };
+    family.keep_until = keep_until(&family, rules);
+    Ok(family)
 }
 
 /// Until when a store keeps a family last used at `family.last_used_at` under `rules`.

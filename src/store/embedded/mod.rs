@@ -109,18 +109,7 @@ impl Store for EmbeddedStore {
         now: UnixTime,
         rules: RefreshRules,
     ) -> Result<Family, StoreError> {
-        let mut family = Family {
-            id: FamilyId::generate()?,
-            client_id: new.client_id,
-            audience: new.audience,
-            subject: new.subject,
-            scope: new.scope,
-            created_at: now,
-            last_used_at: now,
-            keep_until: 0,
-            revoked: None,
-        };
-        family.keep_until = rotation::keep_until(&family, &rules);
+        let family = rotation::new_family(new, now, &rules)?;
         let token = TokenRecord {
             family: family.id,
             issued_at: now,

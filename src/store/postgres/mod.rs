@@ -245,18 +245,7 @@ impl Store for PostgresStore {
         now: UnixTime,
         rules: RefreshRules,
     ) -> Result<Family, StoreError> {
-        let mut family = Family {
-            id: FamilyId::generate()?,
-            client_id: new.client_id,
-            audience: new.audience,
-            subject: new.subject,
-            scope: new.scope,
-            created_at: now,
-            last_used_at: now,
-            keep_until: 0,
-            revoked: None,
-        };
-        family.keep_until = rotation::keep_until(&family, &rules);
+        let family = rotation::new_family(new, now, &rules)?;
         // One statement, so atomic without a transaction; a duplicate hash fails it whole.
         self.query(
             "WITH f AS (INSERT INTO families (id, client_id, audience, subject, scope, \
