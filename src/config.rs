@@ -14,6 +14,7 @@ use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Shortest client secret accepted. Generated secrets have 256 bits (43 base64url
 /// characters); a user-given one shorter than this is too weak to store as a fast hash.
@@ -23,8 +24,9 @@ pub const MIN_CLIENT_SECRET_LEN: usize = 32;
 /// objects carry no creation time, as in files).
 #[derive(Clone, Debug, Default)]
 pub struct Declared {
-    pub policies: Vec<ApiTokenPolicy>,
-    pub clients: Vec<ApiClient>,
+    /// Shared, not copied: the controller passes its watch caches as they are.
+    pub policies: Vec<Arc<ApiTokenPolicy>>,
+    pub clients: Vec<Arc<ApiClient>>,
     /// Secrets by (namespace, name). `None`: secrets are not known (as in `validate`), so
     /// client secrets are not checked and such clients carry no secret hash.
     pub secrets: Option<Secrets>,
@@ -224,11 +226,11 @@ pub fn hash_client_secret(secret: &[u8]) -> [u8; 32] {
 }
 
 /// Older objects first: by creation time, then by declaration order.
-fn by_age<T: kube::Resource>(objects: &[T]) -> Vec<&T> {
+fn by_age<T: kube::Resource>(objects: &[Arc<T>]) -> Vec<&T> {
     let mut order: Vec<(Option<&Time>, usize, &T)> = objects
         .iter()
         .enumerate()
-        .map(|(i, o)| (o.meta().creation_timestamp.as_ref(), i, o))
+        .map(|(i, o)| (o.meta().creation_timestamp.as_ref(), i, &**o))
         .collect();
     order.sort_by(|a, b| (a.0.map(|t| t.0), a.1).cmp(&(b.0.map(|t| t.0), b.1)));
     order.into_iter().map(|(_, _, o)| o).collect()
@@ -525,8 +527,8 @@ mod tests {
     fn the_older_policy_keeps_a_contested_audience() {
         let declared = Declared {
             policies: vec![
-                policy("a", "newer", "https://x", Some(2_000)),
-                policy("b", "older", "https://x", Some(1_000)),
+                policy("a", "newer", "https://x", Some(2_000)).into(),
+                policy("b", "older", "https://x", Some(1_000)).into(),
             ],
             ..Declared::default()
         };
@@ -543,12 +545,15 @@ mod tests {
         open.spec.allowed_client_namespaces = vec!["*".into()];
         let closed = policy("apis", "closed", "https://closed", None);
         let declared = Declared {
-            policies: vec![open, closed],
-            clients: vec![client(
-                "apps",
-                "worker",
-                &[("https://open", &["read"]), ("https://closed", &[])],
-            )],
+            policies: vec![open.into(), closed.into()],
+            clients: vec![
+                client(
+                    "apps",
+                    "worker",
+                    &[("https://open", &["read"]), ("https://closed", &[])],
+                )
+                .into(),
+            ],
             secrets: None,
         };
         let built = build(&declared);
@@ -564,10 +569,10 @@ mod tests {
     #[test]
     fn unknown_audiences_and_scopes_are_named() {
         let declared = Declared {
-            policies: vec![policy("apps", "api", "https://api", None)],
+            policies: vec![policy("apps", "api", "https://api", None).into()],
             clients: vec![
-                client("apps", "a", &[("https://nowhere", &[])]),
-                client("apps", "b", &[("https://api", &["write"])]),
+                client("apps", "a", &[("https://nowhere", &[])]).into(),
+                client("apps", "b", &[("https://api", &["write"])]).into(),
             ],
             secrets: None,
         };
@@ -597,9 +602,9 @@ mod tests {
         let declared = Declared {
             policies: vec![],
             clients: vec![
-                client("apps", "good", &[]),
-                client("apps", "short", &[]),
-                client("apps", "none", &[]),
+                client("apps", "good", &[]).into(),
+                client("apps", "short", &[]).into(),
+                client("apps", "none", &[]).into(),
             ],
             secrets: Some(secrets),
         };
@@ -627,7 +632,7 @@ mod tests {
         let mut second = client("other", "worker", &[]);
         second.spec.client_id = Some("apps.worker".into());
         let declared = Declared {
-            clients: vec![client("apps", "worker", &[]), second],
+            clients: vec![client("apps", "worker", &[]).into(), second.into()],
             ..Declared::default()
         };
         let built = build(&declared);

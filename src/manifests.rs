@@ -10,6 +10,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Where a document came from: a file and the document's number in it (from 1).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -257,10 +258,9 @@ fn load_document(location: Location, mut value: Value, loaded: &mut Loaded) {
     }
     let typed = match kind {
         Kind::ApiTokenPolicy => serde_json::from_value::<ApiTokenPolicy>(admitted)
-            .map(|p| loaded.declared.policies.push(p)),
-        Kind::ApiClient => {
-            serde_json::from_value::<ApiClient>(admitted).map(|c| loaded.declared.clients.push(c))
-        }
+            .map(|p| loaded.declared.policies.push(Arc::new(p))),
+        Kind::ApiClient => serde_json::from_value::<ApiClient>(admitted)
+            .map(|c| loaded.declared.clients.push(Arc::new(c))),
     };
     match typed {
         Ok(()) => {

@@ -32,7 +32,7 @@ fn declared_at_scale() -> Declared {
                 },
             );
             p.metadata.namespace = Some(format!("team-{}", i % 100));
-            p
+            p.into()
         })
         .collect();
     let mut secrets = crate::config::Secrets::new();
@@ -66,7 +66,7 @@ fn declared_at_scale() -> Declared {
                     secret.into_bytes(),
                 )])),
             );
-            c
+            c.into()
         })
         .collect();
     Declared {

@@ -87,8 +87,8 @@ impl Reconciler {
         }
 
         let declared = Declared {
-            policies: policies.iter().map(|p| (**p).clone()).collect(),
-            clients: clients.iter().map(|c| (**c).clone()).collect(),
+            policies: policies.clone(),
+            clients: clients.clone(),
             secrets: Some(secrets),
         };
         let mut built = config::build(&declared);
@@ -136,43 +136,44 @@ impl Reconciler {
     }
 
     /// Write every status that differs from what is stored; publish an Event for every
-    /// transition. Returns how many were written.
+    /// transition. Returns how many were written. Each write is computed when the stream
+    /// reaches it, so at 10,000 objects the pending writes are never all in memory at once.
     async fn write_statuses(
         &self,
         policies: &[Arc<ApiTokenPolicy>],
         clients: &[Arc<ApiClient>],
         verdicts: &[Verdict],
     ) -> Result<usize, ControllerError> {
-        let now = Time(Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_default());
-        let policies: HashMap<(String, String), &ApiTokenPolicy> =
-            policies.iter().map(|p| (key_of(&**p), &**p)).collect();
-        let clients: HashMap<(String, String), &ApiClient> =
-            clients.iter().map(|c| (key_of(&**c), &**c)).collect();
-        let mut writes = Vec::new();
         let mut not_ready = [0i64; 2];
-        for verdict in verdicts {
-            let key = (verdict.namespace.clone(), verdict.name.clone());
-            if !verdict.is_ready() {
-                not_ready[usize::from(verdict.kind == Kind::ApiClient)] += 1;
-            }
-            let write = match verdict.kind {
+        for verdict in verdicts.iter().filter(|v| !v.is_ready()) {
+            not_ready[usize::from(verdict.kind == Kind::ApiClient)] += 1;
+        }
+        for (i, kind) in ["ApiTokenPolicy", "ApiClient"].into_iter().enumerate() {
+            self.metrics
+                .not_ready
+                .get_or_create(&KindLabel { kind })
+                .set(not_ready[i]);
+        }
+
+        let now = Time(Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_default());
+        let policies: HashMap<(&str, &str), &ApiTokenPolicy> =
+            policies.iter().map(|p| (key_of(&**p), &**p)).collect();
+        let clients: HashMap<(&str, &str), &ApiClient> =
+            clients.iter().map(|c| (key_of(&**c), &**c)).collect();
+        let needed = verdicts.iter().filter_map(|verdict| {
+            let key = (verdict.namespace.as_str(), verdict.name.as_str());
+            match verdict.kind {
                 Kind::ApiTokenPolicy => policies.get(&key).and_then(|p| {
                     let stored = p.status.as_ref();
                     let desired = status::policy_status(verdict, p.meta().generation, stored, &now);
-                    status::policy_needs_write(stored, &desired).then(|| StatusWrite {
-                        kind: Kind::ApiTokenPolicy,
-                        namespace: verdict.namespace.clone(),
-                        name: verdict.name.clone(),
-                        reference: p.object_ref(&()),
-                        previous: stored
-                            .and_then(|s| status::ready_of(&s.conditions))
-                            .cloned(),
-                        ready: desired.conditions[0].clone(),
-                        body: serde_json::json!({
-                            "apiVersion": ApiTokenPolicy::api_version(&()),
-                            "kind": ApiTokenPolicy::kind(&()),
-                            "status": desired,
-                        }),
+                    status::policy_needs_write(stored, &desired).then(|| {
+                        StatusWrite::new(
+                            Kind::ApiTokenPolicy,
+                            *p,
+                            stored.map(|s| &s.conditions[..]),
+                            &desired.conditions,
+                            &desired,
+                        )
                     })
                 }),
                 Kind::ApiClient => clients.get(&key).and_then(|c| {
@@ -184,34 +185,24 @@ impl Reconciler {
                         stored,
                         &now,
                     );
-                    status::client_needs_write(stored, &desired).then(|| StatusWrite {
-                        kind: Kind::ApiClient,
-                        namespace: verdict.namespace.clone(),
-                        name: verdict.name.clone(),
-                        reference: c.object_ref(&()),
-                        previous: stored
-                            .and_then(|s| status::ready_of(&s.conditions))
-                            .cloned(),
-                        ready: desired.conditions[0].clone(),
-                        body: serde_json::json!({
-                            "apiVersion": ApiClient::api_version(&()),
-                            "kind": ApiClient::kind(&()),
-                            "status": desired,
-                        }),
+                    status::client_needs_write(stored, &desired).then(|| {
+                        StatusWrite::new(
+                            Kind::ApiClient,
+                            *c,
+                            stored.map(|s| &s.conditions[..]),
+                            &desired.conditions,
+                            &desired,
+                        )
                     })
                 }),
-            };
-            writes.extend(write);
-        }
-        for (i, kind) in ["ApiTokenPolicy", "ApiClient"].into_iter().enumerate() {
-            self.metrics
-                .not_ready
-                .get_or_create(&KindLabel { kind })
-                .set(not_ready[i]);
-        }
-        let total = writes.len();
-        let failures: Vec<ControllerError> = futures::stream::iter(writes)
-            .map(|w| self.write_status(w))
+            }
+        });
+        let mut total = 0;
+        let failures: Vec<ControllerError> = futures::stream::iter(needed)
+            .map(|w| {
+                total += 1;
+                self.write_status(w)
+            })
             .buffer_unordered(STATUS_CONCURRENCY)
             .filter_map(|r| async move { r.err() })
             .collect()
@@ -275,6 +266,7 @@ impl Reconciler {
     }
 }
 
+/// One status to write: the object, its `Ready` before and after, and the apply body.
 struct StatusWrite {
     kind: Kind,
     namespace: String,
@@ -283,6 +275,32 @@ struct StatusWrite {
     previous: Option<Condition>,
     ready: Condition,
     body: serde_json::Value,
+}
+
+impl StatusWrite {
+    /// The write of `status` on `object`, whose stored conditions are `stored` and whose
+    /// desired ones are `desired`.
+    fn new<K: Resource<DynamicType = ()>>(
+        kind: Kind,
+        object: &K,
+        stored: Option<&[Condition]>,
+        desired: &[Condition],
+        status: &impl serde::Serialize,
+    ) -> Self {
+        StatusWrite {
+            kind,
+            namespace: object.namespace().unwrap_or_default(),
+            name: object.name_any(),
+            reference: object.object_ref(&()),
+            previous: stored.and_then(status::ready_of).cloned(),
+            ready: desired[0].clone(),
+            body: serde_json::json!({
+                "apiVersion": K::api_version(&()),
+                "kind": K::kind(&()),
+                "status": status,
+            }),
+        }
+    }
 }
 
 /// The longest access-token lifetime any policy declares (0 without policies).
@@ -294,8 +312,12 @@ fn longest_lifetime(policies: &[Arc<ApiTokenPolicy>]) -> u64 {
         .unwrap_or(0)
 }
 
-fn key_of<K: Resource>(object: &K) -> (String, String) {
-    (object.namespace().unwrap_or_default(), object.name_any())
+fn key_of<K: Resource>(object: &K) -> (&str, &str) {
+    let meta = object.meta();
+    (
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+    )
 }
 
 fn truncate(text: &str, max: usize) -> String {
