@@ -57,6 +57,35 @@ fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The processes whose CPU the benchmark reports, by name, and their pids.
+fn processes(cluster: &support::ControlPlane) -> Vec<(&'static str, String)> {
+    let mut all = vec![("benchmark", "self".to_owned())];
+    for name in ["etcd", "kube-apiserver", "controller", "issuer"] {
+        if let Some(pid) = cluster.component_pid(name) {
+            all.push((name, pid.to_string()));
+        }
+    }
+    all
+}
+
 fn audience(i: usize) -> String {
     format!("https://api-{i}.bench.example.com")
 }
@@ -268,6 +297,8 @@ async fn main() {
     let controller = spawn_controller(cluster, "controller", &system);
     let issuer = spawn_issuer(cluster, "issuer", &system, data.path());
     let controller_pid = cluster.component_pid("controller").expect("controller pid");
+    let measured = processes(cluster);
+    let cpu_at_start: Vec<f64> = measured.iter().map(|(_, pid)| cpu_seconds(pid)).collect();
     let mut statuses_at = None;
     let mut issuer_at = None;
     let deadline = Instant::now() + START_TIMEOUT * 10;
@@ -293,6 +324,11 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let converged = statuses_at.max(issuer_at).expect("converged");
+    let cpu_during: Vec<(&str, f64)> = measured
+        .iter()
+        .zip(&cpu_at_start)
+        .map(|((name, pid), start)| (*name, cpu_seconds(pid) - start))
+        .collect();
     let load_at_converged = load_average();
     for watcher in watchers {
         watcher.abort();
@@ -387,6 +423,15 @@ async fn main() {
         peak_kib as f64 / 1024.0,
         peak_after_kib as f64 / 1024.0,
         rss_kib as f64 / 1024.0
+    );
+    println!(
+        "| CPU during convergence (2 cores = {:.0} CPU s) | {} | | |",
+        converged.as_secs_f64() * 2.0,
+        cpu_during
+            .iter()
+            .map(|(name, s)| format!("{name} {s:.1} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "| initial status writes | {status_writes} in {:.1} s = {:.0}/s | | {load_at_converged} |",

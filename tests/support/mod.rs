@@ -443,7 +443,12 @@ impl ControlPlane {
             format!("--service-account-signing-key-file={}", file("sa.key")),
             "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
             "--enable-priority-and-fairness=false".to_owned(),
-            "--profiling=false".to_owned(),
+            // Profiling (`/debug/pprof`, admin only) on request, for benchmarks to see where
+            // the API server spends its CPU.
+            format!(
+                "--profiling={}",
+                std::env::var_os("TOKENWARDEN_TEST_APISERVER_PROFILING").is_some()
+            ),
         ];
         let plane = ControlPlane {
             dir,
