@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a part of it
 
 pub mod chart;
+pub mod scenario;
 
 use crate::support::ControlPlane;
 use base64::Engine as _;
