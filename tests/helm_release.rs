@@ -20,8 +20,8 @@ use operator::scenario::{
     wait_client_ready,
 };
 use operator::{
-    apply, client_credentials, client_ready, eventually, lifetime, start_controller_as,
-    start_issuer_as,
+    apply, client_credentials, client_ready, eventually, lifetime, ready, spawn_controller_as,
+    spawn_issuer_as,
 };
 use serde_json::Value;
 
@@ -285,7 +285,9 @@ async fn the_controller_and_the_issuer_do_their_whole_job_as_the_charts_service_
         extra.contains(&format!("--secret-namespaces={apps}")),
         "{extra:?}"
     );
-    start_controller_as(cluster, "chart-controller", &system, &controller_kc, &extra).await;
+    let controller =
+        spawn_controller_as(cluster, "chart-controller", &system, &controller_kc, &extra);
+    ready(cluster, controller).await;
 
     // What they may not do.
     let no = |kubeconfig: &std::path::Path, args: &[&str]| {
@@ -431,15 +433,15 @@ spec:
     let issuer_args = chart_args(&objects, "issuer");
     let issuer_url = format!("http://tokenwarden-issuer.{system}.svc:8080");
     assert_eq!(issuer_args, [format!("--issuer-url={issuer_url}")]);
-    let issuer = start_issuer_as(
+    let issuer = spawn_issuer_as(
         cluster,
         "chart-issuer",
         &system,
         data.path(),
         &issuer_kc,
         &issuer_args,
-    )
-    .await;
+    );
+    let issuer = ready(cluster, issuer).await;
 
     // 600 s, then 1200 s after a patch.
     let first =
@@ -548,7 +550,8 @@ async fn with_client_secret_namespaces_star_the_controller_may_use_secrets_in_ev
         extra.contains(&"--secret-namespaces=*".to_owned()),
         "{extra:?}"
     );
-    start_controller_as(cluster, "star-controller", &system, &kubeconfig, &extra).await;
+    let controller = spawn_controller_as(cluster, "star-controller", &system, &kubeconfig, &extra);
+    ready(cluster, controller).await;
 
     let audience = format!("https://{anywhere}.example.com");
     apply(
