@@ -10,7 +10,7 @@ mod fixtures;
 
 use fixtures::binary::{free_port, start_standalone_with};
 use fixtures::upstream::{APP_CB, CLIENT_SECRET, oidc_flags, policies, start_provider_tampering};
-use fixtures::{CHALLENGE, VERIFIER};
+use fixtures::{CHALLENGE, VERIFIER, claims};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -146,15 +146,6 @@ async fn exchange(base: &str, code: &str) -> serde_json::Value {
         .expect("token");
     assert_eq!(response.status(), 200);
     response.json().await.expect("json")
-}
-
-fn claims(jwt: &str) -> serde_json::Value {
-    use base64::Engine as _;
-    let payload = jwt.split('.').nth(1).expect("payload");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .expect("base64");
-    serde_json::from_slice(&bytes).expect("claims")
 }
 
 #[tokio::test]
