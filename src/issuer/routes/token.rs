@@ -12,7 +12,7 @@ use crate::issuer::protocol::{self, FamilyGrant, GrantedScopes, OFFLINE_ACCESS};
 use crate::issuer::state::Issuer;
 use crate::store::{
     CodeGrant, CodeOutcome, NewFamily, OpaqueToken, RefreshOutcome, RefreshRequest, RefreshRules,
-    Store, StoreError,
+    RefreshTokenView, Store, StoreError, TokenHash,
 };
 use crate::tokens::{AccessTokenClaims, MintedToken};
 use axum::body::Bytes;
@@ -284,17 +284,11 @@ impl GrantRequest<'_> {
     }
 
     async fn refresh_token(self) -> Result<TokenResponse, OAuthError> {
-        let presented = OpaqueToken::from_presented(
-            self.form
-                .require("refresh_token", "refresh_token is required")?,
-        );
-        let hash = presented.hash();
-        let view = self
-            .issuer
-            .store
-            .lookup_refresh_token(hash)
-            .await
-            .map_err(store_error)?
+        let presented = self
+            .form
+            .require("refresh_token", "refresh_token is required")?;
+        let (hash, view) = find_refresh_token(self.issuer, presented)
+            .await?
             .ok_or(OAuthError::invalid_grant("the refresh token is invalid"))?;
         let mut original = protocol::parse_scope(Some(&view.family.scope));
         original.remove(OFFLINE_ACCESS);
@@ -455,6 +449,21 @@ pub fn pkce_s256_matches(verifier: &str, challenge: &str) -> bool {
 }
 
 /// A store error as the client sees it: 503 when the store is down, 500 otherwise.
+/// The stored refresh token with the value a client presented, and its hash; `None`: no
+/// refresh token has this value.
+pub async fn find_refresh_token(
+    issuer: &Issuer,
+    presented: &str,
+) -> Result<Option<(TokenHash, RefreshTokenView)>, OAuthError> {
+    let hash = OpaqueToken::from_presented(presented).hash();
+    let view = issuer
+        .store
+        .lookup_refresh_token(hash)
+        .await
+        .map_err(store_error)?;
+    Ok(view.map(|view| (hash, view)))
+}
+
 pub fn store_error(error: StoreError) -> OAuthError {
     if error.is_unavailable() {
         tracing::warn!(error = %error, "store unavailable");
