@@ -13,30 +13,15 @@ mod fixtures;
 
 use fixtures::binary::{free_port, start_standalone_with};
 use fixtures::upstream::{APP_CB, chromium, node_dir, oidc_flags, policies, start_provider};
-use fixtures::{ALICE, CHALLENGE, VERIFIER, argon2id};
-use std::collections::BTreeMap;
+use fixtures::{ALICE, VERIFIER, argon2id, authorize_path, query};
 
 fn authorize_url(base: &str) -> String {
-    let query = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("response_type", "code"),
-            ("client_id", "web"),
-            ("redirect_uri", APP_CB),
-            ("code_challenge", CHALLENGE),
-            ("code_challenge_method", "S256"),
-            ("state", "browser-state"),
-            ("audience", "https://todo.example.com"),
-            ("scope", "todos:read offline_access"),
-        ])
-        .finish();
-    format!("{base}/authorize?{query}")
-}
-
-fn query(url: &str) -> BTreeMap<String, String> {
-    let (_, query) = url.split_once('?').expect("a query");
-    form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect()
+    let path = authorize_path(&[
+        ("redirect_uri", APP_CB),
+        ("state", "browser-state"),
+        ("audience", "https://todo.example.com"),
+    ]);
+    format!("{base}{path}")
 }
 
 /// Exchange the code the application received; the access token's `sub` and whether a

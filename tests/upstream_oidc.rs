@@ -10,8 +10,7 @@ mod fixtures;
 
 use fixtures::binary::{free_port, start_standalone_with};
 use fixtures::upstream::{APP_CB, CLIENT_SECRET, oidc_flags, policies, start_provider_tampering};
-use fixtures::{CHALLENGE, VERIFIER, claims};
-use std::collections::BTreeMap;
+use fixtures::{VERIFIER, authorize_path, claims, query};
 use std::sync::{Arc, Mutex};
 
 /// The issuer and the provider, each knowing the other.
@@ -96,19 +95,13 @@ impl Browser {
 }
 
 fn authorize_url(base: &str, audience: &str, scope: &str) -> String {
-    let query = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("response_type", "code"),
-            ("client_id", "web"),
-            ("redirect_uri", APP_CB),
-            ("code_challenge", CHALLENGE),
-            ("code_challenge_method", "S256"),
-            ("state", "app-state-1"),
-            ("audience", audience),
-            ("scope", scope),
-        ])
-        .finish();
-    format!("{base}/authorize?{query}")
+    let path = authorize_path(&[
+        ("redirect_uri", APP_CB),
+        ("state", "app-state-1"),
+        ("audience", audience),
+        ("scope", scope),
+    ]);
+    format!("{base}{path}")
 }
 
 fn location(response: &reqwest::Response) -> String {
@@ -122,13 +115,6 @@ fn location(response: &reqwest::Response) -> String {
         .to_str()
         .expect("ascii")
         .to_owned()
-}
-
-fn query(url: &str) -> BTreeMap<String, String> {
-    let (_, query) = url.split_once('?').expect("a query");
-    form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect()
 }
 
 async fn exchange(base: &str, code: &str) -> serde_json::Value {
