@@ -9,8 +9,10 @@
 mod fixtures;
 
 use fixtures::binary::{free_port, start_standalone_with};
-use fixtures::upstream::{APP_CB, CLIENT_SECRET, oidc_flags, policies, start_provider_tampering};
-use fixtures::{VERIFIER, authorize_path, claims, query};
+use fixtures::upstream::{
+    APP_CB, CLIENT_SECRET, exchange, oidc_flags, policies, start_provider_tampering,
+};
+use fixtures::{authorize_path, claims, query};
 use std::sync::{Arc, Mutex};
 
 /// The issuer and the provider, each knowing the other.
@@ -115,23 +117,6 @@ fn location(response: &reqwest::Response) -> String {
         .to_str()
         .expect("ascii")
         .to_owned()
-}
-
-async fn exchange(base: &str, code: &str) -> serde_json::Value {
-    let response = reqwest::Client::new()
-        .post(format!("{base}/oauth/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", "web"),
-            ("code", code),
-            ("redirect_uri", APP_CB),
-            ("code_verifier", VERIFIER),
-        ])
-        .send()
-        .await
-        .expect("token");
-    assert_eq!(response.status(), 200);
-    response.json().await.expect("json")
 }
 
 #[tokio::test]
