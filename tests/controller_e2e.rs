@@ -10,12 +10,7 @@ mod support;
 
 use kube::Api;
 use kube::api::ListParams;
-use operator::scenario::{
-    CONVERGE, Worker, a_newer_policy_for_the_audience_gets_audience_conflict,
-    a_patched_lifetime_reaches_the_next_token, apply_worker, exchange_the_code,
-    offline_policy_and_web_client, refresh_fails_once_offline_access_is_revoked, seed_code,
-    wait_client_ready,
-};
+use operator::scenario::{self, CONVERGE, Worker};
 use operator::{
     apply, client_credentials, client_ready, eventually, lifetime, policy_ready, start_controller,
     start_issuer,
@@ -50,7 +45,8 @@ async fn issuer_for(ns: &str, data: &std::path::Path) -> operator::Issuer {
 async fn worker_and_issuer(prefix: &str) -> (Worker, operator::Issuer, tempfile::TempDir) {
     controller().await;
     let cluster = support::cluster();
-    let worker = apply_worker(cluster, &cluster.new_namespace(prefix).await, SECRET).await;
+    let worker =
+        scenario::apply_worker(cluster, &cluster.new_namespace(prefix).await, SECRET).await;
     let data = tempfile::tempdir().expect("data dir");
     let issuer = issuer_for(&worker.ns, data.path()).await;
     (worker, issuer, data)
@@ -60,7 +56,7 @@ async fn worker_and_issuer(prefix: &str) -> (Worker, operator::Issuer, tempfile:
 async fn a_patched_lifetime_reaches_the_next_token_within_a_second_without_an_issuer_restart() {
     let (worker, issuer, _data) = worker_and_issuer("lifetime").await;
     let cluster = support::cluster();
-    a_patched_lifetime_reaches_the_next_token(
+    scenario::a_patched_lifetime_reaches_the_next_token(
         cluster,
         &issuer.base,
         &worker,
@@ -78,16 +74,17 @@ async fn refresh_after_offline_access_is_revoked_fails_with_invalid_grant() {
     let audience = format!("https://{ns}.example.com");
     let web_id = format!("{ns}-web");
     let data = tempfile::tempdir().expect("data dir");
-    seed_code(data.path(), &web_id, &audience, fixtures::CHALLENGE).await;
+    scenario::seed_code(data.path(), &web_id, &audience, fixtures::CHALLENGE).await;
     apply(
         cluster,
-        &offline_policy_and_web_client(&ns, &audience, &web_id),
+        &scenario::offline_policy_and_web_client(&ns, &audience, &web_id),
     )
     .expect("apply");
-    wait_client_ready(cluster, &ns, "web").await;
+    scenario::wait_client_ready(cluster, &ns, "web").await;
     let issuer = issuer_for(&ns, data.path()).await;
-    let refresh_token = exchange_the_code(&issuer.base, &web_id, fixtures::VERIFIER).await;
-    refresh_fails_once_offline_access_is_revoked(
+    let refresh_token =
+        scenario::exchange_the_code(&issuer.base, &web_id, fixtures::VERIFIER).await;
+    scenario::refresh_fails_once_offline_access_is_revoked(
         cluster,
         &ns,
         &issuer.base,
@@ -130,9 +127,10 @@ async fn the_newer_of_two_policies_with_one_audience_gets_audience_conflict_and_
  {
     controller().await;
     let cluster = support::cluster();
-    let older = apply_worker(cluster, &cluster.new_namespace("older").await, SECRET).await;
+    let older =
+        scenario::apply_worker(cluster, &cluster.new_namespace("older").await, SECRET).await;
     let newer_ns = cluster.new_namespace("newer").await;
-    a_newer_policy_for_the_audience_gets_audience_conflict(
+    scenario::a_newer_policy_for_the_audience_gets_audience_conflict(
         cluster,
         &newer_ns,
         "api",
@@ -176,7 +174,7 @@ spec:
         ),
     )
     .expect("apply");
-    wait_client_ready(cluster, &ns, "job").await;
+    scenario::wait_client_ready(cluster, &ns, "job").await;
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(cluster.client(), &ns);
     let secret = secrets
         .get("job-oauth")
@@ -213,7 +211,7 @@ spec:
 async fn statuses_are_not_written_again_when_nothing_changes() {
     controller().await;
     let cluster = support::cluster();
-    let ns = apply_worker(cluster, &cluster.new_namespace("quiet").await, SECRET)
+    let ns = scenario::apply_worker(cluster, &cluster.new_namespace("quiet").await, SECRET)
         .await
         .ns;
     let policies = Api::<ApiTokenPolicy>::namespaced(cluster.client(), &ns);

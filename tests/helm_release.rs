@@ -13,12 +13,7 @@ mod operator;
 mod support;
 
 use operator::chart::{args_of, can_i, dry_run_create, find, install, pod_of, render};
-use operator::scenario::{
-    CONVERGE, a_newer_policy_for_the_audience_gets_audience_conflict,
-    a_patched_lifetime_reaches_the_next_token, apply_worker, exchange_the_code,
-    offline_policy_and_web_client, refresh_fails_once_offline_access_is_revoked, seed_code,
-    wait_client_ready,
-};
+use operator::scenario::{self, CONVERGE};
 use operator::{
     apply, client_credentials, client_ready, eventually, lifetime, ready, spawn_controller_as,
     spawn_issuer_as,
@@ -382,12 +377,12 @@ async fn the_controller_and_the_issuer_do_their_whole_job_as_the_charts_service_
     let todo_audience = format!("https://todo.{apps}.example.com");
     let web_id = format!("{apps}-web");
     let data = tempfile::tempdir().expect("data dir");
-    seed_code(data.path(), &web_id, &todo_audience, fixtures::CHALLENGE).await;
-    let worker = apply_worker(cluster, &apps, SECRET).await;
+    scenario::seed_code(data.path(), &web_id, &todo_audience, fixtures::CHALLENGE).await;
+    let worker = scenario::apply_worker(cluster, &apps, SECRET).await;
     let audience = &worker.audience;
     apply(
         cluster,
-        &offline_policy_and_web_client(&apps, &todo_audience, &web_id),
+        &scenario::offline_policy_and_web_client(&apps, &todo_audience, &web_id),
     )
     .expect("apply the offline-access policy and client");
     apply(
@@ -414,7 +409,7 @@ spec:
     )
     .expect("apply the other objects");
     for name in ["web", "job"] {
-        wait_client_ready(cluster, &apps, name).await;
+        scenario::wait_client_ready(cluster, &apps, name).await;
     }
     // What kstatus-style waiters (kubectl wait, Flux) see: Ready at the current generation.
     cluster
@@ -444,8 +439,13 @@ spec:
     let issuer = ready(cluster, issuer).await;
 
     // 600 s, then 1200 s after a patch.
-    let first =
-        a_patched_lifetime_reaches_the_next_token(cluster, &issuer.base, &worker, CONVERGE).await;
+    let first = scenario::a_patched_lifetime_reaches_the_next_token(
+        cluster,
+        &issuer.base,
+        &worker,
+        CONVERGE,
+    )
+    .await;
     let claims = operator::claims(first["access_token"].as_str().expect("a token"));
     assert_eq!(claims["iss"], issuer_url.as_str(), "the chart's issuer URL");
 
@@ -481,8 +481,9 @@ spec:
     );
 
     // Offline access, then not.
-    let refresh_token = exchange_the_code(&issuer.base, &web_id, fixtures::VERIFIER).await;
-    refresh_fails_once_offline_access_is_revoked(
+    let refresh_token =
+        scenario::exchange_the_code(&issuer.base, &web_id, fixtures::VERIFIER).await;
+    scenario::refresh_fails_once_offline_access_is_revoked(
         cluster,
         &apps,
         &issuer.base,
@@ -493,7 +494,10 @@ spec:
     .await;
 
     // Two policies with one audience: the newer one (in another namespace) is refused.
-    a_newer_policy_for_the_audience_gets_audience_conflict(cluster, &other, "copy", audience).await;
+    scenario::a_newer_policy_for_the_audience_gets_audience_conflict(
+        cluster, &other, "copy", audience,
+    )
+    .await;
     let still = worker.token(&issuer.base).await;
     assert_eq!(lifetime(&still), 1200, "{still}");
 
