@@ -11,7 +11,7 @@
 
 mod fixtures;
 
-use fixtures::binary::{free_port, start_standalone_with};
+use fixtures::binary::{folder_with_policies, free_port, start_standalone_with};
 use fixtures::upstream::{
     APP_CB, chromium, exchange, node_dir, oidc_flags, policies, start_provider,
 };
@@ -46,9 +46,7 @@ async fn exchange_at(base: &str, application_url: &str) -> (String, bool) {
 async fn a_browser_signs_in_with_a_password_and_through_the_upstream_provider() {
     let chromium = chromium();
     let node = node_dir();
-    let dir = tempfile::tempdir().expect("dir");
-    std::fs::create_dir(dir.path().join("policies")).expect("policies");
-    std::fs::write(dir.path().join("policies/all.yaml"), policies()).expect("write");
+    let dir = folder_with_policies(&policies());
     let users = dir.path().join("users.yaml");
     std::fs::write(
         &users,

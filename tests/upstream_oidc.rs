@@ -8,7 +8,7 @@
 
 mod fixtures;
 
-use fixtures::binary::{free_port, start_standalone_with};
+use fixtures::binary::{folder_with_policies, free_port, start_standalone_with};
 use fixtures::upstream::{
     APP_CB, CLIENT_SECRET, exchange, oidc_flags, policies, start_provider_tampering,
 };
@@ -28,9 +28,7 @@ async fn setup() -> Setup {
 
 /// With `extra` issuer flags, and a provider that misbehaves as `tamper` says.
 async fn setup_with(extra: &[&str], tamper: &str) -> Setup {
-    let dir = tempfile::tempdir().expect("dir");
-    std::fs::create_dir(dir.path().join("policies")).expect("policies");
-    std::fs::write(dir.path().join("policies/all.yaml"), policies()).expect("write");
+    let dir = folder_with_policies(&policies());
     let port = free_port();
     let provider =
         start_provider_tampering(&format!("http://127.0.0.1:{port}/callback/oidc"), tamper);
