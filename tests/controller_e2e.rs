@@ -82,14 +82,12 @@ async fn refresh_after_offline_access_is_revoked_fails_with_invalid_grant() {
     .expect("apply");
     scenario::wait_client_ready(cluster, &ns, "web").await;
     let issuer = issuer_for(&ns, data.path()).await;
-    let refresh_token =
-        scenario::exchange_the_code(&issuer.base, &web_id, fixtures::VERIFIER).await;
     scenario::refresh_fails_once_offline_access_is_revoked(
         cluster,
         &ns,
         &issuer.base,
         &web_id,
-        refresh_token,
+        fixtures::VERIFIER,
         Duration::from_secs(1),
     )
     .await;

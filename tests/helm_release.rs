@@ -481,14 +481,12 @@ spec:
     );
 
     // Offline access, then not.
-    let refresh_token =
-        scenario::exchange_the_code(&issuer.base, &web_id, fixtures::VERIFIER).await;
     scenario::refresh_fails_once_offline_access_is_revoked(
         cluster,
         &apps,
         &issuer.base,
         &web_id,
-        refresh_token,
+        fixtures::VERIFIER,
         CONVERGE,
     )
     .await;

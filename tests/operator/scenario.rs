@@ -118,7 +118,7 @@ pub async fn seed_code(data_dir: &Path, web_id: &str, audience: &str, challenge:
 
 /// Exchanges the code of [`seed_code`] with the PKCE `verifier`; the refresh token, which the
 /// policy's offline access must grant.
-pub async fn exchange_the_code(base: &str, web_id: &str, verifier: &str) -> String {
+async fn exchange_the_code(base: &str, web_id: &str, verifier: &str) -> String {
     let exchanged = token(
         base,
         &[
@@ -136,17 +136,19 @@ pub async fn exchange_the_code(base: &str, web_id: &str, verifier: &str) -> Stri
         .to_owned()
 }
 
-/// Patches `offlineAccess: false` into the policy `todo` in `ns`; until the change arrives a
-/// refresh by `web_id` succeeds and rotates (followed), and within `within` it fails with
-/// `invalid_grant` and no refresh token.
+/// Exchanges the code of [`seed_code`] at `base` for a refresh token, then patches
+/// `offlineAccess: false` into the policy `todo` in `ns`; until the change arrives a refresh by
+/// `web_id` succeeds and rotates (followed), and within `within` it fails with `invalid_grant`
+/// and no refresh token.
 pub async fn refresh_fails_once_offline_access_is_revoked(
     cluster: &ControlPlane,
     ns: &str,
     base: &str,
     web_id: &str,
-    mut refresh_token: String,
+    verifier: &str,
     within: Duration,
 ) {
+    let mut refresh_token = exchange_the_code(base, web_id, verifier).await;
     patch(
         cluster,
         ns,
