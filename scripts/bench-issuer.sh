@@ -54,50 +54,7 @@ rate() {
 }
 
 SECRET="bench-secret-0123456789abcdefghijklmnopqrstuvwxyz"
-cat >"$work/policies/bench.yaml" <<YAML
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiTokenPolicy
-metadata: {name: es256, namespace: bench}
-spec: {audience: "https://es256.bench", tokenExpirationSeconds: 600, signingAlgorithm: ES256, scopes: [{name: read}]}
----
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiTokenPolicy
-metadata: {name: rs256, namespace: bench}
-spec: {audience: "https://rs256.bench", tokenExpirationSeconds: 600, signingAlgorithm: RS256, scopes: [{name: read}]}
----
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiTokenPolicy
-metadata: {name: offline, namespace: bench}
-spec: {audience: "https://offline.bench", tokenExpirationSeconds: 600, signingAlgorithm: ES256, offlineAccess: true, scopes: [{name: read}]}
----
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiTokenPolicy
-metadata: {name: offline-rs256, namespace: bench}
-spec: {audience: "https://offline-rs256.bench", tokenExpirationSeconds: 600, signingAlgorithm: RS256, offlineAccess: true, scopes: [{name: read}]}
----
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiClient
-metadata: {name: worker, namespace: bench}
-spec:
-  clientId: worker
-  grantTypes: [client_credentials]
-  audiences: [{audience: "https://es256.bench", scopes: [read]}, {audience: "https://rs256.bench", scopes: [read]}]
----
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiClient
-metadata: {name: web, namespace: bench}
-spec:
-  clientId: web
-  type: Public
-  grantTypes: [authorization_code, refresh_token]
-  redirectUris: ["https://app.bench/cb"]
-  audiences: [{audience: "https://offline.bench", scopes: [read]}, {audience: "https://offline-rs256.bench", scopes: [read]}]
----
-apiVersion: v1
-kind: Secret
-metadata: {name: worker-oauth, namespace: bench}
-stringData: {clientSecret: $SECRET}
-YAML
+bench_write_policies "$work/policies" "$SECRET"
 
 # Refresh tokens: one file per wrk run (warm-up included) and algorithm, 256 chains each.
 runs=$(( $(wc -w <<<"$CONNS") * (REPS + 1) ))

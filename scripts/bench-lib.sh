@@ -1,5 +1,6 @@
-# Shared by scripts/bench-issuer.sh and scripts/bench-peers.sh (sourced, not run): the settings
-# of a load run and the one way a scenario is measured, so every server of a run is driven alike.
+# Shared by scripts/bench-issuer.sh, scripts/bench-refresh-stores.sh and scripts/bench-peers.sh
+# (sourced, not run): the settings of a load run, the policies the issuer loads, and the one way
+# a scenario is measured, so every server of a run is driven alike.
 #
 # A scenario is measured by `bench_measure`: from CLIENT_CPU, wrk -t1 -cN over keep-alive
 # connections, one warm-up run, then REPS runs of DURATION seconds; only 2xx answers count
@@ -10,6 +11,13 @@
 # sets the array WRK_ARGS for one wrk run (see bench_measure).
 
 bench_fail() { echo "$BENCH_NAME: $*" >&2; exit 1; }
+
+# bench_write_policies DIR SECRET: the benchmarks' policies and clients
+# (benches/issuer/policies.yaml) as DIR/bench.yaml, with SECRET as the client secret of `worker`.
+bench_write_policies() {
+  sed "s|@SECRET@|$2|" benches/issuer/policies.yaml >"$1/bench.yaml" \
+    || bench_fail "could not write the policies into $1"
+}
 
 CONNS="${CONNS:-8 64}"
 REPS="${REPS:-3}"

@@ -74,22 +74,7 @@ done
 "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$PGPORT" || fail "PostgreSQL did not start: see $OUT/postgres.log"
 dsn="postgres://tokenwarden@127.0.0.1:$PGPORT/postgres?sslmode=disable"
 
-cat >"$work/policies/bench.yaml" <<YAML
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiTokenPolicy
-metadata: {name: offline, namespace: bench}
-spec: {audience: "https://offline.bench", tokenExpirationSeconds: 600, signingAlgorithm: ES256, offlineAccess: true, scopes: [{name: read}]}
----
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiClient
-metadata: {name: web, namespace: bench}
-spec:
-  clientId: web
-  type: Public
-  grantTypes: [authorization_code, refresh_token]
-  redirectUris: ["https://app.bench/cb"]
-  audiences: [{audience: "https://offline.bench", scopes: [read]}]
-YAML
+bench_write_policies "$work/policies" "bench-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 
 # One token file per wrk process and run (warm-up included), 256 chains each.
 runs=$((REPS + 1))

@@ -6,7 +6,9 @@
 mod fixtures;
 
 use axum::http::{StatusCode, header};
-use fixtures::{ALICE, BOB, ISSUER_URL, STANDARD, TestIssuer, VERIFIER, WEB_CB, authorize_path};
+use fixtures::{
+    ALICE, BOB, ISSUER_URL, STANDARD, TestIssuer, VERIFIER, WEB_CB, authorize_path, claims,
+};
 
 const TODO: &str = "https://todo.example.com";
 
@@ -24,15 +26,6 @@ async fn exchange(issuer: &TestIssuer, code: &str) -> fixtures::Reply {
             None,
         )
         .await
-}
-
-fn claims(token: &str) -> serde_json::Value {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1).expect("payload");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .expect("base64");
-    serde_json::from_slice(&bytes).expect("json")
 }
 
 #[tokio::test]
@@ -639,16 +632,7 @@ async fn a_provider_that_is_down_leaves_the_password_form_working_and_says_so_on
     assert!(page.text.contains(r#"name="password""#));
     let form = page.login_form();
 
-    let pressed = browser
-        .post(
-            "/authorize",
-            &[
-                ("login", &form.login),
-                ("csrf_token", &form.csrf_token),
-                ("connector", "oidc"),
-            ],
-        )
-        .await;
+    let pressed = browser.press_upstream(&form).await;
     assert_eq!(pressed.status, StatusCode::BAD_GATEWAY);
     assert!(pressed.text.contains(r#"role="alert""#));
     assert!(pressed.text.contains("identity provider cannot be reached"));
@@ -666,16 +650,7 @@ async fn the_upstream_button_needs_the_forms_csrf_token_and_cookie() {
     let mut browser = issuer.browser();
     let form = browser.get(&authorize_path(&[])).await.login_form();
     let mut other = issuer.browser();
-    let forged = other
-        .post(
-            "/authorize",
-            &[
-                ("login", &form.login),
-                ("csrf_token", &form.csrf_token),
-                ("connector", "oidc"),
-            ],
-        )
-        .await;
+    let forged = other.press_upstream(&form).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     assert!(!forged.headers.contains_key(header::LOCATION));
 }

@@ -11,66 +11,31 @@
 
 mod fixtures;
 
-use fixtures::binary::{free_port, start_standalone_with};
-use fixtures::upstream::{APP_CB, chromium, node_dir, oidc_flags, policies, start_provider};
-use fixtures::{ALICE, CHALLENGE, VERIFIER, argon2id};
-use std::collections::BTreeMap;
+use fixtures::binary::{folder_with_policies, free_port, start_standalone_with};
+use fixtures::upstream::{
+    APP_CB, chromium, exchange, node_dir, oidc_flags, policies, start_provider,
+};
+use fixtures::{ALICE, argon2id, authorize_path, claims, query};
 
 fn authorize_url(base: &str) -> String {
-    let query = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("response_type", "code"),
-            ("client_id", "web"),
-            ("redirect_uri", APP_CB),
-            ("code_challenge", CHALLENGE),
-            ("code_challenge_method", "S256"),
-            ("state", "browser-state"),
-            ("audience", "https://todo.example.com"),
-            ("scope", "todos:read offline_access"),
-        ])
-        .finish();
-    format!("{base}/authorize?{query}")
-}
-
-fn query(url: &str) -> BTreeMap<String, String> {
-    let (_, query) = url.split_once('?').expect("a query");
-    form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect()
+    let path = authorize_path(&[
+        ("redirect_uri", APP_CB),
+        ("state", "browser-state"),
+        ("audience", "https://todo.example.com"),
+    ]);
+    format!("{base}{path}")
 }
 
 /// Exchange the code the application received; the access token's `sub` and whether a
 /// refresh token came with it.
-async fn exchange(base: &str, application_url: &str) -> (String, bool) {
+async fn exchange_at(base: &str, application_url: &str) -> (String, bool) {
     let params = query(application_url);
     assert_eq!(params["state"], "browser-state");
-    let response = reqwest::Client::new()
-        .post(format!("{base}/oauth/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", "web"),
-            ("code", &params["code"]),
-            ("redirect_uri", APP_CB),
-            ("code_verifier", VERIFIER),
-        ])
-        .send()
-        .await
-        .expect("token");
-    assert_eq!(response.status(), 200);
-    let tokens: serde_json::Value = response.json().await.expect("json");
+    let tokens = exchange(base, &params["code"]).await;
     let access = tokens["access_token"].as_str().expect("access token");
     let header = jsonwebtoken::decode_header(access).expect("a JWT");
     assert_eq!(header.typ.as_deref(), Some("at+jwt"));
-    let claims: serde_json::Value = {
-        use base64::Engine as _;
-        let payload = access.split('.').nth(1).expect("payload");
-        serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(payload)
-                .expect("base64"),
-        )
-        .expect("claims")
-    };
+    let claims = claims(access);
     (
         claims["sub"].as_str().expect("sub").to_owned(),
         tokens.get("refresh_token").is_some(),
@@ -81,9 +46,7 @@ async fn exchange(base: &str, application_url: &str) -> (String, bool) {
 async fn a_browser_signs_in_with_a_password_and_through_the_upstream_provider() {
     let chromium = chromium();
     let node = node_dir();
-    let dir = tempfile::tempdir().expect("dir");
-    std::fs::create_dir(dir.path().join("policies")).expect("policies");
-    std::fs::write(dir.path().join("policies/all.yaml"), policies()).expect("write");
+    let dir = folder_with_policies(&policies());
     let users = dir.path().join("users.yaml");
     std::fs::write(
         &users,
@@ -153,12 +116,12 @@ async fn a_browser_signs_in_with_a_password_and_through_the_upstream_provider() 
     assert_eq!(wrong["describedBy"], "form-error");
     assert_eq!(wrong["focused"], "password");
     let (subject, refresh) =
-        exchange(&issuer.base, login["application"].as_str().expect("url")).await;
+        exchange_at(&issuer.base, login["application"].as_str().expect("url")).await;
     assert_eq!((subject.as_str(), refresh), ("alice", true));
 
     let upstream = &result["upstream"];
     let (subject, refresh) =
-        exchange(&issuer.base, upstream["application"].as_str().expect("url")).await;
+        exchange_at(&issuer.base, upstream["application"].as_str().expect("url")).await;
     assert_eq!((subject.as_str(), refresh), ("frank", true));
 
     let tampered = &result["tampered"];

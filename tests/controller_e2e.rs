@@ -10,16 +10,15 @@ mod support;
 
 use kube::Api;
 use kube::api::ListParams;
+use operator::scenario::{self, CONVERGE, Worker};
 use operator::{
-    apply, client_credentials, client_ready, eventually, lifetime, patch, policy_and_client,
-    policy_ready, start_controller, start_issuer, token,
+    apply, client_credentials, client_ready, eventually, lifetime, policy_ready, start_controller,
+    start_issuer,
 };
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokenwarden::api::ApiTokenPolicy;
-use tokenwarden::store::{AnyStore, AuthorizationCode, EmbeddedStore, OpaqueToken, Store as _};
 
 const SECRET: &str = "e2e-secret-0123456789abcdefghijklmnopqrstuvwxyz";
-const CONVERGE: Duration = Duration::from_secs(30);
 
 static CONTROLLER: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
 
@@ -41,71 +40,30 @@ async fn issuer_for(ns: &str, data: &std::path::Path) -> operator::Issuer {
     start_issuer(support::cluster(), &format!("issuer-{ns}"), system, data).await
 }
 
-async fn wait_client_ready(ns: &str, name: &str) {
+/// A new namespace `prefix-…` with the policy `api` (600 s) and its Ready client `worker`, and
+/// an issuer (with its data dir) that follows the controller.
+async fn worker_and_issuer(prefix: &str) -> (Worker, operator::Issuer, tempfile::TempDir) {
+    controller().await;
     let cluster = support::cluster();
-    eventually(CONVERGE, "the client becomes Ready", || async {
-        client_ready(cluster, ns, name)
-            .await
-            .filter(|(status, _, _)| status == "True")
-    })
-    .await;
+    let worker =
+        scenario::apply_worker(cluster, &cluster.new_namespace(prefix).await, SECRET).await;
+    let data = tempfile::tempdir().expect("data dir");
+    let issuer = issuer_for(&worker.ns, data.path()).await;
+    (worker, issuer, data)
 }
 
 #[tokio::test]
 async fn a_patched_lifetime_reaches_the_next_token_within_a_second_without_an_issuer_restart() {
-    controller().await;
+    let (worker, issuer, _data) = worker_and_issuer("lifetime").await;
     let cluster = support::cluster();
-    let ns = cluster.new_namespace("lifetime").await;
-    let audience = format!("https://{ns}.example.com");
-    let client_id = format!("{ns}-worker");
-    apply(
+    scenario::a_patched_lifetime_reaches_the_next_token(
         cluster,
-        &policy_and_client(&ns, &audience, 600, &client_id, SECRET),
-    )
-    .expect("apply");
-    wait_client_ready(&ns, "worker").await;
-    let data = tempfile::tempdir().expect("data dir");
-    let issuer = issuer_for(&ns, data.path()).await;
-
-    let first = client_credentials(&issuer.base, &client_id, SECRET, &audience).await;
-    assert_eq!(lifetime(&first), 600, "{first}");
-    assert_eq!(first["expires_in"], 600);
-    let (status, reason, current) = policy_ready(cluster, &ns, "api").await.expect("status");
-    assert_eq!(
-        (status.as_str(), reason.as_str(), current),
-        ("True", "Enforced", true)
-    );
-
-    patch(
-        cluster,
-        &ns,
-        "atp/api",
-        r#"{"spec":{"tokenExpirationSeconds":1200}}"#,
-    )
-    .expect("patch");
-    let patched = Instant::now();
-    let next = eventually(
+        &issuer.base,
+        &worker,
         Duration::from_secs(1),
-        "the next token follows the patch",
-        || async {
-            let answer = client_credentials(&issuer.base, &client_id, SECRET, &audience).await;
-            (answer["expires_in"] == 1200).then_some(answer)
-        },
     )
     .await;
-    assert_eq!(lifetime(&next), 1200);
-    eprintln!("apply-to-enforced: {:?}", patched.elapsed());
     assert!(cluster.component_running(&issuer.name), "no issuer restart");
-    eventually(
-        CONVERGE,
-        "the status describes the new generation",
-        || async {
-            policy_ready(cluster, &ns, "api")
-                .await
-                .filter(|(s, _, current)| s == "True" && *current)
-        },
-    )
-    .await;
 }
 
 #[tokio::test]
@@ -114,135 +72,48 @@ async fn refresh_after_offline_access_is_revoked_fails_with_invalid_grant() {
     let cluster = support::cluster();
     let ns = cluster.new_namespace("offline").await;
     let audience = format!("https://{ns}.example.com");
-    let client_id = format!("{ns}-web");
+    let web_id = format!("{ns}-web");
     let data = tempfile::tempdir().expect("data dir");
-    {
-        let store = AnyStore::Embedded(EmbeddedStore::open(data.path()).expect("store"));
-        let now = tokenwarden::controller::reconcile::unix_now();
-        let code = AuthorizationCode {
-            client_id: client_id.clone(),
-            redirect_uri: "https://app.example.com/cb".into(),
-            audience: audience.clone(),
-            scope: "read offline_access".into(),
-            subject: "alice".into(),
-            code_challenge: fixtures::CHALLENGE.into(),
-            nonce: None,
-            expires_at: now + 600,
-        };
-        store
-            .put_code(OpaqueToken::from_presented("the-code").hash(), code)
-            .await
-            .expect("seed the code");
-    }
+    scenario::seed_code(data.path(), &web_id, &audience, fixtures::CHALLENGE).await;
     apply(
         cluster,
-        &format!(
-            r#"
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiTokenPolicy
-metadata: {{name: todo, namespace: {ns}}}
-spec:
-  audience: {audience}
-  tokenExpirationSeconds: 300
-  offlineAccess: true
-  scopes: [{{name: read}}]
----
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiClient
-metadata: {{name: web, namespace: {ns}}}
-spec:
-  clientId: {client_id}
-  type: Public
-  grantTypes: [authorization_code, refresh_token]
-  redirectUris: [https://app.example.com/cb]
-  audiences: [{{audience: {audience}, scopes: [read]}}]
-"#
-        ),
+        &scenario::offline_policy_and_web_client(&ns, &audience, &web_id),
     )
     .expect("apply");
-    wait_client_ready(&ns, "web").await;
+    scenario::wait_client_ready(cluster, &ns, "web").await;
     let issuer = issuer_for(&ns, data.path()).await;
-    let exchanged = token(
-        &issuer.base,
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", &client_id),
-            ("code", "the-code"),
-            ("redirect_uri", "https://app.example.com/cb"),
-            ("code_verifier", fixtures::VERIFIER),
-        ],
-    )
-    .await;
-    let mut refresh_token = exchanged["refresh_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("a refresh token while offline access is allowed: {exchanged}"))
-        .to_owned();
-
-    patch(
+    scenario::refresh_fails_once_offline_access_is_revoked(
         cluster,
         &ns,
-        "atp/todo",
-        r#"{"spec":{"offlineAccess":false}}"#,
+        &issuer.base,
+        &web_id,
+        fixtures::VERIFIER,
+        Duration::from_secs(1),
     )
-    .expect("patch");
-    // Until the change arrives a refresh succeeds and rotates: follow the rotation.
-    let deadline = Instant::now() + Duration::from_secs(1);
-    let answer = loop {
-        let answer = token(
-            &issuer.base,
-            &[
-                ("grant_type", "refresh_token"),
-                ("client_id", &client_id),
-                ("refresh_token", &refresh_token),
-            ],
-        )
-        .await;
-        match answer["refresh_token"].as_str() {
-            Some(rotated) if answer["error"].is_null() => refresh_token = rotated.to_owned(),
-            _ => break answer,
-        }
-        assert!(
-            Instant::now() < deadline,
-            "refresh still allowed a second after the patch"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(answer["error"], "invalid_grant", "{answer}");
-    assert!(answer.get("refresh_token").is_none(), "{answer}");
+    .await;
 }
 
 #[tokio::test]
 async fn a_lifetime_of_2592001_is_refused_by_the_api_server_and_the_issuer_keeps_its_configuration()
 {
-    controller().await;
+    let (worker, issuer, _data) = worker_and_issuer("refused").await;
     let cluster = support::cluster();
-    let ns = cluster.new_namespace("refused").await;
-    let audience = format!("https://{ns}.example.com");
-    let client_id = format!("{ns}-worker");
-    apply(
-        cluster,
-        &policy_and_client(&ns, &audience, 600, &client_id, SECRET),
-    )
-    .expect("apply");
-    wait_client_ready(&ns, "worker").await;
-    let data = tempfile::tempdir().expect("data dir");
-    let issuer = issuer_for(&ns, data.path()).await;
-    assert_eq!(
-        lifetime(&client_credentials(&issuer.base, &client_id, SECRET, &audience).await),
-        600
-    );
+    assert_eq!(lifetime(&worker.token(&issuer.base).await), 600);
     let error = apply(
         cluster,
-        &policy_and_client(&ns, &audience, 2_592_001, &client_id, SECRET),
+        &operator::policy_and_client(
+            &worker.ns,
+            &worker.audience,
+            2_592_001,
+            &worker.client_id,
+            SECRET,
+        ),
     )
     .expect_err("the API server refuses 2592001");
     assert!(error.contains("spec.tokenExpirationSeconds"), "{error}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(
-        lifetime(&client_credentials(&issuer.base, &client_id, SECRET, &audience).await),
-        600
-    );
-    let stored = Api::<ApiTokenPolicy>::namespaced(cluster.client(), &ns)
+    assert_eq!(lifetime(&worker.token(&issuer.base).await), 600);
+    let stored = Api::<ApiTokenPolicy>::namespaced(cluster.client(), &worker.ns)
         .get("api")
         .await
         .expect("policy");
@@ -254,45 +125,24 @@ async fn the_newer_of_two_policies_with_one_audience_gets_audience_conflict_and_
  {
     controller().await;
     let cluster = support::cluster();
-    let older_ns = cluster.new_namespace("older").await;
+    let older =
+        scenario::apply_worker(cluster, &cluster.new_namespace("older").await, SECRET).await;
     let newer_ns = cluster.new_namespace("newer").await;
-    let audience = format!("https://{older_ns}.shared.example.com");
-    let client_id = format!("{older_ns}-worker");
-    apply(
+    scenario::a_newer_policy_for_the_audience_gets_audience_conflict(
         cluster,
-        &policy_and_client(&older_ns, &audience, 600, &client_id, SECRET),
+        &newer_ns,
+        "api",
+        &older.audience,
     )
-    .expect("apply the older");
-    wait_client_ready(&older_ns, "worker").await;
-    // Creation times have a resolution of one second.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    apply(
-        cluster,
-        &format!(
-            "apiVersion: tokenwarden.dev/v1alpha1\nkind: ApiTokenPolicy\nmetadata: {{name: api, namespace: {newer_ns}}}\nspec: {{audience: \"{audience}\", tokenExpirationSeconds: 900}}\n"
-        ),
-    )
-    .expect("apply the newer");
-    let (status, reason, current) =
-        eventually(CONVERGE, "the newer policy gets a status", || async {
-            policy_ready(cluster, &newer_ns, "api").await
-        })
-        .await;
-    assert_eq!(
-        (status.as_str(), reason.as_str(), current),
-        ("False", "AudienceConflict", true)
-    );
-    let (status, reason, _) = policy_ready(cluster, &older_ns, "api")
+    .await;
+    let (status, reason, _) = policy_ready(cluster, &older.ns, "api")
         .await
         .expect("older");
     assert_eq!((status.as_str(), reason.as_str()), ("True", "Enforced"));
 
     let data = tempfile::tempdir().expect("data dir");
-    let issuer = issuer_for(&older_ns, data.path()).await;
-    assert_eq!(
-        lifetime(&client_credentials(&issuer.base, &client_id, SECRET, &audience).await),
-        600
-    );
+    let issuer = issuer_for(&older.ns, data.path()).await;
+    assert_eq!(lifetime(&older.token(&issuer.base).await), 600);
 }
 
 #[tokio::test]
@@ -322,7 +172,7 @@ spec:
         ),
     )
     .expect("apply");
-    wait_client_ready(&ns, "job").await;
+    scenario::wait_client_ready(cluster, &ns, "job").await;
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(cluster.client(), &ns);
     let secret = secrets
         .get("job-oauth")
@@ -359,45 +209,30 @@ spec:
 async fn statuses_are_not_written_again_when_nothing_changes() {
     controller().await;
     let cluster = support::cluster();
-    let ns = cluster.new_namespace("quiet").await;
-    let audience = format!("https://{ns}.example.com");
-    apply(
-        cluster,
-        &policy_and_client(&ns, &audience, 600, &format!("{ns}-w"), SECRET),
-    )
-    .expect("apply");
-    wait_client_ready(&ns, "worker").await;
+    let ns = scenario::apply_worker(cluster, &cluster.new_namespace("quiet").await, SECRET)
+        .await
+        .ns;
     let policies = Api::<ApiTokenPolicy>::namespaced(cluster.client(), &ns);
     let clients = Api::<tokenwarden::api::ApiClient>::namespaced(cluster.client(), &ns);
-    let before = (
-        policies
-            .get("api")
-            .await
-            .expect("policy")
-            .metadata
-            .resource_version,
-        clients
-            .get("worker")
-            .await
-            .expect("client")
-            .metadata
-            .resource_version,
-    );
+    let versions = || async {
+        (
+            policies
+                .get("api")
+                .await
+                .expect("policy")
+                .metadata
+                .resource_version,
+            clients
+                .get("worker")
+                .await
+                .expect("client")
+                .metadata
+                .resource_version,
+        )
+    };
+    let before = versions().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = (
-        policies
-            .get("api")
-            .await
-            .expect("policy")
-            .metadata
-            .resource_version,
-        clients
-            .get("worker")
-            .await
-            .expect("client")
-            .metadata
-            .resource_version,
-    );
+    let after = versions().await;
     assert_eq!(before, after, "something wrote while nothing changed");
     // One transition, one Event.
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(cluster.client(), &ns);
@@ -483,37 +318,26 @@ subjects: [{{kind: ServiceAccount, name: issuer, namespace: {system}}}]
 
 #[tokio::test]
 async fn deleting_a_policy_removes_its_audience_from_the_issuer() {
-    controller().await;
+    let (worker, issuer, _data) = worker_and_issuer("deleted").await;
     let cluster = support::cluster();
-    let ns = cluster.new_namespace("deleted").await;
-    let audience = format!("https://{ns}.example.com");
-    let client_id = format!("{ns}-worker");
-    apply(
-        cluster,
-        &policy_and_client(&ns, &audience, 600, &client_id, SECRET),
-    )
-    .expect("apply");
-    wait_client_ready(&ns, "worker").await;
-    let data = tempfile::tempdir().expect("data dir");
-    let issuer = issuer_for(&ns, data.path()).await;
-    let first = client_credentials(&issuer.base, &client_id, SECRET, &audience).await;
+    let first = worker.token(&issuer.base).await;
     assert_eq!(lifetime(&first), 600, "{first}");
 
     cluster
-        .run_kubectl(&["delete", "atp/api", "-n", &ns, "--wait=true"])
+        .run_kubectl(&["delete", "atp/api", "-n", &worker.ns, "--wait=true"])
         .expect("delete the policy");
     let refused = eventually(
         Duration::from_secs(5),
         "the issuer stops issuing tokens for the deleted API",
         || async {
-            let answer = client_credentials(&issuer.base, &client_id, SECRET, &audience).await;
+            let answer = worker.token(&issuer.base).await;
             (answer["error"] == "invalid_target").then_some(answer)
         },
     )
     .await;
     assert!(refused.get("access_token").is_none(), "{refused}");
     eventually(CONVERGE, "the client says its audience is gone", || async {
-        client_ready(cluster, &ns, "worker")
+        client_ready(cluster, &worker.ns, "worker")
             .await
             .filter(|(status, reason, _)| status == "False" && reason == "UnknownAudience")
     })

@@ -89,7 +89,7 @@ async fn keys_rotate_on_schedule_and_a_token_of_the_old_key_verifies_until_it_ex
         format!("{LEAD}s"),
         format!("{SKEW}s"),
     );
-    operator::start_controller_as(
+    let controller = operator::spawn_controller_as(
         cluster,
         "controller",
         &system,
@@ -102,8 +102,8 @@ async fn keys_rotate_on_schedule_and_a_token_of_the_old_key_verifies_until_it_ex
             "--key-clock-skew".into(),
             skew,
         ],
-    )
-    .await;
+    );
+    operator::ready(cluster, controller).await;
     let data = tempfile::tempdir().expect("data dir");
     let issuer = start_issuer(cluster, "issuer", &system, data.path()).await;
     let iss = issuer.base.clone();

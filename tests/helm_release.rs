@@ -13,20 +13,18 @@ mod operator;
 mod support;
 
 use operator::chart::{args_of, can_i, dry_run_create, find, install, pod_of, render};
+use operator::scenario::{self, CONVERGE};
 use operator::{
-    apply, client_credentials, client_ready, eventually, lifetime, patch, policy_and_client,
-    policy_ready, start_controller_as, start_issuer_as, token,
+    apply, client_credentials, client_ready, eventually, lifetime, ready, spawn_controller_as,
+    spawn_issuer_as,
 };
 use serde_json::Value;
-use std::time::Duration;
-use tokenwarden::store::{AnyStore, AuthorizationCode, EmbeddedStore, OpaqueToken, Store as _};
 
 const SECRET: &str = "chart-secret-0123456789abcdefghijklmnopqrstuvwxyz";
 
 /// Controllers follow every object of the cluster and own their statuses: the tests that run
 /// one take turns.
 static ONE_CONTROLLER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-const CONVERGE: Duration = Duration::from_secs(30);
 
 /// Values that turn on every optional part that needs no other CRDs or Secrets to render.
 const FULL_VALUES: &str = r#"
@@ -77,6 +75,16 @@ fn namespaced_objects(namespace: &str) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// Installs the CRDs, and the chart as `release` with `values` into a new namespace
+/// `prefix-…`, which it returns.
+async fn install_release(prefix: &str, release: &str, values: &str) -> String {
+    let cluster = support::cluster();
+    cluster.install_crds();
+    let system = cluster.new_namespace(prefix).await;
+    install(cluster, release, &system, values, false).expect("helm install");
+    system
 }
 
 fn cluster_objects_of(release: &str) -> String {
@@ -246,13 +254,11 @@ async fn the_controller_and_the_issuer_do_their_whole_job_as_the_charts_service_
  {
     let _turn = ONE_CONTROLLER.lock().await;
     let cluster = support::cluster();
-    cluster.install_crds();
-    let system = cluster.new_namespace("tw-system").await;
     let apps = cluster.new_namespace("apps").await;
     let other = cluster.new_namespace("other").await;
     let release = "tokenwarden";
     let values = format!("controller: {{clientSecretNamespaces: [{apps}]}}\n");
-    install(cluster, release, &system, &values, false).expect("helm install");
+    let system = install_release("tw-system", release, &values).await;
     // Secrets the components must not read: one in their namespace, one elsewhere.
     apply(
         cluster,
@@ -274,7 +280,9 @@ async fn the_controller_and_the_issuer_do_their_whole_job_as_the_charts_service_
         extra.contains(&format!("--secret-namespaces={apps}")),
         "{extra:?}"
     );
-    start_controller_as(cluster, "chart-controller", &system, &controller_kc, &extra).await;
+    let controller =
+        spawn_controller_as(cluster, "chart-controller", &system, &controller_kc, &extra);
+    ready(cluster, controller).await;
 
     // What they may not do.
     let no = |kubeconfig: &std::path::Path, args: &[&str]| {
@@ -366,52 +374,21 @@ async fn the_controller_and_the_issuer_do_their_whole_job_as_the_charts_service_
     );
 
     // The scenario. A code for the offline-access client, seeded before the issuer starts.
-    let audience = format!("https://{apps}.example.com");
     let todo_audience = format!("https://todo.{apps}.example.com");
-    let client_id = format!("{apps}-worker");
     let web_id = format!("{apps}-web");
     let data = tempfile::tempdir().expect("data dir");
-    {
-        let store = AnyStore::Embedded(EmbeddedStore::open(data.path()).expect("store"));
-        let code = AuthorizationCode {
-            client_id: web_id.clone(),
-            redirect_uri: "https://app.example.com/cb".into(),
-            audience: todo_audience.clone(),
-            scope: "read offline_access".into(),
-            subject: "alice".into(),
-            code_challenge: fixtures::CHALLENGE.into(),
-            nonce: None,
-            expires_at: tokenwarden::controller::reconcile::unix_now() + 600,
-        };
-        store
-            .put_code(OpaqueToken::from_presented("the-code").hash(), code)
-            .await
-            .expect("seed the code");
-    }
+    scenario::seed_code(data.path(), &web_id, &todo_audience, fixtures::CHALLENGE).await;
+    let worker = scenario::apply_worker(cluster, &apps, SECRET).await;
+    let audience = &worker.audience;
     apply(
         cluster,
-        &policy_and_client(&apps, &audience, 600, &client_id, SECRET),
+        &scenario::offline_policy_and_web_client(&apps, &todo_audience, &web_id),
     )
-    .expect("apply the policy and client");
+    .expect("apply the offline-access policy and client");
     apply(
         cluster,
         &format!(
             r#"
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiTokenPolicy
-metadata: {{name: todo, namespace: {apps}}}
-spec: {{audience: "{todo_audience}", tokenExpirationSeconds: 300, offlineAccess: true, scopes: [{{name: read}}]}}
----
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiClient
-metadata: {{name: web, namespace: {apps}}}
-spec:
-  clientId: {web_id}
-  type: Public
-  grantTypes: [authorization_code, refresh_token]
-  redirectUris: [https://app.example.com/cb]
-  audiences: [{{audience: "{todo_audience}", scopes: [read]}}]
----
 apiVersion: tokenwarden.dev/v1alpha1
 kind: ApiClient
 metadata: {{name: job, namespace: {apps}}}
@@ -431,13 +408,8 @@ spec:
         ),
     )
     .expect("apply the other objects");
-    for name in ["worker", "web", "job"] {
-        eventually(CONVERGE, "the clients become Ready", || async {
-            client_ready(cluster, &apps, name)
-                .await
-                .filter(|(status, _, _)| status == "True")
-        })
-        .await;
+    for name in ["web", "job"] {
+        scenario::wait_client_ready(cluster, &apps, name).await;
     }
     // What kstatus-style waiters (kubectl wait, Flux) see: Ready at the current generation.
     cluster
@@ -456,49 +428,26 @@ spec:
     let issuer_args = chart_args(&objects, "issuer");
     let issuer_url = format!("http://tokenwarden-issuer.{system}.svc:8080");
     assert_eq!(issuer_args, [format!("--issuer-url={issuer_url}")]);
-    let issuer = start_issuer_as(
+    let issuer = spawn_issuer_as(
         cluster,
         "chart-issuer",
         &system,
         data.path(),
         &issuer_kc,
         &issuer_args,
-    )
-    .await;
+    );
+    let issuer = ready(cluster, issuer).await;
 
     // 600 s, then 1200 s after a patch.
-    let first = client_credentials(&issuer.base, &client_id, SECRET, &audience).await;
-    assert_eq!(lifetime(&first), 600, "{first}");
+    let first = scenario::a_patched_lifetime_reaches_the_next_token(
+        cluster,
+        &issuer.base,
+        &worker,
+        CONVERGE,
+    )
+    .await;
     let claims = operator::claims(first["access_token"].as_str().expect("a token"));
     assert_eq!(claims["iss"], issuer_url.as_str(), "the chart's issuer URL");
-    let (status, reason, current) = policy_ready(cluster, &apps, "api").await.expect("status");
-    assert_eq!(
-        (status.as_str(), reason.as_str(), current),
-        ("True", "Enforced", true)
-    );
-    patch(
-        cluster,
-        &apps,
-        "atp/api",
-        r#"{"spec":{"tokenExpirationSeconds":1200}}"#,
-    )
-    .expect("patch");
-    let next = eventually(CONVERGE, "the next token follows the patch", || async {
-        let answer = client_credentials(&issuer.base, &client_id, SECRET, &audience).await;
-        (answer["expires_in"] == 1200).then_some(answer)
-    })
-    .await;
-    assert_eq!(lifetime(&next), 1200);
-    eventually(
-        CONVERGE,
-        "the status describes the new generation",
-        || async {
-            policy_ready(cluster, &apps, "api")
-                .await
-                .filter(|(s, _, current)| s == "True" && *current)
-        },
-    )
-    .await;
 
     // A generated secret (create, and the labelled watch, in the client-secret namespace).
     let generated = cluster
@@ -518,7 +467,7 @@ spec:
     )
     .expect("utf-8");
     let answer =
-        client_credentials(&issuer.base, &format!("{apps}-job"), &generated, &audience).await;
+        client_credentials(&issuer.base, &format!("{apps}-job"), &generated, audience).await;
     assert_eq!(lifetime(&answer), 1200, "{answer}");
 
     // A Confidential client outside the client-secret namespaces: told why, not loaded.
@@ -532,84 +481,22 @@ spec:
     );
 
     // Offline access, then not.
-    let exchanged = token(
-        &issuer.base,
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", &web_id),
-            ("code", "the-code"),
-            ("redirect_uri", "https://app.example.com/cb"),
-            ("code_verifier", fixtures::VERIFIER),
-        ],
-    )
-    .await;
-    let mut refresh_token = exchanged["refresh_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("a refresh token while offline access is allowed: {exchanged}"))
-        .to_owned();
-    patch(
+    scenario::refresh_fails_once_offline_access_is_revoked(
         cluster,
         &apps,
-        "atp/todo",
-        r#"{"spec":{"offlineAccess":false}}"#,
+        &issuer.base,
+        &web_id,
+        fixtures::VERIFIER,
+        CONVERGE,
     )
-    .expect("patch");
-    let refused = eventually(CONVERGE, "refresh is refused", || {
-        let refresh = refresh_token.clone();
-        let base = issuer.base.clone();
-        let web_id = web_id.clone();
-        async move {
-            let answer = token(
-                &base,
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("client_id", &web_id),
-                    ("refresh_token", &refresh),
-                ],
-            )
-            .await;
-            Some(answer)
-        }
-    });
-    // Follow rotations until the change arrives.
-    let answer = {
-        let mut answer = refused.await;
-        while let Some(rotated) = answer["refresh_token"].as_str() {
-            refresh_token = rotated.to_owned();
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            answer = token(
-                &issuer.base,
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("client_id", &web_id),
-                    ("refresh_token", &refresh_token),
-                ],
-            )
-            .await;
-        }
-        answer
-    };
-    assert_eq!(answer["error"], "invalid_grant", "{answer}");
+    .await;
 
     // Two policies with one audience: the newer one (in another namespace) is refused.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    apply(
-        cluster,
-        &format!(
-            "apiVersion: tokenwarden.dev/v1alpha1\nkind: ApiTokenPolicy\nmetadata: {{name: copy, namespace: {other}}}\nspec: {{audience: \"{audience}\", tokenExpirationSeconds: 900}}\n"
-        ),
+    scenario::a_newer_policy_for_the_audience_gets_audience_conflict(
+        cluster, &other, "copy", audience,
     )
-    .expect("apply the newer policy");
-    let (status, reason, current) =
-        eventually(CONVERGE, "the newer policy gets a status", || async {
-            policy_ready(cluster, &other, "copy").await
-        })
-        .await;
-    assert_eq!(
-        (status.as_str(), reason.as_str(), current),
-        ("False", "AudienceConflict", true)
-    );
-    let still = client_credentials(&issuer.base, &client_id, SECRET, &audience).await;
+    .await;
+    let still = worker.token(&issuer.base).await;
     assert_eq!(lifetime(&still), 1200, "{still}");
 
     // Uninstall: what the controller wrote at run time stays (docs/helm.md), nothing else.
@@ -636,12 +523,10 @@ async fn with_client_secret_namespaces_star_the_controller_may_use_secrets_in_ev
  {
     let _turn = ONE_CONTROLLER.lock().await;
     let cluster = support::cluster();
-    cluster.install_crds();
-    let system = cluster.new_namespace("tw-all-system").await;
-    let anywhere = cluster.new_namespace("anywhere").await;
     let release = "all";
     let values = "controller: {clientSecretNamespaces: [\"*\"]}\n";
-    install(cluster, release, &system, values, false).expect("helm install");
+    let system = install_release("tw-all-system", release, values).await;
+    let anywhere = cluster.new_namespace("anywhere").await;
     let kubeconfig = cluster
         .service_account_kubeconfig(&system, "all-tokenwarden-controller")
         .await;
@@ -667,7 +552,8 @@ async fn with_client_secret_namespaces_star_the_controller_may_use_secrets_in_ev
         extra.contains(&"--secret-namespaces=*".to_owned()),
         "{extra:?}"
     );
-    start_controller_as(cluster, "star-controller", &system, &kubeconfig, &extra).await;
+    let controller = spawn_controller_as(cluster, "star-controller", &system, &kubeconfig, &extra);
+    ready(cluster, controller).await;
 
     let audience = format!("https://{anywhere}.example.com");
     apply(

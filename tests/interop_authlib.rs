@@ -8,7 +8,7 @@
 
 mod fixtures;
 
-use fixtures::binary::{seed_code_in, start_standalone};
+use fixtures::binary::{folder_with_policies, seed_code_in, start_standalone};
 use fixtures::{CHALLENGE, STANDARD, VERIFIER};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -47,9 +47,7 @@ fn python() -> PathBuf {
 #[tokio::test]
 async fn authlib_and_pyjwt_get_verify_refresh_introspect_and_revoke_tokens() {
     let python = python();
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("policies")).expect("policies");
-    std::fs::write(dir.path().join("policies/all.yaml"), STANDARD).expect("write");
+    let dir = folder_with_policies(STANDARD);
     seed_code_in(&dir.path().join("data"), CODE).await;
     let issuer = start_standalone(dir.path()).await;
 

@@ -6,7 +6,9 @@
 mod fixtures;
 mod support;
 
-use fixtures::binary::{RunningIssuer, free_port, seed_code_in_database, start_standalone_with};
+use fixtures::binary::{
+    RunningIssuer, folder_with_policies, free_port, seed_code_in_database, start_standalone_with,
+};
 use fixtures::{STANDARD, VERIFIER};
 use support::postgres::postgres;
 use tokenwarden::store::OpaqueToken;
@@ -24,9 +26,7 @@ async fn two_replicas() -> Replicas {
     let server = postgres();
     let db = server.new_database().await;
     let url = server.url(&db);
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("policies")).expect("policies");
-    std::fs::write(dir.path().join("policies/all.yaml"), STANDARD).expect("write");
+    let dir = folder_with_policies(STANDARD);
     // A first, alone: it writes the signing keys B then reads.
     let a = start_standalone_with(
         dir.path(),
@@ -243,9 +243,7 @@ async fn the_database_password_never_reaches_the_log() {
 #[tokio::test]
 async fn the_database_url_can_come_from_a_file_as_a_mounted_secret_would() {
     let replicas = two_replicas().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("policies")).expect("policies");
-    std::fs::write(dir.path().join("policies/all.yaml"), STANDARD).expect("write");
+    let dir = folder_with_policies(STANDARD);
     let file = dir.path().join("database-url");
     std::fs::write(&file, format!("{}\n", replicas.url)).expect("write the URL");
     let file = file.to_str().expect("utf-8 path");

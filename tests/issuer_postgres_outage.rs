@@ -8,7 +8,9 @@
 mod fixtures;
 mod support;
 
-use fixtures::binary::{RunningIssuer, free_port, seed_code_in_database, start_standalone_with};
+use fixtures::binary::{
+    RunningIssuer, folder_with_policies, free_port, seed_code_in_database, start_standalone_with,
+};
 use fixtures::{SECRET, STANDARD, VERIFIER};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -157,9 +159,7 @@ async fn with_postgresql_stopped_under_load_store_requests_get_503_and_service_r
     let server = postgres();
     let db = server.new_database().await;
     let url = server.url(&db);
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("policies")).expect("policies");
-    std::fs::write(dir.path().join("policies/all.yaml"), STANDARD).expect("write");
+    let dir = folder_with_policies(STANDARD);
     let mut a = start_standalone_with(
         dir.path(),
         free_port(),

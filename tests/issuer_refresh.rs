@@ -4,7 +4,7 @@
 
 mod fixtures;
 
-use fixtures::{SECRET, STANDARD, TestIssuer};
+use fixtures::{SECRET, STANDARD, TestIssuer, claims};
 
 const WEB_CB: &str = "https://app.example.com/cb";
 const TODO: &str = "https://todo.example.com";
@@ -96,15 +96,6 @@ async fn the_access_token_of_a_code_exchange_follows_the_policy() {
     assert_eq!(claims["sub"], "alice");
     assert_eq!(claims["client_id"], "web");
     assert_eq!(claims["scope"], "todos:read");
-}
-
-fn claims(token: &str) -> serde_json::Value {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1).expect("payload");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .expect("base64");
-    serde_json::from_slice(&bytes).expect("json")
 }
 
 #[tokio::test]

@@ -5,7 +5,9 @@
 
 mod fixtures;
 
-use fixtures::binary::{free_port, seed_code_in, start_standalone as start, start_standalone_with};
+use fixtures::binary::{
+    folder_with_policies, free_port, seed_code_in, start_standalone as start, start_standalone_with,
+};
 use fixtures::{STANDARD, VERIFIER};
 use std::time::{Duration, Instant};
 
@@ -40,9 +42,7 @@ fn kid(token: &str) -> String {
 
 #[tokio::test]
 async fn refresh_tokens_and_keys_survive_a_graceful_restart_and_kill_9() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("policies")).expect("policies");
-    std::fs::write(dir.path().join("policies/all.yaml"), STANDARD).expect("write");
+    let dir = folder_with_policies(STANDARD);
     std::fs::create_dir_all(dir.path().join("data")).expect("data");
     seed_code_in(&dir.path().join("data"), "the-code").await;
 
@@ -95,9 +95,7 @@ async fn refresh_tokens_and_keys_survive_a_graceful_restart_and_kill_9() {
 
 #[tokio::test]
 async fn a_change_on_disk_takes_effect_within_a_second_without_a_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("policies")).expect("policies");
-    std::fs::write(dir.path().join("policies/all.yaml"), STANDARD).expect("write");
+    let dir = folder_with_policies(STANDARD);
     let issuer = start(dir.path()).await;
     let cc = || {
         post(
@@ -174,9 +172,7 @@ async fn worker_kid(base: &str) -> String {
 
 #[tokio::test]
 async fn standalone_keys_rotate_on_schedule_published_first_and_kept_across_a_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("policies")).expect("policies");
-    std::fs::write(dir.path().join("policies/all.yaml"), STANDARD).expect("write");
+    let dir = folder_with_policies(STANDARD);
     // The rotation flags through their environment variables, as a Deployment would set them.
     let flags = [
         ("TOKENWARDEN_KEY_ROTATION_INTERVAL", "6s"),

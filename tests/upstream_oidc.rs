@@ -8,10 +8,11 @@
 
 mod fixtures;
 
-use fixtures::binary::{free_port, start_standalone_with};
-use fixtures::upstream::{APP_CB, CLIENT_SECRET, oidc_flags, policies, start_provider_tampering};
-use fixtures::{CHALLENGE, VERIFIER};
-use std::collections::BTreeMap;
+use fixtures::binary::{folder_with_policies, free_port, start_standalone_with};
+use fixtures::upstream::{
+    APP_CB, CLIENT_SECRET, exchange, oidc_flags, policies, start_provider_tampering,
+};
+use fixtures::{authorize_path, claims, query};
 use std::sync::{Arc, Mutex};
 
 /// The issuer and the provider, each knowing the other.
@@ -27,9 +28,7 @@ async fn setup() -> Setup {
 
 /// With `extra` issuer flags, and a provider that misbehaves as `tamper` says.
 async fn setup_with(extra: &[&str], tamper: &str) -> Setup {
-    let dir = tempfile::tempdir().expect("dir");
-    std::fs::create_dir(dir.path().join("policies")).expect("policies");
-    std::fs::write(dir.path().join("policies/all.yaml"), policies()).expect("write");
+    let dir = folder_with_policies(&policies());
     let port = free_port();
     let provider =
         start_provider_tampering(&format!("http://127.0.0.1:{port}/callback/oidc"), tamper);
@@ -96,19 +95,13 @@ impl Browser {
 }
 
 fn authorize_url(base: &str, audience: &str, scope: &str) -> String {
-    let query = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("response_type", "code"),
-            ("client_id", "web"),
-            ("redirect_uri", APP_CB),
-            ("code_challenge", CHALLENGE),
-            ("code_challenge_method", "S256"),
-            ("state", "app-state-1"),
-            ("audience", audience),
-            ("scope", scope),
-        ])
-        .finish();
-    format!("{base}/authorize?{query}")
+    let path = authorize_path(&[
+        ("redirect_uri", APP_CB),
+        ("state", "app-state-1"),
+        ("audience", audience),
+        ("scope", scope),
+    ]);
+    format!("{base}{path}")
 }
 
 fn location(response: &reqwest::Response) -> String {
@@ -122,39 +115,6 @@ fn location(response: &reqwest::Response) -> String {
         .to_str()
         .expect("ascii")
         .to_owned()
-}
-
-fn query(url: &str) -> BTreeMap<String, String> {
-    let (_, query) = url.split_once('?').expect("a query");
-    form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect()
-}
-
-async fn exchange(base: &str, code: &str) -> serde_json::Value {
-    let response = reqwest::Client::new()
-        .post(format!("{base}/oauth/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", "web"),
-            ("code", code),
-            ("redirect_uri", APP_CB),
-            ("code_verifier", VERIFIER),
-        ])
-        .send()
-        .await
-        .expect("token");
-    assert_eq!(response.status(), 200);
-    response.json().await.expect("json")
-}
-
-fn claims(jwt: &str) -> serde_json::Value {
-    use base64::Engine as _;
-    let payload = jwt.split('.').nth(1).expect("payload");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .expect("base64");
-    serde_json::from_slice(&bytes).expect("claims")
 }
 
 #[tokio::test]

@@ -14,10 +14,9 @@
 //! it, so a replayed POST finds nothing.
 
 use super::authorization::AuthorizationRequest;
+use super::expiring::Expiring;
 use super::form::Form;
 use crate::store::{OpaqueToken, StoreError, TokenHash};
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
 use subtle::ConstantTimeEq as _;
 
 /// How long the login form may stay open.
@@ -34,7 +33,6 @@ pub struct Pending {
     pub request: AuthorizationRequest,
     csrf: TokenHash,
     browser: TokenHash,
-    expires_at: u64,
 }
 
 /// What the form and the cookie carry for one sign-in.
@@ -54,9 +52,17 @@ pub enum LoginError {
 }
 
 /// Every sign-in in progress, by the hash of its id.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PendingLogins {
-    entries: Mutex<HashMap<TokenHash, Pending>>,
+    entries: Expiring<Pending>,
+}
+
+impl Default for PendingLogins {
+    fn default() -> Self {
+        Self {
+            entries: Expiring::new(MAX_PENDING),
+        }
+    }
 }
 
 impl PendingLogins {
@@ -78,22 +84,10 @@ impl PendingLogins {
             request,
             csrf: started.csrf_token.hash(),
             browser: browser.hash(),
-            expires_at: now.saturating_add(LOGIN_TTL_SECS),
         };
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= MAX_PENDING {
-            entries.retain(|_, p| now < p.expires_at);
-        }
-        if entries.len() >= MAX_PENDING {
-            let oldest = entries
-                .iter()
-                .min_by_key(|(_, p)| p.expires_at)
-                .map(|(k, _)| *k);
-            if let Some(key) = oldest {
-                entries.remove(&key);
-            }
-        }
-        entries.insert(started.login_id.hash(), pending);
+        let expires_at = now.saturating_add(LOGIN_TTL_SECS);
+        self.entries
+            .insert(started.login_id.hash(), pending, expires_at, now);
         Ok(started)
     }
 
@@ -107,17 +101,13 @@ impl PendingLogins {
         now: u64,
     ) -> Result<Pending, LoginError> {
         let key = OpaqueToken::from_presented(login_id).hash();
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let pending = entries
-            .get(&key)
-            .filter(|p| now < p.expires_at)
-            .ok_or(LoginError::Unknown)?;
+        let pending = self.entries.get(&key, now).ok_or(LoginError::Unknown)?;
         let csrf = OpaqueToken::from_presented(csrf_token).hash();
         let cookie = browser.map(|b| OpaqueToken::from_presented(b).hash());
         let csrf_ok: bool = csrf.0.ct_eq(&pending.csrf.0).into();
         let browser_ok: bool = cookie.is_some_and(|c| c.0.ct_eq(&pending.browser.0).into());
         if csrf_ok && browser_ok {
-            Ok(pending.clone())
+            Ok(pending)
         } else {
             Err(LoginError::Forged)
         }
@@ -126,19 +116,15 @@ impl PendingLogins {
     /// Complete the sign-in `login_id`: it is removed, so this succeeds once.
     pub fn take(&self, login_id: &str, now: u64) -> Option<Pending> {
         let key = OpaqueToken::from_presented(login_id).hash();
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries.remove(&key).filter(|p| now < p.expires_at)
+        self.entries.take(&key, now)
     }
 
     pub fn len(&self) -> usize {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.entries.is_empty()
     }
 }
 

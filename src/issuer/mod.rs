@@ -16,6 +16,7 @@ pub mod authorization;
 pub mod client_auth;
 pub mod cluster;
 pub mod error;
+pub mod expiring;
 pub mod form;
 pub mod key_file;
 pub mod login;

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a part of it
 
 pub mod chart;
+pub mod scenario;
 
 use crate::support::ControlPlane;
 use base64::Engine as _;
@@ -37,9 +38,7 @@ pub struct Controller {
 /// Starts `tokenwarden controller --namespace <namespace>` as the component `name` and waits
 /// until it has reconciled once.
 pub async fn start_controller(cluster: &ControlPlane, name: &str, namespace: &str) -> Controller {
-    let controller = spawn_controller(cluster, name, namespace);
-    wait_ready(cluster, name, &controller.base, &controller.log).await;
-    controller
+    ready(cluster, spawn_controller(cluster, name, namespace)).await
 }
 
 /// Starts the controller without waiting for it.
@@ -48,42 +47,20 @@ pub fn spawn_controller(cluster: &ControlPlane, name: &str, namespace: &str) -> 
 }
 
 /// Starts the controller authenticated by `kubeconfig` (e.g. as the Helm chart's
-/// ServiceAccount), with `extra` arguments, and waits until it has reconciled once.
-pub async fn start_controller_as(
+/// ServiceAccount), with `extra` arguments, without waiting for it (see [`ready`]).
+pub fn spawn_controller_as(
     cluster: &ControlPlane,
     name: &str,
     namespace: &str,
     kubeconfig: &Path,
     extra: &[String],
 ) -> Controller {
-    let controller = spawn_controller_as(cluster, name, namespace, kubeconfig, extra);
-    wait_ready(cluster, name, &controller.base, &controller.log).await;
-    controller
-}
-
-fn spawn_controller_as(
-    cluster: &ControlPlane,
-    name: &str,
-    namespace: &str,
-    kubeconfig: &Path,
-    extra: &[String],
-) -> Controller {
-    let port = free_port();
-    let mut args = vec![
-        "controller".into(),
-        "--namespace".into(),
-        namespace.into(),
-        "--listen".into(),
-        format!("127.0.0.1:{port}"),
-    ];
-    args.extend_from_slice(extra);
-    let log = cluster
-        .start_component_as(name, binary(), &args, kubeconfig)
-        .unwrap_or_else(|e| panic!("starting the controller: {e}"));
+    let args = ["controller", "--namespace", namespace].map(String::from);
+    let (base, log) = spawn(cluster, name, kubeconfig, args.into(), extra);
     Controller {
         name: name.into(),
         namespace: namespace.into(),
-        base: format!("http://127.0.0.1:{port}"),
+        base,
         log,
     }
 }
@@ -103,30 +80,7 @@ pub async fn start_issuer(
     namespace: &str,
     data_dir: &Path,
 ) -> Issuer {
-    start_issuer_as(
-        cluster,
-        name,
-        namespace,
-        data_dir,
-        cluster.kubeconfig_path(),
-        &[],
-    )
-    .await
-}
-
-/// [`start_issuer`] authenticated by `kubeconfig` (e.g. as the Helm chart's ServiceAccount),
-/// with `extra` arguments.
-pub async fn start_issuer_as(
-    cluster: &ControlPlane,
-    name: &str,
-    namespace: &str,
-    data_dir: &Path,
-    kubeconfig: &Path,
-    extra: &[String],
-) -> Issuer {
-    let issuer = spawn_issuer_as(cluster, name, namespace, data_dir, kubeconfig, extra);
-    wait_ready(cluster, name, &issuer.base, &issuer.log).await;
-    issuer
+    ready(cluster, spawn_issuer(cluster, name, namespace, data_dir)).await
 }
 
 /// Starts the issuer without waiting for it.
@@ -136,17 +90,13 @@ pub fn spawn_issuer(
     namespace: &str,
     data_dir: &Path,
 ) -> Issuer {
-    spawn_issuer_as(
-        cluster,
-        name,
-        namespace,
-        data_dir,
-        cluster.kubeconfig_path(),
-        &[],
-    )
+    let kubeconfig = cluster.kubeconfig_path();
+    spawn_issuer_as(cluster, name, namespace, data_dir, kubeconfig, &[])
 }
 
-fn spawn_issuer_as(
+/// [`spawn_issuer`] authenticated by `kubeconfig` (e.g. as the Helm chart's ServiceAccount),
+/// with `extra` arguments.
+pub fn spawn_issuer_as(
     cluster: &ControlPlane,
     name: &str,
     namespace: &str,
@@ -154,36 +104,69 @@ fn spawn_issuer_as(
     kubeconfig: &Path,
     extra: &[String],
 ) -> Issuer {
-    let port = free_port();
-    let mut args: Vec<String> = vec![
+    let args = vec![
         "issuer".into(),
         "--namespace".into(),
         namespace.into(),
         "--data-dir".into(),
         data_dir.display().to_string(),
-        "--listen".into(),
-        format!("127.0.0.1:{port}"),
         "--metrics-listen".into(),
         format!("127.0.0.1:{}", free_port()),
     ];
-    args.extend_from_slice(extra);
-    let log = cluster
-        .start_component_as(name, binary(), &args, kubeconfig)
-        .unwrap_or_else(|e| panic!("starting the issuer: {e}"));
+    let (base, log) = spawn(cluster, name, kubeconfig, args, extra);
     Issuer {
         name: name.into(),
-        base: format!("http://127.0.0.1:{port}"),
+        base,
         log,
     }
 }
 
-async fn wait_ready(cluster: &ControlPlane, name: &str, base: &str, log: &Path) {
+/// Starts the binary with `args`, `--listen` on a free port and `extra` as the component
+/// `name` authenticated by `kubeconfig`; its base URL and its log.
+fn spawn(
+    cluster: &ControlPlane,
+    name: &str,
+    kubeconfig: &Path,
+    mut args: Vec<String>,
+    extra: &[String],
+) -> (String, PathBuf) {
+    let port = free_port();
+    args.extend(["--listen".into(), format!("127.0.0.1:{port}")]);
+    args.extend_from_slice(extra);
+    let log = cluster
+        .start_component_as(name, binary(), &args, kubeconfig)
+        .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+    (format!("http://127.0.0.1:{port}"), log)
+}
+
+/// A started process of the binary: its component name, base URL and log.
+pub trait Component {
+    fn process(&self) -> (&str, &str, &Path);
+}
+
+impl Component for Controller {
+    fn process(&self) -> (&str, &str, &Path) {
+        (&self.name, &self.base, &self.log)
+    }
+}
+
+impl Component for Issuer {
+    fn process(&self) -> (&str, &str, &Path) {
+        (&self.name, &self.base, &self.log)
+    }
+}
+
+/// Waits until `component` is ready (for a controller: it has reconciled once; for an issuer:
+/// keys and configuration loaded) and gives it back; panics with its log if it exits or takes
+/// longer than [`START_TIMEOUT`].
+pub async fn ready<C: Component>(cluster: &ControlPlane, component: C) -> C {
+    let (name, base, log) = component.process();
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Ok(r) = reqwest::get(format!("{base}/readyz")).await
             && r.status() == 200
         {
-            return;
+            return component;
         }
         assert!(
             cluster.component_running(name),

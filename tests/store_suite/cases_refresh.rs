@@ -34,12 +34,7 @@ pub async fn replay_of_a_retired_token_after_the_reuse_interval_revokes_the_fami
 >(
     h: &H,
 ) {
-    let store = h.open().await;
-    let rules = RefreshRules {
-        reuse_interval_secs: 5,
-        ..ROTATING
-    };
-    let (family, first) = start_family(&store, 0, rules).await;
+    let (store, rules, family, first) = family_with_reuse_interval(h, 5).await;
     let (_, second) = refresh(&store, first, 10, rules).await;
     let (_, newest) = refresh(&store, second, 20, rules).await;
 
@@ -71,12 +66,7 @@ pub async fn replay_inside_the_reuse_interval_issues_a_fresh_successor_and_retir
 >(
     h: &H,
 ) {
-    let store = h.open().await;
-    let rules = RefreshRules {
-        reuse_interval_secs: 5,
-        ..ROTATING
-    };
-    let (_, first) = start_family(&store, 0, rules).await;
+    let (store, rules, _, first) = family_with_reuse_interval(h, 5).await;
     let (_, lost) = refresh(&store, first, 10, rules).await;
 
     // The response carrying `lost` never arrived; the client retries 4 s later.
@@ -109,12 +99,7 @@ pub async fn replay_inside_the_reuse_interval_after_the_successor_was_used_revok
 >(
     h: &H,
 ) {
-    let store = h.open().await;
-    let rules = RefreshRules {
-        reuse_interval_secs: 30,
-        ..ROTATING
-    };
-    let (_, first) = start_family(&store, 0, rules).await;
+    let (store, rules, _, first) = family_with_reuse_interval(h, 30).await;
     let (_, second) = refresh(&store, first, 10, rules).await;
     let (_, third) = refresh(&store, second, 11, rules).await;
 
@@ -253,12 +238,7 @@ pub async fn concurrent_refreshes_inside_the_reuse_interval_leave_exactly_one_ac
 >(
     h: &H,
 ) {
-    let store = h.open().await;
-    let rules = RefreshRules {
-        reuse_interval_secs: 10,
-        ..ROTATING
-    };
-    let (_, first) = start_family(&store, 0, rules).await;
+    let (store, rules, _, first) = family_with_reuse_interval(h, 10).await;
 
     let outcomes = race(&store, first, 64, 5, rules).await;
     let rotated = outcomes
@@ -273,6 +253,21 @@ pub async fn concurrent_refreshes_inside_the_reuse_interval_leave_exactly_one_ac
         active += usize::from(view.is_active(5, &rules));
     }
     assert_eq!(active, 1);
+}
+
+/// A store and a family started at 0 under [`ROTATING`] with a reuse interval of
+/// `reuse_interval_secs`: the store, those rules, the family and its first token.
+async fn family_with_reuse_interval<H: Harness>(
+    h: &H,
+    reuse_interval_secs: u64,
+) -> (H::S, RefreshRules, Family, TokenHash) {
+    let store = h.open().await;
+    let rules = RefreshRules {
+        reuse_interval_secs,
+        ..ROTATING
+    };
+    let (family, first) = start_family(&store, 0, rules).await;
+    (store, rules, family, first)
 }
 
 /// `tasks` refreshes of `presented` at once, each with its own new token.

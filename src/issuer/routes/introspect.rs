@@ -8,7 +8,7 @@
 //! `{"active": false}` and nothing more (§2.2, §4).
 
 use super::revoke::Hint;
-use super::token::{refresh_rules, require_form_content_type, store_error};
+use super::token::{find_refresh_token, refresh_rules, require_form_content_type, store_error};
 use crate::api::ClientType;
 use crate::config::{ClientConfig, IssuerConfig};
 use crate::issuer::client_auth;
@@ -16,7 +16,7 @@ use crate::issuer::error::{OAuthError, forbid_caching};
 use crate::issuer::form::Form;
 use crate::issuer::protocol::{self, OFFLINE_ACCESS};
 use crate::issuer::state::Issuer;
-use crate::store::{OpaqueToken, Store, rotation};
+use crate::store::{Store, rotation};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -153,13 +153,7 @@ async fn refresh_token(
     token: &str,
     now: u64,
 ) -> Result<Option<Introspection>, OAuthError> {
-    let hash = OpaqueToken::from_presented(token).hash();
-    let Some(view) = issuer
-        .store
-        .lookup_refresh_token(hash)
-        .await
-        .map_err(store_error)?
-    else {
+    let Some((_, view)) = find_refresh_token(issuer, token).await? else {
         return Ok(None);
     };
     let family = &view.family;

@@ -7,12 +7,12 @@
 //! cannot tell, and has nothing left to do. `token_type_hint` only orders the lookups (§2.1);
 //! since both token types can be revoked, `unsupported_token_type` is never the answer.
 
-use super::token::{require_form_content_type, store_error};
+use super::token::{find_refresh_token, require_form_content_type, store_error};
 use crate::issuer::client_auth;
 use crate::issuer::error::{OAuthError, forbid_caching};
 use crate::issuer::form::Form;
 use crate::issuer::state::Issuer;
-use crate::store::{OpaqueToken, RevokeOutcome, Store};
+use crate::store::{RevokeOutcome, Store};
 use crate::tokens::VerifiedClaims;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -107,14 +107,8 @@ async fn revoke_refresh_token(
     client_id: &str,
     now: u64,
 ) -> Result<bool, OAuthError> {
-    let hash = OpaqueToken::from_presented(token).hash();
     // A read first, so junk tokens cost no write.
-    let Some(view) = issuer
-        .store
-        .lookup_refresh_token(hash)
-        .await
-        .map_err(store_error)?
-    else {
+    let Some((hash, view)) = find_refresh_token(issuer, token).await? else {
         return Ok(false);
     };
     if view.family.client_id != client_id {

@@ -12,7 +12,7 @@ use crate::issuer::protocol::{self, FamilyGrant, GrantedScopes, OFFLINE_ACCESS};
 use crate::issuer::state::Issuer;
 use crate::store::{
     CodeGrant, CodeOutcome, NewFamily, OpaqueToken, RefreshOutcome, RefreshRequest, RefreshRules,
-    Store, StoreError,
+    RefreshTokenView, Store, StoreError, TokenHash,
 };
 use crate::tokens::{AccessTokenClaims, MintedToken};
 use axum::body::Bytes;
@@ -91,18 +91,41 @@ async fn handle(
     let form = Form::parse(body)?;
     let snapshot = issuer.policies.current();
     let (client, _) = client_auth::authenticate(&snapshot.config, headers, &form)?;
-    let now = issuer.clock.now();
-    match form.require("grant_type", "grant_type is required")? {
-        "client_credentials" => client_credentials(issuer, &snapshot.config, client, &form, now),
-        "authorization_code" => {
-            authorization_code(issuer, &snapshot.config, client, &form, now).await
+    let grant = match form.require("grant_type", "grant_type is required")? {
+        "client_credentials" => GrantType::ClientCredentials,
+        "authorization_code" => GrantType::AuthorizationCode,
+        "refresh_token" => GrantType::RefreshToken,
+        _ => {
+            return Err(OAuthError::new(
+                crate::issuer::error::ErrorCode::UnsupportedGrantType,
+                "supported grant types: client_credentials, authorization_code, refresh_token",
+            ));
         }
-        "refresh_token" => refresh_token(issuer, &snapshot.config, client, &form, now).await,
-        _ => Err(OAuthError::new(
-            crate::issuer::error::ErrorCode::UnsupportedGrantType,
-            "supported grant types: client_credentials, authorization_code, refresh_token",
-        )),
+    };
+    require_grant(client, grant)?;
+    let request = GrantRequest {
+        issuer,
+        config: &snapshot.config,
+        client,
+        form: &form,
+        now: issuer.clock.now(),
+    };
+    match grant {
+        GrantType::ClientCredentials => request.client_credentials(),
+        GrantType::AuthorizationCode => request.authorization_code().await,
+        GrantType::RefreshToken => request.refresh_token().await,
     }
+}
+
+/// A token request of an authenticated client that may use its grant type: what each grant
+/// works from.
+#[derive(Clone, Copy)]
+struct GrantRequest<'a> {
+    issuer: &'a Issuer,
+    config: &'a crate::config::IssuerConfig,
+    client: &'a ClientConfig,
+    form: &'a Form,
+    now: u64,
 }
 
 /// Token requests are form-encoded (RFC 6749 §4.1.3, §4.4.2, §6).
@@ -134,188 +157,197 @@ fn require_grant(client: &ClientConfig, grant: GrantType) -> Result<(), OAuthErr
     }
 }
 
-fn client_credentials(
-    issuer: &Issuer,
-    config: &crate::config::IssuerConfig,
-    client: &ClientConfig,
-    form: &Form,
-    now: u64,
-) -> Result<TokenResponse, OAuthError> {
-    require_grant(client, GrantType::ClientCredentials)?;
-    if client.client_type != crate::api::ClientType::Confidential {
-        return Err(OAuthError::unauthorized_client(
-            "client_credentials is for confidential clients",
-        ));
+impl GrantRequest<'_> {
+    fn client_credentials(self) -> Result<TokenResponse, OAuthError> {
+        if self.client.client_type != crate::api::ClientType::Confidential {
+            return Err(OAuthError::unauthorized_client(
+                "client_credentials is for confidential clients",
+            ));
+        }
+        let api = protocol::select_api(
+            self.config,
+            self.client,
+            self.form.get("audience"),
+            &self.form.all("resource"),
+        )?;
+        // offline_access is ignored: client_credentials never gets a refresh token (§4.4.3).
+        let GrantedScopes { api_scopes, .. } =
+            protocol::grant_scopes(api, self.client, self.form.get("scope"))?;
+        let scope = protocol::scope_string(&api_scopes);
+        let minted = mint(
+            self.issuer,
+            api,
+            &self.client.client_id,
+            &self.client.client_id,
+            &scope,
+            self.now,
+        )?;
+        Ok(response(api, minted, api_scopes, None))
     }
-    let api = protocol::select_api(config, client, form.get("audience"), &form.all("resource"))?;
-    // offline_access is ignored: client_credentials never gets a refresh token (§4.4.3).
-    let GrantedScopes { api_scopes, .. } = protocol::grant_scopes(api, client, form.get("scope"))?;
-    let scope = protocol::scope_string(&api_scopes);
-    let minted = mint(
-        issuer,
-        api,
-        &client.client_id,
-        &client.client_id,
-        &scope,
-        now,
-    )?;
-    Ok(response(api, minted, api_scopes, None))
-}
 
-async fn authorization_code(
-    issuer: &Issuer,
-    config: &crate::config::IssuerConfig,
-    client: &ClientConfig,
-    form: &Form,
-    now: u64,
-) -> Result<TokenResponse, OAuthError> {
-    require_grant(client, GrantType::AuthorizationCode)?;
-    let code = OpaqueToken::from_presented(form.require("code", "code is required")?);
-    let redirect_uri = form.require("redirect_uri", "redirect_uri is required")?;
-    let verifier = form.require("code_verifier", "code_verifier is required (PKCE)")?;
-    let hash = code.hash();
-    let granted = match issuer
-        .store
-        .take_code(hash, now)
-        .await
-        .map_err(store_error)?
-    {
-        CodeOutcome::Valid(granted) => granted,
-        CodeOutcome::Replayed => {
+    async fn authorization_code(self) -> Result<TokenResponse, OAuthError> {
+        let code = OpaqueToken::from_presented(self.form.require("code", "code is required")?);
+        let redirect_uri = self
+            .form
+            .require("redirect_uri", "redirect_uri is required")?;
+        let verifier = self
+            .form
+            .require("code_verifier", "code_verifier is required (PKCE)")?;
+        let hash = code.hash();
+        let granted = match self
+            .issuer
+            .store
+            .take_code(hash, self.now)
+            .await
+            .map_err(store_error)?
+        {
+            CodeOutcome::Valid(granted) => granted,
+            CodeOutcome::Replayed => {
+                return Err(OAuthError::invalid_grant(
+                    "the code was already used; what it issued is revoked",
+                ));
+            }
+            CodeOutcome::Expired | CodeOutcome::NotFound => {
+                return Err(OAuthError::invalid_grant("the code is invalid or expired"));
+            }
+        };
+        if granted.client_id != self.client.client_id || granted.redirect_uri != redirect_uri {
+            return Err(OAuthError::invalid_grant(
+                "the code was issued to another client or redirect_uri",
+            ));
+        }
+        if !pkce_s256_matches(verifier, &granted.code_challenge) {
+            return Err(OAuthError::invalid_grant(
+                "the code_verifier does not match",
+            ));
+        }
+        let api = self
+            .config
+            .apis
+            .get(&granted.audience)
+            .ok_or(OAuthError::invalid_grant(
+                "the API of this code no longer exists",
+            ))?;
+        let mut scopes = protocol::parse_scope(Some(&granted.scope));
+        let offline_asked = scopes.remove(OFFLINE_ACCESS);
+        let scope = protocol::scope_string(&scopes);
+        let minted = mint(
+            self.issuer,
+            api,
+            &granted.subject,
+            &self.client.client_id,
+            &scope,
+            self.now,
+        )?;
+        let refresh_token = if protocol::may_issue_refresh_token(
+            GrantType::AuthorizationCode,
+            api,
+            self.client,
+            offline_asked,
+        ) {
+            Some(
+                new_family(
+                    self.issuer,
+                    api,
+                    self.client,
+                    &granted.subject,
+                    &scopes,
+                    self.now,
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        let grant = CodeGrant {
+            access_token_jti: minted.jti.clone(),
+            access_token_expires_at: minted.expires_at,
+            family: refresh_token.as_ref().map(|(_, family)| *family),
+        };
+        if !self
+            .issuer
+            .store
+            .record_code_grant(hash, grant, self.now)
+            .await
+            .map_err(store_error)?
+        {
             return Err(OAuthError::invalid_grant(
                 "the code was already used; what it issued is revoked",
             ));
         }
-        CodeOutcome::Expired | CodeOutcome::NotFound => {
-            return Err(OAuthError::invalid_grant("the code is invalid or expired"));
-        }
-    };
-    if granted.client_id != client.client_id || granted.redirect_uri != redirect_uri {
-        return Err(OAuthError::invalid_grant(
-            "the code was issued to another client or redirect_uri",
-        ));
+        Ok(response(
+            api,
+            minted,
+            scopes,
+            refresh_token.map(|(token, _)| token),
+        ))
     }
-    if !pkce_s256_matches(verifier, &granted.code_challenge) {
-        return Err(OAuthError::invalid_grant(
-            "the code_verifier does not match",
-        ));
-    }
-    let api = config
-        .apis
-        .get(&granted.audience)
-        .ok_or(OAuthError::invalid_grant(
-            "the API of this code no longer exists",
-        ))?;
-    let mut scopes = protocol::parse_scope(Some(&granted.scope));
-    let offline_asked = scopes.remove(OFFLINE_ACCESS);
-    let scope = protocol::scope_string(&scopes);
-    let minted = mint(
-        issuer,
-        api,
-        &granted.subject,
-        &client.client_id,
-        &scope,
-        now,
-    )?;
-    let refresh_token = if protocol::may_issue_refresh_token(
-        GrantType::AuthorizationCode,
-        api,
-        client,
-        offline_asked,
-    ) {
-        Some(new_family(issuer, api, client, &granted.subject, &scopes, now).await?)
-    } else {
-        None
-    };
-    let grant = CodeGrant {
-        access_token_jti: minted.jti.clone(),
-        access_token_expires_at: minted.expires_at,
-        family: refresh_token.as_ref().map(|(_, family)| *family),
-    };
-    if !issuer
-        .store
-        .record_code_grant(hash, grant, now)
-        .await
-        .map_err(store_error)?
-    {
-        return Err(OAuthError::invalid_grant(
-            "the code was already used; what it issued is revoked",
-        ));
-    }
-    Ok(response(
-        api,
-        minted,
-        scopes,
-        refresh_token.map(|(token, _)| token),
-    ))
-}
 
-async fn refresh_token(
-    issuer: &Issuer,
-    config: &crate::config::IssuerConfig,
-    client: &ClientConfig,
-    form: &Form,
-    now: u64,
-) -> Result<TokenResponse, OAuthError> {
-    require_grant(client, GrantType::RefreshToken)?;
-    let presented =
-        OpaqueToken::from_presented(form.require("refresh_token", "refresh_token is required")?);
-    let hash = presented.hash();
-    let view = issuer
-        .store
-        .lookup_refresh_token(hash)
-        .await
-        .map_err(store_error)?
-        .ok_or(OAuthError::invalid_grant("the refresh token is invalid"))?;
-    let mut original = protocol::parse_scope(Some(&view.family.scope));
-    original.remove(OFFLINE_ACCESS);
-    let family = FamilyGrant {
-        client_id: &view.family.client_id,
-        audience: &view.family.audience,
-        scopes: &original,
-    };
-    let (api, scopes) = protocol::check_refresh(
-        config,
-        client,
-        &family,
-        form.get("audience"),
-        &form.all("resource"),
-        form.get("scope"),
-    )?;
-    let new = OpaqueToken::generate().map_err(store_error)?;
-    let request = RefreshRequest {
-        presented: hash,
-        new: new.hash(),
-        client_id: client.client_id.clone(),
-        audience: api.audience.clone(),
-    };
-    let outcome = issuer
-        .store
-        .refresh(request, now, refresh_rules(api))
-        .await
-        .map_err(store_error)?;
-    let returned = match &outcome {
-        RefreshOutcome::Rotated { .. } | RefreshOutcome::ReuseWithinGrace { .. } => Some(new),
-        RefreshOutcome::NonRotating { .. } => None,
-        RefreshOutcome::ReplayDetected { .. } => {
-            issuer.metrics.refresh_reuse_detected.inc();
-            tracing::warn!(client_id = %client.client_id, "retired refresh token presented again; its family is revoked");
-            return Err(OAuthError::invalid_grant("the refresh token is invalid"));
-        }
-        RefreshOutcome::Expired(_) => {
-            return Err(OAuthError::invalid_grant("the refresh token has expired"));
-        }
-        RefreshOutcome::Revoked | RefreshOutcome::WrongClient | RefreshOutcome::NotFound => {
-            return Err(OAuthError::invalid_grant("the refresh token is invalid"));
-        }
-    };
-    let subject = outcome
-        .granted()
-        .map(|f| f.subject.clone())
-        .unwrap_or_default();
-    let scope = protocol::scope_string(&scopes);
-    let minted = mint(issuer, api, &subject, &client.client_id, &scope, now)?;
-    Ok(response(api, minted, scopes, returned))
+    async fn refresh_token(self) -> Result<TokenResponse, OAuthError> {
+        let presented = self
+            .form
+            .require("refresh_token", "refresh_token is required")?;
+        let (hash, view) = find_refresh_token(self.issuer, presented)
+            .await?
+            .ok_or(OAuthError::invalid_grant("the refresh token is invalid"))?;
+        let mut original = protocol::parse_scope(Some(&view.family.scope));
+        original.remove(OFFLINE_ACCESS);
+        let family = FamilyGrant {
+            client_id: &view.family.client_id,
+            audience: &view.family.audience,
+            scopes: &original,
+        };
+        let (api, scopes) = protocol::check_refresh(
+            self.config,
+            self.client,
+            &family,
+            self.form.get("audience"),
+            &self.form.all("resource"),
+            self.form.get("scope"),
+        )?;
+        let new = OpaqueToken::generate().map_err(store_error)?;
+        let request = RefreshRequest {
+            presented: hash,
+            new: new.hash(),
+            client_id: self.client.client_id.clone(),
+            audience: api.audience.clone(),
+        };
+        let outcome = self
+            .issuer
+            .store
+            .refresh(request, self.now, refresh_rules(api))
+            .await
+            .map_err(store_error)?;
+        let returned = match &outcome {
+            RefreshOutcome::Rotated { .. } | RefreshOutcome::ReuseWithinGrace { .. } => Some(new),
+            RefreshOutcome::NonRotating { .. } => None,
+            RefreshOutcome::ReplayDetected { .. } => {
+                self.issuer.metrics.refresh_reuse_detected.inc();
+                tracing::warn!(client_id = %self.client.client_id, "retired refresh token presented again; its family is revoked");
+                return Err(OAuthError::invalid_grant("the refresh token is invalid"));
+            }
+            RefreshOutcome::Expired(_) => {
+                return Err(OAuthError::invalid_grant("the refresh token has expired"));
+            }
+            RefreshOutcome::Revoked | RefreshOutcome::WrongClient | RefreshOutcome::NotFound => {
+                return Err(OAuthError::invalid_grant("the refresh token is invalid"));
+            }
+        };
+        let subject = outcome
+            .granted()
+            .map(|f| f.subject.clone())
+            .unwrap_or_default();
+        let scope = protocol::scope_string(&scopes);
+        let minted = mint(
+            self.issuer,
+            api,
+            &subject,
+            &self.client.client_id,
+            &scope,
+            self.now,
+        )?;
+        Ok(response(api, minted, scopes, returned))
+    }
 }
 
 fn response(
@@ -417,6 +449,21 @@ pub fn pkce_s256_matches(verifier: &str, challenge: &str) -> bool {
 }
 
 /// A store error as the client sees it: 503 when the store is down, 500 otherwise.
+/// The stored refresh token with the value a client presented, and its hash; `None`: no
+/// refresh token has this value.
+pub async fn find_refresh_token(
+    issuer: &Issuer,
+    presented: &str,
+) -> Result<Option<(TokenHash, RefreshTokenView)>, OAuthError> {
+    let hash = OpaqueToken::from_presented(presented).hash();
+    let view = issuer
+        .store
+        .lookup_refresh_token(hash)
+        .await
+        .map_err(store_error)?;
+    Ok(view.map(|view| (hash, view)))
+}
+
 pub fn store_error(error: StoreError) -> OAuthError {
     if error.is_unavailable() {
         tracing::warn!(error = %error, "store unavailable");

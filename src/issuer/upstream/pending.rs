@@ -7,12 +7,11 @@
 //! login id), their expiry and their single use. Must not read the clock (calls take `now`)
 //! nor know HTTP beyond the cookie's value.
 
+use crate::issuer::expiring::Expiring;
 use crate::store::{OpaqueToken, StoreError, TokenHash};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::Digest as _;
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
 use subtle::ConstantTimeEq as _;
 
 /// How long the user may take at the provider. The tokenwarden sign-in it belongs to expires
@@ -53,13 +52,19 @@ struct Trip {
     nonce: OpaqueToken,
     code_verifier: OpaqueToken,
     browser: TokenHash,
-    expires_at: u64,
 }
 
 /// Every trip in progress, by the hash of its `state`.
-#[derive(Default)]
 pub struct Trips {
-    entries: Mutex<HashMap<TokenHash, Trip>>,
+    entries: Expiring<Trip>,
+}
+
+impl Default for Trips {
+    fn default() -> Self {
+        Self {
+            entries: Expiring::new(MAX_TRIPS),
+        }
+    }
 }
 
 impl std::fmt::Debug for Trips {
@@ -81,21 +86,9 @@ impl Trips {
             nonce: nonce.clone(),
             code_verifier,
             browser: OpaqueToken::from_presented(browser).hash(),
-            expires_at: now.saturating_add(TRIP_TTL_SECS),
         };
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= MAX_TRIPS {
-            entries.retain(|_, t| now < t.expires_at);
-        }
-        if entries.len() >= MAX_TRIPS
-            && let Some(oldest) = entries
-                .iter()
-                .min_by_key(|(_, t)| t.expires_at)
-                .map(|(k, _)| *k)
-        {
-            entries.remove(&oldest);
-        }
-        entries.insert(state.hash(), trip);
+        let expires_at = now.saturating_add(TRIP_TTL_SECS);
+        self.entries.insert(state.hash(), trip, expires_at, now);
         Ok(Departure {
             state,
             nonce,
@@ -111,13 +104,7 @@ impl Trips {
         now: u64,
     ) -> Result<Arrival, TripError> {
         let key = OpaqueToken::from_presented(state).hash();
-        let trip = self
-            .entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&key)
-            .filter(|t| now < t.expires_at)
-            .ok_or(TripError::Unknown)?;
+        let trip = self.entries.take(&key, now).ok_or(TripError::Unknown)?;
         let cookie = browser.map(|b| OpaqueToken::from_presented(b).hash());
         let same_browser = cookie.is_some_and(|c| bool::from(c.0.ct_eq(&trip.browser.0)));
         if !same_browser {
@@ -131,14 +118,11 @@ impl Trips {
     }
 
     pub fn len(&self) -> usize {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.entries.is_empty()
     }
 }
 

@@ -88,6 +88,25 @@ impl PostgresStore {
         let statement = client.prepare_cached(sql).await?;
         Ok(client.query(&statement, params).await?)
     }
+
+    /// Deletes up to `limit` rows of `table` (keyed by `key`) whose `until` is at or before
+    /// `now`, skipping rows a writer holds; one row with one column, how many it deleted.
+    async fn purge_rows(
+        &self,
+        table: &str,
+        key: &str,
+        until: &str,
+        now: UnixTime,
+        limit: i64,
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let sql = format!(
+            "WITH gone AS (DELETE FROM {table} WHERE {key} IN \
+               (SELECT {key} FROM {table} WHERE {until} <= $1 \
+                ORDER BY {until} LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1) \
+             SELECT count(*) FROM gone"
+        );
+        self.query(&sql, &[&time(now), &limit]).await
+    }
 }
 
 /// One row (or none) of `sql` inside `tx`, with a cached prepared statement.
@@ -110,19 +129,24 @@ async fn lock_family_of(
     tx: &Transaction<'_>,
     hash: TokenHash,
 ) -> Result<Option<Family>, StoreError> {
-    let sql = format!(
-        "SELECT {FAMILY_COLUMNS} FROM families \
-         WHERE id = (SELECT family FROM refresh_tokens WHERE hash = $1) FOR UPDATE"
-    );
-    row(tx, &sql, &[&&hash.0[..]])
-        .await?
-        .map(|r| schema::family(&r))
-        .transpose()
+    let id = "(SELECT family FROM refresh_tokens WHERE hash = $1)";
+    lock_family_where(tx, id, &hash.0).await
 }
 
+/// The family `id`, locked until the transaction ends.
 async fn lock_family(tx: &Transaction<'_>, id: FamilyId) -> Result<Option<Family>, StoreError> {
-    let sql = format!("SELECT {FAMILY_COLUMNS} FROM families WHERE id = $1 FOR UPDATE");
-    row(tx, &sql, &[&&id.0[..]])
+    lock_family_where(tx, "$1", &id.0).await
+}
+
+/// The family whose id is the SQL expression `id` (of `$1` = `key`), locked until the
+/// transaction ends.
+async fn lock_family_where(
+    tx: &Transaction<'_>,
+    id: &str,
+    key: &[u8],
+) -> Result<Option<Family>, StoreError> {
+    let sql = format!("SELECT {FAMILY_COLUMNS} FROM families WHERE id = {id} FOR UPDATE");
+    row(tx, &sql, &[&key])
         .await?
         .map(|r| schema::family(&r))
         .transpose()
@@ -158,16 +182,22 @@ async fn write_family(tx: &Transaction<'_>, family: &Family) -> Result<(), Store
     Ok(())
 }
 
-async fn insert_token(
+/// Writes token `hash`: inserts it, or overwrites what a refresh changes (last use,
+/// retirement, successor) when `overwrite` allows and it exists; an existing hash that may
+/// not be overwritten (a new token) is [`StoreError::Duplicate`].
+async fn write_token(
     tx: &Transaction<'_>,
     hash: TokenHash,
     token: &TokenRecord,
+    overwrite: bool,
 ) -> Result<(), StoreError> {
     let successor = token.successor.map(|s| s.0.to_vec());
-    execute(
+    let written = execute(
         tx,
         "INSERT INTO refresh_tokens (hash, family, issued_at, last_used_at, retired_at, successor) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (hash) DO UPDATE SET last_used_at = excluded.last_used_at, \
+           retired_at = excluded.retired_at, successor = excluded.successor WHERE $7",
         &[
             &&hash.0[..],
             &&token.family.0[..],
@@ -175,30 +205,13 @@ async fn insert_token(
             &token.last_used_at.map(time),
             &token.retired_at.map(time),
             &successor,
+            &overwrite,
         ],
     )
     .await?;
-    Ok(())
-}
-
-async fn update_token(
-    tx: &Transaction<'_>,
-    hash: TokenHash,
-    token: &TokenRecord,
-) -> Result<(), StoreError> {
-    let successor = token.successor.map(|s| s.0.to_vec());
-    execute(
-        tx,
-        "UPDATE refresh_tokens SET last_used_at = $2, retired_at = $3, successor = $4 \
-         WHERE hash = $1",
-        &[
-            &&hash.0[..],
-            &token.last_used_at.map(time),
-            &token.retired_at.map(time),
-            &successor,
-        ],
-    )
-    .await?;
+    if written == 0 {
+        return Err(StoreError::Duplicate);
+    }
     Ok(())
 }
 
@@ -302,11 +315,7 @@ impl Store for PostgresStore {
             write_family(&tx, family).await?;
         }
         for (hash, record) in &transition.tokens {
-            if *hash == request.new {
-                insert_token(&tx, *hash, record).await?;
-            } else {
-                update_token(&tx, *hash, record).await?;
-            }
+            write_token(&tx, *hash, record, *hash != request.new).await?;
         }
         tx.commit().await?;
         Ok(transition.outcome)
@@ -496,22 +505,10 @@ impl Store for PostgresStore {
             )
             .await?;
         let codes = self
-            .query(
-                "WITH gone AS (DELETE FROM authorization_codes WHERE hash IN \
-                   (SELECT hash FROM authorization_codes WHERE keep_until <= $1 \
-                    ORDER BY keep_until LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1) \
-                 SELECT count(*) FROM gone",
-                &[&time(now), &limit],
-            )
+            .purge_rows("authorization_codes", "hash", "keep_until", now, limit)
             .await?;
         let jtis = self
-            .query(
-                "WITH gone AS (DELETE FROM revoked_access_tokens WHERE jti IN \
-                   (SELECT jti FROM revoked_access_tokens WHERE expires_at <= $1 \
-                    ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1) \
-                 SELECT count(*) FROM gone",
-                &[&time(now), &limit],
-            )
+            .purge_rows("revoked_access_tokens", "jti", "expires_at", now, limit)
             .await?;
         let report = PurgeReport {
             families: count(families.clone(), 0)?,
