@@ -42,10 +42,15 @@ pub fn ready_of(conditions: &[Condition]) -> Option<&Condition> {
     conditions.iter().find(|c| c.type_ == READY)
 }
 
-/// Whether going from `previous` to `desired` is a transition worth an Event: the first
-/// condition, or a change of status or reason.
+/// Whether going from `previous` to `desired` is a transition worth an Event: a change of
+/// status or reason, or a first condition that says something is wrong. A first `Ready=True`
+/// is not announced: the status says it, and a cold start or a bulk apply of 10,000 objects
+/// would otherwise write 10,000 Events that report nothing to act on (docs/decisions.md).
 pub fn is_transition(previous: Option<&Condition>, desired: &Condition) -> bool {
-    previous.is_none_or(|p| p.status != desired.status || p.reason != desired.reason)
+    match previous {
+        None => desired.status != "True",
+        Some(p) => p.status != desired.status || p.reason != desired.reason,
+    }
 }
 
 /// The status the controller wants on a policy, with only the fields it owns.
@@ -163,7 +168,21 @@ mod tests {
         );
         assert_eq!(ready.last_transition_time, at(200));
         assert!(is_transition(ready_of(&first.conditions), ready));
-        assert!(is_transition(None, ready));
+        assert!(is_transition(None, ready), "a first problem is announced");
+        assert!(
+            !is_transition(None, &first.conditions[0]),
+            "a first Ready=True is not"
+        );
+        let back = policy_status(
+            &verdict(Reason::Enforced, "ok"),
+            Some(2),
+            Some(&second),
+            &at(300),
+        );
+        assert!(
+            is_transition(Some(ready), &back.conditions[0]),
+            "a recovery is"
+        );
     }
 
     #[test]
