@@ -290,6 +290,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Cold start: the controller and an issuer at once, no configuration objects yet.
+    let requests_at_start = request_counts(&client).await;
     let started = Instant::now();
     let load_at_start = load_average();
     let data = tempfile::tempdir().expect("data dir");
@@ -324,6 +325,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let converged = statuses_at.max(issuer_at).expect("converged");
+    let requests_during = request_counts(&client).await;
     let cpu_during: Vec<(&str, f64)> = measured
         .iter()
         .zip(&cpu_at_start)
@@ -463,6 +465,14 @@ async fn main() {
         ) / 1024.0,
         metric(&controller_metrics, "tokenwarden_controller_config_shards")
     );
+    println!();
+    println!("API requests during convergence, by verb, resource and subresource (100 or more):");
+    for (key, value) in &requests_during {
+        let delta = value - requests_at_start.get(key).copied().unwrap_or(0.0);
+        if delta >= 100.0 {
+            println!("- {} {} {}: {delta}", key.0, key.1, key.2);
+        }
+    }
     println!();
     println!("ConfigMaps in {system}:");
     for map in &configmaps.items {
