@@ -16,12 +16,7 @@ use tokenwarden::api::{ApiClient, ApiTokenPolicy};
 /// How long a component may take to become ready.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+pub use crate::support::ports::free_port;
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tokenwarden"))

@@ -23,12 +23,13 @@
 #![allow(dead_code)] // each test binary uses a part of it
 
 mod pki;
+pub mod ports;
 pub mod postgres;
 mod process;
 mod tools;
 
 use std::io::BufRead;
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -397,9 +398,9 @@ impl ControlPlane {
         }
         write_file(&dir.join("tokens.csv"), &token_csv)?;
 
-        let etcd_client = free_port()?;
-        let etcd_peer = free_port()?;
-        let port = free_port()?;
+        let etcd_client = ports::free_port();
+        let etcd_peer = ports::free_port();
+        let port = ports::free_port();
         let url = format!("https://127.0.0.1:{port}");
         let kubeconfig = dir.join("kubeconfig");
         write_file(
@@ -538,13 +539,6 @@ pub fn chart_dir() -> PathBuf {
 /// The generated CRD manifests of the repository, `crds/`.
 pub fn crds_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("crds")
-}
-
-fn free_port() -> Result<u16, String> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .map_err(|e| format!("finding a free loopback port: {e}"))
 }
 
 fn wait_for_port(name: &str, port: u16, log: &Path) -> Result<(), String> {

@@ -24,7 +24,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{free_port, log_tail, pki, process, write_file};
+use super::ports::free_port;
+use super::{log_tail, pki, process, write_file};
 
 const NAME: &str = "postgres";
 const USER: &str = "tokenwarden";
@@ -169,7 +170,7 @@ impl Postgres {
         let server = Postgres {
             dir,
             bin,
-            port: free_port()?,
+            port: free_port(),
             password,
             run_as,
         };
