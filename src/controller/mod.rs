@@ -192,11 +192,15 @@ pub async fn run(
             )
         })
         .collect();
-    // Someone changing or deleting the configuration objects: put them back.
-    let _manifest = follow(
+    // Someone changing or deleting the configuration objects: put them back. The controller's
+    // own manifest writes start no reconcile: a ConfigMap has no generation to tell them from
+    // others' by, and at 10,000 objects a useless reconcile delays the next real one.
+    let own_manifest = Arc::new(std::sync::Mutex::new(None));
+    let _manifest = follow_except(
         Api::<ConfigMap>::namespaced(client.clone(), &namespace),
         watcher::Config::default().fields(&format!("metadata.name={MANIFEST_NAME}")),
         &trigger,
+        publish::is_own(own_manifest.clone()),
     );
     // The first reconcile must see everything, or it would publish a partial configuration.
     tokio::select! {
@@ -213,6 +217,7 @@ pub async fn run(
         instance: std::env::var("POD_NAME").ok(),
     };
     let mut reconciler = Reconciler {
+        own_manifest,
         recorder: Recorder::new(client.clone(), reporter),
         secrets: ClientSecrets::new(client.clone(), secret_scope, labelled),
         keys: keys::SigningKeys::new(
@@ -343,6 +348,22 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
+    follow_except(api, config, trigger, |_: &K| false)
+}
+
+/// [`follow`], except that a changed object for which `own` holds (the controller's own write)
+/// pulls no trigger.
+fn follow_except<K, F>(
+    api: Api<K>,
+    config: watcher::Config,
+    trigger: &Arc<Notify>,
+    own: F,
+) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+    F: Fn(&K) -> bool + Send + 'static,
+{
     let (store, writer) = reflector::store();
     let kind = K::kind(&K::DynamicType::default()).into_owned();
     let stream = watcher(api, config)
@@ -353,22 +374,24 @@ where
             object.annotations_mut().remove(LAST_APPLIED);
         })
         .reflect(writer);
-    tokio::spawn(drive(stream, kind, trigger.clone()));
+    tokio::spawn(drive(stream, kind, trigger.clone(), own));
     store
 }
 
 /// Pull `trigger` on every event that may change a reconcile's outcome ([`changes`]).
-async fn drive<S, K>(stream: S, kind: String, trigger: Arc<Notify>)
+async fn drive<S, K, F>(stream: S, kind: String, trigger: Arc<Notify>, own: F)
 where
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
     K: Resource,
+    F: Fn(&K) -> bool,
 {
     let mut stream = std::pin::pin!(stream);
     let mut generations = changes::Generations::default();
     while let Some(event) = stream.next().await {
         match event {
             Ok(event) => {
-                if generations.changed(&event) {
+                let own_write = matches!(&event, watcher::Event::Apply(object) if own(object));
+                if generations.changed(&event) && !own_write {
                     trigger.notify_one();
                 }
             }

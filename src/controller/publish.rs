@@ -7,6 +7,19 @@ use crate::config::IssuerConfig;
 use crate::config_objects::{self, Encoded, MANIFEST_NAME, Manifest};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// The manifest the controller last wrote, recorded before the write so that the watch's
+/// event of it is always recognised.
+pub type OwnManifest = Arc<Mutex<Option<Manifest>>>;
+
+/// Whether a manifest ConfigMap says exactly what the controller last wrote.
+pub fn is_own(own: OwnManifest) -> impl Fn(&ConfigMap) -> bool + Send + 'static {
+    move |map| {
+        let written = own.lock().unwrap_or_else(PoisonError::into_inner);
+        written.is_some() && config_objects::read_manifest(map).ok() == *written
+    }
+}
 
 /// What a publication did.
 #[derive(Debug, Clone)]
@@ -27,6 +40,7 @@ pub async fn publish(
     namespace: &str,
     config: &IssuerConfig,
     verify: bool,
+    own: &OwnManifest,
 ) -> Result<Published, ControllerError> {
     let encoded = config_objects::encode(config)?;
     let current = api
@@ -53,7 +67,7 @@ pub async fn publish(
         return Ok(published);
     }
     let revision = published.revision + 1;
-    write(api, namespace, &encoded, revision).await?;
+    write(api, namespace, &encoded, revision, own).await?;
     if let Some(old) = current {
         for index in encoded.shards.len() + 1..=old.shards {
             match api
@@ -95,6 +109,7 @@ async fn write(
     namespace: &str,
     encoded: &Encoded,
     revision: u64,
+    own: &OwnManifest,
 ) -> Result<(), ControllerError> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     for index in 1..=encoded.shards.len() {
@@ -108,16 +123,43 @@ async fn write(
             .map_err(ControllerError::Api)?;
         }
     }
-    let manifest = config_objects::manifest_object(
-        namespace,
-        &Manifest {
-            revision,
-            sha256: encoded.sha256.clone(),
-            shards: encoded.shards.len(),
-        },
-    );
+    let written = Manifest {
+        revision,
+        sha256: encoded.sha256.clone(),
+        shards: encoded.shards.len(),
+    };
+    *own.lock().unwrap_or_else(PoisonError::into_inner) = Some(written.clone());
+    let manifest = config_objects::manifest_object(namespace, &written);
     api.patch(MANIFEST_NAME, &params, &Patch::Apply(&manifest))
         .await
         .map_err(ControllerError::Api)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_manifest_the_controller_last_wrote_is_its_own() {
+        let own: OwnManifest = Arc::default();
+        let is_own = is_own(own.clone());
+        let written = Manifest {
+            revision: 7,
+            sha256: "ab".repeat(32),
+            shards: 1,
+        };
+        let map = config_objects::manifest_object("system", &written);
+        assert!(!is_own(&map), "nothing written yet");
+        *own.lock().expect("lock") = Some(written.clone());
+        assert!(is_own(&map));
+        let edited = config_objects::manifest_object(
+            "system",
+            &Manifest {
+                revision: 8,
+                ..written
+            },
+        );
+        assert!(!is_own(&edited), "someone else's change");
+    }
 }

@@ -45,6 +45,8 @@ pub struct Reconciler {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub keys: keys::SigningKeys,
+    /// The manifest the controller last wrote (see [`publish::is_own`]).
+    pub own_manifest: publish::OwnManifest,
 }
 
 impl Reconciler {
@@ -96,9 +98,15 @@ impl Reconciler {
             .explain_out_of_scope(&clients, &mut built.verdicts);
 
         let config_api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
-        let published = publish::publish(&config_api, &self.namespace, &built.config, verify)
-            .await
-            .inspect_err(|_| self.failed("publish"))?;
+        let published = publish::publish(
+            &config_api,
+            &self.namespace,
+            &built.config,
+            verify,
+            &self.own_manifest,
+        )
+        .await
+        .inspect_err(|_| self.failed("publish"))?;
         self.record_published(&published);
 
         let status_writes = self
