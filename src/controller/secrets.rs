@@ -192,7 +192,7 @@ impl ClientSecrets {
             .filter_map(|client| {
                 let namespace = client.namespace().unwrap_or_default();
                 let name = secret_ref_of(client)?.name;
-                (self.scope.contains(&namespace) && !self.known(&namespace, &name, now))
+                (self.scope.contains(&namespace) && self.cached(&namespace, &name, now).is_none())
                     .then_some((namespace, name))
             })
             .collect();
@@ -215,16 +215,18 @@ impl ClientSecrets {
         Ok(())
     }
 
-    /// Whether the watch or a recent GET knows the Secret `namespace/name`.
-    fn known(&self, namespace: &str, name: &str, now: Instant) -> bool {
+    /// The Secret `namespace/name` as the watch or a recent GET knows it.
+    fn cached(&self, namespace: &str, name: &str, now: Instant) -> Option<Arc<Secret>> {
         let object = ObjectRef::new(name).within(namespace);
         self.labelled
             .iter()
-            .any(|store| store.get(&object).is_some())
-            || self
-                .fetched
-                .get(&(namespace.to_owned(), name.to_owned()))
-                .is_some_and(|(_, at)| now.duration_since(*at) < RESYNC)
+            .find_map(|store| store.get(&object))
+            .or_else(|| {
+                self.fetched
+                    .get(&(namespace.to_owned(), name.to_owned()))
+                    .filter(|(_, at)| now.duration_since(*at) < RESYNC)
+                    .map(|(secret, _)| secret.clone())
+            })
     }
 
     /// The Secret, from the watch, from a recent GET, or from a GET now.
@@ -234,16 +236,10 @@ impl ClientSecrets {
         name: &str,
         now: Instant,
     ) -> Result<Option<Arc<Secret>>, ControllerError> {
-        let object = ObjectRef::new(name).within(namespace);
-        if let Some(secret) = self.labelled.iter().find_map(|store| store.get(&object)) {
+        if let Some(secret) = self.cached(namespace, name, now) {
             return Ok(Some(secret));
         }
         let key = (namespace.to_owned(), name.to_owned());
-        if let Some((secret, at)) = self.fetched.get(&key)
-            && now.duration_since(*at) < RESYNC
-        {
-            return Ok(Some(secret.clone()));
-        }
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
         let Some(mut secret) = api.get_opt(name).await.map_err(ControllerError::Api)? else {
             self.fetched.remove(&key);
