@@ -448,7 +448,6 @@ pub fn pkce_s256_matches(verifier: &str, challenge: &str) -> bool {
     computed.as_bytes().ct_eq(challenge.as_bytes()).into()
 }
 
-/// A store error as the client sees it: 503 when the store is down, 500 otherwise.
 /// The stored refresh token with the value a client presented, and its hash; `None`: no
 /// refresh token has this value.
 pub async fn find_refresh_token(
@@ -464,6 +463,7 @@ pub async fn find_refresh_token(
     Ok(view.map(|view| (hash, view)))
 }
 
+/// A store error as the client sees it: 503 when the store is down, 500 otherwise.
 pub fn store_error(error: StoreError) -> OAuthError {
     if error.is_unavailable() {
         tracing::warn!(error = %error, "store unavailable");

@@ -1,9 +1,17 @@
 //! The embedded store: one redb file under the data directory, for a single issuer replica.
 //!
 //! Owns: opening the file, and each [`Store`] operation as a transaction on it. Writes go to the
-//! single writer thread (`writer`), which commits them in groups; reads run on tokio's blocking
-//! pool in their own read snapshot and never wait for the writer. Must not decide token rules
-//! itself (that is `store::rotation`) nor know about HTTP.
+//! single writer thread (`writer`), which commits them in groups; lookups run on the caller's
+//! thread, scans of a whole table on tokio's blocking pool, each in its own read snapshot, and
+//! neither waits for the writer. Must not decide token rules itself (that is `store::rotation`)
+//! nor know about HTTP.
+//!
+//! Why lookups stay on the caller's thread: a lookup reads a few B-tree pages, which redb's page
+//! cache (1 GiB by default) keeps once touched, so it takes microseconds; a page not yet cached
+//! is one read of 4 KiB from the local disk. Handing each lookup to tokio's blocking pool cost
+//! two thread switches per refresh, more than the lookup itself: with lookups inline, the
+//! refresh benchmark went from 2.9 to 0.4 context switches and from about 260 to 170 µs of CPU
+//! per refresh (docs/benchmarks.md).
 //!
 //! Durability: a write is answered only after its transaction is committed with redb's default
 //! `Durability::Immediate`, i.e. after an fsync of the file. So a process killed with SIGKILL
@@ -73,7 +81,17 @@ impl EmbeddedStore {
         &self.inner.path
     }
 
-    async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    /// Runs `work` in a fresh read snapshot, on this thread (see the module's comment).
+    fn read<T>(
+        &self,
+        work: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        work(&self.inner.db.begin_read()?)
+    }
+
+    /// Runs `work` in a fresh read snapshot on tokio's blocking pool: for reads that walk a
+    /// whole table, which could hold up the async worker for long.
+    async fn scan<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&ReadTransaction) -> Result<T, StoreError> + Send + 'static,
@@ -154,7 +172,6 @@ impl Store for EmbeddedStore {
                 .ok_or(StoreError::Corrupt { table: "families" })?;
             Ok(Some(RefreshTokenView { family, token }))
         })
-        .await
     }
 
     async fn revoke_refresh_token(
@@ -262,14 +279,13 @@ impl Store for EmbeddedStore {
                 .map(|v| v.value());
             Ok(exp.is_some_and(|exp| now < exp))
         })
-        .await
     }
 
     async fn purge_expired(&self, now: UnixTime, limit: usize) -> Result<PurgeReport, StoreError> {
         // Find candidates in a read snapshot, which never holds up the writer; then delete them
         // in one bounded write, checking each again since it may have been refreshed meanwhile.
         let (families, codes, jtis) = self
-            .read(move |tx| {
+            .scan(move |tx| {
                 let families = expired_keys(&tx.open_table(FAMILIES)?, limit, |bytes| {
                     Ok(decode::<Family>(bytes, "families")?.keep_until <= now)
                 })?;
