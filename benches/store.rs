@@ -8,7 +8,7 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::time::{Duration, Instant};
 use tokenwarden::store::{
-    EmbeddedStore, NewFamily, OpaqueToken, RefreshRequest, RefreshRules, Store, TokenHash,
+    EmbeddedStore, FamilyId, NewFamily, OpaqueToken, RefreshRequest, RefreshRules, Store, TokenHash,
 };
 
 const RULES: RefreshRules = RefreshRules {
@@ -18,8 +18,11 @@ const RULES: RefreshRules = RefreshRules {
     reuse_interval_secs: 0,
 };
 
-fn secret() -> TokenHash {
-    OpaqueToken::generate().expect("entropy").hash()
+/// A fresh refresh token's key, as the issuer makes it.
+fn key(family: FamilyId) -> TokenHash {
+    OpaqueToken::generate_refresh(family)
+        .expect("entropy")
+        .refresh_key()
 }
 
 fn data_dir() -> tempfile::TempDir {
@@ -30,9 +33,11 @@ fn data_dir() -> tempfile::TempDir {
     .expect("temporary directory")
 }
 
-async fn start(store: &EmbeddedStore) -> TokenHash {
-    let first = secret();
+async fn start(store: &EmbeddedStore) -> (FamilyId, TokenHash) {
+    let id = FamilyId::generate().expect("entropy");
+    let first = key(id);
     let family = NewFamily {
+        id,
         client_id: "bench".into(),
         audience: "https://api.example.com".into(),
         subject: "alice".into(),
@@ -42,13 +47,17 @@ async fn start(store: &EmbeddedStore) -> TokenHash {
         .create_family(family, first, 0, RULES)
         .await
         .expect("create family");
-    first
+    (id, first)
 }
 
 /// `count` rotations along one family's chain; returns its newest token.
-async fn rotate(store: &EmbeddedStore, mut token: TokenHash, count: u64) -> TokenHash {
+async fn rotate(
+    store: &EmbeddedStore,
+    (family, mut token): (FamilyId, TokenHash),
+    count: u64,
+) -> TokenHash {
     for i in 0..count {
-        let new = secret();
+        let new = key(family);
         let request = RefreshRequest {
             presented: token,
             new,

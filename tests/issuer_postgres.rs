@@ -106,8 +106,9 @@ async fn first_refresh_token(replicas: &Replicas, base: &str) -> String {
         .to_owned()
 }
 
-fn hash(token: &str) -> Vec<u8> {
-    OpaqueToken::from_presented(token).hash().0.to_vec()
+/// The key the store keeps a refresh token under.
+fn key(token: &str) -> Vec<u8> {
+    OpaqueToken::from_presented(token).refresh_key().0.to_vec()
 }
 
 /// `(tokens stored in the family of token, whether the family is revoked)`, read directly.
@@ -119,7 +120,7 @@ async fn family_of(db: &str, token: &str) -> (i64, bool) {
             "SELECT (SELECT count(*) FROM refresh_tokens t WHERE t.family = f.id), \
                     f.revoked_at IS NOT NULL \
              FROM families f WHERE f.id = (SELECT family FROM refresh_tokens WHERE hash = $1)",
-            &[&hash(token)],
+            &[&key(token)],
         )
         .await
         .expect("read the family");

@@ -265,12 +265,12 @@ async fn with_postgresql_stopped_under_load_store_requests_get_503_and_service_r
     // Nothing was handed out without being stored.
     let db_client = postgres().client(&db).await;
     for token in &issued {
-        let hash = OpaqueToken::from_presented(token.as_str())
-            .hash()
+        let key = OpaqueToken::from_presented(token.as_str())
+            .refresh_key()
             .0
             .to_vec();
         let stored = db_client
-            .query_opt("SELECT 1 FROM refresh_tokens WHERE hash = $1", &[&hash])
+            .query_opt("SELECT 1 FROM refresh_tokens WHERE hash = $1", &[&key])
             .await
             .expect("look up");
         assert!(

@@ -11,8 +11,8 @@
 
 use std::io::Write as _;
 use tokenwarden::store::{
-    AnyStore, DatabaseUrl, EmbeddedStore, NewFamily, OpaqueToken, PostgresStore, RefreshRules,
-    Store,
+    AnyStore, DatabaseUrl, EmbeddedStore, FamilyId, NewFamily, OpaqueToken, PostgresStore,
+    RefreshRules, Store,
 };
 
 #[tokio::main]
@@ -43,16 +43,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..per_file {
             let store = store.clone();
+            let id = FamilyId::generate()?;
             let family = NewFamily {
+                id,
                 client_id: client.clone(),
                 audience: audience.clone(),
                 subject: "alice".into(),
                 scope: "read".into(),
             };
             tasks.spawn(async move {
-                let token = OpaqueToken::generate()?;
+                let token = OpaqueToken::generate_refresh(id)?;
                 store
-                    .create_family(family, token.hash(), now, rules)
+                    .create_family(family, token.refresh_key(), now, rules)
                     .await?;
                 Ok::<_, tokenwarden::store::StoreError>(token.expose().to_owned())
             });

@@ -31,6 +31,9 @@ pub struct RefreshRules {
 /// What is known when a family is started (at a code exchange).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewFamily {
+    /// Chosen by the caller ([`FamilyId::generate`]), since every refresh token of the family
+    /// carries it ([`crate::store::OpaqueToken::generate_refresh`]).
+    pub id: FamilyId,
     pub client_id: String,
     pub audience: String,
     pub subject: String,

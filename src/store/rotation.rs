@@ -13,12 +13,11 @@
 //! or retired otherwise (replay: revoke the family). Both lifetimes end at
 //! `start + lifetime`: a token is refused at that second exactly, as a JWT is at its `exp`.
 
-use super::StoreError;
 use super::model::{
     ExpiryKind, Family, NewFamily, RefreshOutcome, RefreshRequest, RefreshRules, Revocation,
     RevocationReason, TokenRecord, UnixTime,
 };
-use super::secret::{FamilyId, TokenHash};
+use super::secret::TokenHash;
 
 /// What a refresh decided: the answer, and the records to write (all in one transaction).
 #[derive(Debug)]
@@ -55,14 +54,10 @@ pub fn expiry(family: &Family, now: UnixTime, rules: &RefreshRules) -> Option<Ex
     }
 }
 
-/// A new family for `new`, started at `now` with a fresh id, kept as long as `rules` say.
-pub fn new_family(
-    new: NewFamily,
-    now: UnixTime,
-    rules: &RefreshRules,
-) -> Result<Family, StoreError> {
+/// A new family for `new`, started at `now`, kept as long as `rules` say.
+pub fn new_family(new: NewFamily, now: UnixTime, rules: &RefreshRules) -> Family {
     let mut family = Family {
-        id: FamilyId::generate()?,
+        id: new.id,
         client_id: new.client_id,
         audience: new.audience,
         subject: new.subject,
@@ -73,7 +68,7 @@ pub fn new_family(
         revoked: None,
     };
     family.keep_until = keep_until(&family, rules);
-    Ok(family)
+    family
 }
 
 /// Until when a store keeps a family last used at `family.last_used_at` under `rules`.

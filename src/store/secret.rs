@@ -1,9 +1,17 @@
 //! Opaque secrets and the keys they are stored under.
 //!
 //! Owns: generating opaque refresh tokens and authorization codes (256 bits from the operating
-//! system's CSPRNG, base64url without padding), hashing them with SHA-256, and the identifiers
-//! of refresh-token families. Must not touch storage: only the hash of a secret ever reaches a
-//! store, and no `Debug` or `Display` here shows a secret.
+//! system's CSPRNG, base64url without padding), the keys they are stored under (hashes), and
+//! the identifiers of refresh-token families. Must not touch storage: only the hash of a secret
+//! ever reaches a store, and no `Debug` or `Display` here shows a secret.
+//!
+//! A refresh token also names its family: it is the family id (16 bytes, not secret) followed
+//! by the 256 random bits, base64url-encoded (64 characters). Its key is that family id
+//! followed by the first 16 bytes of the SHA-256 of the whole value ([`OpaqueToken::refresh_key`]),
+//! so a store ordered by key keeps a family's tokens side by side: a rotation then rewrites
+//! one region of the store rather than two random ones, which is most of what a refresh costs
+//! on the embedded store (docs/benchmarks.md). A value of any other shape, such as a refresh
+//! token issued before this format, is keyed by its plain SHA-256, as codes are.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,6 +24,9 @@ use super::StoreError;
 /// Bytes of randomness in every opaque token and authorization code (256 bits).
 pub const SECRET_BYTES: usize = 32;
 
+/// Bytes of a refresh token's value before encoding: its family id, then the secret.
+const REFRESH_BYTES: usize = 16 + SECRET_BYTES;
+
 /// An opaque refresh token or authorization code, as handed to or presented by a client.
 ///
 /// Its `Debug` never shows the value; read it only to put it into a response with
@@ -27,9 +38,16 @@ impl OpaqueToken {
     /// A fresh secret: 256 bits from the CSPRNG, base64url-encoded without padding (43 chars).
     pub fn generate() -> Result<Self, StoreError> {
         let mut bytes = [0u8; SECRET_BYTES];
-        SystemRandom::new()
-            .fill(&mut bytes)
-            .map_err(|_| StoreError::Entropy)?;
+        random(&mut bytes)?;
+        Ok(Self(URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    /// A fresh refresh token of `family`: its id, then 256 bits from the CSPRNG, base64url
+    /// without padding (64 chars). Store it under [`OpaqueToken::refresh_key`].
+    pub fn generate_refresh(family: FamilyId) -> Result<Self, StoreError> {
+        let mut bytes = [0u8; REFRESH_BYTES];
+        bytes[..16].copy_from_slice(&family.0);
+        random(&mut bytes[16..])?;
         Ok(Self(URL_SAFE_NO_PAD.encode(bytes)))
     }
 
@@ -43,10 +61,33 @@ impl OpaqueToken {
         &self.0
     }
 
-    /// The key it is stored and looked up under.
+    /// The key it is stored and looked up under, as a code or any other secret.
     pub fn hash(&self) -> TokenHash {
         TokenHash::of(self.0.as_bytes())
     }
+
+    /// The key it is stored and looked up under, as a refresh token: the family id it names
+    /// and the first half of its SHA-256 (see the module's comment); the plain SHA-256 for a
+    /// value of another shape.
+    pub fn refresh_key(&self) -> TokenHash {
+        let mut bytes = [0u8; REFRESH_BYTES];
+        match URL_SAFE_NO_PAD.decode_slice(&self.0, &mut bytes) {
+            Ok(REFRESH_BYTES) => {
+                let digest = TokenHash::of(self.0.as_bytes());
+                let mut key = [0u8; 32];
+                key[..16].copy_from_slice(&bytes[..16]);
+                key[16..].copy_from_slice(&digest.0[..16]);
+                TokenHash(key)
+            }
+            _ => self.hash(),
+        }
+    }
+}
+
+fn random(out: &mut [u8]) -> Result<(), StoreError> {
+    SystemRandom::new()
+        .fill(out)
+        .map_err(|_| StoreError::Entropy)
 }
 
 impl fmt::Debug for OpaqueToken {
@@ -55,7 +96,8 @@ impl fmt::Debug for OpaqueToken {
     }
 }
 
-/// SHA-256 of an opaque token or code: the only form in which one is stored.
+/// SHA-256 of an opaque token or code (for a refresh token, its family id and half of that):
+/// the only form in which one is stored.
 ///
 /// Lookups are by exact key in the store, so no secret is ever compared in this process.
 /// `Debug` shows a short prefix, enough to correlate log lines and useless to an attacker.
@@ -105,9 +147,7 @@ impl FamilyId {
     /// A fresh random identifier.
     pub fn generate() -> Result<Self, StoreError> {
         let mut bytes = [0u8; 16];
-        SystemRandom::new()
-            .fill(&mut bytes)
-            .map_err(|_| StoreError::Entropy)?;
+        random(&mut bytes)?;
         Ok(Self(bytes))
     }
 }
@@ -166,6 +206,42 @@ mod tests {
         let decoded = URL_SAFE_NO_PAD.decode(token.expose()).unwrap();
         assert_eq!(decoded.len(), SECRET_BYTES);
         assert_ne!(token.hash(), OpaqueToken::generate().unwrap().hash());
+    }
+
+    #[test]
+    fn refresh_tokens_name_their_family_and_are_keyed_next_to_its_other_tokens() {
+        let family = FamilyId::generate().unwrap();
+        let token = OpaqueToken::generate_refresh(family).unwrap();
+        assert_eq!(token.expose().len(), 64);
+        let decoded = URL_SAFE_NO_PAD.decode(token.expose()).unwrap();
+        assert_eq!(decoded[..16], family.0);
+
+        let key = token.refresh_key();
+        let sibling = OpaqueToken::generate_refresh(family).unwrap().refresh_key();
+        assert_eq!(key.0[..16], family.0);
+        assert_eq!(sibling.0[..16], family.0);
+        assert_ne!(key, sibling);
+        // The rest of the key is half of the SHA-256 of the whole value, not of the secret alone.
+        assert_eq!(key.0[16..], token.hash().0[..16]);
+        // Presented again (from the client), the same value gives the same key.
+        let presented = OpaqueToken::from_presented(token.expose().to_owned());
+        assert_eq!(presented.refresh_key(), key);
+    }
+
+    #[test]
+    fn a_value_of_another_shape_is_keyed_by_its_plain_hash() {
+        let legacy = OpaqueToken::generate().unwrap();
+        assert_eq!(legacy.refresh_key(), legacy.hash());
+        for odd in [
+            "",
+            "not base64 at all but 64 characters long, padded out to be that.",
+            "a",
+        ] {
+            let odd = OpaqueToken::from_presented(odd);
+            assert_eq!(odd.refresh_key(), odd.hash());
+        }
+        let too_long = OpaqueToken::from_presented("A".repeat(68));
+        assert_eq!(too_long.refresh_key(), too_long.hash());
     }
 
     #[test]

@@ -254,6 +254,44 @@ pub async fn clean_up_removes_only_expired_data<H: Harness>(h: &H) {
     assert_eq!(report, tokenwarden::store::PurgeReport::default());
 }
 
+/// A family started before refresh tokens named their family (its first key is a plain hash)
+/// and rotated since (its later keys begin with its id) is removed whole, and only it.
+pub async fn clean_up_removes_tokens_of_both_shapes<H: Harness>(h: &H) {
+    let store = h.open().await;
+    let older = secret();
+    let family = store
+        .create_family(new_family(), older, 0, ROTATING)
+        .await
+        .expect("create family");
+    let second = refresh_key(family.id);
+    let outcome = store
+        .refresh(request(older, second), 10, ROTATING)
+        .await
+        .unwrap();
+    assert!(is_granted(&outcome), "{outcome:?}");
+    let (outcome, third) = refresh(&store, second, 20, ROTATING).await;
+    assert!(is_granted(&outcome), "{outcome:?}");
+    for token in [older, second, third] {
+        let view = store.lookup_refresh_token(token).await.unwrap();
+        assert_eq!(view.map(|v| v.family.id), Some(family.id));
+    }
+    // A neighbour that must survive: kept until 150.
+    let (_, neighbour) = start_family(&store, 50, ROTATING).await;
+
+    let report = store.purge_expired(130, 100).await.unwrap();
+    assert_eq!((report.families, report.refresh_tokens), (1, 3));
+    for token in [older, second, third] {
+        assert!(store.lookup_refresh_token(token).await.unwrap().is_none());
+    }
+    assert!(
+        store
+            .lookup_refresh_token(neighbour)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
 pub async fn clean_up_works_in_bounded_batches<H: Harness>(h: &H) {
     let store = h.open().await;
     for _ in 0..5 {

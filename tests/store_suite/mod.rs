@@ -16,7 +16,8 @@ pub use cases_refresh::*;
 
 use std::future::Future;
 use tokenwarden::store::{
-    Family, NewFamily, OpaqueToken, RefreshOutcome, RefreshRequest, RefreshRules, Store, TokenHash,
+    Family, FamilyId, NewFamily, OpaqueToken, RefreshOutcome, RefreshRequest, RefreshRules, Store,
+    TokenHash,
 };
 
 /// Opens stores over one backing (a directory, a database). Opening again after dropping the
@@ -51,6 +52,7 @@ macro_rules! store_suite {
             access_token_revocations_hold_until_the_token_expires,
             data_survives_closing_and_reopening_the_store,
             clean_up_removes_only_expired_data,
+            clean_up_removes_tokens_of_both_shapes,
             clean_up_works_in_bounded_batches
         );
     };
@@ -74,12 +76,30 @@ pub const ROTATING: RefreshRules = RefreshRules {
     reuse_interval_secs: 0,
 };
 
+/// The key of a fresh code, or of a refresh token of the shape issued before refresh tokens
+/// named their family.
 pub fn secret() -> TokenHash {
     OpaqueToken::generate().expect("entropy").hash()
 }
 
+/// The key of a fresh refresh token of `family`, as the issuer makes it.
+pub fn refresh_key(family: FamilyId) -> TokenHash {
+    OpaqueToken::generate_refresh(family)
+        .expect("entropy")
+        .refresh_key()
+}
+
+/// The key of a fresh refresh token of the same family as `presented`: the family its key
+/// names, or a random one for a key of the older shape (the store must not care).
+fn successor_key(presented: TokenHash) -> TokenHash {
+    let mut family = [0u8; 16];
+    family.copy_from_slice(&presented.0[..16]);
+    refresh_key(FamilyId(family))
+}
+
 pub fn new_family() -> NewFamily {
     NewFamily {
+        id: FamilyId::generate().expect("entropy"),
         client_id: CLIENT.into(),
         audience: AUDIENCE.into(),
         subject: "alice".into(),
@@ -93,9 +113,10 @@ pub async fn start_family<S: Store>(
     now: u64,
     rules: RefreshRules,
 ) -> (Family, TokenHash) {
-    let first = secret();
+    let new = new_family();
+    let first = refresh_key(new.id);
     let family = store
-        .create_family(new_family(), first, now, rules)
+        .create_family(new, first, now, rules)
         .await
         .expect("create family");
     (family, first)
@@ -117,7 +138,7 @@ pub async fn refresh<S: Store>(
     now: u64,
     rules: RefreshRules,
 ) -> (RefreshOutcome, TokenHash) {
-    let new = secret();
+    let new = successor_key(presented);
     let outcome = store
         .refresh(request(presented, new), now, rules)
         .await

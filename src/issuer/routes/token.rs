@@ -11,8 +11,8 @@ use crate::issuer::form::Form;
 use crate::issuer::protocol::{self, FamilyGrant, GrantedScopes, OFFLINE_ACCESS};
 use crate::issuer::state::Issuer;
 use crate::store::{
-    CodeGrant, CodeOutcome, NewFamily, OpaqueToken, RefreshOutcome, RefreshRequest, RefreshRules,
-    RefreshTokenView, Store, StoreError, TokenHash,
+    CodeGrant, CodeOutcome, FamilyId, NewFamily, OpaqueToken, RefreshOutcome, RefreshRequest,
+    RefreshRules, RefreshTokenView, Store, StoreError, TokenHash,
 };
 use crate::tokens::{AccessTokenClaims, MintedToken};
 use axum::body::Bytes;
@@ -305,10 +305,10 @@ impl GrantRequest<'_> {
             &self.form.all("resource"),
             self.form.get("scope"),
         )?;
-        let new = OpaqueToken::generate().map_err(store_error)?;
+        let new = OpaqueToken::generate_refresh(view.family.id).map_err(store_error)?;
         let request = RefreshRequest {
             presented: hash,
-            new: new.hash(),
+            new: new.refresh_key(),
             client_id: self.client.client_id.clone(),
             audience: api.audience.clone(),
         };
@@ -376,9 +376,11 @@ async fn new_family(
     subject: &str,
     scopes: &BTreeSet<String>,
     now: u64,
-) -> Result<(OpaqueToken, crate::store::FamilyId), OAuthError> {
-    let token = OpaqueToken::generate().map_err(store_error)?;
+) -> Result<(OpaqueToken, FamilyId), OAuthError> {
+    let id = FamilyId::generate().map_err(store_error)?;
+    let token = OpaqueToken::generate_refresh(id).map_err(store_error)?;
     let family = NewFamily {
+        id,
         client_id: client.client_id.clone(),
         audience: api.audience.clone(),
         subject: subject.to_owned(),
@@ -386,7 +388,7 @@ async fn new_family(
     };
     let family = issuer
         .store
-        .create_family(family, token.hash(), now, refresh_rules(api))
+        .create_family(family, token.refresh_key(), now, refresh_rules(api))
         .await
         .map_err(store_error)?;
     Ok((token, family.id))
@@ -454,7 +456,7 @@ pub async fn find_refresh_token(
     issuer: &Issuer,
     presented: &str,
 ) -> Result<Option<(TokenHash, RefreshTokenView)>, OAuthError> {
-    let hash = OpaqueToken::from_presented(presented).hash();
+    let hash = OpaqueToken::from_presented(presented).refresh_key();
     let view = issuer
         .store
         .lookup_refresh_token(hash)

@@ -127,7 +127,7 @@ impl Store for EmbeddedStore {
         now: UnixTime,
         rules: RefreshRules,
     ) -> Result<Family, StoreError> {
-        let family = rotation::new_family(new, now, &rules)?;
+        let family = rotation::new_family(new, now, &rules);
         let token = TokenRecord {
             family: family.id,
             issued_at: now,
@@ -141,8 +141,7 @@ impl Store for EmbeddedStore {
                 return Err(StoreError::Duplicate);
             }
             tokens.insert(first.0, encode(&token)?.as_slice())?;
-            tx.open_table(FAMILY_TOKENS)?
-                .insert((family.id.0, first.0), ())?;
+            index_token(tx, family.id, first)?;
             tx.open_table(FAMILIES)?
                 .insert(family.id.0, encode(&family)?.as_slice())?;
             Ok(family.clone())
@@ -346,10 +345,20 @@ fn refresh_in(
     }
     if issues_new {
         // Only the new token is missing from the family's index; the others are there.
-        tx.open_table(FAMILY_TOKENS)?
-            .insert((family.id.0, request.new.0), ())?;
+        index_token(tx, family.id, request.new)?;
     }
     Ok(transition.outcome)
+}
+
+/// Lists `hash` in `family_tokens`, unless its key begins with the family's id (a refresh
+/// token of the current format, [`crate::store::OpaqueToken::refresh_key`]): those are found
+/// by a range of `refresh_tokens` alone, which saves a write to a third place per refresh.
+fn index_token(tx: &WriteTransaction, family: FamilyId, hash: TokenHash) -> Result<(), StoreError> {
+    if !tables::keyed_by_family(family, hash) {
+        tx.open_table(FAMILY_TOKENS)?
+            .insert((family.0, hash.0), ())?;
+    }
+    Ok(())
 }
 
 /// Revokes what an exchange issued from a code that was used twice.
@@ -411,14 +420,28 @@ fn purge_in(
             Some(family) if family.keep_until <= now => {}
             _ => continue,
         }
-        let mut hashes = Vec::new();
+        let mut listed = Vec::new();
         for row in family_tokens.range((*id, [0u8; 32])..=(*id, [0xffu8; 32]))? {
-            hashes.push(row?.0.value().1);
+            listed.push(row?.0.value().1);
         }
-        for hash in hashes {
-            token_table.remove(hash)?;
-            family_tokens.remove((*id, hash))?;
-            report.refresh_tokens += 1;
+        for hash in &listed {
+            family_tokens.remove((*id, *hash))?;
+        }
+        let mut keyed = Vec::new();
+        for row in token_table.range(tables::family_range(FamilyId(*id)))? {
+            let (key, value) = row?;
+            if decode::<TokenRecord>(value.value(), "refresh_tokens")?
+                .family
+                .0
+                == *id
+            {
+                keyed.push(key.value());
+            }
+        }
+        for hash in listed.into_iter().chain(keyed) {
+            if token_table.remove(hash)?.is_some() {
+                report.refresh_tokens += 1;
+            }
         }
         family_table.remove(id)?;
         report.families += 1;

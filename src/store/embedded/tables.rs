@@ -7,10 +7,18 @@
 //! | table                   | key                      | value                        |
 //! | ----------------------- | ------------------------ | ---------------------------- |
 //! | `families`              | family id (16 bytes)     | [`Family`] as JSON           |
-//! | `refresh_tokens`        | SHA-256 of the token     | [`TokenRecord`] as JSON      |
+//! | `refresh_tokens`        | the token's key (1)      | [`TokenRecord`] as JSON      |
 //! | `family_tokens`         | (family id, token hash)  | nothing: the family's tokens |
+//! |                         |                          | whose key does not begin with|
+//! |                         |                          | the family id (2)            |
 //! | `codes`                 | SHA-256 of the code      | [`StoredCode`] as JSON       |
 //! | `revoked_access_tokens` | `jti`                    | the token's `exp`            |
+//!
+//! (1) [`crate::store::OpaqueToken::refresh_key`]: the family id, then half of the SHA-256 of
+//! the token, so a family's tokens are neighbours and a rotation rewrites one leaf of
+//! `refresh_tokens` rather than two random ones; for older tokens, their plain SHA-256.
+//! (2) Tokens keyed by family are found with [`family_range`]; the rest (refresh tokens issued
+//! before that format) are listed here, so a family can still be removed whole.
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -55,6 +63,20 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], table: &'static str) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt { table })
+}
+
+/// Whether `hash` is the key of a refresh token of `family` in the current format.
+pub fn keyed_by_family(family: FamilyId, hash: TokenHash) -> bool {
+    hash.0[..16] == family.0
+}
+
+/// Every key of `refresh_tokens` that begins with `family`'s id.
+pub fn family_range(family: FamilyId) -> std::ops::RangeInclusive<[u8; 32]> {
+    let mut low = [0u8; 32];
+    let mut high = [0xffu8; 32];
+    low[..16].copy_from_slice(&family.0);
+    high[..16].copy_from_slice(&family.0);
+    low..=high
 }
 
 pub fn get_family(

@@ -258,7 +258,7 @@ impl Store for PostgresStore {
         now: UnixTime,
         rules: RefreshRules,
     ) -> Result<Family, StoreError> {
-        let family = rotation::new_family(new, now, &rules)?;
+        let family = rotation::new_family(new, now, &rules);
         // One statement, so atomic without a transaction; a duplicate hash fails it whole.
         self.query(
             "WITH f AS (INSERT INTO families (id, client_id, audience, subject, scope, \

@@ -11,7 +11,7 @@
 //! | table                    | key            | what                                            |
 //! | ------------------------ | -------------- | ----------------------------------------------- |
 //! | `families`               | `id`           | a refresh-token family; revocation as columns   |
-//! | `refresh_tokens`         | `hash`         | SHA-256 of a token, its family and successor    |
+//! | `refresh_tokens`         | `hash`         | key of a token, its family and successor        |
 //! | `authorization_codes`    | `hash`         | SHA-256 of a code, its grant and what it issued |
 //! | `revoked_access_tokens`  | `jti`          | until the token's `exp`                         |
 //! | `tokenwarden_migrations` | `version`      | which migrations are applied                    |
