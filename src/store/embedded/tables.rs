@@ -8,17 +8,16 @@
 //! | ----------------------- | ------------------------ | ---------------------------- |
 //! | `families`              | family id (16 bytes)     | [`Family`] as JSON           |
 //! | `refresh_tokens`        | the token's key (1)      | [`TokenRecord`] as JSON      |
-//! | `family_tokens`         | (family id, token hash)  | nothing: the family's tokens |
-//! |                         |                          | whose key does not begin with|
-//! |                         |                          | the family id (2)            |
+//! | `family_tokens`         | (family id, token hash)  | nothing: older tokens (2)    |
 //! | `codes`                 | SHA-256 of the code      | [`StoredCode`] as JSON       |
 //! | `revoked_access_tokens` | `jti`                    | the token's `exp`            |
 //!
 //! (1) [`crate::store::OpaqueToken::refresh_key`]: the family id, then half of the SHA-256 of
 //! the token, so a family's tokens are neighbours and a rotation rewrites one leaf of
 //! `refresh_tokens` rather than two random ones; for older tokens, their plain SHA-256.
-//! (2) Tokens keyed by family are found with [`family_range`]; the rest (refresh tokens issued
-//! before that format) are listed here, so a family can still be removed whole.
+//! (2) The family's tokens whose key does not begin with its id (refresh tokens issued before
+//! that format); the others are found with [`family_range`]. Clean-up needs both to remove a
+//! family whole.
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
