@@ -8,7 +8,8 @@
 //! and passes the rules in; the store enforces the state machine atomically.
 //!
 //! Rules every implementation keeps:
-//! - Secrets are stored only as SHA-256 hashes ([`TokenHash`]) and looked up by them.
+//! - Secrets are stored only as hashes ([`TokenHash`]: the SHA-256 of a code; for a refresh
+//!   token, the family id it names and half of its SHA-256) and looked up by them.
 //! - Time is always a parameter (`now`, unix seconds); no store reads the clock.
 //! - A method returns `Ok` only once its writes are durable, so the issuer never hands out a
 //!   token that was not stored. A store it cannot reach gives [`StoreError::Unavailable`]
