@@ -174,15 +174,7 @@ impl Reconciler {
                 Kind::ApiTokenPolicy => policies.get(&key).and_then(|p| {
                     let stored = p.status.as_ref();
                     let desired = status::policy_status(verdict, p.meta().generation, stored, &now);
-                    status::policy_needs_write(stored, &desired).then(|| {
-                        StatusWrite::new(
-                            Kind::ApiTokenPolicy,
-                            *p,
-                            stored.map(|s| &s.conditions[..]),
-                            &desired.conditions,
-                            &desired,
-                        )
-                    })
+                    StatusWrite::needed(Kind::ApiTokenPolicy, *p, stored, &desired)
                 }),
                 Kind::ApiClient => clients.get(&key).and_then(|c| {
                     let stored = c.status.as_ref();
@@ -193,15 +185,7 @@ impl Reconciler {
                         stored,
                         &now,
                     );
-                    status::client_needs_write(stored, &desired).then(|| {
-                        StatusWrite::new(
-                            Kind::ApiClient,
-                            *c,
-                            stored.map(|s| &s.conditions[..]),
-                            &desired.conditions,
-                            &desired,
-                        )
-                    })
+                    StatusWrite::needed(Kind::ApiClient, *c, stored, &desired)
                 }),
             }
         });
@@ -286,28 +270,29 @@ struct StatusWrite {
 }
 
 impl StatusWrite {
-    /// The write of `status` on `object`, whose stored conditions are `stored` and whose
-    /// desired ones are `desired`.
-    fn new<K: Resource<DynamicType = ()>>(
+    /// The write that takes `object` from its `stored` status to `desired`, if one is needed.
+    fn needed<K: Resource<DynamicType = ()>, S: status::OwnedStatus>(
         kind: Kind,
         object: &K,
-        stored: Option<&[Condition]>,
-        desired: &[Condition],
-        status: &impl serde::Serialize,
-    ) -> Self {
-        StatusWrite {
+        stored: Option<&S>,
+        desired: &S,
+    ) -> Option<Self> {
+        let ready = status::ready_of(desired.conditions())?;
+        desired.needs_write(stored).then(|| StatusWrite {
             kind,
             namespace: object.namespace().unwrap_or_default(),
             name: object.name_any(),
             reference: object.object_ref(&()),
-            previous: stored.and_then(status::ready_of).cloned(),
-            ready: desired[0].clone(),
+            previous: stored
+                .and_then(|s| status::ready_of(s.conditions()))
+                .cloned(),
+            ready: ready.clone(),
             body: serde_json::json!({
                 "apiVersion": K::api_version(&()),
                 "kind": K::kind(&()),
-                "status": status,
+                "status": desired,
             }),
-        }
+        })
     }
 }
 

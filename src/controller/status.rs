@@ -83,26 +83,40 @@ pub fn client_status(
     }
 }
 
-/// Whether the stored policy status differs from `desired` in a field the controller owns.
-pub fn policy_needs_write(
-    stored: Option<&ApiTokenPolicyStatus>,
-    desired: &ApiTokenPolicyStatus,
-) -> bool {
-    let Some(stored) = stored else {
-        return true;
-    };
-    stored.observed_generation != desired.observed_generation
-        || ready_of(&stored.conditions) != ready_of(&desired.conditions)
+/// The status of either kind, as the controller writes it.
+pub trait OwnedStatus: serde::Serialize {
+    fn conditions(&self) -> &[Condition];
+
+    /// Whether `stored` differs from `self` (the desired status) in a field the controller
+    /// owns; a missing status always does.
+    fn needs_write(&self, stored: Option<&Self>) -> bool;
 }
 
-/// Whether the stored client status differs from `desired` in a field the controller owns.
-pub fn client_needs_write(stored: Option<&ApiClientStatus>, desired: &ApiClientStatus) -> bool {
-    let Some(stored) = stored else {
-        return true;
-    };
-    stored.observed_generation != desired.observed_generation
-        || stored.client_id != desired.client_id
-        || ready_of(&stored.conditions) != ready_of(&desired.conditions)
+impl OwnedStatus for ApiTokenPolicyStatus {
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+
+    fn needs_write(&self, stored: Option<&Self>) -> bool {
+        stored.is_none_or(|stored| {
+            stored.observed_generation != self.observed_generation
+                || ready_of(&stored.conditions) != ready_of(&self.conditions)
+        })
+    }
+}
+
+impl OwnedStatus for ApiClientStatus {
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+
+    fn needs_write(&self, stored: Option<&Self>) -> bool {
+        stored.is_none_or(|stored| {
+            stored.observed_generation != self.observed_generation
+                || stored.client_id != self.client_id
+                || ready_of(&stored.conditions) != ready_of(&self.conditions)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -130,10 +144,10 @@ mod tests {
     fn a_status_that_says_the_same_is_not_written_again() {
         let v = verdict(Reason::Enforced, "access tokens live 600 s");
         let first = policy_status(&v, Some(1), None, &at(100));
-        assert!(policy_needs_write(None, &first));
+        assert!(first.needs_write(None));
         let again = policy_status(&v, Some(1), Some(&first), &at(200));
         assert_eq!(again, first, "the transition time is kept");
-        assert!(!policy_needs_write(Some(&first), &again));
+        assert!(!again.needs_write(Some(&first)));
         assert!(!is_transition(
             ready_of(&first.conditions),
             &again.conditions[0]
@@ -146,7 +160,7 @@ mod tests {
         let first = policy_status(&v, Some(1), None, &at(100));
         let patched = verdict(Reason::Enforced, "access tokens live 1200 s");
         let second = policy_status(&patched, Some(2), Some(&first), &at(200));
-        assert!(policy_needs_write(Some(&first), &second));
+        assert!(second.needs_write(Some(&first)));
         assert_eq!(second.observed_generation, Some(2));
         assert_eq!(second.conditions[0].observed_generation, Some(2));
         assert_eq!(second.conditions[0].last_transition_time, at(100));
@@ -198,8 +212,8 @@ mod tests {
             last_transition_time: at(5),
         });
         let desired = client_status(&v, Some(3), "apps.web".into(), Some(&stored), &at(9));
-        assert!(!client_needs_write(Some(&stored), &desired));
+        assert!(!desired.needs_write(Some(&stored)));
         let renamed = client_status(&v, Some(3), "other".into(), Some(&stored), &at(9));
-        assert!(client_needs_write(Some(&stored), &renamed));
+        assert!(renamed.needs_write(Some(&stored)));
     }
 }
