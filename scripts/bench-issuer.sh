@@ -43,9 +43,13 @@ cargo build --release --bin tokenwarden --example bench-seed >&2
 bin="$target/release/tokenwarden"
 seed="$target/release/examples/bench-seed"
 
+# criterion (benches/mint.rs) on the server's core: the benchmarks FILTER selects, output in LOG.
+mint_bench() {
+  taskset -c "$SERVER_CPU" cargo bench --bench mint -- --warm-up-time 1 --measurement-time 5 "$1" \
+    >"$2" 2>&1 || fail "the mint benchmark failed: see $2"
+}
 echo "== raw signing rate on core $SERVER_CPU (criterion, benches/mint.rs)" >&2
-taskset -c "$SERVER_CPU" cargo bench --bench mint -- --warm-up-time 1 --measurement-time 5 '^(ES256|RS256)/' \
-  >"$OUT/criterion.txt" 2>&1 || fail "the mint benchmark failed: see $OUT/criterion.txt"
+mint_bench '^(ES256|RS256)/' "$OUT/criterion.txt"
 # ns per iteration -> per second, from criterion's estimates.
 rate() {
   local file
@@ -64,12 +68,7 @@ echo "== seed 2 x $runs x 256 refresh-token families" >&2
 "$seed" "$work/data" "$work/tokens-rs256" "$runs" 256 web "https://offline-rs256.bench"
 
 echo "== start the issuer on core $SERVER_CPU" >&2
-bench_port_free "$PORT" "the issuer"
-bench_port_free "$((PORT + 1))" "the issuer's metrics"
-taskset -c "$SERVER_CPU" "$bin" issuer --policies "$work/policies" --data-dir "$work/data" \
-  --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$((PORT + 1))" 2>"$OUT/issuer.log" &
-server=$!
-bench_wait_ready "http://127.0.0.1:$PORT/readyz" 60 "$server" "$OUT/issuer.log" "the issuer"
+bench_start_issuer "$bin" "$work/policies" "$work/data" "$PORT" "$OUT/issuer.log"
 
 basic="$(printf 'worker:%s' "$SECRET" | base64 -w0)"
 url="http://127.0.0.1:$PORT"
@@ -129,8 +128,7 @@ echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/summa
 # One core of this kind of VM drifts by about 10 % from one minute to the next, enough to decide
 # the RS256 ratio: measure the raw rates again now, and judge the ratio against both.
 echo "== raw signing rate on core $SERVER_CPU again, after the load" >&2
-taskset -c "$SERVER_CPU" cargo bench --bench mint -- --warm-up-time 1 --measurement-time 5 '^(ES256|RS256)/raw' \
-  >"$OUT/criterion-after.txt" 2>&1 || fail "the mint benchmark failed: see $OUT/criterion-after.txt"
+mint_bench '^(ES256|RS256)/raw' "$OUT/criterion-after.txt"
 es_after="$(rate ES256 'raw signature')"
 rs_after="$(rate RS256 'raw signature')"
 {

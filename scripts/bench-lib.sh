@@ -1,6 +1,7 @@
-# Shared by scripts/bench-issuer.sh, scripts/bench-refresh-stores.sh and scripts/bench-peers.sh
-# (sourced, not run): the settings of a load run, the policies the issuer loads, and the one way
-# a scenario is measured, so every server of a run is driven alike.
+# Shared by scripts/bench-issuer.sh, scripts/bench-refresh-stores.sh, scripts/bench-peers.sh,
+# scripts/profile-issuer.sh and scripts/cost-refresh.sh (sourced, not run): the settings of a load
+# run, the policies the issuer loads, how it is started, and the one way a scenario is measured,
+# so every server of a run is driven alike.
 #
 # A scenario is measured by `bench_measure`: from CLIENT_CPU, wrk -t1 -cN over keep-alive
 # connections, one warm-up run, then REPS runs of DURATION seconds; only 2xx answers count
@@ -53,6 +54,19 @@ bench_wait_ready() {
     sleep 0.1
     waited=$((waited + 1))
   done
+}
+
+# bench_start_issuer BIN POLICIES DATA PORT LOG: the standalone issuer BIN on SERVER_CPU, on PORT
+# and its metrics on PORT + 1 (both must be free), its log in LOG; sets `server` to its process
+# and returns once it is ready.
+bench_start_issuer() {
+  local bin=$1 policies=$2 data=$3 port=$4 log=$5
+  bench_port_free "$port" "the issuer"
+  bench_port_free "$((port + 1))" "the issuer's metrics"
+  taskset -c "$SERVER_CPU" "$bin" issuer --policies "$policies" --data-dir "$data" \
+    --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$((port + 1))" 2>"$log" &
+  server=$!
+  bench_wait_ready "http://127.0.0.1:$port/readyz" 60 "$server" "$log" "the issuer"
 }
 
 # bench_wrk LOG: one wrk run with WRK_ARGS on CLIENT_CPU; sets RESULT to its RESULT line.

@@ -47,11 +47,7 @@ for rep in $(seq "$REPS"); do
   mkdir -p "$work/run/policies" "$work/run/tokens"
   bench_write_policies "$work/run/policies" "$SECRET"
   "$SEED" "$work/run/data" "$work/run/tokens" 2 4096 web "https://offline.bench" >/dev/null
-  bench_port_free "$PORT" "the issuer"
-  taskset -c "$SERVER_CPU" "$BIN" issuer --policies "$work/run/policies" --data-dir "$work/run/data" \
-    --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$((PORT + 1))" 2>"$OUT/issuer-$rep.log" &
-  server=$!
-  bench_wait_ready "http://127.0.0.1:$PORT/readyz" 60 "$server" "$OUT/issuer-$rep.log" "the issuer"
+  bench_start_issuer "$BIN" "$work/run/policies" "$work/run/data" "$PORT" "$OUT/issuer-$rep.log"
   writer="$(grep -l '^store-writer$' /proc/"$server"/task/*/comm | head -n 1)"
   writer="${writer%/comm}"
 

@@ -32,14 +32,9 @@ cargo build --release --bin tokenwarden >&2
 mkdir -p "$work/policies"
 SECRET="bench-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 bench_write_policies "$work/policies" "$SECRET"
-bench_port_free "$PORT" "the issuer"
-bench_port_free "$((PORT + 1))" "the issuer's metrics"
-taskset -c "$SERVER_CPU" "$target/release/tokenwarden" issuer --policies "$work/policies" \
-  --data-dir "$work/data" --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$((PORT + 1))" \
-  2>"$OUT/issuer.log" &
-server=$!
+server=
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work/data"' EXIT
-bench_wait_ready "http://127.0.0.1:$PORT/readyz" 60 "$server" "$OUT/issuer.log" "the issuer"
+bench_start_issuer "$target/release/tokenwarden" "$work/policies" "$work/data" "$PORT" "$OUT/issuer.log"
 
 basic="$(printf 'worker:%s' "$SECRET" | base64 -w0)"
 WRK_ARGS=(-t1 -c8 -d3s --latency --timeout 5s -s benches/issuer/client_credentials.lua
