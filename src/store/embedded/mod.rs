@@ -9,9 +9,9 @@
 //! Why lookups stay on the caller's thread: a lookup reads a few B-tree pages, which redb's page
 //! cache (1 GiB by default) keeps once touched, so it takes microseconds; a page not yet cached
 //! is one read of 4 KiB from the local disk. Handing each lookup to tokio's blocking pool cost
-//! two thread switches per refresh, more than the lookup itself: with lookups inline, the
-//! refresh benchmark went from 2.9 to 0.4 context switches and from about 260 to 170 µs of CPU
-//! per refresh (docs/benchmarks.md).
+//! two thread switches per refresh, more than the lookup itself: with lookups inline, a refresh
+//! went from 2.7 to 0.5 context switches and from 308 to 262 µs of CPU (docs/benchmarks.md,
+//! "What one refresh costs").
 //!
 //! Durability: a write is answered only after its transaction is committed with redb's default
 //! `Durability::Immediate`, i.e. after an fsync of the file. So a process killed with SIGKILL
@@ -462,4 +462,60 @@ fn purge_in(
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::OpaqueToken;
+
+    const RULES: RefreshRules = RefreshRules {
+        rotating: true,
+        absolute_lifetime_secs: 1000,
+        idle_lifetime_secs: 100,
+        reuse_interval_secs: 0,
+    };
+
+    fn new_family(id: FamilyId) -> NewFamily {
+        NewFamily {
+            id,
+            client_id: "web".into(),
+            audience: "https://api.example.com".into(),
+            subject: "alice".into(),
+            scope: "offline_access".into(),
+        }
+    }
+
+    /// What `family_tokens` lists for `family`.
+    fn listed(store: &EmbeddedStore, family: FamilyId) -> Vec<[u8; 32]> {
+        let tx = store.inner.db.begin_read().unwrap();
+        let table = tx.open_table(FAMILY_TOKENS).unwrap();
+        table
+            .range((family.0, [0u8; 32])..=(family.0, [0xffu8; 32]))
+            .unwrap()
+            .map(|row| row.unwrap().0.value().1)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn only_tokens_not_keyed_by_their_family_are_listed_in_family_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let id = FamilyId::generate().unwrap();
+        let older = OpaqueToken::generate().unwrap().hash();
+        store
+            .create_family(new_family(id), older, 0, RULES)
+            .await
+            .unwrap();
+        let keyed = OpaqueToken::generate_refresh(id).unwrap().refresh_key();
+        let request = RefreshRequest {
+            presented: older,
+            new: keyed,
+            client_id: "web".into(),
+            audience: "https://api.example.com".into(),
+        };
+        let outcome = store.refresh(request, 10, RULES).await.unwrap();
+        assert!(outcome.granted().is_some(), "{outcome:?}");
+        assert_eq!(listed(&store, id), vec![older.0]);
+    }
 }
