@@ -1,7 +1,8 @@
 //! Two real issuer processes on one PostgreSQL database, as several replicas run: concurrent
 //! refreshes of one token across both give one successor and no double spend, a replay on
-//! one replica after a rotation on the other revokes the family, and a revocation on one is
-//! refused by the other at once (neither caches what the store holds).
+//! one replica after a rotation on the other revokes the family, a revocation on one is
+//! refused by the other at once (neither caches what the store holds), and a sign-in begun on
+//! one is finished on the other (no session affinity needed).
 
 mod fixtures;
 mod support;
@@ -9,7 +10,7 @@ mod support;
 use fixtures::binary::{
     RunningIssuer, folder_with_policies, free_port, seed_code_in_database, start_standalone_with,
 };
-use fixtures::{STANDARD, VERIFIER};
+use fixtures::{ALICE, STANDARD, VERIFIER, WEB_CB, argon2id, authorize_path};
 use support::postgres::postgres;
 use tokenwarden::store::OpaqueToken;
 
@@ -27,18 +28,26 @@ async fn two_replicas() -> Replicas {
     let db = server.new_database().await;
     let url = server.url(&db);
     let dir = folder_with_policies(STANDARD);
+    let users = dir.path().join("users.yaml");
+    let alice = format!(
+        "- {{username: {}, passwordHash: '{}'}}\n",
+        ALICE.0,
+        argon2id(ALICE.1)
+    );
+    std::fs::write(&users, alice).expect("write the users file");
+    let flags = ["--users".to_owned(), users.display().to_string()];
     // A first, alone: it writes the signing keys B then reads.
     let a = start_standalone_with(
         dir.path(),
         free_port(),
-        &[],
+        &flags,
         &[("TOKENWARDEN_DATABASE_URL", &url)],
     )
     .await;
     let b = start_standalone_with(
         dir.path(),
         free_port(),
-        &[],
+        &flags,
         &[("TOKENWARDEN_DATABASE_URL", &url)],
     )
     .await;
@@ -226,6 +235,82 @@ async fn a_revocation_on_one_replica_is_refused_by_the_other_at_once() {
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_grant"))
+    );
+}
+
+/// The login form shown by A is posted to B, the code B issues is exchanged at A, and the same
+/// POST replayed at A finds the sign-in gone.
+#[tokio::test]
+async fn a_sign_in_begun_on_one_replica_finishes_on_the_other() {
+    let replicas = two_replicas().await;
+    let (a, b) = (&replicas.a.base, &replicas.b.base);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let page = http
+        .get(format!("{a}{}", authorize_path(&[])))
+        .send()
+        .await
+        .expect("the login page");
+    assert_eq!(page.status(), 200);
+    let cookie = page.headers()["set-cookie"].to_str().expect("ascii");
+    let cookie = cookie.split(';').next().expect("name=value").to_owned();
+    let html = page.text().await.expect("html");
+    let hidden = |name: &str| {
+        let marker = format!(r#"type="hidden" name="{name}" value=""#);
+        let start = html.find(&marker).expect("hidden field") + marker.len();
+        let len = html[start..].find('"').expect("end of value");
+        html[start..start + len].to_owned()
+    };
+    let (login, csrf) = (hidden("login"), hidden("csrf_token"));
+    let sign_in = |base: &str| {
+        http.post(format!("{base}/authorize"))
+            .header("cookie", &cookie)
+            .form(&[
+                ("login", login.as_str()),
+                ("csrf_token", csrf.as_str()),
+                ("username", ALICE.0),
+                ("password", ALICE.1),
+            ])
+            .send()
+    };
+
+    let reply = sign_in(b).await.expect("the form posted to B");
+    assert_eq!(reply.status(), 303, "{}", replicas.b.log_text());
+    let location = reply.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let url = reqwest::Url::parse(&location).expect("a URL");
+    assert!(location.starts_with(WEB_CB), "{location}");
+    let code = url
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("a code");
+
+    let (status, body) = post(
+        &http,
+        a,
+        "/oauth/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", "web"),
+            ("code", &code),
+            ("redirect_uri", WEB_CB),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"].is_string() && body["refresh_token"].is_string());
+
+    let replay = sign_in(a).await.expect("the form posted again to A");
+    assert_eq!(
+        replay.status(),
+        400,
+        "a sign-in completes once, on any replica"
     );
 }
 

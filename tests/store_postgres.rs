@@ -158,3 +158,25 @@ async fn errors_and_debug_output_never_show_the_password() {
         assert!(error.is_unavailable(), "{shown}");
     }
 }
+
+#[tokio::test]
+async fn clean_up_deletes_expired_sign_in_rows() {
+    let server = postgres();
+    let db = server.new_database().await;
+    let store = PostgresStore::connect(&DatabaseUrl::new(server.url(&db)))
+        .await
+        .expect("connect to the test database");
+    let (stale, live) = (store_suite::secret(), store_suite::secret());
+    store.put_sign_in(stale, vec![1], 100, 0).await.unwrap();
+    store.put_sign_in(live, vec![2], 200, 0).await.unwrap();
+    let report = store.purge_expired(150, 100).await.unwrap();
+    assert_eq!(report.sign_ins, 1);
+    let rows: i64 = postgres()
+        .client(&db)
+        .await
+        .query_one("SELECT count(*) FROM sign_ins", &[])
+        .await
+        .expect("count the sign-ins")
+        .get(0);
+    assert_eq!(rows, 1, "only the live sign-in is left");
+}

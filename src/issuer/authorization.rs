@@ -14,7 +14,7 @@ use crate::api::GrantType;
 use crate::config::IssuerConfig;
 
 /// A valid authorization request: what a code will be issued for once the user signs in.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuthorizationRequest {
     pub client_id: String,
     pub redirect_uri: String,

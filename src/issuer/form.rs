@@ -17,7 +17,7 @@ pub const MAX_VALUE_BYTES: usize = 4096;
 const REPEATABLE: &[&str] = &["resource"];
 
 /// The parameters of one request.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Form {
     params: BTreeMap<String, Vec<String>>,
 }

@@ -1,10 +1,11 @@
 //! Sign-ins in progress: between `GET /authorize` (which shows the login form) and the form's
-//! `POST`, the validated request waits here, in memory, under a random id. The form carries
-//! only that id and a CSRF token; nothing in a hidden field is trusted.
+//! `POST`, the validated request waits in the store ([`super::sign_ins`], so the `POST` may
+//! reach another replica) under a random id. The form carries only that id and a CSRF token;
+//! nothing in a hidden field is trusted.
 //!
-//! Owns: the pending requests (bounded in number, expiring), their CSRF tokens and the binding
-//! of each to the browser that started it. Must not read the clock (calls take `now`) nor
-//! know about HTTP beyond the cookie's value.
+//! Owns: the pending requests (expiring), their CSRF tokens and the binding of each to the
+//! browser that started it. Must not read the clock (calls take `now`) nor know about HTTP
+//! beyond the cookie's value.
 //!
 //! CSRF protection is a synchronizer token bound to the pending request *and* to a cookie:
 //! the POST must carry the form's token and the cookie the browser got with the form
@@ -14,18 +15,17 @@
 //! it, so a replayed POST finds nothing.
 
 use super::authorization::AuthorizationRequest;
-use super::expiring::Expiring;
 use super::form::Form;
-use crate::store::{OpaqueToken, StoreError, TokenHash};
+use super::sign_ins;
+use crate::store::{OpaqueToken, Store, StoreError, TokenHash};
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
 
 /// How long the login form may stay open.
 pub const LOGIN_TTL_SECS: u64 = 10 * 60;
-/// Most sign-ins in progress. The oldest is dropped when a new one would exceed it.
-pub const MAX_PENDING: usize = 4096;
 
 /// A sign-in in progress.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Pending {
     /// The request as sent, validated again against the configuration in force at sign-in.
     pub query: Form,
@@ -43,33 +43,26 @@ pub struct Started {
 }
 
 /// Why a login POST cannot continue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum LoginError {
     /// No such sign-in: never started, expired, or already completed (a replay).
     Unknown,
     /// The CSRF token or the browser cookie does not match.
     Forged,
+    /// The store cannot say.
+    Store(StoreError),
 }
 
-/// Every sign-in in progress, by the hash of its id.
-#[derive(Debug)]
-pub struct PendingLogins {
-    entries: Expiring<Pending>,
-}
-
-impl Default for PendingLogins {
-    fn default() -> Self {
-        Self {
-            entries: Expiring::new(MAX_PENDING),
-        }
-    }
-}
+/// Every sign-in in progress, kept in the store by the hash of its id.
+#[derive(Debug, Default)]
+pub struct PendingLogins;
 
 impl PendingLogins {
     /// Keep `request` for the browser whose cookie is `browser`; returns the id and CSRF token
     /// to put in the form.
-    pub fn start(
+    pub async fn start(
         &self,
+        store: &impl Store,
         query: Form,
         request: AuthorizationRequest,
         browser: &OpaqueToken,
@@ -86,22 +79,24 @@ impl PendingLogins {
             browser: browser.hash(),
         };
         let expires_at = now.saturating_add(LOGIN_TTL_SECS);
-        self.entries
-            .insert(started.login_id.hash(), pending, expires_at, now);
+        sign_ins::put(store, &started.login_id, &pending, expires_at, now).await?;
         Ok(started)
     }
 
     /// The sign-in `login_id`, if `csrf_token` and the browser's cookie are its own. It stays
     /// pending (a wrong password may be retried).
-    pub fn check(
+    pub async fn check(
         &self,
+        store: &impl Store,
         login_id: &str,
         csrf_token: &str,
         browser: Option<&str>,
         now: u64,
     ) -> Result<Pending, LoginError> {
-        let key = OpaqueToken::from_presented(login_id).hash();
-        let pending = self.entries.get(&key, now).ok_or(LoginError::Unknown)?;
+        let pending: Pending = sign_ins::get(store, login_id, now)
+            .await
+            .map_err(LoginError::Store)?
+            .ok_or(LoginError::Unknown)?;
         let csrf = OpaqueToken::from_presented(csrf_token).hash();
         let cookie = browser.map(|b| OpaqueToken::from_presented(b).hash());
         let csrf_ok: bool = csrf.0.ct_eq(&pending.csrf.0).into();
@@ -114,17 +109,13 @@ impl PendingLogins {
     }
 
     /// Complete the sign-in `login_id`: it is removed, so this succeeds once.
-    pub fn take(&self, login_id: &str, now: u64) -> Option<Pending> {
-        let key = OpaqueToken::from_presented(login_id).hash();
-        self.entries.take(&key, now)
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+    pub async fn take(
+        &self,
+        store: &impl Store,
+        login_id: &str,
+        now: u64,
+    ) -> Result<Option<Pending>, StoreError> {
+        sign_ins::take(store, login_id, now).await
     }
 }
 
@@ -177,6 +168,7 @@ pub fn cookie_value<'h>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::EmbeddedStore;
 
     const T: u64 = 1_000;
 
@@ -192,70 +184,68 @@ mod tests {
         }
     }
 
-    fn start(logins: &PendingLogins, browser: &OpaqueToken, now: u64) -> Started {
-        logins
-            .start(Form::default(), request(), browser, now)
+    fn store() -> (tempfile::TempDir, EmbeddedStore) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EmbeddedStore::open(dir.path()).expect("store");
+        (dir, store)
+    }
+
+    async fn start(store: &EmbeddedStore, browser: &OpaqueToken, now: u64) -> Started {
+        PendingLogins
+            .start(store, Form::default(), request(), browser, now)
+            .await
             .expect("started")
     }
 
-    #[test]
-    fn a_sign_in_needs_its_csrf_token_and_its_browsers_cookie() {
-        let logins = PendingLogins::default();
+    #[tokio::test]
+    async fn a_sign_in_needs_its_csrf_token_and_its_browsers_cookie() {
+        let (_dir, store) = store();
+        let logins = PendingLogins;
         let browser = OpaqueToken::generate().expect("random");
         let other = OpaqueToken::generate().expect("random");
-        let s = start(&logins, &browser, T);
+        let s = start(&store, &browser, T).await;
         let (id, csrf) = (s.login_id.expose(), s.csrf_token.expose());
-        assert!(logins.check(id, csrf, Some(browser.expose()), T).is_ok());
-        assert_eq!(
-            logins.check(id, csrf, None, T).map(|_| ()),
-            Err(LoginError::Forged)
-        );
-        assert_eq!(
-            logins.check(id, csrf, Some(other.expose()), T).map(|_| ()),
-            Err(LoginError::Forged)
-        );
-        assert_eq!(
-            logins.check(id, "x", Some(browser.expose()), T).map(|_| ()),
-            Err(LoginError::Forged)
-        );
-        assert_eq!(
-            logins
-                .check("x", csrf, Some(browser.expose()), T)
-                .map(|_| ()),
-            Err(LoginError::Unknown)
-        );
+        let mine = Some(browser.expose());
+        let pending = logins.check(&store, id, csrf, mine, T).await;
+        assert_eq!(pending.expect("its own").request, request());
+        for (id, csrf, cookie, why) in [
+            (id, csrf, None, "no cookie"),
+            (id, csrf, Some(other.expose()), "another browser's cookie"),
+            (id, "x", mine, "another CSRF token"),
+        ] {
+            let forged = logins.check(&store, id, csrf, cookie, T).await;
+            assert!(matches!(forged, Err(LoginError::Forged)), "{why}");
+        }
+        let unknown = logins.check(&store, "x", csrf, mine, T).await;
+        assert!(matches!(unknown, Err(LoginError::Unknown)));
     }
 
-    #[test]
-    fn a_sign_in_completes_once_and_expires_after_ten_minutes() {
-        let logins = PendingLogins::default();
+    #[tokio::test]
+    async fn a_sign_in_completes_once_and_expires_after_ten_minutes() {
+        let (_dir, store) = store();
+        let logins = PendingLogins;
         let browser = OpaqueToken::generate().expect("random");
-        let s = start(&logins, &browser, T);
-        assert!(logins.take(s.login_id.expose(), T).is_some());
-        assert!(logins.take(s.login_id.expose(), T).is_none());
+        let s = start(&store, &browser, T).await;
+        let id = s.login_id.expose();
+        assert!(logins.take(&store, id, T).await.expect("store").is_some());
+        assert!(logins.take(&store, id, T).await.expect("store").is_none());
 
-        let s = start(&logins, &browser, T);
+        let s = start(&store, &browser, T).await;
         let (id, csrf) = (s.login_id.expose(), s.csrf_token.expose());
         let late = T + LOGIN_TTL_SECS;
-        assert_eq!(
+        assert!(matches!(
             logins
-                .check(id, csrf, Some(browser.expose()), late)
-                .map(|_| ()),
+                .check(&store, id, csrf, Some(browser.expose()), late)
+                .await,
             Err(LoginError::Unknown)
+        ));
+        assert!(
+            logins
+                .take(&store, id, late)
+                .await
+                .expect("store")
+                .is_none()
         );
-        assert!(logins.take(id, late).is_none());
-    }
-
-    #[test]
-    fn the_number_of_sign_ins_in_progress_is_bounded_and_the_oldest_goes_first() {
-        let logins = PendingLogins::default();
-        let browser = OpaqueToken::generate().expect("random");
-        let first = start(&logins, &browser, T);
-        for i in 0..MAX_PENDING as u64 {
-            start(&logins, &browser, T + 1 + i / 100);
-        }
-        assert_eq!(logins.len(), MAX_PENDING);
-        assert!(logins.take(first.login_id.expose(), T + 1).is_none());
     }
 
     #[test]

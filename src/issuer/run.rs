@@ -313,7 +313,7 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 const PURGE_BATCH: usize = 500;
 
-/// Remove expired families, codes and revocations in small batches, off the hot path.
+/// Remove expired families, codes, revocations and sign-ins in small batches, off the hot path.
 async fn purge_expired(store: AnyStore, clock: Clock, shutdown: CancellationToken) {
     loop {
         tokio::select! {

@@ -81,7 +81,8 @@ pub struct Issuer {
     pub users: Arc<Users>,
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
-    /// Sign-ins in progress and the brute-force counters (in memory, per process).
+    /// Sign-ins in progress (in the store) and the brute-force counters (in memory, per
+    /// process).
     pub login: Arc<LoginState>,
     /// The upstream OpenID Connect connector, when `--oidc-issuer` is set.
     pub upstream: Option<Arc<Upstream>>,

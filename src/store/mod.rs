@@ -1,4 +1,5 @@
-//! Storage of refresh-token families, authorization codes and access-token revocations.
+//! Storage of refresh-token families, authorization codes, access-token revocations and the
+//! sign-ins in progress.
 //!
 //! Owns: the [`Store`] interface the issuer talks to, its records ([`model`]), the refresh
 //! state machine ([`rotation`], pure, shared by every implementation), opaque secrets and their
@@ -28,6 +29,7 @@
 //! implementation. No boxed futures, no `dyn`.
 
 pub mod embedded;
+mod expiring;
 pub mod model;
 pub mod postgres;
 pub mod rotation;
@@ -156,9 +158,38 @@ pub trait Store: Send + Sync {
         now: UnixTime,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Keeps the state of a sign-in in progress under `key` (the hash of the secret the browser
+    /// holds) until `expires_at`, for whichever replica the browser comes back to. `sealed` is
+    /// opaque here: the issuer encrypts it with a key only that secret gives
+    /// (`crate::issuer::sign_ins`). The embedded store keeps these in memory, at most
+    /// [`embedded::MAX_SIGN_INS`] (the one expiring first goes): its one process is every
+    /// replica, and a sign-in interrupted by a restart starts again.
+    fn put_sign_in(
+        &self,
+        key: TokenHash,
+        sealed: Vec<u8>,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The sign-in state under `key` if it has not expired at `now`; it stays.
+    fn get_sign_in(
+        &self,
+        key: TokenHash,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+
+    /// The sign-in state under `key`, removed, if it has not expired at `now`: of two
+    /// concurrent calls, one gets it.
+    fn take_sign_in(
+        &self,
+        key: TokenHash,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+
     /// Removes up to `limit` expired rows of each kind: families past their `keep_until` with
     /// their tokens, codes past [`AuthorizationCode::expires_at`] and the `exp` of what they
-    /// issued, revocations past the token's `exp`. Call it periodically, again at once while
+    /// issued, revocations past the token's `exp`, sign-ins past their `expires_at`. Call it periodically, again at once while
     /// the report says `more`; a small `limit` keeps each write short.
     fn purge_expired(
         &self,
@@ -242,6 +273,32 @@ impl Store for AnyStore {
 
     async fn is_access_token_revoked(&self, jti: &str, now: UnixTime) -> Result<bool, StoreError> {
         delegate!(self, s => s.is_access_token_revoked(jti, now))
+    }
+
+    async fn put_sign_in(
+        &self,
+        key: TokenHash,
+        sealed: Vec<u8>,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        delegate!(self, s => s.put_sign_in(key, sealed, expires_at, now))
+    }
+
+    async fn get_sign_in(
+        &self,
+        key: TokenHash,
+        now: UnixTime,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        delegate!(self, s => s.get_sign_in(key, now))
+    }
+
+    async fn take_sign_in(
+        &self,
+        key: TokenHash,
+        now: UnixTime,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        delegate!(self, s => s.take_sign_in(key, now))
     }
 
     async fn purge_expired(&self, now: UnixTime, limit: usize) -> Result<PurgeReport, StoreError> {

@@ -217,5 +217,6 @@ pub struct PurgeReport {
     pub refresh_tokens: u64,
     pub codes: u64,
     pub access_token_revocations: u64,
+    pub sign_ins: u64,
     pub more: bool,
 }

@@ -84,7 +84,7 @@ impl OpaqueToken {
     }
 }
 
-fn random(out: &mut [u8]) -> Result<(), StoreError> {
+pub(crate) fn random(out: &mut [u8]) -> Result<(), StoreError> {
     SystemRandom::new()
         .fill(out)
         .map_err(|_| StoreError::Entropy)

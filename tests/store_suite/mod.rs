@@ -10,9 +10,11 @@
 
 mod cases_codes;
 mod cases_refresh;
+mod cases_sign_ins;
 
 pub use cases_codes::*;
 pub use cases_refresh::*;
+pub use cases_sign_ins::*;
 
 use std::future::Future;
 use tokenwarden::store::{
@@ -53,7 +55,10 @@ macro_rules! store_suite {
             data_survives_closing_and_reopening_the_store,
             clean_up_removes_only_expired_data,
             clean_up_removes_tokens_of_both_shapes,
-            clean_up_works_in_bounded_batches
+            clean_up_works_in_bounded_batches,
+            a_sign_in_is_kept_until_its_expiry_second_and_taken_once,
+            concurrent_takes_of_a_sign_in_give_it_to_exactly_one,
+            clean_up_keeps_live_sign_ins
         );
     };
     (@cases $make:expr; $($case:ident),+) => {$(

@@ -83,7 +83,8 @@ pub async fn show(
     let started = match issuer
         .login
         .pending
-        .start(form, request.clone(), &browser, now)
+        .start(&issuer.store, form, request.clone(), &browser, now)
+        .await
     {
         Ok(started) => started,
         Err(e) => return unavailable(e),
@@ -91,7 +92,8 @@ pub async fn show(
     let mut response = match &issuer.upstream {
         // The provider is the only way in: go there without a page.
         Some(upstream) if issuer.users.is_empty() => {
-            match depart(upstream, started.login_id.expose(), browser.expose(), now).await {
+            let (login_id, browser) = (started.login_id.expose(), browser.expose());
+            match depart(&issuer, upstream, login_id, browser, now).await {
                 Ok(url) => redirect(StatusCode::FOUND, &url),
                 Err(message) => page::error(StatusCode::BAD_GATEWAY, message),
             }
@@ -119,6 +121,7 @@ pub async fn show(
 /// Send the browser of sign-in `login_id` to the provider: the URL of its authorization
 /// endpoint with a fresh `state`, `nonce` and PKCE challenge. The error is for the user.
 async fn depart(
+    issuer: &Issuer,
     upstream: &Upstream,
     login_id: &str,
     browser: &str,
@@ -128,10 +131,14 @@ async fn depart(
         tracing::error!(error = %e, "the upstream OpenID Provider cannot be used");
         PROVIDER_DOWN
     })?;
-    let departure = upstream.trips.depart(login_id, browser, now).map_err(|e| {
-        tracing::error!(error = %e, "cannot start an upstream sign-in");
-        PROVIDER_DOWN
-    })?;
+    let departure = upstream
+        .trips
+        .depart(&issuer.store, login_id, browser, now)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot start an upstream sign-in");
+            PROVIDER_DOWN
+        })?;
     let query = form_urlencoded::Serializer::new(String::new())
         .append_pair("response_type", "code")
         .append_pair("client_id", &upstream.client_id)
@@ -180,9 +187,11 @@ pub async fn submit(
     let pending = match issuer
         .login
         .pending
-        .check(login_id, csrf_token, cookie, now)
+        .check(&issuer.store, login_id, csrf_token, cookie, now)
+        .await
     {
         Ok(pending) => pending,
+        Err(LoginError::Store(e)) => return unavailable(e),
         Err(LoginError::Unknown) => return page::error(StatusCode::BAD_REQUEST, EXPIRED),
         Err(LoginError::Forged) => {
             tracing::warn!("a login form was posted without its CSRF token or cookie");
@@ -205,15 +214,12 @@ pub async fn submit(
     };
 
     if form.get("cancel").is_some() {
-        return match issuer.login.pending.take(login_id, now) {
-            Some(pending) => complete(&issuer, &pending, None).await,
-            None => page::error(StatusCode::BAD_REQUEST, EXPIRED),
-        };
+        return finish(&issuer, login_id, None, now).await;
     }
     if form.get("connector") == Some("oidc")
         && let (Some(upstream), Some(browser)) = (&issuer.upstream, cookie)
     {
-        return match depart(upstream, login_id, browser, now).await {
+        return match depart(&issuer, upstream, login_id, browser, now).await {
             Ok(url) => redirect(StatusCode::SEE_OTHER, &url),
             Err(message) => form_page("", message, StatusCode::BAD_GATEWAY),
         };
@@ -259,9 +265,20 @@ pub async fn submit(
     };
     issuer.login.throttle.success(username);
     // Taken only now, so a wrong password can be retried; once, so a replay finds nothing.
-    match issuer.login.pending.take(login_id, now) {
-        Some(pending) => complete(&issuer, &pending, Some(&subject)).await,
-        None => page::error(StatusCode::BAD_REQUEST, EXPIRED),
+    finish(&issuer, login_id, Some(&subject), now).await
+}
+
+/// Take the sign-in `login_id` (once: a replay finds nothing) and [`complete`] it.
+async fn finish(issuer: &Issuer, login_id: &str, subject: Option<&str>, now: u64) -> Response {
+    match issuer
+        .login
+        .pending
+        .take(&issuer.store, login_id, now)
+        .await
+    {
+        Ok(Some(pending)) => complete(issuer, &pending, subject).await,
+        Ok(None) => page::error(StatusCode::BAD_REQUEST, EXPIRED),
+        Err(e) => unavailable(e),
     }
 }
 
@@ -385,8 +402,9 @@ pub(crate) fn redirect(status: StatusCode, url: &str) -> Response {
     response
 }
 
-fn unavailable(error: crate::store::StoreError) -> Response {
-    tracing::error!(error = %error, "cannot start a sign-in");
+/// The page when the store cannot keep or give back a sign-in in progress.
+pub(crate) fn unavailable(error: crate::store::StoreError) -> Response {
+    tracing::error!(error = %error, "the sign-in in progress cannot be stored or read");
     page::error(
         StatusCode::SERVICE_UNAVAILABLE,
         "Sign-in is unavailable right now. Try again shortly.",

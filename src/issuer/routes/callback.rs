@@ -16,7 +16,9 @@ use crate::issuer::error::{ErrorCode, OAuthError};
 use crate::issuer::form::Form;
 use crate::issuer::login;
 use crate::issuer::page;
-use crate::issuer::routes::authorize::{complete, cookie_headers, redirect_error, reject};
+use crate::issuer::routes::authorize::{
+    complete, cookie_headers, redirect_error, reject, unavailable,
+};
 use crate::issuer::state::Issuer;
 use crate::issuer::upstream::Upstream;
 use crate::issuer::upstream::id_token::{self, Expected};
@@ -51,8 +53,13 @@ pub async fn callback(
     let secure = issuer.issuer_url.starts_with("https://");
     let cookie = login::cookie_value(cookie_headers(&headers), secure);
     let now = issuer.clock.now();
-    let arrival = match upstream.trips.arrive(state, cookie, now) {
+    let arrival = match upstream
+        .trips
+        .arrive(&issuer.store, state, cookie, now)
+        .await
+    {
         Ok(arrival) => arrival,
+        Err(TripError::Store(e)) => return unavailable(e),
         Err(TripError::Unknown) => {
             tracing::warn!("a callback from the upstream provider carried an unknown state");
             return page::error(StatusCode::BAD_REQUEST, UNKNOWN_STATE);
@@ -62,8 +69,16 @@ pub async fn callback(
             return page::error(StatusCode::FORBIDDEN, OTHER_BROWSER);
         }
     };
-    let Some(pending) = issuer.login.pending.take(arrival.login_id.expose(), now) else {
-        return page::error(StatusCode::BAD_REQUEST, EXPIRED);
+    let login_id = arrival.login_id.expose();
+    let pending = match issuer
+        .login
+        .pending
+        .take(&issuer.store, login_id, now)
+        .await
+    {
+        Ok(Some(pending)) => pending,
+        Ok(None) => return page::error(StatusCode::BAD_REQUEST, EXPIRED),
+        Err(e) => return unavailable(e),
     };
     // RFC 9207: when the provider says who it is, it must be ours (mix-up defence).
     if form

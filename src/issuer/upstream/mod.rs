@@ -161,7 +161,7 @@ impl Upstream {
                 .ok()
                 .and_then(|u| u.host_str().map(str::to_owned))
                 .unwrap_or_else(|| "your organization".to_owned()),
-            trips: pending::Trips::default(),
+            trips: pending::Trips,
         }))
     }
 }

@@ -1,4 +1,6 @@
 //! The embedded store: one redb file under the data directory, for a single issuer replica.
+//! Sign-ins in progress stay in memory ([`super::expiring`]): they live minutes, and only this
+//! process ever reads them.
 //!
 //! Owns: opening the file, and each [`Store`] operation as a transaction on it. Writes go to the
 //! single writer thread (`writer`), which commits them in groups; lookups run on the caller's
@@ -27,6 +29,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTran
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::expiring::Expiring;
 use super::model::{
     AuthorizationCode, CodeGrant, CodeOutcome, Family, NewFamily, PurgeReport, RefreshOutcome,
     RefreshRequest, RefreshRules, RefreshTokenView, RevocationReason, RevokeOutcome, TokenRecord,
@@ -42,6 +45,10 @@ use tables::{
 /// Name of the database file inside the data directory.
 pub const FILE_NAME: &str = "tokenwarden.redb";
 
+/// Most sign-ins in progress kept at once (password forms and trips to the upstream provider
+/// together); when a new one would exceed it, the expired go, then the one expiring first.
+pub const MAX_SIGN_INS: usize = 8192;
+
 /// The embedded store. Cheap to clone; the file is closed when the last clone is dropped,
 /// which waits for the writer to finish the batch in hand (milliseconds).
 #[derive(Clone)]
@@ -54,6 +61,7 @@ struct Inner {
     writer: writer::Writer,
     db: Arc<Database>,
     path: PathBuf,
+    sign_ins: Expiring<Vec<u8>>,
 }
 
 impl EmbeddedStore {
@@ -72,7 +80,12 @@ impl EmbeddedStore {
         let db = Arc::new(db);
         let writer = writer::Writer::start(Arc::clone(&db))?;
         Ok(Self {
-            inner: Arc::new(Inner { writer, db, path }),
+            inner: Arc::new(Inner {
+                writer,
+                db,
+                path,
+                sign_ins: Expiring::new(MAX_SIGN_INS),
+            }),
         })
     }
 
@@ -280,8 +293,35 @@ impl Store for EmbeddedStore {
         })
     }
 
+    async fn put_sign_in(
+        &self,
+        key: TokenHash,
+        sealed: Vec<u8>,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        self.inner.sign_ins.insert(key, sealed, expires_at, now);
+        Ok(())
+    }
+
+    async fn get_sign_in(
+        &self,
+        key: TokenHash,
+        now: UnixTime,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.inner.sign_ins.get(&key, now))
+    }
+
+    async fn take_sign_in(
+        &self,
+        key: TokenHash,
+        now: UnixTime,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.inner.sign_ins.take(&key, now))
+    }
+
     async fn purge_expired(&self, now: UnixTime, limit: usize) -> Result<PurgeReport, StoreError> {
-        // Find candidates in a read snapshot, which never holds up the writer; then delete them
+        // Sign-ins in memory expire on their own and are bounded; find candidates in a read snapshot, which never holds up the writer; then delete them
         // in one bounded write, checking each again since it may have been refreshed meanwhile.
         let (families, codes, jtis) = self
             .scan(move |tx| {

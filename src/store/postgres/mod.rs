@@ -1,4 +1,5 @@
-//! The PostgreSQL store: several issuer replicas share refresh tokens, codes and revocations.
+//! The PostgreSQL store: several issuer replicas share refresh tokens, codes, revocations and
+//! the sign-ins in progress (a login form shown by one replica may be posted to another).
 //!
 //! Owns: each [`Store`] operation as SQL on a pooled connection (`connect` makes the pool,
 //! `schema` the tables and row mapping), and the mapping of PostgreSQL errors to
@@ -485,6 +486,56 @@ impl Store for PostgresStore {
         Ok(!rows.is_empty())
     }
 
+    async fn put_sign_in(
+        &self,
+        key: TokenHash,
+        sealed: Vec<u8>,
+        expires_at: UnixTime,
+        _now: UnixTime,
+    ) -> Result<(), StoreError> {
+        self.query(
+            "INSERT INTO sign_ins (key, sealed, expires_at) VALUES ($1, $2, $3)",
+            &[&&key.0[..], &sealed, &time(expires_at)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn get_sign_in(
+        &self,
+        key: TokenHash,
+        now: UnixTime,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT sealed FROM sign_ins WHERE key = $1 AND expires_at > $2",
+                &[&&key.0[..], &time(now)],
+            )
+            .await?;
+        Ok(rows.first().map(|r| r.try_get(0)).transpose()?)
+    }
+
+    async fn take_sign_in(
+        &self,
+        key: TokenHash,
+        now: UnixTime,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        // Deleted whether or not it expired; only one DELETE returns the row.
+        let rows = self
+            .query(
+                "DELETE FROM sign_ins WHERE key = $1 RETURNING sealed, expires_at",
+                &[&&key.0[..]],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let expires_at: i64 = row.try_get(1)?;
+        Ok((time(now) < expires_at)
+            .then(|| row.try_get(0))
+            .transpose()?)
+    }
+
     async fn purge_expired(&self, now: UnixTime, limit: usize) -> Result<PurgeReport, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let count = |rows: Vec<tokio_postgres::Row>, column: usize| -> Result<u64, StoreError> {
@@ -510,11 +561,15 @@ impl Store for PostgresStore {
         let jtis = self
             .purge_rows("revoked_access_tokens", "jti", "expires_at", now, limit)
             .await?;
+        let sign_ins = self
+            .purge_rows("sign_ins", "key", "expires_at", now, limit)
+            .await?;
         let report = PurgeReport {
             families: count(families.clone(), 0)?,
             refresh_tokens: count(families, 1)?,
             codes: count(codes, 0)?,
             access_token_revocations: count(jtis, 0)?,
+            sign_ins: count(sign_ins, 0)?,
             more: false,
         };
         let limit = u64::try_from(limit).unwrap_or(u64::MAX);
@@ -523,6 +578,7 @@ impl Store for PostgresStore {
                 report.families,
                 report.codes,
                 report.access_token_revocations,
+                report.sign_ins,
             ]
             .contains(&limit),
             ..report

@@ -14,6 +14,7 @@
 //! | `refresh_tokens`         | `hash`         | key of a token, its family and successor        |
 //! | `authorization_codes`    | `hash`         | SHA-256 of a code, its grant and what it issued |
 //! | `revoked_access_tokens`  | `jti`          | until the token's `exp`                         |
+//! | `sign_ins`               | `key`          | a sign-in in progress, sealed, until it expires |
 //! | `tokenwarden_migrations` | `version`      | which migrations are applied                    |
 //!
 //! Times are unix seconds in `bigint`; ids and hashes are `bytea`.
@@ -30,9 +31,10 @@ use crate::store::secret::{FamilyId, TokenHash};
 const MIGRATION_LOCK: i64 = 0x746f_6b65_6e77_6172;
 
 /// `(version, SQL)`, in order. Append only.
-pub const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE families (
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE families (
         id bytea PRIMARY KEY,
         client_id text NOT NULL,
         audience text NOT NULL,
@@ -77,7 +79,17 @@ pub const MIGRATIONS: &[(i32, &str)] = &[(
         expires_at bigint NOT NULL
     );
     CREATE INDEX revoked_access_tokens_expires_at ON revoked_access_tokens (expires_at);",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE sign_ins (
+        key bytea PRIMARY KEY,
+        sealed bytea NOT NULL,
+        expires_at bigint NOT NULL
+    );
+    CREATE INDEX sign_ins_expires_at ON sign_ins (expires_at);",
+    ),
+];
 
 /// The newest schema version this build knows.
 pub fn latest() -> i32 {

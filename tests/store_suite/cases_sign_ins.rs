@@ -1,0 +1,72 @@
+//! Sign-ins in progress: opaque sealed bytes under the hash of a browser's secret, kept until
+//! their expiry second, read any number of times, taken once.
+
+use super::{Harness, secret};
+use tokenwarden::store::Store;
+
+pub async fn a_sign_in_is_kept_until_its_expiry_second_and_taken_once<H: Harness>(h: &H) {
+    let store = h.open().await;
+    let (key, other) = (secret(), secret());
+    store
+        .put_sign_in(key, b"sealed".to_vec(), 100, 0)
+        .await
+        .unwrap();
+    for now in [0, 50, 99] {
+        let kept = store.get_sign_in(key, now).await.unwrap();
+        assert_eq!(kept.as_deref(), Some(&b"sealed"[..]), "read at {now}");
+    }
+    assert_eq!(store.get_sign_in(key, 100).await.unwrap(), None, "expired");
+    assert_eq!(store.get_sign_in(other, 0).await.unwrap(), None);
+    assert_eq!(store.take_sign_in(other, 0).await.unwrap(), None);
+
+    let taken = store.take_sign_in(key, 99).await.unwrap();
+    assert_eq!(taken.as_deref(), Some(&b"sealed"[..]));
+    assert_eq!(
+        store.take_sign_in(key, 99).await.unwrap(),
+        None,
+        "taken once"
+    );
+    assert_eq!(
+        store.get_sign_in(key, 99).await.unwrap(),
+        None,
+        "taken is gone"
+    );
+
+    let late = secret();
+    store.put_sign_in(late, vec![1], 100, 0).await.unwrap();
+    assert_eq!(
+        store.take_sign_in(late, 100).await.unwrap(),
+        None,
+        "expired"
+    );
+}
+
+pub async fn concurrent_takes_of_a_sign_in_give_it_to_exactly_one<H: Harness>(h: &H) {
+    let store = h.open().await;
+    let key = secret();
+    store.put_sign_in(key, vec![7; 300], 100, 0).await.unwrap();
+    let takes = (0..16).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.take_sign_in(key, 1).await.unwrap() })
+    });
+    let mut winners = 0;
+    for take in takes {
+        if take.await.unwrap().is_some() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+}
+
+/// Clean-up leaves a live sign-in alone. (Where an expired one goes is each store's own
+/// business: the embedded store's memory drops it when full; PostgreSQL deletes the row.)
+pub async fn clean_up_keeps_live_sign_ins<H: Harness>(h: &H) {
+    let store = h.open().await;
+    let (stale, live) = (secret(), secret());
+    store.put_sign_in(stale, vec![1], 100, 0).await.unwrap();
+    store.put_sign_in(live, vec![2], 200, 0).await.unwrap();
+    let report = store.purge_expired(150, 100).await.unwrap();
+    assert!(report.sign_ins <= 1);
+    assert_eq!(store.get_sign_in(live, 150).await.unwrap(), Some(vec![2]));
+    assert_eq!(store.get_sign_in(stale, 150).await.unwrap(), None);
+}
