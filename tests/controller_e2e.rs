@@ -12,8 +12,8 @@ use kube::Api;
 use kube::api::ListParams;
 use operator::scenario::{self, CONVERGE, Worker};
 use operator::{
-    apply, client_credentials, client_ready, eventually, lifetime, policy_ready, start_controller,
-    start_issuer,
+    apply, client_credentials, client_ready, eventually, lifetime, policy_conditions, policy_ready,
+    start_controller, start_issuer,
 };
 use std::time::Duration;
 use tokenwarden::api::ApiTokenPolicy;
@@ -152,6 +152,38 @@ async fn the_newer_of_two_policies_with_one_audience_gets_audience_conflict_and_
     let data = tempfile::tempdir().expect("data dir");
     let issuer = issuer_for(&older.ns, data.path()).await;
     assert_eq!(lifetime(&older.token(&issuer.base).await), 600);
+
+    // Stalled while the conflict lasts, which kstatus (Flux's health checks) reads as Failed;
+    // gone, by server-side apply, once the older policy is deleted and the newer one enforced.
+    let current = |t: &str, s: &str, r: &str| (t.to_owned(), s.to_owned(), r.to_owned(), true);
+    let conditions = policy_conditions(cluster, &newer_ns, "api").await;
+    assert_eq!(
+        conditions.expect("a status"),
+        [
+            current("Ready", "False", "AudienceConflict"),
+            current("Stalled", "True", "AudienceConflict"),
+        ]
+    );
+    let kstatus = |ns: &str| cluster.kstatus(ns, "apitokenpolicy", "api");
+    assert_eq!(kstatus(&newer_ns).as_deref(), Ok("Failed"));
+    assert_eq!(kstatus(&older.ns).as_deref(), Ok("Current"));
+    cluster
+        .run_kubectl(&["delete", "apitokenpolicy", "api", "-n", &older.ns])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let enforced = eventually(CONVERGE, "the newer policy is enforced", || async {
+        let conditions = policy_conditions(cluster, &newer_ns, "api").await?;
+        conditions
+            .iter()
+            .any(|(t, s, _, _)| t == "Ready" && s == "True")
+            .then_some(conditions)
+    })
+    .await;
+    assert_eq!(
+        enforced,
+        [current("Ready", "True", "Enforced")],
+        "Stalled is removed"
+    );
+    assert_eq!(kstatus(&newer_ns).as_deref(), Ok("Current"));
 }
 
 #[tokio::test]
@@ -361,4 +393,7 @@ async fn deleting_a_policy_removes_its_audience_from_the_issuer() {
             .filter(|(status, reason, _)| status == "False" && reason == "UnknownAudience")
     })
     .await;
+    // A policy may yet come (the next sync): kstatus waits (InProgress) rather than fail.
+    let kstatus = cluster.kstatus(&worker.ns, "apiclient", "worker");
+    assert_eq!(kstatus.as_deref(), Ok("InProgress"));
 }

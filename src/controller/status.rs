@@ -1,34 +1,72 @@
 //! What an object's status should say, and whether the stored one already says it. Pure: the
 //! verdict comes from [`crate::config::build`], the time is passed in.
 //!
-//! The controller owns `observedGeneration`, the `Ready` condition and (ApiClient)
-//! `clientId`; it writes them only when they differ from what is stored, so a reconcile that
-//! changes nothing writes nothing (no hot loop). `lastTransitionTime` stays as stored while
-//! the condition's status and reason stay the same.
+//! The controller owns `observedGeneration`, the `Ready` and `Stalled` conditions and
+//! (ApiClient) `clientId`; it writes them only when they differ from what is stored, so a
+//! reconcile that changes nothing writes nothing (no hot loop). `lastTransitionTime` stays as
+//! stored while a condition's status and reason stay the same.
+//!
+//! `Stalled=True` (kstatus' convention) is added beside `Ready=False` when only a change by a
+//! person can fix the object (see [`is_stalled`]), so kstatus-based waiters (Flux's health
+//! checks, cli-utils) report it as Failed at once instead of waiting for their timeout.
+//! Problems that usually clear by themselves (a Secret or a policy not created yet) leave it
+//! out: those stay InProgress.
 
 use crate::api::{ApiClientStatus, ApiTokenPolicyStatus};
-use crate::config::Verdict;
+use crate::config::{Reason, Verdict};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-/// The condition type the controller owns.
+/// The condition types the controller owns.
 pub const READY: &str = "Ready";
+pub const STALLED: &str = "Stalled";
 
-/// The `Ready` condition for `verdict`, keeping the previous transition time when the status
-/// and reason did not change.
-pub fn ready_condition(
+/// Whether a problem waits for a person: a conflict with another object, a spec the policy
+/// forbids, a Secret whose content is unusable, a namespace the controller may not read. A
+/// missing Secret (generated, or synced by another tool) and an audience whose policy does not
+/// exist yet (applied in the same sync) usually clear by themselves.
+pub fn is_stalled(reason: Reason) -> bool {
+    match reason {
+        Reason::Enforced | Reason::SecretNotFound | Reason::UnknownAudience => false,
+        Reason::AudienceConflict
+        | Reason::ClientIdConflict
+        | Reason::InvalidSecret
+        | Reason::SecretNotAccessible
+        | Reason::NamespaceNotAllowed
+        | Reason::UnknownScope => true,
+    }
+}
+
+/// The controller's conditions for `verdict`: `Ready`, and `Stalled` when [`is_stalled`]; each
+/// keeps its stored transition time while its status and reason stay the same.
+pub fn conditions(
     verdict: &Verdict,
     generation: Option<i64>,
-    previous: Option<&Condition>,
+    stored: &[Condition],
+    now: &Time,
+) -> Vec<Condition> {
+    let ready = if verdict.is_ready() { "True" } else { "False" };
+    let mut conditions = vec![condition(READY, ready, verdict, generation, stored, now)];
+    if is_stalled(verdict.reason) {
+        conditions.push(condition(STALLED, "True", verdict, generation, stored, now));
+    }
+    conditions
+}
+
+fn condition(
+    type_: &str,
+    status: &str,
+    verdict: &Verdict,
+    generation: Option<i64>,
+    stored: &[Condition],
     now: &Time,
 ) -> Condition {
-    let status = if verdict.is_ready() { "True" } else { "False" };
     let reason = verdict.reason.as_str();
-    let last_transition_time = match previous {
+    let last_transition_time = match of_type(stored, type_) {
         Some(p) if p.status == status && p.reason == reason => p.last_transition_time.clone(),
         _ => now.clone(),
     };
     Condition {
-        type_: READY.to_owned(),
+        type_: type_.to_owned(),
         status: status.to_owned(),
         reason: reason.to_owned(),
         message: verdict.message.clone(),
@@ -37,9 +75,20 @@ pub fn ready_condition(
     }
 }
 
+fn of_type<'c>(conditions: &'c [Condition], type_: &str) -> Option<&'c Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
 /// The stored `Ready` condition, if any.
 pub fn ready_of(conditions: &[Condition]) -> Option<&Condition> {
-    conditions.iter().find(|c| c.type_ == READY)
+    of_type(conditions, READY)
+}
+
+/// Whether two lists differ in a condition the controller owns.
+fn owned_differ(stored: &[Condition], desired: &[Condition]) -> bool {
+    [READY, STALLED]
+        .into_iter()
+        .any(|type_| of_type(stored, type_) != of_type(desired, type_))
 }
 
 /// Whether going from `previous` to `desired` is a transition worth an Event: a change of
@@ -60,10 +109,10 @@ pub fn policy_status(
     stored: Option<&ApiTokenPolicyStatus>,
     now: &Time,
 ) -> ApiTokenPolicyStatus {
-    let previous = stored.and_then(|s| ready_of(&s.conditions));
+    let stored = stored.map_or(&[][..], |s| &s.conditions);
     ApiTokenPolicyStatus {
         observed_generation: generation,
-        conditions: vec![ready_condition(verdict, generation, previous, now)],
+        conditions: conditions(verdict, generation, stored, now),
     }
 }
 
@@ -75,11 +124,11 @@ pub fn client_status(
     stored: Option<&ApiClientStatus>,
     now: &Time,
 ) -> ApiClientStatus {
-    let previous = stored.and_then(|s| ready_of(&s.conditions));
+    let stored = stored.map_or(&[][..], |s| &s.conditions);
     ApiClientStatus {
         observed_generation: generation,
         client_id: Some(client_id),
-        conditions: vec![ready_condition(verdict, generation, previous, now)],
+        conditions: conditions(verdict, generation, stored, now),
     }
 }
 
@@ -100,7 +149,7 @@ impl OwnedStatus for ApiTokenPolicyStatus {
     fn needs_write(&self, stored: Option<&Self>) -> bool {
         stored.is_none_or(|stored| {
             stored.observed_generation != self.observed_generation
-                || ready_of(&stored.conditions) != ready_of(&self.conditions)
+                || owned_differ(&stored.conditions, &self.conditions)
         })
     }
 }
@@ -114,7 +163,7 @@ impl OwnedStatus for ApiClientStatus {
         stored.is_none_or(|stored| {
             stored.observed_generation != self.observed_generation
                 || stored.client_id != self.client_id
-                || ready_of(&stored.conditions) != ready_of(&self.conditions)
+                || owned_differ(&stored.conditions, &self.conditions)
         })
     }
 }
@@ -123,7 +172,6 @@ impl OwnedStatus for ApiClientStatus {
 mod tests {
     use super::*;
     use crate::api::Kind;
-    use crate::config::Reason;
     use k8s_openapi::jiff::Timestamp;
 
     fn at(second: i64) -> Time {
@@ -215,5 +263,57 @@ mod tests {
         assert!(!desired.needs_write(Some(&stored)));
         let renamed = client_status(&v, Some(3), "other".into(), Some(&stored), &at(9));
         assert!(renamed.needs_write(Some(&stored)));
+    }
+
+    fn types(status: &ApiTokenPolicyStatus) -> Vec<(&str, &str, &str)> {
+        let c = &status.conditions;
+        c.iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_conflict_adds_stalled_until_it_is_resolved() {
+        let ok = verdict(Reason::Enforced, "ok");
+        let first = policy_status(&ok, Some(1), None, &at(100));
+        assert_eq!(types(&first), [("Ready", "True", "Enforced")]);
+
+        let conflict = verdict(Reason::AudienceConflict, "taken by payments/older");
+        let stalled = policy_status(&conflict, Some(1), Some(&first), &at(200));
+        assert_eq!(
+            types(&stalled),
+            [
+                ("Ready", "False", "AudienceConflict"),
+                ("Stalled", "True", "AudienceConflict")
+            ]
+        );
+        assert!(stalled.needs_write(Some(&first)));
+        assert_eq!(stalled.conditions[1].message, "taken by payments/older");
+        assert_eq!(stalled.conditions[1].observed_generation, Some(1));
+
+        let again = policy_status(&conflict, Some(1), Some(&stalled), &at(300));
+        assert!(!again.needs_write(Some(&stalled)));
+        assert_eq!(again.conditions[1].last_transition_time, at(200));
+
+        let resolved = policy_status(&ok, Some(1), Some(&stalled), &at(400));
+        assert_eq!(types(&resolved), [("Ready", "True", "Enforced")]);
+        assert!(resolved.needs_write(Some(&stalled)), "Stalled must go");
+    }
+
+    #[test]
+    fn problems_that_clear_by_themselves_are_not_stalled() {
+        for reason in [Reason::SecretNotFound, Reason::UnknownAudience] {
+            let status = policy_status(&verdict(reason, "soon"), Some(1), None, &at(1));
+            assert_eq!(types(&status), [("Ready", "False", reason.as_str())]);
+        }
+        for reason in [
+            Reason::ClientIdConflict,
+            Reason::InvalidSecret,
+            Reason::SecretNotAccessible,
+            Reason::NamespaceNotAllowed,
+            Reason::UnknownScope,
+        ] {
+            assert!(is_stalled(reason), "{}", reason.as_str());
+        }
     }
 }

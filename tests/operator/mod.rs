@@ -286,6 +286,24 @@ pub async fn policy_ready(
     ))
 }
 
+/// Every condition of a policy: (type, status, reason, observedGeneration == generation).
+pub async fn policy_conditions(
+    cluster: &ControlPlane,
+    ns: &str,
+    name: &str,
+) -> Option<Vec<(String, String, String, bool)>> {
+    let policy = Api::<ApiTokenPolicy>::namespaced(cluster.client(), ns)
+        .get_opt(name)
+        .await
+        .ok()??;
+    let generation = policy.metadata.generation;
+    let conditions = policy.status?.conditions.into_iter().map(|c| {
+        let current = c.observed_generation == generation;
+        (c.type_, c.status, c.reason, current)
+    });
+    Some(conditions.collect())
+}
+
 /// The `Ready` condition of a client: (status, reason, status.clientId).
 pub async fn client_ready(
     cluster: &ControlPlane,

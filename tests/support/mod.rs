@@ -238,9 +238,37 @@ impl ControlPlane {
         &self.url
     }
 
-    /// The folder of the tools (kube-apiserver, etcd, kubectl, helm).
+    /// The folder of the tools (kube-apiserver, etcd, kubectl, helm, kstatus).
     pub fn tools_dir(&self) -> &Path {
         &self.tools
+    }
+
+    /// What kstatus (sigs.k8s.io/cli-utils, as Flux's health checks use it) computes for the
+    /// object `kind/name` in `ns` as stored now: `Current`, `InProgress`, `Failed`, ...
+    pub fn kstatus(&self, ns: &str, kind: &str, name: &str) -> Result<String, String> {
+        let json = self.run_kubectl(&["get", kind, name, "-n", ns, "-o", "json"])?;
+        let mut child = Command::new(self.tools.join("kstatus"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("running kstatus: {e}"))?;
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        std::io::Write::write_all(&mut stdin, json.as_bytes())
+            .map_err(|e| format!("writing to kstatus: {e}"))?;
+        drop(stdin);
+        let output = child
+            .wait_with_output()
+            .map_err(|e| format!("running kstatus: {e}"))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        match stdout.split('\t').next() {
+            Some(status) if output.status.success() => Ok(status.to_owned()),
+            _ => Err(format!(
+                "kstatus failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            )),
+        }
     }
 
     /// `kubectl` with this control plane's kubeconfig (admin; `--context alice` for another user).

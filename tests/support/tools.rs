@@ -22,7 +22,8 @@ pub fn dir() -> Result<PathBuf, String> {
             if !output.status.success() {
                 return Err(format!(
                     "{} failed ({}); its message is above. Fix that, or set \
-                     TOKENWARDEN_TEST_TOOLS to a folder with kube-apiserver, etcd, kubectl and helm.",
+                     TOKENWARDEN_TEST_TOOLS to a folder with kube-apiserver, etcd, kubectl, helm \
+                     and kstatus.",
                     script.display(),
                     output.status
                 ));
@@ -31,7 +32,7 @@ pub fn dir() -> Result<PathBuf, String> {
             PathBuf::from(stdout.lines().last().unwrap_or_default().trim())
         }
     };
-    for tool in ["kube-apiserver", "etcd", "kubectl", "helm"] {
+    for tool in ["kube-apiserver", "etcd", "kubectl", "helm", "kstatus"] {
         if !dir.join(tool).is_file() {
             return Err(format!(
                 "{tool} is missing from the tools folder {}; run scripts/test-tools.sh",
