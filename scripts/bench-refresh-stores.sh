@@ -6,6 +6,8 @@
 #
 #   scripts/bench-refresh-stores.sh                  # 32 connections in all, 3 x 10 s runs
 #   CONNS=64 REPS=5 DURATION=20 scripts/bench-refresh-stores.sh
+#   STORES=postgresql BIN=/path/to/tokenwarden SEED=/path/to/bench-seed scripts/bench-refresh-stores.sh
+#                                                    # one store; another build (no cargo build)
 #
 # Every refresh is a durable write: the embedded store fsyncs its file (group commit), and
 # PostgreSQL runs with its default durability (fsync on, synchronous_commit on). No process is
@@ -56,10 +58,16 @@ if [ "$(id -u)" = 0 ]; then
   chown nobody:nogroup "$work"
 fi
 
-echo "== build (release)" >&2
-cargo build --release --bin tokenwarden --example bench-seed >&2
-bin="$target/release/tokenwarden"
-seed="$target/release/examples/bench-seed"
+STORES="${STORES:-embedded postgresql}"
+if [ -n "${BIN:-}" ]; then
+  [ -x "$BIN" ] && [ -x "${SEED:-}" ] || fail "BIN needs SEED, the bench-seed example of the same build"
+  bin="$BIN" seed="$SEED"
+else
+  echo "== build (release)" >&2
+  cargo build --release --bin tokenwarden --example bench-seed >&2
+  bin="$target/release/tokenwarden"
+  seed="$target/release/examples/bench-seed"
+fi
 
 echo "== PostgreSQL ($pgbin) on 127.0.0.1:$PGPORT, default durability" >&2
 "${as_pg_user[@]}" "$pgbin/initdb" --no-instructions -U tokenwarden --auth=trust -E UTF8 \
@@ -119,6 +127,7 @@ report() { # LABEL ISSUERS RESULTS (one line per run: summed rate, p50, p99, non
     "$(awk "BEGIN {print $p50 / 1000}")" "$(awk "BEGIN {print $p99 / 1000}")" "$non2xx" | tee -a "$OUT/summary.md"
 }
 
+if [[ " $STORES " == *" embedded "* ]]; then
 echo "== embedded store, one issuer" >&2
 bench_port_free "$PORT" "the issuer"
 start_issuer "$PORT" "$work/data-embedded"
@@ -130,7 +139,9 @@ for rep in $(seq "$REPS"); do
 done
 report embedded 1 "${lines%$'\n'}"
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=()
+fi
 
+if [[ " $STORES " == *" postgresql "* ]]; then
 echo "== PostgreSQL, two issuers" >&2
 start_issuer "$((PORT + 1))" "$work/data-pg" "$dsn"
 start_issuer "$((PORT + 2))" "$work/data-pg" "$dsn"
@@ -153,5 +164,6 @@ for rep in $(seq "$REPS"); do
   lines+="$(both "$work/tokens-pg/refresh-$((2 * rep)).txt" "$work/tokens-pg/refresh-$((2 * rep + 1)).txt" "$DURATION")"$'\n'
 done
 report postgresql 2 "${lines%$'\n'}"
+fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/summary.md"
 echo "raw output: $OUT" >&2

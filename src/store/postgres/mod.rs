@@ -8,7 +8,8 @@
 //!
 //! Concurrency: a refresh locks the family row (`SELECT ... FOR UPDATE`), then reads the
 //! presented token and its successor, runs [`rotation::refresh_transition`] and writes the
-//! result before `COMMIT`. Refreshes of one family, on any replica, are so serialised: the
+//! result before `COMMIT`; the three reads go as one pipeline, and so do the writes, so a
+//! refresh is four round trips. Refreshes of one family, on any replica, are so serialised: the
 //! second reads what the first wrote, which gives exactly one successor. Revocations lock the
 //! same row. Reads that decide nothing (introspection, revoked `jti`) take no lock.
 //!
@@ -110,6 +111,22 @@ impl PostgresStore {
     }
 }
 
+/// The first row (or none) of each of `queries`, all with `params`, run by PostgreSQL in this
+/// order as one pipeline: every statement is prepared (or found in the connection's cache)
+/// first, then all are sent before any answer is awaited. That order holds because
+/// tokio-postgres sends a query of a prepared statement when its future is first polled, and
+/// `try_join_all` polls its futures in order.
+async fn in_order(
+    tx: &Transaction<'_>,
+    queries: &[String],
+    params: Params<'_>,
+) -> Result<Vec<Option<tokio_postgres::Row>>, StoreError> {
+    let prepared = queries.iter().map(|sql| tx.prepare_cached(sql));
+    let statements = futures::future::try_join_all(prepared).await?;
+    let queries = statements.iter().map(|s| tx.query_opt(s, params));
+    Ok(futures::future::try_join_all(queries).await?)
+}
+
 /// One row (or none) of `sql` inside `tx`, with a cached prepared statement.
 async fn row(
     tx: &Transaction<'_>,
@@ -150,17 +167,6 @@ async fn lock_family_where(
     row(tx, &sql, &[&key])
         .await?
         .map(|r| schema::family(&r))
-        .transpose()
-}
-
-async fn get_token(
-    tx: &Transaction<'_>,
-    hash: TokenHash,
-) -> Result<Option<TokenRecord>, StoreError> {
-    let sql = format!("SELECT {TOKEN_COLUMNS} FROM refresh_tokens WHERE hash = $1");
-    row(tx, &sql, &[&&hash.0[..]])
-        .await?
-        .map(|r| schema::token(&r))
         .transpose()
 }
 
@@ -288,19 +294,37 @@ impl Store for PostgresStore {
     ) -> Result<RefreshOutcome, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        // The lock comes first; everything read after it is what the last holder committed.
-        let Some(family) = lock_family_of(&tx, request.presented).await? else {
+        // Four round trips: BEGIN, the reads, the writes, COMMIT. The reads go as one
+        // pipeline: the family's row lock first, then the presented token and its successor,
+        // each in a snapshot PostgreSQL takes when the statement starts, so after the lock:
+        // what the last holder committed.
+        let reads = [
+            format!(
+                "SELECT {FAMILY_COLUMNS} FROM families \
+                 WHERE id = (SELECT family FROM refresh_tokens WHERE hash = $1) FOR UPDATE"
+            ),
+            format!("SELECT {TOKEN_COLUMNS} FROM refresh_tokens WHERE hash = $1"),
+            format!(
+                "SELECT {TOKEN_COLUMNS} FROM refresh_tokens \
+                 WHERE hash = (SELECT successor FROM refresh_tokens WHERE hash = $1)"
+            ),
+        ];
+        let mut rows = in_order(&tx, &reads, &[&&request.presented.0[..]])
+            .await?
+            .into_iter();
+        let mut next = || rows.next().flatten();
+        let (family, presented, successor) = (next(), next(), next());
+        let Some(family) = family.map(|r| schema::family(&r)).transpose()? else {
             return Ok(RefreshOutcome::NotFound);
         };
-        let presented = get_token(&tx, request.presented)
-            .await?
-            .ok_or(StoreError::Corrupt {
-                table: "refresh_tokens",
-            })?;
-        let successor = match presented.successor {
-            Some(hash) => get_token(&tx, hash).await?,
-            None => None,
-        };
+        let presented =
+            presented
+                .map(|r| schema::token(&r))
+                .transpose()?
+                .ok_or(StoreError::Corrupt {
+                    table: "refresh_tokens",
+                })?;
+        let successor = successor.map(|r| schema::token(&r)).transpose()?;
         let transition = rotation::refresh_transition(
             &request,
             &family,
@@ -312,12 +336,20 @@ impl Store for PostgresStore {
         if transition.family.is_none() && transition.tokens.is_empty() {
             return Ok(transition.outcome);
         }
-        if let Some(family) = &transition.family {
-            write_family(&tx, family).await?;
-        }
-        for (hash, record) in &transition.tokens {
-            write_token(&tx, *hash, record, *hash != request.new).await?;
-        }
+        // The writes touch distinct rows under the lock, so their order does not matter: they
+        // go as one pipeline too (tokio-postgres sends the statements of futures polled
+        // together without waiting for the answers).
+        let family_write = async {
+            match &transition.family {
+                Some(family) => write_family(&tx, family).await,
+                None => Ok(()),
+            }
+        };
+        let token_writes = transition
+            .tokens
+            .iter()
+            .map(|(hash, record)| write_token(&tx, *hash, record, *hash != request.new));
+        tokio::try_join!(family_write, futures::future::try_join_all(token_writes))?;
         tx.commit().await?;
         Ok(transition.outcome)
     }
