@@ -120,7 +120,7 @@ impl ClientSecrets {
         clients: &[Arc<ApiClient>],
         now: Instant,
     ) -> Result<(Secrets, Generated), ControllerError> {
-        self.read_unknown(clients, now).await?;
+        let mut just_read = self.read_unknown(clients, now).await?;
         let mut secrets = Secrets::new();
         let mut generated = Generated::default();
         let mut used = HashMap::new();
@@ -133,7 +133,11 @@ impl ClientSecrets {
                 continue;
             }
             let key = (namespace.clone(), secret_ref.name.clone());
-            let secret = match self.lookup(&namespace, &secret_ref.name, now).await? {
+            let found = match just_read.remove(&key) {
+                Some(found) => found,
+                None => self.lookup(&namespace, &secret_ref.name, now).await?,
+            };
+            let secret = match found {
                 Some(secret) => secret,
                 None => {
                     generated.created += 1;
@@ -182,11 +186,12 @@ impl ClientSecrets {
     /// GET, [`READ_CONCURRENCY`] at a time, every named Secret that neither the watch nor a
     /// recent GET knows: at 10,000 clients with Secrets of their own, one after the other
     /// they would hold up the first reconcile for seconds.
+    /// Returns what it read, found or missing, so that no Secret is read twice in one pass.
     async fn read_unknown(
         &mut self,
         clients: &[Arc<ApiClient>],
         now: Instant,
-    ) -> Result<(), ControllerError> {
+    ) -> Result<HashMap<(String, String), Option<Arc<Secret>>>, ControllerError> {
         let unknown: BTreeSet<(String, String)> = clients
             .iter()
             .filter_map(|client| {
@@ -206,13 +211,19 @@ impl ClientSecrets {
             .buffer_unordered(READ_CONCURRENCY)
             .try_collect()
             .await?;
+        let mut just_read = HashMap::with_capacity(read.len());
         for (key, secret) in read {
-            if let Some(mut secret) = secret.filter(|s| !is_labelled(s)) {
+            let secret = secret.map(|mut secret| {
                 secret.metadata.managed_fields = None;
-                self.fetched.insert(key, (Arc::new(secret), now));
+                Arc::new(secret)
+            });
+            // A labelled Secret is the watch's to follow once it has seen it.
+            if let Some(secret) = secret.as_ref().filter(|s| !is_labelled(s)) {
+                self.fetched.insert(key.clone(), (secret.clone(), now));
             }
+            just_read.insert(key, secret);
         }
-        Ok(())
+        Ok(just_read)
     }
 
     /// The Secret `namespace/name` as the watch or a recent GET knows it.
