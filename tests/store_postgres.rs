@@ -160,7 +160,7 @@ async fn errors_and_debug_output_never_show_the_password() {
 }
 
 #[tokio::test]
-async fn clean_up_deletes_expired_sign_in_rows() {
+async fn sign_ins_are_an_unlogged_table_whose_expired_rows_clean_up_deletes() {
     let server = postgres();
     let db = server.new_database().await;
     let store = PostgresStore::connect(&DatabaseUrl::new(server.url(&db)))
@@ -179,4 +179,18 @@ async fn clean_up_deletes_expired_sign_in_rows() {
         .expect("count the sign-ins")
         .get(0);
     assert_eq!(rows, 1, "only the live sign-in is left");
+    let persistence: i8 = postgres()
+        .client(&db)
+        .await
+        .query_one(
+            "SELECT relpersistence FROM pg_class WHERE relname = 'sign_ins'",
+            &[],
+        )
+        .await
+        .expect("read the table's persistence")
+        .get(0);
+    assert_eq!(
+        persistence as u8, b'u',
+        "unlogged: a login page costs no WAL flush"
+    );
 }

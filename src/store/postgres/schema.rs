@@ -82,7 +82,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     ),
     (
         2,
-        "CREATE TABLE sign_ins (
+        // Unlogged: a sign-in lives minutes and costs no WAL flush (so a flood of login pages
+        // is no flood of fsyncs); a crash or a failover to a standby loses the sign-ins in
+        // progress, and their users start again.
+        "CREATE UNLOGGED TABLE sign_ins (
         key bytea PRIMARY KEY,
         sealed bytea NOT NULL,
         expires_at bigint NOT NULL
