@@ -4,9 +4,11 @@
 //! `/authorize`, provider login and consent, `/callback/oidc`, code, tokens — with a refresh
 //! token exactly when the API's policy allows offline access; and the ways it must fail: the
 //! user refusing at the provider, a replayed and a tampered `state`, a callback in another
-//! browser.
+//! browser. With two replicas on one PostgreSQL database, the callback may reach the replica
+//! that did not send the browser away.
 
 mod fixtures;
+mod support;
 
 use fixtures::binary::{folder_with_policies, free_port, start_standalone_with};
 use fixtures::upstream::{
@@ -14,6 +16,7 @@ use fixtures::upstream::{
 };
 use fixtures::{authorize_path, claims, query};
 use std::sync::{Arc, Mutex};
+use support::postgres::postgres;
 
 /// The issuer and the provider, each knowing the other.
 struct Setup {
@@ -171,6 +174,42 @@ async fn an_upstream_sign_in_gets_tokens_with_a_refresh_token_exactly_when_the_p
         !log.contains(CLIENT_SECRET),
         "the client secret is in the log:\n{log}"
     );
+}
+
+/// Replica B sends the browser to the provider; the provider sends it back to replica A (the
+/// issuer URL both are configured with, as behind one ingress), which finishes the sign-in
+/// from the trip B left in the database.
+#[tokio::test]
+async fn a_callback_reaching_the_other_replica_finishes_the_sign_in() {
+    let server = postgres();
+    let url = server.url(&server.new_database().await);
+    let env = [("TOKENWARDEN_DATABASE_URL", url.as_str())];
+    let dir = folder_with_policies(&policies());
+    let (port_a, port_b) = (free_port(), free_port());
+    let a_base = format!("http://127.0.0.1:{port_a}");
+    let provider = start_provider_tampering(&format!("{a_base}/callback/oidc"), "");
+    let mut flags = oidc_flags(&provider, dir.path());
+    flags.extend(["--issuer-url".to_owned(), a_base.clone()]);
+    // A first, alone: it writes the signing keys B then reads.
+    let a = start_standalone_with(dir.path(), port_a, &flags, &env).await;
+    let b = start_standalone_with(dir.path(), port_b, &flags, &env).await;
+
+    let browser = Browser::new(false);
+    let scope = "todos:read offline_access";
+    let url = authorize_url(&b.base, "https://todo.example.com", scope);
+    let last = browser.sign_in_upstream(&url, "carol").await;
+    let back = location(&last);
+    assert!(back.starts_with(APP_CB), "{back}\n{}", a.log_text());
+    let visited = browser.visited.lock().expect("lock").clone();
+    let callback = visited.iter().find(|u| u.contains("/callback/oidc"));
+    let callback = callback.expect("the provider sent the browser back");
+    assert!(callback.starts_with(&a_base), "{callback}");
+
+    let params = query(&back);
+    let tokens = exchange(&b.base, &params["code"]).await;
+    let access = claims(tokens["access_token"].as_str().expect("access token"));
+    assert_eq!(access["sub"], "carol");
+    assert!(tokens["refresh_token"].is_string(), "{tokens}");
 }
 
 #[tokio::test]
