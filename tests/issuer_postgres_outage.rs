@@ -1,9 +1,10 @@
 //! PostgreSQL taken away under load, and brought back: two issuer replicas keep refreshing,
 //! the server stops (fast shutdown), and every request that needs the store gets 503
-//! `temporarily_unavailable` with `Retry-After` while client_credentials, which needs no store,
-//! keeps working; no issuer panics, no refresh token is handed out that was not stored, and
-//! when the server is back the replicas serve again without a restart (no pooled connection
-//! stays broken). Its own test binary, since it stops the binary's PostgreSQL server.
+//! `temporarily_unavailable` with `Retry-After` (the login page, which keeps its sign-in in the
+//! store, a 503 page) while client_credentials, which needs no store, keeps working; no issuer
+//! panics, no refresh token is handed out that was not stored, and when the server is back the
+//! replicas serve again without a restart (no pooled connection stays broken). Its own test
+//! binary, since it stops the binary's PostgreSQL server.
 
 mod fixtures;
 mod support;
@@ -11,7 +12,7 @@ mod support;
 use fixtures::binary::{
     RunningIssuer, folder_with_policies, free_port, seed_code_in_database, start_standalone_with,
 };
-use fixtures::{SECRET, STANDARD, VERIFIER};
+use fixtures::{ALICE, SECRET, STANDARD, VERIFIER, argon2id, authorize_path};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -67,6 +68,16 @@ async fn client_credentials(client: &reqwest::Client, base: &str) -> Answer {
         ("audience", "https://banking.example.com"),
     ];
     post(client, format!("{base}/oauth/token"), &form).await
+}
+
+/// `GET /authorize` as a browser would: the status and the page.
+async fn login_page(client: &reqwest::Client, base: &str) -> (u16, String) {
+    let page = client
+        .get(format!("{base}{}", authorize_path(&[])))
+        .send()
+        .await
+        .expect("the login page");
+    (page.status().as_u16(), page.text().await.expect("html"))
 }
 
 fn assert_unavailable(answer: &Answer, what: &str) {
@@ -160,17 +171,25 @@ async fn with_postgresql_stopped_under_load_store_requests_get_503_and_service_r
     let db = server.new_database().await;
     let url = server.url(&db);
     let dir = folder_with_policies(STANDARD);
+    let users = dir.path().join("users.yaml");
+    let alice = format!(
+        "- {{username: {}, passwordHash: '{}'}}\n",
+        ALICE.0,
+        argon2id(ALICE.1)
+    );
+    std::fs::write(&users, alice).expect("write the users file");
+    let flags = ["--users".to_owned(), users.display().to_string()];
     let mut a = start_standalone_with(
         dir.path(),
         free_port(),
-        &[],
+        &flags,
         &[("TOKENWARDEN_DATABASE_URL", &url)],
     )
     .await;
     let mut b = start_standalone_with(
         dir.path(),
         free_port(),
-        &[],
+        &flags,
         &[("TOKENWARDEN_DATABASE_URL", &url)],
     )
     .await;
@@ -216,6 +235,15 @@ async fn with_postgresql_stopped_under_load_store_requests_get_503_and_service_r
             "client_credentials needs no store: {}",
             answer.body
         );
+        // The login page keeps its sign-in in the store: a page that says so, not a form
+        // whose POST would find nothing.
+        let page = login_page(&client, base).await;
+        assert_eq!(page.0, 503, "{}", page.1);
+        assert!(
+            page.1.contains("Sign-in is unavailable right now"),
+            "{}",
+            page.1
+        );
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
@@ -242,6 +270,10 @@ async fn with_postgresql_stopped_under_load_store_requests_get_503_and_service_r
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+    for base in &bases {
+        let page = login_page(&client, base).await;
+        assert_eq!(page.0, 200, "the login page after the restart: {}", page.1);
     }
     // The code the outage refused is still unused.
     let answer = exchange(&client, &a.base, outage_code.expose()).await;
