@@ -425,6 +425,16 @@ spec:
             "apic/job",
         ])
         .expect("kubectl wait for Ready");
+    // And what kstatus itself (sigs.k8s.io/cli-utils, Flux's health checks) computes.
+    for (kind, name) in [
+        ("apitokenpolicy", "api"),
+        ("apitokenpolicy", "todo"),
+        ("apiclient", "worker"),
+        ("apiclient", "job"),
+    ] {
+        let status = cluster.kstatus(&apps, kind, name);
+        assert_eq!(status.as_deref(), Ok("Current"), "{kind}/{name}");
+    }
     let issuer_args = chart_args(&objects, "issuer");
     let issuer_url = format!("http://tokenwarden-issuer.{system}.svc:8080");
     assert_eq!(issuer_args, [format!("--issuer-url={issuer_url}")]);
