@@ -11,11 +11,11 @@
 
 mod fixtures;
 
-use fixtures::binary::{folder_with_policies, free_port, start_standalone_with};
+use fixtures::binary::{alice_users_flags, folder_with_policies, free_port, start_standalone_with};
 use fixtures::upstream::{
     APP_CB, chromium, exchange, node_dir, oidc_flags, policies, start_provider,
 };
-use fixtures::{ALICE, argon2id, authorize_path, claims, query};
+use fixtures::{ALICE, authorize_path, claims, query};
 
 fn authorize_url(base: &str) -> String {
     let path = authorize_path(&[
@@ -47,20 +47,10 @@ async fn a_browser_signs_in_with_a_password_and_through_the_upstream_provider() 
     let chromium = chromium();
     let node = node_dir();
     let dir = folder_with_policies(&policies());
-    let users = dir.path().join("users.yaml");
-    std::fs::write(
-        &users,
-        format!(
-            "- {{username: {}, passwordHash: '{}'}}\n",
-            ALICE.0,
-            argon2id(ALICE.1)
-        ),
-    )
-    .expect("users");
     let port = free_port();
     let provider = start_provider(&format!("http://127.0.0.1:{port}/callback/oidc"));
     let mut flags = oidc_flags(&provider, dir.path());
-    flags.extend(["--users".into(), users.display().to_string()]);
+    flags.extend(alice_users_flags(dir.path()));
     let issuer = start_standalone_with(dir.path(), port, &flags, &[]).await;
 
     let screenshots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");

@@ -8,9 +8,10 @@ mod fixtures;
 mod support;
 
 use fixtures::binary::{
-    RunningIssuer, folder_with_policies, free_port, seed_code_in_database, start_standalone_with,
+    RunningIssuer, alice_users_flags, folder_with_policies, free_port, seed_code_in_database,
+    start_standalone_with, start_two_replicas,
 };
-use fixtures::{ALICE, STANDARD, VERIFIER, WEB_CB, argon2id, authorize_path};
+use fixtures::{ALICE, STANDARD, VERIFIER, WEB_CB, authorize_path};
 use support::postgres::postgres;
 use tokenwarden::store::OpaqueToken;
 
@@ -28,29 +29,7 @@ async fn two_replicas() -> Replicas {
     let db = server.new_database().await;
     let url = server.url(&db);
     let dir = folder_with_policies(STANDARD);
-    let users = dir.path().join("users.yaml");
-    let alice = format!(
-        "- {{username: {}, passwordHash: '{}'}}\n",
-        ALICE.0,
-        argon2id(ALICE.1)
-    );
-    std::fs::write(&users, alice).expect("write the users file");
-    let flags = ["--users".to_owned(), users.display().to_string()];
-    // A first, alone: it writes the signing keys B then reads.
-    let a = start_standalone_with(
-        dir.path(),
-        free_port(),
-        &flags,
-        &[("TOKENWARDEN_DATABASE_URL", &url)],
-    )
-    .await;
-    let b = start_standalone_with(
-        dir.path(),
-        free_port(),
-        &flags,
-        &[("TOKENWARDEN_DATABASE_URL", &url)],
-    )
-    .await;
+    let (a, b) = start_two_replicas(dir.path(), &url, &alice_users_flags(dir.path())).await;
     Replicas {
         _dir: dir,
         db,

@@ -10,9 +10,10 @@ mod fixtures;
 mod support;
 
 use fixtures::binary::{
-    RunningIssuer, folder_with_policies, free_port, seed_code_in_database, start_standalone_with,
+    RunningIssuer, alice_users_flags, folder_with_policies, seed_code_in_database,
+    start_two_replicas,
 };
-use fixtures::{ALICE, SECRET, STANDARD, VERIFIER, argon2id, authorize_path};
+use fixtures::{SECRET, STANDARD, VERIFIER, authorize_path};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -171,28 +172,7 @@ async fn with_postgresql_stopped_under_load_store_requests_get_503_and_service_r
     let db = server.new_database().await;
     let url = server.url(&db);
     let dir = folder_with_policies(STANDARD);
-    let users = dir.path().join("users.yaml");
-    let alice = format!(
-        "- {{username: {}, passwordHash: '{}'}}\n",
-        ALICE.0,
-        argon2id(ALICE.1)
-    );
-    std::fs::write(&users, alice).expect("write the users file");
-    let flags = ["--users".to_owned(), users.display().to_string()];
-    let mut a = start_standalone_with(
-        dir.path(),
-        free_port(),
-        &flags,
-        &[("TOKENWARDEN_DATABASE_URL", &url)],
-    )
-    .await;
-    let mut b = start_standalone_with(
-        dir.path(),
-        free_port(),
-        &flags,
-        &[("TOKENWARDEN_DATABASE_URL", &url)],
-    )
-    .await;
+    let (mut a, mut b) = start_two_replicas(dir.path(), &url, &alice_users_flags(dir.path())).await;
     let bases = [a.base.clone(), b.base.clone()];
     let client = reqwest::Client::new();
 
