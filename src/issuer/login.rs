@@ -53,76 +53,66 @@ pub enum LoginError {
     Store(StoreError),
 }
 
-/// Every sign-in in progress, kept in the store by the hash of its id.
-#[derive(Debug, Default)]
-pub struct PendingLogins;
+/// Keep `request` for the browser whose cookie is `browser`; returns the id and CSRF token
+/// to put in the form.
+pub async fn start(
+    store: &impl Store,
+    query: Form,
+    request: AuthorizationRequest,
+    browser: &OpaqueToken,
+    now: u64,
+) -> Result<Started, StoreError> {
+    let started = Started {
+        login_id: OpaqueToken::generate()?,
+        csrf_token: OpaqueToken::generate()?,
+    };
+    let pending = Pending {
+        query,
+        request,
+        csrf: started.csrf_token.hash(),
+        browser: browser.hash(),
+    };
+    let expires_at = now.saturating_add(LOGIN_TTL_SECS);
+    sign_ins::put(store, &started.login_id, &pending, expires_at, now).await?;
+    Ok(started)
+}
 
-impl PendingLogins {
-    /// Keep `request` for the browser whose cookie is `browser`; returns the id and CSRF token
-    /// to put in the form.
-    pub async fn start(
-        &self,
-        store: &impl Store,
-        query: Form,
-        request: AuthorizationRequest,
-        browser: &OpaqueToken,
-        now: u64,
-    ) -> Result<Started, StoreError> {
-        let started = Started {
-            login_id: OpaqueToken::generate()?,
-            csrf_token: OpaqueToken::generate()?,
-        };
-        let pending = Pending {
-            query,
-            request,
-            csrf: started.csrf_token.hash(),
-            browser: browser.hash(),
-        };
-        let expires_at = now.saturating_add(LOGIN_TTL_SECS);
-        sign_ins::put(store, &started.login_id, &pending, expires_at, now).await?;
-        Ok(started)
+/// The sign-in `login_id`, if `csrf_token` and the browser's cookie are its own. It stays
+/// pending (a wrong password may be retried).
+pub async fn check(
+    store: &impl Store,
+    login_id: &str,
+    csrf_token: &str,
+    browser: Option<&str>,
+    now: u64,
+) -> Result<Pending, LoginError> {
+    let pending: Pending = sign_ins::get(store, login_id, now)
+        .await
+        .map_err(LoginError::Store)?
+        .ok_or(LoginError::Unknown)?;
+    let csrf = OpaqueToken::from_presented(csrf_token).hash();
+    let cookie = browser.map(|b| OpaqueToken::from_presented(b).hash());
+    let csrf_ok: bool = csrf.0.ct_eq(&pending.csrf.0).into();
+    let browser_ok: bool = cookie.is_some_and(|c| c.0.ct_eq(&pending.browser.0).into());
+    if csrf_ok && browser_ok {
+        Ok(pending)
+    } else {
+        Err(LoginError::Forged)
     }
+}
 
-    /// The sign-in `login_id`, if `csrf_token` and the browser's cookie are its own. It stays
-    /// pending (a wrong password may be retried).
-    pub async fn check(
-        &self,
-        store: &impl Store,
-        login_id: &str,
-        csrf_token: &str,
-        browser: Option<&str>,
-        now: u64,
-    ) -> Result<Pending, LoginError> {
-        let pending: Pending = sign_ins::get(store, login_id, now)
-            .await
-            .map_err(LoginError::Store)?
-            .ok_or(LoginError::Unknown)?;
-        let csrf = OpaqueToken::from_presented(csrf_token).hash();
-        let cookie = browser.map(|b| OpaqueToken::from_presented(b).hash());
-        let csrf_ok: bool = csrf.0.ct_eq(&pending.csrf.0).into();
-        let browser_ok: bool = cookie.is_some_and(|c| c.0.ct_eq(&pending.browser.0).into());
-        if csrf_ok && browser_ok {
-            Ok(pending)
-        } else {
-            Err(LoginError::Forged)
-        }
-    }
-
-    /// Complete the sign-in `login_id`: it is removed, so this succeeds once.
-    pub async fn take(
-        &self,
-        store: &impl Store,
-        login_id: &str,
-        now: u64,
-    ) -> Result<Option<Pending>, StoreError> {
-        sign_ins::take(store, login_id, now).await
-    }
+/// Complete the sign-in `login_id`: it is removed, so this succeeds once.
+pub async fn take(
+    store: &impl Store,
+    login_id: &str,
+    now: u64,
+) -> Result<Option<Pending>, StoreError> {
+    sign_ins::take(store, login_id, now).await
 }
 
 /// The login state every handler shares.
 #[derive(Debug, Default)]
 pub struct LoginState {
-    pub pending: PendingLogins,
     pub throttle: super::throttle::Throttle,
 }
 
@@ -191,8 +181,7 @@ mod tests {
     }
 
     async fn start(store: &EmbeddedStore, browser: &OpaqueToken, now: u64) -> Started {
-        PendingLogins
-            .start(store, Form::default(), request(), browser, now)
+        super::start(store, Form::default(), request(), browser, now)
             .await
             .expect("started")
     }
@@ -200,52 +189,42 @@ mod tests {
     #[tokio::test]
     async fn a_sign_in_needs_its_csrf_token_and_its_browsers_cookie() {
         let (_dir, store) = store();
-        let logins = PendingLogins;
         let browser = OpaqueToken::generate().expect("random");
         let other = OpaqueToken::generate().expect("random");
         let s = start(&store, &browser, T).await;
         let (id, csrf) = (s.login_id.expose(), s.csrf_token.expose());
         let mine = Some(browser.expose());
-        let pending = logins.check(&store, id, csrf, mine, T).await;
+        let pending = check(&store, id, csrf, mine, T).await;
         assert_eq!(pending.expect("its own").request, request());
         for (id, csrf, cookie, why) in [
             (id, csrf, None, "no cookie"),
             (id, csrf, Some(other.expose()), "another browser's cookie"),
             (id, "x", mine, "another CSRF token"),
         ] {
-            let forged = logins.check(&store, id, csrf, cookie, T).await;
+            let forged = check(&store, id, csrf, cookie, T).await;
             assert!(matches!(forged, Err(LoginError::Forged)), "{why}");
         }
-        let unknown = logins.check(&store, "x", csrf, mine, T).await;
+        let unknown = check(&store, "x", csrf, mine, T).await;
         assert!(matches!(unknown, Err(LoginError::Unknown)));
     }
 
     #[tokio::test]
     async fn a_sign_in_completes_once_and_expires_after_ten_minutes() {
         let (_dir, store) = store();
-        let logins = PendingLogins;
         let browser = OpaqueToken::generate().expect("random");
         let s = start(&store, &browser, T).await;
         let id = s.login_id.expose();
-        assert!(logins.take(&store, id, T).await.expect("store").is_some());
-        assert!(logins.take(&store, id, T).await.expect("store").is_none());
+        assert!(take(&store, id, T).await.expect("store").is_some());
+        assert!(take(&store, id, T).await.expect("store").is_none());
 
         let s = start(&store, &browser, T).await;
         let (id, csrf) = (s.login_id.expose(), s.csrf_token.expose());
         let late = T + LOGIN_TTL_SECS;
         assert!(matches!(
-            logins
-                .check(&store, id, csrf, Some(browser.expose()), late)
-                .await,
+            check(&store, id, csrf, Some(browser.expose()), late).await,
             Err(LoginError::Unknown)
         ));
-        assert!(
-            logins
-                .take(&store, id, late)
-                .await
-                .expect("store")
-                .is_none()
-        );
+        assert!(take(&store, id, late).await.expect("store").is_none());
     }
 
     #[test]

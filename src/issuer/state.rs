@@ -81,8 +81,8 @@ pub struct Issuer {
     pub users: Arc<Users>,
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
-    /// Sign-ins in progress (in the store) and the brute-force counters (in memory, per
-    /// process).
+    /// The login form's brute-force counters (in memory, per process). Sign-ins in progress
+    /// are in the store ([`super::sign_ins`]).
     pub login: Arc<LoginState>,
     /// The upstream OpenID Connect connector, when `--oidc-issuer` is set.
     pub upstream: Option<Arc<Upstream>>,

@@ -19,7 +19,7 @@ use crate::issuer::login::{self, LoginError, Pending};
 use crate::issuer::page::{self, LoginView, UpstreamButton};
 use crate::issuer::routes::token::store_error;
 use crate::issuer::state::Issuer;
-use crate::issuer::upstream::Upstream;
+use crate::issuer::upstream::{Upstream, pending};
 use crate::store::{AuthorizationCode, OpaqueToken, Store as _};
 use axum::body::Bytes;
 use axum::extract::connect_info::ConnectInfo;
@@ -80,12 +80,7 @@ pub async fn show(
         },
     };
     let now = issuer.clock.now();
-    let started = match issuer
-        .login
-        .pending
-        .start(&issuer.store, form, request.clone(), &browser, now)
-        .await
-    {
+    let started = match login::start(&issuer.store, form, request.clone(), &browser, now).await {
         Ok(started) => started,
         Err(e) => return unavailable(e),
     };
@@ -131,9 +126,7 @@ async fn depart(
         tracing::error!(error = %e, "the upstream OpenID Provider cannot be used");
         PROVIDER_DOWN
     })?;
-    let departure = upstream
-        .trips
-        .depart(&issuer.store, login_id, browser, now)
+    let departure = pending::depart(&issuer.store, login_id, browser, now)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "cannot start an upstream sign-in");
@@ -184,12 +177,7 @@ pub async fn submit(
     let secure = issuer.issuer_url.starts_with("https://");
     let cookie = login::cookie_value(cookie_headers(&headers), secure);
     let now = issuer.clock.now();
-    let pending = match issuer
-        .login
-        .pending
-        .check(&issuer.store, login_id, csrf_token, cookie, now)
-        .await
-    {
+    let pending = match login::check(&issuer.store, login_id, csrf_token, cookie, now).await {
         Ok(pending) => pending,
         Err(LoginError::Store(e)) => return unavailable(e),
         Err(LoginError::Unknown) => return page::error(StatusCode::BAD_REQUEST, EXPIRED),
@@ -270,12 +258,7 @@ pub async fn submit(
 
 /// Take the sign-in `login_id` (once: a replay finds nothing) and [`complete`] it.
 async fn finish(issuer: &Issuer, login_id: &str, subject: Option<&str>, now: u64) -> Response {
-    match issuer
-        .login
-        .pending
-        .take(&issuer.store, login_id, now)
-        .await
-    {
+    match login::take(&issuer.store, login_id, now).await {
         Ok(Some(pending)) => complete(issuer, &pending, subject).await,
         Ok(None) => page::error(StatusCode::BAD_REQUEST, EXPIRED),
         Err(e) => unavailable(e),

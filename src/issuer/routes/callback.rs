@@ -22,7 +22,7 @@ use crate::issuer::routes::authorize::{
 use crate::issuer::state::Issuer;
 use crate::issuer::upstream::Upstream;
 use crate::issuer::upstream::id_token::{self, Expected};
-use crate::issuer::upstream::pending::{Arrival, TripError};
+use crate::issuer::upstream::pending::{self, Arrival, TripError};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -53,11 +53,7 @@ pub async fn callback(
     let secure = issuer.issuer_url.starts_with("https://");
     let cookie = login::cookie_value(cookie_headers(&headers), secure);
     let now = issuer.clock.now();
-    let arrival = match upstream
-        .trips
-        .arrive(&issuer.store, state, cookie, now)
-        .await
-    {
+    let arrival = match pending::arrive(&issuer.store, state, cookie, now).await {
         Ok(arrival) => arrival,
         Err(TripError::Store(e)) => return unavailable(e),
         Err(TripError::Unknown) => {
@@ -70,12 +66,7 @@ pub async fn callback(
         }
     };
     let login_id = arrival.login_id.expose();
-    let pending = match issuer
-        .login
-        .pending
-        .take(&issuer.store, login_id, now)
-        .await
-    {
+    let pending = match login::take(&issuer.store, login_id, now).await {
         Ok(Some(pending)) => pending,
         Ok(None) => return page::error(StatusCode::BAD_REQUEST, EXPIRED),
         Err(e) => return unavailable(e),

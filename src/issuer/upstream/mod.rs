@@ -114,7 +114,6 @@ pub struct Upstream {
     pub scope: String,
     /// The provider's host, for the button on the login page.
     pub display_name: String,
-    pub trips: pending::Trips,
 }
 
 impl Upstream {
@@ -161,7 +160,6 @@ impl Upstream {
                 .ok()
                 .and_then(|u| u.host_str().map(str::to_owned))
                 .unwrap_or_else(|| "your organization".to_owned()),
-            trips: pending::Trips,
         }))
     }
 }

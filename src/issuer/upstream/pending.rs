@@ -58,62 +58,54 @@ struct Trip {
     browser: TokenHash,
 }
 
-/// Every trip in progress, kept in the store by the hash of its `state`.
-#[derive(Debug, Default)]
-pub struct Trips;
+/// Start a trip for the sign-in `login_id` of the browser whose cookie is `browser`.
+pub async fn depart(
+    store: &impl Store,
+    login_id: &str,
+    browser: &str,
+    now: u64,
+) -> Result<Departure, StoreError> {
+    let state = OpaqueToken::generate()?;
+    let nonce = OpaqueToken::generate()?;
+    let code_verifier = OpaqueToken::generate()?;
+    let code_challenge =
+        URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(code_verifier.expose().as_bytes()));
+    let trip = Trip {
+        login_id: login_id.to_owned(),
+        nonce: nonce.expose().to_owned(),
+        code_verifier: code_verifier.expose().to_owned(),
+        browser: OpaqueToken::from_presented(browser).hash(),
+    };
+    let expires_at = now.saturating_add(TRIP_TTL_SECS);
+    sign_ins::put(store, &state, &trip, expires_at, now).await?;
+    Ok(Departure {
+        state,
+        nonce,
+        code_challenge,
+    })
+}
 
-impl Trips {
-    /// Start a trip for the sign-in `login_id` of the browser whose cookie is `browser`.
-    pub async fn depart(
-        &self,
-        store: &impl Store,
-        login_id: &str,
-        browser: &str,
-        now: u64,
-    ) -> Result<Departure, StoreError> {
-        let state = OpaqueToken::generate()?;
-        let nonce = OpaqueToken::generate()?;
-        let code_verifier = OpaqueToken::generate()?;
-        let code_challenge =
-            URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(code_verifier.expose().as_bytes()));
-        let trip = Trip {
-            login_id: login_id.to_owned(),
-            nonce: nonce.expose().to_owned(),
-            code_verifier: code_verifier.expose().to_owned(),
-            browser: OpaqueToken::from_presented(browser).hash(),
-        };
-        let expires_at = now.saturating_add(TRIP_TTL_SECS);
-        sign_ins::put(store, &state, &trip, expires_at, now).await?;
-        Ok(Departure {
-            state,
-            nonce,
-            code_challenge,
-        })
+/// The trip of `state`, removed: a `state` is good for one callback, whatever its outcome.
+pub async fn arrive(
+    store: &impl Store,
+    state: &str,
+    browser: Option<&str>,
+    now: u64,
+) -> Result<Arrival, TripError> {
+    let trip: Trip = sign_ins::take(store, state, now)
+        .await
+        .map_err(TripError::Store)?
+        .ok_or(TripError::Unknown)?;
+    let cookie = browser.map(|b| OpaqueToken::from_presented(b).hash());
+    let same_browser = cookie.is_some_and(|c| bool::from(c.0.ct_eq(&trip.browser.0)));
+    if !same_browser {
+        return Err(TripError::OtherBrowser);
     }
-
-    /// The trip of `state`, removed: a `state` is good for one callback, whatever its outcome.
-    pub async fn arrive(
-        &self,
-        store: &impl Store,
-        state: &str,
-        browser: Option<&str>,
-        now: u64,
-    ) -> Result<Arrival, TripError> {
-        let trip: Trip = sign_ins::take(store, state, now)
-            .await
-            .map_err(TripError::Store)?
-            .ok_or(TripError::Unknown)?;
-        let cookie = browser.map(|b| OpaqueToken::from_presented(b).hash());
-        let same_browser = cookie.is_some_and(|c| bool::from(c.0.ct_eq(&trip.browser.0)));
-        if !same_browser {
-            return Err(TripError::OtherBrowser);
-        }
-        Ok(Arrival {
-            login_id: OpaqueToken::from_presented(&trip.login_id),
-            nonce: OpaqueToken::from_presented(&trip.nonce),
-            code_verifier: OpaqueToken::from_presented(&trip.code_verifier),
-        })
-    }
+    Ok(Arrival {
+        login_id: OpaqueToken::from_presented(&trip.login_id),
+        nonce: OpaqueToken::from_presented(&trip.nonce),
+        code_verifier: OpaqueToken::from_presented(&trip.code_verifier),
+    })
 }
 
 #[cfg(test)]
@@ -131,8 +123,7 @@ mod tests {
     }
 
     async fn depart(store: &EmbeddedStore, now: u64) -> Departure {
-        Trips
-            .depart(store, "login-1", BROWSER, now)
+        super::depart(store, "login-1", BROWSER, now)
             .await
             .expect("random")
     }
@@ -141,8 +132,7 @@ mod tests {
     async fn a_state_comes_back_once_in_its_own_browser() {
         let (_dir, store) = store();
         let d = depart(&store, T).await;
-        let a = Trips
-            .arrive(&store, d.state.expose(), Some(BROWSER), T + 5)
+        let a = arrive(&store, d.state.expose(), Some(BROWSER), T + 5)
             .await
             .expect("arrives");
         assert_eq!(a.login_id.expose(), "login-1");
@@ -150,9 +140,7 @@ mod tests {
         let challenge =
             URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(a.code_verifier.expose().as_bytes()));
         assert_eq!(challenge, d.code_challenge);
-        let replay = Trips
-            .arrive(&store, d.state.expose(), Some(BROWSER), T + 6)
-            .await;
+        let replay = arrive(&store, d.state.expose(), Some(BROWSER), T + 6).await;
         assert!(
             matches!(replay, Err(TripError::Unknown)),
             "a replayed state"
@@ -165,15 +153,15 @@ mod tests {
         for browser in [Some("someone-else"), None] {
             let d = depart(&store, T).await;
             let state = d.state.expose();
-            let other = Trips.arrive(&store, state, browser, T).await;
+            let other = arrive(&store, state, browser, T).await;
             assert!(matches!(other, Err(TripError::OtherBrowser)));
-            let mine = Trips.arrive(&store, state, Some(BROWSER), T).await;
+            let mine = arrive(&store, state, Some(BROWSER), T).await;
             assert!(matches!(mine, Err(TripError::Unknown)));
         }
         let d = depart(&store, T).await;
         let mut tampered = d.state.expose().to_owned();
         tampered.replace_range(0..1, if tampered.starts_with('A') { "B" } else { "A" });
-        let arrival = Trips.arrive(&store, &tampered, Some(BROWSER), T).await;
+        let arrival = arrive(&store, &tampered, Some(BROWSER), T).await;
         assert!(matches!(arrival, Err(TripError::Unknown)));
     }
 
@@ -187,9 +175,7 @@ mod tests {
         assert_ne!(a.code_challenge, b.code_challenge);
         assert_eq!(a.state.expose().len(), 43);
         let late = T + TRIP_TTL_SECS;
-        let arrival = Trips
-            .arrive(&store, a.state.expose(), Some(BROWSER), late)
-            .await;
+        let arrival = arrive(&store, a.state.expose(), Some(BROWSER), late).await;
         assert!(matches!(arrival, Err(TripError::Unknown)));
     }
 }

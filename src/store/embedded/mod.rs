@@ -1,5 +1,5 @@
 //! The embedded store: one redb file under the data directory, for a single issuer replica.
-//! Sign-ins in progress stay in memory ([`super::expiring`]): they live minutes, and only this
+//! Sign-ins in progress stay in memory (`store::expiring`): they live minutes, and only this
 //! process ever reads them.
 //!
 //! Owns: opening the file, and each [`Store`] operation as a transaction on it. Writes go to the
