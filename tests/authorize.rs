@@ -523,7 +523,11 @@ async fn the_flow_works_over_a_real_port_and_counts_failures_by_peer_address() {
     }
     let locked = post(ALICE.0, ALICE.1).await.expect("post");
     assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert!(issuer.issuer.login.throttle.addresses.len() == 1);
+    let peer = tokenwarden::issuer::throttle::address_key([127, 0, 0, 1].into());
+    let now = issuer.issuer.clock.now();
+    let store = &issuer.issuer.store;
+    let until = tokenwarden::store::Store::locked_until(store, &[peer], now).await;
+    assert_eq!(until.expect("store"), Some(now + 60), "the peer is locked");
 }
 
 /// Any query at all: the issuer answers with a page (200 or 400) or a redirect to a

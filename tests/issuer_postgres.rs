@@ -2,7 +2,8 @@
 //! refreshes of one token across both give one successor and no double spend, a replay on
 //! one replica after a rotation on the other revokes the family, a revocation on one is
 //! refused by the other at once (neither caches what the store holds), and a sign-in begun on
-//! one is finished on the other (no session affinity needed).
+//! one is finished on the other (no session affinity needed), and failed sign-ins on both
+//! count towards one lockout.
 
 mod fixtures;
 mod support;
@@ -219,6 +220,58 @@ async fn a_revocation_on_one_replica_is_refused_by_the_other_at_once() {
 
 /// The login form shown by A is posted to B, the code B issues is exchanged at A, and the same
 /// POST replayed at A finds the sign-in gone.
+/// The login form one replica showed: its browser cookie and hidden fields.
+struct LoginForm {
+    cookie: String,
+    login: String,
+    csrf: String,
+}
+
+impl LoginForm {
+    async fn from(http: &reqwest::Client, base: &str) -> Self {
+        let page = http
+            .get(format!("{base}{}", authorize_path(&[])))
+            .send()
+            .await
+            .expect("the login page");
+        assert_eq!(page.status(), 200);
+        let cookie = page.headers()["set-cookie"].to_str().expect("ascii");
+        let cookie = cookie.split(';').next().expect("name=value").to_owned();
+        let html = page.text().await.expect("html");
+        let hidden = |name: &str| {
+            let marker = format!(r#"type="hidden" name="{name}" value=""#);
+            let start = html.find(&marker).expect("hidden field") + marker.len();
+            let len = html[start..].find('"').expect("end of value");
+            html[start..start + len].to_owned()
+        };
+        Self {
+            cookie,
+            login: hidden("login"),
+            csrf: hidden("csrf_token"),
+        }
+    }
+
+    /// Posts the form to `base` (either replica) with these credentials.
+    async fn submit(
+        &self,
+        http: &reqwest::Client,
+        base: &str,
+        username: &str,
+        password: &str,
+    ) -> reqwest::Result<reqwest::Response> {
+        http.post(format!("{base}/authorize"))
+            .header("cookie", &self.cookie)
+            .form(&[
+                ("login", self.login.as_str()),
+                ("csrf_token", self.csrf.as_str()),
+                ("username", username),
+                ("password", password),
+            ])
+            .send()
+            .await
+    }
+}
+
 #[tokio::test]
 async fn a_sign_in_begun_on_one_replica_finishes_on_the_other() {
     let replicas = two_replicas().await;
@@ -227,35 +280,10 @@ async fn a_sign_in_begun_on_one_replica_finishes_on_the_other() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    let page = http
-        .get(format!("{a}{}", authorize_path(&[])))
-        .send()
-        .await
-        .expect("the login page");
-    assert_eq!(page.status(), 200);
-    let cookie = page.headers()["set-cookie"].to_str().expect("ascii");
-    let cookie = cookie.split(';').next().expect("name=value").to_owned();
-    let html = page.text().await.expect("html");
-    let hidden = |name: &str| {
-        let marker = format!(r#"type="hidden" name="{name}" value=""#);
-        let start = html.find(&marker).expect("hidden field") + marker.len();
-        let len = html[start..].find('"').expect("end of value");
-        html[start..start + len].to_owned()
-    };
-    let (login, csrf) = (hidden("login"), hidden("csrf_token"));
-    let sign_in = |base: &str| {
-        http.post(format!("{base}/authorize"))
-            .header("cookie", &cookie)
-            .form(&[
-                ("login", login.as_str()),
-                ("csrf_token", csrf.as_str()),
-                ("username", ALICE.0),
-                ("password", ALICE.1),
-            ])
-            .send()
-    };
+    let form = LoginForm::from(&http, a).await;
 
-    let reply = sign_in(b).await.expect("the form posted to B");
+    let reply = form.submit(&http, b, ALICE.0, ALICE.1).await;
+    let reply = reply.expect("the form posted to B");
     assert_eq!(reply.status(), 303, "{}", replicas.b.log_text());
     let location = reply.headers()["location"]
         .to_str()
@@ -285,12 +313,40 @@ async fn a_sign_in_begun_on_one_replica_finishes_on_the_other() {
     assert_eq!(status, 200, "{body}");
     assert!(body["access_token"].is_string() && body["refresh_token"].is_string());
 
-    let replay = sign_in(a).await.expect("the form posted again to A");
+    let replay = form.submit(&http, a, ALICE.0, ALICE.1).await;
+    let replay = replay.expect("the form posted again to A");
     assert_eq!(
         replay.status(),
         400,
         "a sign-in completes once, on any replica"
     );
+}
+
+#[tokio::test]
+async fn failed_sign_ins_on_both_replicas_count_together() {
+    let replicas = two_replicas().await;
+    let (a, b) = (&replicas.a.base, &replicas.b.base);
+    let http = reqwest::Client::new();
+    let form = LoginForm::from(&http, a).await;
+    // 5 failures lock a username: 3 on A and 2 on B, fewer than 5 on either.
+    for base in [a, a, a, b, b] {
+        let reply = form.submit(&http, base, ALICE.0, "wrong").await;
+        assert_eq!(reply.expect("posted").status(), 401);
+    }
+    for base in [a, b] {
+        let reply = form.submit(&http, base, ALICE.0, ALICE.1).await;
+        let reply = reply.expect("posted");
+        assert_eq!(reply.status(), 429, "locked on every replica");
+        assert_eq!(reply.headers()["retry-after"], "60");
+    }
+    let rows: i64 = postgres()
+        .client(&replicas.db)
+        .await
+        .query_one("SELECT count(*) FROM sign_in_failures", &[])
+        .await
+        .expect("count the failure rows")
+        .get(0);
+    assert_eq!(rows, 2, "alice and the test's address, once each");
 }
 
 #[tokio::test]

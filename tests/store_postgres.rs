@@ -159,6 +159,25 @@ async fn errors_and_debug_output_never_show_the_password() {
     }
 }
 
+/// How many rows `table` has, and whether it is unlogged (no WAL flush per write).
+async fn rows_and_unlogged(db: &str, table: &str) -> (i64, bool) {
+    let client = postgres().client(db).await;
+    let rows: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .expect("count the rows")
+        .get(0);
+    let persistence: i8 = client
+        .query_one(
+            "SELECT relpersistence FROM pg_class WHERE relname = $1",
+            &[&table],
+        )
+        .await
+        .expect("read the table's persistence")
+        .get(0);
+    (rows, persistence as u8 == b'u')
+}
+
 #[tokio::test]
 async fn sign_ins_are_an_unlogged_table_whose_expired_rows_clean_up_deletes() {
     let server = postgres();
@@ -171,26 +190,26 @@ async fn sign_ins_are_an_unlogged_table_whose_expired_rows_clean_up_deletes() {
     store.put_sign_in(live, vec![2], 200, 0).await.unwrap();
     let report = store.purge_expired(150, 100).await.unwrap();
     assert_eq!(report.sign_ins, 1);
-    let rows: i64 = postgres()
-        .client(&db)
-        .await
-        .query_one("SELECT count(*) FROM sign_ins", &[])
-        .await
-        .expect("count the sign-ins")
-        .get(0);
+    let (rows, unlogged) = rows_and_unlogged(&db, "sign_ins").await;
     assert_eq!(rows, 1, "only the live sign-in is left");
-    let persistence: i8 = postgres()
-        .client(&db)
+    assert!(unlogged, "unlogged: a login page costs no WAL flush");
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_an_unlogged_table_whose_stale_rows_clean_up_deletes() {
+    let server = postgres();
+    let db = server.new_database().await;
+    let store = PostgresStore::connect(&DatabaseUrl::new(server.url(&db)))
         .await
-        .query_one(
-            "SELECT relpersistence FROM pg_class WHERE relname = 'sign_ins'",
-            &[],
-        )
-        .await
-        .expect("read the table's persistence")
-        .get(0);
-    assert_eq!(
-        persistence as u8, b'u',
-        "unlogged: a login page costs no WAL flush"
-    );
+        .expect("connect to the test database");
+    let limits = store_suite::LIMITS;
+    let (stale, recent) = (store_suite::lockout_key(), store_suite::lockout_key());
+    store.count_failure(stale, limits, 1000).await.unwrap();
+    store.count_failure(recent, limits, 1001).await.unwrap();
+    let forgotten = 1000 + limits.forget_after_secs;
+    let report = store.purge_expired(forgotten, 100).await.unwrap();
+    assert_eq!(report.lockout_keys, 1);
+    let (rows, unlogged) = rows_and_unlogged(&db, "sign_in_failures").await;
+    assert_eq!(rows, 1, "only the recent failure is left");
+    assert!(unlogged, "unlogged: a failed sign-in costs no WAL flush");
 }

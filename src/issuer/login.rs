@@ -110,12 +110,6 @@ pub async fn take(
     sign_ins::take(store, login_id, now).await
 }
 
-/// The login state every handler shares.
-#[derive(Debug, Default)]
-pub struct LoginState {
-    pub throttle: super::throttle::Throttle,
-}
-
 /// The name of the browser-binding cookie: `__Host-` (Secure, Path=/, no Domain, so no other
 /// host can plant it) when the issuer is https; browsers refuse that prefix over http.
 pub fn cookie_name(secure: bool) -> &'static str {

@@ -186,7 +186,6 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
         users: Arc::new(users),
         clock,
         metrics: Arc::default(),
-        login: Arc::default(),
         upstream,
     };
     let listener = bind(options.listen).await?;

@@ -1,7 +1,6 @@
 //! What every request handler shares: the configuration snapshot, the signing keys, the store,
 //! the clock, the metrics, the sign-ins in progress and the upstream connector. Cheap to clone.
 
-use super::login::LoginState;
 use super::metrics::Metrics;
 use super::snapshot::Policies;
 use super::upstream::Upstream;
@@ -81,9 +80,6 @@ pub struct Issuer {
     pub users: Arc<Users>,
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
-    /// The login form's brute-force counters (in memory, per process). Sign-ins in progress
-    /// are in the store ([`super::sign_ins`]).
-    pub login: Arc<LoginState>,
     /// The upstream OpenID Connect connector, when `--oidc-issuer` is set.
     pub upstream: Option<Arc<Upstream>>,
 }

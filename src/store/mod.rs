@@ -1,8 +1,9 @@
-//! Storage of refresh-token families, authorization codes, access-token revocations and the
-//! sign-ins in progress.
+//! Storage of refresh-token families, authorization codes, access-token revocations, the
+//! sign-ins in progress and the failed ones.
 //!
 //! Owns: the [`Store`] interface the issuer talks to, its records ([`model`]), the refresh
-//! state machine ([`rotation`], pure, shared by every implementation), opaque secrets and their
+//! state machine ([`rotation`], pure, shared by every implementation), the lockout rules of
+//! failed sign-ins ([`lockout`], likewise), opaque secrets and their
 //! hashes ([`secret`]), and the implementations: [`EmbeddedStore`] (one redb file, one issuer
 //! replica) and [`PostgresStore`] (several replicas sharing one database). Must not touch
 //! HTTP, policies or token minting: the issuer decides whether a policy allows a refresh at all
@@ -30,6 +31,7 @@
 
 pub mod embedded;
 mod expiring;
+pub mod lockout;
 pub mod model;
 pub mod postgres;
 pub mod rotation;
@@ -39,6 +41,7 @@ use std::future::Future;
 use std::path::PathBuf;
 
 pub use embedded::EmbeddedStore;
+pub use lockout::{Failures, Limits, LockoutKey};
 pub use model::{
     AuthorizationCode, CodeGrant, CodeOutcome, ExpiryKind, Family, NewFamily, PurgeReport,
     RefreshOutcome, RefreshRequest, RefreshRules, RefreshTokenView, Revocation, RevocationReason,
@@ -187,10 +190,36 @@ pub trait Store: Send + Sync {
         now: UnixTime,
     ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
 
+    /// Until when the latest lockout among `keys` lasts, if one of them is locked out at `now`
+    /// ([`lockout`]).
+    fn locked_until(
+        &self,
+        keys: &[LockoutKey],
+        now: UnixTime,
+    ) -> impl Future<Output = Result<Option<UnixTime>, StoreError>> + Send;
+
+    /// Counts a failed sign-in against `key` under `limits` ([`lockout::count_failure`]).
+    /// Concurrent failures of one key all count, on any replica. The embedded store keeps
+    /// these in memory, at most [`embedded::MAX_LOCKOUT_KEYS`] (stale, then unlocked keys go
+    /// first).
+    fn count_failure(
+        &self,
+        key: LockoutKey,
+        limits: Limits,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Forgets the failures counted against `key`.
+    fn forget_failures(
+        &self,
+        key: LockoutKey,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Removes up to `limit` expired rows of each kind: families past their `keep_until` with
     /// their tokens, codes past [`AuthorizationCode::expires_at`] and the `exp` of what they
-    /// issued, revocations past the token's `exp`, sign-ins past their `expires_at`. Call it periodically, again at once while
-    /// the report says `more`; a small `limit` keeps each write short.
+    /// issued, revocations past the token's `exp`, sign-ins past their `expires_at`, failures
+    /// past their [`Failures::forget_at`]. Call it periodically, again at once while the
+    /// report says `more`; a small `limit` keeps each write short.
     fn purge_expired(
         &self,
         now: UnixTime,
@@ -299,6 +328,27 @@ impl Store for AnyStore {
         now: UnixTime,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         delegate!(self, s => s.take_sign_in(key, now))
+    }
+
+    async fn locked_until(
+        &self,
+        keys: &[LockoutKey],
+        now: UnixTime,
+    ) -> Result<Option<UnixTime>, StoreError> {
+        delegate!(self, s => s.locked_until(keys, now))
+    }
+
+    async fn count_failure(
+        &self,
+        key: LockoutKey,
+        limits: Limits,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        delegate!(self, s => s.count_failure(key, limits, now))
+    }
+
+    async fn forget_failures(&self, key: LockoutKey) -> Result<(), StoreError> {
+        delegate!(self, s => s.forget_failures(key))
     }
 
     async fn purge_expired(&self, now: UnixTime, limit: usize) -> Result<PurgeReport, StoreError> {

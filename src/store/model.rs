@@ -218,5 +218,7 @@ pub struct PurgeReport {
     pub codes: u64,
     pub access_token_revocations: u64,
     pub sign_ins: u64,
+    /// Keys whose failed sign-ins were forgotten.
+    pub lockout_keys: u64,
     pub more: bool,
 }

@@ -278,19 +278,8 @@ async fn race<S: Store + Clone + 'static>(
     now: u64,
     rules: RefreshRules,
 ) -> Vec<(RefreshOutcome, tokenwarden::store::TokenHash)> {
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(tasks));
-    let handles: Vec<_> = (0..tasks)
-        .map(|_| {
-            let (store, barrier) = (store.clone(), barrier.clone());
-            tokio::spawn(async move {
-                barrier.wait().await;
-                refresh(&store, presented, now, rules).await
-            })
-        })
-        .collect();
-    let mut outcomes = Vec::new();
-    for handle in handles {
-        outcomes.push(handle.await.unwrap());
-    }
-    outcomes
+    at_once(store, tasks, move |store| async move {
+        refresh(&store, presented, now, rules).await
+    })
+    .await
 }

@@ -1,7 +1,7 @@
 //! Sign-ins in progress: opaque sealed bytes under the hash of a browser's secret, kept until
 //! their expiry second, read any number of times, taken once.
 
-use super::{Harness, secret};
+use super::{Harness, at_once, secret};
 use tokenwarden::store::Store;
 
 pub async fn a_sign_in_is_kept_until_its_expiry_second_and_taken_once<H: Harness>(h: &H) {
@@ -45,16 +45,11 @@ pub async fn concurrent_takes_of_a_sign_in_give_it_to_exactly_one<H: Harness>(h:
     let store = h.open().await;
     let key = secret();
     store.put_sign_in(key, vec![7; 300], 100, 0).await.unwrap();
-    let takes = (0..16).map(|_| {
-        let store = store.clone();
-        tokio::spawn(async move { store.take_sign_in(key, 1).await.unwrap() })
-    });
-    let mut winners = 0;
-    for take in takes {
-        if take.await.unwrap().is_some() {
-            winners += 1;
-        }
-    }
+    let takes = at_once(&store, 16, move |store| async move {
+        store.take_sign_in(key, 1).await.unwrap()
+    })
+    .await;
+    let winners = takes.iter().filter(|taken| taken.is_some()).count();
     assert_eq!(winners, 1);
 }
 

@@ -9,10 +9,12 @@
 #![allow(dead_code)]
 
 mod cases_codes;
+mod cases_lockout;
 mod cases_refresh;
 mod cases_sign_ins;
 
 pub use cases_codes::*;
+pub use cases_lockout::*;
 pub use cases_refresh::*;
 pub use cases_sign_ins::*;
 
@@ -58,7 +60,10 @@ macro_rules! store_suite {
             clean_up_works_in_bounded_batches,
             a_sign_in_is_kept_until_its_expiry_second_and_taken_once,
             concurrent_takes_of_a_sign_in_give_it_to_exactly_one,
-            clean_up_keeps_live_sign_ins
+            clean_up_keeps_live_sign_ins,
+            failures_lock_a_key_out_until_forgotten,
+            the_latest_lockout_among_keys_is_reported,
+            concurrent_failures_of_one_key_all_count
         );
     };
     (@cases $make:expr; $($case:ident),+) => {$(
@@ -149,6 +154,42 @@ pub async fn refresh<S: Store>(
         .await
         .expect("refresh");
     (outcome, new)
+}
+
+/// `op` run by `tasks` tasks at once, each given a clone of `store`; their results in order.
+/// A round of reads first opens every connection of a store with a pool: otherwise each task
+/// waits for a connection of its own, and the calls hardly overlap.
+pub async fn at_once<S, F, Fut>(store: &S, tasks: usize, op: F) -> Vec<Fut::Output>
+where
+    S: Store + Clone + 'static,
+    F: Fn(S) -> Fut,
+    Fut: Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    let reads: Vec<_> = (0..tasks)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.is_access_token_revoked("warm-up", 0).await })
+        })
+        .collect();
+    for read in reads {
+        read.await.unwrap().expect("read");
+    }
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(tasks));
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (call, barrier) = (op(store.clone()), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                call.await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for handle in handles {
+        results.push(handle.await.unwrap());
+    }
+    results
 }
 
 pub fn is_granted(outcome: &RefreshOutcome) -> bool {

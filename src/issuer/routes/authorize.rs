@@ -19,6 +19,7 @@ use crate::issuer::login::{self, LoginError, Pending};
 use crate::issuer::page::{self, LoginView, UpstreamButton};
 use crate::issuer::routes::token::store_error;
 use crate::issuer::state::Issuer;
+use crate::issuer::throttle;
 use crate::issuer::upstream::{Upstream, pending};
 use crate::store::{AuthorizationCode, OpaqueToken, Store as _};
 use axum::body::Bytes;
@@ -220,15 +221,19 @@ pub async fn submit(
         );
     };
     let address = client_address(&extensions);
-    if let Err(wait) = issuer.login.throttle.check(username, address, now) {
-        return locked_out(
-            form_page(
-                username,
-                &locked_message(wait),
-                StatusCode::TOO_MANY_REQUESTS,
-            ),
-            wait,
-        );
+    match throttle::check(&issuer.store, username, address, now).await {
+        Ok(None) => {}
+        Ok(Some(wait)) => {
+            return locked_out(
+                form_page(
+                    username,
+                    &locked_message(wait),
+                    StatusCode::TOO_MANY_REQUESTS,
+                ),
+                wait,
+            );
+        }
+        Err(e) => return unavailable(e),
     }
     let users = issuer.users.clone();
     let (name, secret) = (username.to_owned(), password.to_owned());
@@ -239,8 +244,11 @@ pub async fn submit(
     let subject = match verified {
         Ok(Some(subject)) => subject,
         Ok(None) => {
-            issuer.login.throttle.failure(username, address, now);
             tracing::info!("failed sign-in");
+            if let Err(e) = throttle::failure(&issuer.store, username, address, now).await {
+                // Not counted, so not answered: a guess must never go uncounted.
+                return unavailable(e);
+            }
             return form_page(username, WRONG_CREDENTIALS, StatusCode::UNAUTHORIZED);
         }
         Err(e) => {
@@ -251,7 +259,9 @@ pub async fn submit(
             );
         }
     };
-    issuer.login.throttle.success(username);
+    if let Err(e) = throttle::success(&issuer.store, username).await {
+        return unavailable(e);
+    }
     // Taken only now, so a wrong password can be retried; once, so a replay finds nothing.
     finish(&issuer, login_id, Some(&subject), now).await
 }
@@ -387,7 +397,7 @@ pub(crate) fn redirect(status: StatusCode, url: &str) -> Response {
 
 /// The page when the store cannot keep or give back a sign-in in progress.
 pub(crate) fn unavailable(error: crate::store::StoreError) -> Response {
-    tracing::error!(error = %error, "the sign-in in progress cannot be stored or read");
+    tracing::error!(error = %error, "the state of a sign-in cannot be stored or read");
     page::error(
         StatusCode::SERVICE_UNAVAILABLE,
         "Sign-in is unavailable right now. Try again shortly.",

@@ -1,6 +1,6 @@
 //! The embedded store: one redb file under the data directory, for a single issuer replica.
-//! Sign-ins in progress stay in memory (`store::expiring`): they live minutes, and only this
-//! process ever reads them.
+//! Sign-ins in progress and failed sign-ins stay in memory (`store::expiring`,
+//! `store::lockout`): they matter for minutes, and only this process ever reads them.
 //!
 //! Owns: opening the file, and each [`Store`] operation as a transaction on it. Writes go to the
 //! single writer thread (`writer`), which commits them in groups; lookups run on the caller's
@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::expiring::Expiring;
+use super::lockout::{self, Limits, LockoutKey};
 use super::model::{
     AuthorizationCode, CodeGrant, CodeOutcome, Family, NewFamily, PurgeReport, RefreshOutcome,
     RefreshRequest, RefreshRules, RefreshTokenView, RevocationReason, RevokeOutcome, TokenRecord,
@@ -49,6 +50,9 @@ pub const FILE_NAME: &str = "tokenwarden.redb";
 /// together); when a new one would exceed it, the expired go, then the one expiring first.
 pub const MAX_SIGN_INS: usize = 8192;
 
+/// Most keys (usernames and client addresses) whose failed sign-ins are counted at once.
+pub const MAX_LOCKOUT_KEYS: usize = 20_000;
+
 /// The embedded store. Cheap to clone; the file is closed when the last clone is dropped,
 /// which waits for the writer to finish the batch in hand (milliseconds).
 #[derive(Clone)]
@@ -62,6 +66,7 @@ struct Inner {
     db: Arc<Database>,
     path: PathBuf,
     sign_ins: Expiring<Vec<u8>>,
+    failures: lockout::Table,
 }
 
 impl EmbeddedStore {
@@ -85,6 +90,7 @@ impl EmbeddedStore {
                 db,
                 path,
                 sign_ins: Expiring::new(MAX_SIGN_INS),
+                failures: lockout::Table::new(MAX_LOCKOUT_KEYS),
             }),
         })
     }
@@ -320,9 +326,34 @@ impl Store for EmbeddedStore {
         Ok(self.inner.sign_ins.take(&key, now))
     }
 
+    async fn locked_until(
+        &self,
+        keys: &[LockoutKey],
+        now: UnixTime,
+    ) -> Result<Option<UnixTime>, StoreError> {
+        Ok(self.inner.failures.locked_until(keys, now))
+    }
+
+    async fn count_failure(
+        &self,
+        key: LockoutKey,
+        limits: Limits,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        self.inner.failures.count_failure(key, &limits, now);
+        Ok(())
+    }
+
+    async fn forget_failures(&self, key: LockoutKey) -> Result<(), StoreError> {
+        self.inner.failures.forget(&key);
+        Ok(())
+    }
+
     async fn purge_expired(&self, now: UnixTime, limit: usize) -> Result<PurgeReport, StoreError> {
-        // Sign-ins in memory expire on their own and are bounded; find candidates in a read snapshot, which never holds up the writer; then delete them
-        // in one bounded write, checking each again since it may have been refreshed meanwhile.
+        // What is in memory (sign-ins, failures) is bounded and stale entries make room on
+        // their own. Find candidates in a read snapshot, which never holds up the writer; then
+        // delete them in one bounded write, checking each again since it may have been
+        // refreshed meanwhile.
         let (families, codes, jtis) = self
             .scan(move |tx| {
                 let families = expired_keys(&tx.open_table(FAMILIES)?, limit, |bytes| {

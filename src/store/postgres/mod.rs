@@ -30,6 +30,7 @@ use tokio_postgres::types::ToSql;
 pub use connect::{DatabaseUrl, POOL_SIZE, POOL_TIMEOUT, TlsSettings, split_tls_settings};
 pub use schema::{MIGRATIONS, latest as latest_schema_version};
 
+use super::lockout::{self, Limits, LockoutKey};
 use super::model::{
     AuthorizationCode, CodeGrant, CodeOutcome, Family, NewFamily, PurgeReport, RefreshOutcome,
     RefreshRequest, RefreshRules, RefreshTokenView, RevocationReason, RevokeOutcome, TokenRecord,
@@ -37,7 +38,9 @@ use super::model::{
 };
 use super::secret::{FamilyId, TokenHash};
 use super::{Store, StoreError, rotation};
-use schema::{CODE_COLUMNS, FAMILY_COLUMNS, TOKEN_COLUMNS, reason_code, time};
+use schema::{
+    CODE_COLUMNS, FAILURE_COLUMNS, FAMILY_COLUMNS, TOKEN_COLUMNS, integer, reason_code, time,
+};
 
 /// The PostgreSQL store. Cheap to clone: clones share the pool.
 #[derive(Clone)]
@@ -568,6 +571,79 @@ impl Store for PostgresStore {
             .transpose()?)
     }
 
+    async fn locked_until(
+        &self,
+        keys: &[LockoutKey],
+        now: UnixTime,
+    ) -> Result<Option<UnixTime>, StoreError> {
+        let keys: Vec<&[u8]> = keys.iter().map(|k| &k.0[..]).collect();
+        let rows = self
+            .query(
+                &format!("SELECT {FAILURE_COLUMNS} FROM sign_in_failures WHERE key = ANY($1)"),
+                &[&keys],
+            )
+            .await?;
+        let entries = rows
+            .iter()
+            .map(schema::failures)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(lockout::latest_lockout(&entries, now))
+    }
+
+    async fn count_failure(
+        &self,
+        key: LockoutKey,
+        limits: Limits,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // The row exists (a stale zero row for a new key) and is locked before it is read, so
+        // concurrent failures of one key, on any replica, each count.
+        execute(
+            &tx,
+            "INSERT INTO sign_in_failures (key, failures, last_failure, locked_until, lockouts, \
+             forget_at) VALUES ($1, 0, 0, 0, 0, 0) ON CONFLICT (key) DO NOTHING",
+            &[&&key.0[..]],
+        )
+        .await?;
+        let current = row(
+            &tx,
+            &format!("SELECT {FAILURE_COLUMNS} FROM sign_in_failures WHERE key = $1 FOR UPDATE"),
+            &[&&key.0[..]],
+        )
+        .await?
+        .ok_or(StoreError::Corrupt {
+            table: "sign_in_failures",
+        })?;
+        let counted = lockout::count_failure(Some(&schema::failures(&current)?), now, &limits);
+        execute(
+            &tx,
+            "UPDATE sign_in_failures SET failures = $2, last_failure = $3, locked_until = $4, \
+             lockouts = $5, forget_at = $6 WHERE key = $1",
+            &[
+                &&key.0[..],
+                &integer(counted.failures),
+                &time(counted.last_failure),
+                &time(counted.locked_until),
+                &integer(counted.lockouts),
+                &time(counted.forget_at),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn forget_failures(&self, key: LockoutKey) -> Result<(), StoreError> {
+        self.query(
+            "DELETE FROM sign_in_failures WHERE key = $1",
+            &[&&key.0[..]],
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn purge_expired(&self, now: UnixTime, limit: usize) -> Result<PurgeReport, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let count = |rows: Vec<tokio_postgres::Row>, column: usize| -> Result<u64, StoreError> {
@@ -596,12 +672,16 @@ impl Store for PostgresStore {
         let sign_ins = self
             .purge_rows("sign_ins", "key", "expires_at", now, limit)
             .await?;
+        let failures = self
+            .purge_rows("sign_in_failures", "key", "forget_at", now, limit)
+            .await?;
         let report = PurgeReport {
             families: count(families.clone(), 0)?,
             refresh_tokens: count(families, 1)?,
             codes: count(codes, 0)?,
             access_token_revocations: count(jtis, 0)?,
             sign_ins: count(sign_ins, 0)?,
+            lockout_keys: count(failures, 0)?,
             more: false,
         };
         let limit = u64::try_from(limit).unwrap_or(u64::MAX);
@@ -611,6 +691,7 @@ impl Store for PostgresStore {
                 report.codes,
                 report.access_token_revocations,
                 report.sign_ins,
+                report.lockout_keys,
             ]
             .contains(&limit),
             ..report

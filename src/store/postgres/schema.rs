@@ -15,6 +15,7 @@
 //! | `authorization_codes`    | `hash`         | SHA-256 of a code, its grant and what it issued |
 //! | `revoked_access_tokens`  | `jti`          | until the token's `exp`                         |
 //! | `sign_ins`               | `key`          | a sign-in in progress, sealed, until it expires |
+//! | `sign_in_failures`       | `key`          | failed sign-ins of a username or an address     |
 //! | `tokenwarden_migrations` | `version`      | which migrations are applied                    |
 //!
 //! Times are unix seconds in `bigint`; ids and hashes are `bytea`.
@@ -22,6 +23,7 @@
 use tokio_postgres::Row;
 
 use crate::store::StoreError;
+use crate::store::lockout::Failures;
 use crate::store::model::{
     AuthorizationCode, CodeGrant, Family, Revocation, RevocationReason, TokenRecord, UnixTime,
 };
@@ -91,6 +93,20 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         expires_at bigint NOT NULL
     );
     CREATE INDEX sign_ins_expires_at ON sign_ins (expires_at);",
+    ),
+    (
+        3,
+        // Unlogged like `sign_ins`: a crash or a failover forgets the counts, as a restart
+        // does on the embedded store.
+        "CREATE UNLOGGED TABLE sign_in_failures (
+        key bytea PRIMARY KEY,
+        failures integer NOT NULL,
+        last_failure bigint NOT NULL,
+        locked_until bigint NOT NULL,
+        lockouts integer NOT NULL,
+        forget_at bigint NOT NULL
+    );
+    CREATE INDEX sign_in_failures_forget_at ON sign_in_failures (forget_at);",
     ),
 ];
 
@@ -266,4 +282,26 @@ pub fn code(row: &Row) -> Result<CodeRow, StoreError> {
         consumed_at: read_opt_time(row, "consumed_at", T)?,
         grant,
     })
+}
+
+/// Columns of `sign_in_failures` after the key, in the order [`failures`] reads them.
+pub const FAILURE_COLUMNS: &str = "failures, last_failure, locked_until, lockouts, forget_at";
+
+pub fn failures(row: &Row) -> Result<Failures, StoreError> {
+    const T: &str = "sign_in_failures";
+    let count = |column: &str| {
+        u32::try_from(row.try_get::<_, i32>(column)?).map_err(|_| StoreError::Corrupt { table: T })
+    };
+    Ok(Failures {
+        failures: count("failures")?,
+        last_failure: read_time(row, "last_failure", T)?,
+        locked_until: read_time(row, "locked_until", T)?,
+        lockouts: count("lockouts")?,
+        forget_at: read_time(row, "forget_at", T)?,
+    })
+}
+
+/// A count for an `integer` column (clamped; the counts stay small).
+pub fn integer(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
 }
