@@ -93,10 +93,7 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
         .map_err(|_| bad.clone())?;
     let text = String::from_utf8(decoded).map_err(|_| bad.clone())?;
     let (id, secret) = text.split_once(':').ok_or(bad.clone())?;
-    let unescape = |s: &str| -> Result<String, OAuthError> {
-        let form = Form::parse(format!("v={s}").as_bytes()).map_err(|_| bad.clone())?;
-        Ok(form.get("v").unwrap_or_default().to_owned())
-    };
+    let unescape = |s: &str| super::form::decode(s.as_bytes()).map_err(|_| bad.clone());
     Ok(Some((unescape(id)?, unescape(secret)?)))
 }
 
@@ -188,6 +185,21 @@ mod tests {
             .expect_err("no secret");
         assert_eq!(err.code, ErrorCode::InvalidClient);
         assert!(!err.basic_challenge);
+    }
+
+    #[test]
+    fn basic_parts_are_each_decoded_whole_even_with_an_ampersand_or_equals_sign() {
+        let mut config = config();
+        let secret = "a&b=c%26";
+        let mut client = config.clients["worker"].clone();
+        client.secret_sha256 = Some(hash_client_secret(b"a&b=c&"));
+        config.clients.insert("worker".into(), client);
+        let raw = base64::engine::general_purpose::STANDARD.encode(format!("worker:{secret}"));
+        let mut headers = HeaderMap::new();
+        let value = HeaderValue::from_str(&format!("Basic {raw}")).expect("header");
+        headers.insert(header::AUTHORIZATION, value);
+        let (client, _) = authenticate(&config, &headers, &form("")).expect("authenticated");
+        assert_eq!(client.client_id, "worker");
     }
 
     #[test]

@@ -93,7 +93,7 @@ impl Form {
 }
 
 /// Percent-decode one component (`+` is a space), requiring UTF-8 and no control characters.
-fn decode(raw: &[u8]) -> Result<String, OAuthError> {
+pub fn decode(raw: &[u8]) -> Result<String, OAuthError> {
     let bad = OAuthError::invalid_request("the request is not a well-formed form");
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
@@ -101,7 +101,7 @@ fn decode(raw: &[u8]) -> Result<String, OAuthError> {
         match raw[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = raw.get(i + 1..i + 3).ok_or(bad.clone())?;
+                let hex = raw.get(i + 1..i + 3).ok_or_else(|| bad.clone())?;
                 let text = std::str::from_utf8(hex).map_err(|_| bad.clone())?;
                 out.push(u8::from_str_radix(text, 16).map_err(|_| bad.clone())?);
                 i += 2;
