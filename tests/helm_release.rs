@@ -605,3 +605,82 @@ spec:
         .expect("helm uninstall");
     assert_eq!(cluster_objects_of(release), "");
 }
+
+#[tokio::test]
+async fn with_the_default_values_the_controller_touches_no_secret_and_confidential_clients_say_why()
+{
+    let _turn = ONE_CONTROLLER.lock().await;
+    let cluster = support::cluster();
+    let release = "plain";
+    let system = install_release("tw-plain-system", release, "").await;
+    let apps = cluster.new_namespace("plain-apps").await;
+    let kubeconfig = cluster
+        .service_account_kubeconfig(&system, "plain-tokenwarden-controller")
+        .await;
+    assert!(!can_i(
+        cluster,
+        &kubeconfig,
+        &["list", "secrets", "-n", &apps]
+    ));
+    let objects = render(cluster, release, &system, "").expect("helm template");
+    let extra = chart_args(&objects, "controller");
+    let controller = spawn_controller_as(cluster, "plain-controller", &system, &kubeconfig, &extra);
+    // Ready means it reconciled: it waits for no Secret watch it may not have.
+    ready(cluster, controller).await;
+
+    let audience = format!("https://{apps}.example.com");
+    apply(
+        cluster,
+        &format!(
+            r#"
+apiVersion: tokenwarden.dev/v1alpha1
+kind: ApiTokenPolicy
+metadata: {{name: api, namespace: {apps}}}
+spec: {{audience: "{audience}"}}
+---
+apiVersion: tokenwarden.dev/v1alpha1
+kind: ApiClient
+metadata: {{name: job, namespace: {apps}}}
+spec:
+  grantTypes: [client_credentials]
+  audiences: [{{audience: "{audience}"}}]
+---
+apiVersion: tokenwarden.dev/v1alpha1
+kind: ApiClient
+metadata: {{name: spa, namespace: {apps}}}
+spec:
+  type: Public
+  grantTypes: [authorization_code]
+  redirectUris: ["https://spa.example.com/callback"]
+  audiences: [{{audience: "{audience}"}}]
+"#
+        ),
+    )
+    .expect("apply");
+    eventually(CONVERGE, "the public client is Ready", || async {
+        client_ready(cluster, &apps, "spa")
+            .await
+            .filter(|(status, _, _)| status == "True")
+    })
+    .await;
+    let (status, reason, _) = eventually(CONVERGE, "the confidential client's verdict", || async {
+        client_ready(cluster, &apps, "job").await
+    })
+    .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "SecretNotAccessible")
+    );
+    assert!(
+        cluster
+            .run_kubectl(&["get", "secret", "job-oauth", "-n", &apps])
+            .is_err(),
+        "no Secret was created"
+    );
+
+    cluster.stop_component("plain-controller");
+    cluster
+        .run_helm(&["uninstall", release, "--namespace", &system])
+        .expect("helm uninstall");
+    assert_eq!(cluster_objects_of(release), "");
+}

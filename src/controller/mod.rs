@@ -86,16 +86,17 @@ pub struct ControllerOptions {
     )]
     pub leader_election: bool,
     /// Namespaces whose client Secrets the controller may read, watch, create and complete
-    /// (comma-separated). Default (or `*`): every namespace, which needs cluster-wide rights on
-    /// Secrets. A Confidential ApiClient of any other namespace is not loaded and gets
-    /// `Ready=False` with reason `SecretNotAccessible`.
+    /// (comma-separated). Not set (or `*`): every namespace, which needs cluster-wide rights on
+    /// Secrets. Empty (`--secret-namespaces=`): none, so only Public clients work. A
+    /// Confidential ApiClient of any other namespace is not loaded and gets `Ready=False` with
+    /// reason `SecretNotAccessible`.
     #[arg(
         long,
         env = "TOKENWARDEN_SECRET_NAMESPACES",
         value_delimiter = ',',
         value_name = "NS,..."
     )]
-    pub secret_namespaces: Vec<String>,
+    pub secret_namespaces: Option<Vec<String>>,
     #[command(flatten)]
     pub rotation: crate::tokens::rotation::RotationOptions,
 }
@@ -180,7 +181,7 @@ pub async fn run(
         watcher::Config::default(),
         &trigger,
     );
-    let secret_scope = SecretScope::new(&options.secret_namespaces);
+    let secret_scope = SecretScope::new(options.secret_namespaces.as_deref());
     let labelled: Vec<Store<Secret>> = secret_scope
         .apis(&client)
         .into_iter()

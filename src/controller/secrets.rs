@@ -10,7 +10,7 @@
 //! overwrites a Secret: it only creates a missing one, or adds a missing key.
 //!
 //! Where (see `docs/helm.md`): by default in every namespace; with `--secret-namespaces` only
-//! in those ([`SecretScope`]), so that RBAC can grant Secret rights per namespace. A client
+//! in those, or in none when the list is empty ([`SecretScope`]), so that RBAC can grant Secret rights per namespace. A client
 //! of another namespace is left alone and its verdict says why
 //! ([`ClientSecrets::explain_out_of_scope`]).
 //!
@@ -60,14 +60,18 @@ pub enum SecretScope {
 }
 
 impl SecretScope {
-    /// From `--secret-namespaces`: empty or containing `*` is every namespace.
-    pub fn new(namespaces: &[String]) -> Self {
+    /// From `--secret-namespaces`: not given, or containing `*`, is every namespace; given
+    /// empty, none.
+    pub fn new(namespaces: Option<&[String]>) -> Self {
+        let Some(namespaces) = namespaces else {
+            return Self::All;
+        };
         let names: BTreeSet<String> = namespaces
             .iter()
             .map(|n| n.trim().to_owned())
             .filter(|n| !n.is_empty())
             .collect();
-        if names.is_empty() || names.contains("*") {
+        if names.contains("*") {
             Self::All
         } else {
             Self::Namespaces(names)
@@ -377,14 +381,32 @@ pub fn random_secret() -> Result<Zeroizing<String>, ControllerError> {
 mod tests {
     use super::*;
 
+    /// The scope `tokenwarden controller ARGS` runs with.
+    fn scope_of(args: &[&str]) -> SecretScope {
+        use clap::Parser as _;
+        let argv = ["tokenwarden", "controller"].iter().chain(args);
+        match crate::cli::Cli::try_parse_from(argv)
+            .expect("parses")
+            .command
+        {
+            crate::cli::Command::Controller(options) => {
+                SecretScope::new(options.secret_namespaces.as_deref())
+            }
+            _ => unreachable!("the controller command"),
+        }
+    }
+
     #[test]
-    fn no_secret_namespaces_or_a_star_mean_every_namespace_and_a_list_only_those() {
-        assert_eq!(SecretScope::new(&[]), SecretScope::All);
+    fn no_flag_or_a_star_mean_every_namespace_an_empty_list_none_and_a_list_only_those() {
+        assert_eq!(scope_of(&[]), SecretScope::All);
         assert_eq!(
-            SecretScope::new(&["payments".into(), "*".into()]),
+            scope_of(&["--secret-namespaces=payments,*"]),
             SecretScope::All
         );
-        let scope = SecretScope::new(&["payments".into(), " billing ".into(), String::new()]);
+        let none = scope_of(&["--secret-namespaces="]);
+        assert_eq!(none, SecretScope::Namespaces(BTreeSet::new()));
+        assert!(!none.contains("default"));
+        let scope = scope_of(&["--secret-namespaces=payments, billing ,"]);
         assert!(scope.contains("payments") && scope.contains("billing"));
         assert!(!scope.contains("kube-system"));
     }
