@@ -43,20 +43,88 @@ impl fmt::Display for Problem {
     }
 }
 
+fn is_named<'a>(
+    namespace: &'a str,
+    name: &'a str,
+) -> impl Fn(&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool + 'a {
+    move |m| m.namespace.as_deref() == Some(namespace) && m.name.as_deref() == Some(name)
+}
+
 /// Everything read from a set of paths.
 #[derive(Clone, Debug, Default)]
 pub struct Loaded {
     /// The admitted objects, in file order, and the Secrets' data.
     pub declared: Declared,
     /// Where each admitted object came from, by (kind, namespace, name).
-    pub locations: BTreeMap<(Kind, String, String), Location>,
+    pub locations: BTreeMap<ObjectKey, Location>,
     /// What could not be read or admitted.
     pub problems: Vec<Problem>,
     /// The files read, in order.
     pub files: Vec<PathBuf>,
 }
 
+/// An admitted object: (kind, namespace, name).
+pub type ObjectKey = (Kind, String, String);
+
 impl Loaded {
+    /// The admitted object `key` as JSON, as admission sees it.
+    pub fn object(&self, key: &ObjectKey) -> Option<Value> {
+        let (kind, namespace, name) = key;
+        let same = is_named(namespace, name);
+        match kind {
+            Kind::ApiTokenPolicy => self
+                .declared
+                .policies
+                .iter()
+                .find(|p| same(&p.metadata))
+                .and_then(|p| serde_json::to_value(&**p).ok()),
+            Kind::ApiClient => self
+                .declared
+                .clients
+                .iter()
+                .find(|c| same(&c.metadata))
+                .and_then(|c| serde_json::to_value(&**c).ok()),
+        }
+    }
+
+    /// Leave the object `key` out, as if its document had not been admitted.
+    pub fn remove(&mut self, key: &ObjectKey) {
+        let (kind, namespace, name) = key;
+        let same = is_named(namespace, name);
+        match kind {
+            Kind::ApiTokenPolicy => self.declared.policies.retain(|p| !same(&p.metadata)),
+            Kind::ApiClient => self.declared.clients.retain(|c| !same(&c.metadata)),
+        }
+        self.locations.remove(key);
+    }
+
+    /// Add the object `key` as `other` has it, from where `other` read it; false if `other`
+    /// has no such object.
+    pub fn copy_from(&mut self, other: &Loaded, key: &ObjectKey) -> bool {
+        let (kind, namespace, name) = key;
+        let same = is_named(namespace, name);
+        let copied = match kind {
+            Kind::ApiTokenPolicy => other
+                .declared
+                .policies
+                .iter()
+                .find(|p| same(&p.metadata))
+                .map(|p| self.declared.policies.push(p.clone()))
+                .is_some(),
+            Kind::ApiClient => other
+                .declared
+                .clients
+                .iter()
+                .find(|c| same(&c.metadata))
+                .map(|c| self.declared.clients.push(c.clone()))
+                .is_some(),
+        };
+        if let Some(location) = other.locations.get(key).filter(|_| copied) {
+            self.locations.insert(key.clone(), location.clone());
+        }
+        copied
+    }
+
     /// Sort problems by file (in reading order), then document; stable within a document.
     pub fn sort(&self, problems: &mut [Problem]) {
         let rank = |p: &Problem| {

@@ -294,3 +294,50 @@ async fn a_policy_change_applies_to_the_next_token() {
     let second = client_credentials(&issuer, &[]).await;
     assert_eq!(second.ok()["expires_in"], 1200);
 }
+
+#[tokio::test]
+async fn an_edited_audience_is_refused_as_the_api_server_would_and_the_policy_keeps_working() {
+    let issuer = TestIssuer::standard();
+    let expiry = |audience: &str| {
+        let snapshot = issuer.issuer.policies.current();
+        let api = snapshot.config.apis.get(audience);
+        api.map(|api| api.token_expiration_seconds)
+    };
+    // One file: the banking policy moves to another audience (refused: audience is
+    // immutable) and todo gets a shorter lifetime (accepted).
+    let moved = fixtures::STANDARD
+        .replace(
+            "audience: https://banking.example.com\n  tokenExpirationSeconds: 600",
+            "audience: https://bank2.example.com\n  tokenExpirationSeconds: 1200",
+        )
+        .replace(
+            "tokenExpirationSeconds: 86400",
+            "tokenExpirationSeconds: 3600",
+        );
+    assert_ne!(moved, fixtures::STANDARD);
+    issuer.rewrite(&moved);
+    assert_eq!(
+        expiry("https://banking.example.com"),
+        Some(600),
+        "kept whole"
+    );
+    assert_eq!(expiry("https://bank2.example.com"), None);
+    assert_eq!(
+        expiry("https://todo.example.com"),
+        Some(3600),
+        "the rest loads"
+    );
+    let kept = client_credentials(&issuer, &[("audience", "https://banking.example.com")]).await;
+    assert_eq!(kept.ok()["expires_in"], 600);
+
+    // Removed, then declared again: a delete and a create, which the API server allows.
+    let without: String = moved
+        .split("---")
+        .filter(|document| !document.contains("name: banking"))
+        .collect::<Vec<_>>()
+        .join("---");
+    issuer.rewrite(&without);
+    assert_eq!(expiry("https://banking.example.com"), None);
+    issuer.rewrite(&moved);
+    assert_eq!(expiry("https://bank2.example.com"), Some(1200));
+}

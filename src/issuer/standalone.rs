@@ -4,12 +4,15 @@
 //! Every problem is logged with file, document, field and message. A document that fails is
 //! not loaded — but, as the API server keeps the stored object when an update is rejected, an
 //! object that loaded before from a file that now has problems stays in force with its last
-//! good content until the file is fixed or the object is removed from a valid file.
+//! good content until the file is fixed or the object is removed from a valid file. An edit
+//! the API server would refuse as an update (a changed `audience`, which is immutable) is
+//! such a problem too; removing the object and adding it again is allowed, as delete and
+//! create are.
 
 use super::snapshot::{ConfigSource, Policies};
-use crate::api::Kind;
+use crate::api;
 use crate::config;
-use crate::manifests::{self, Loaded};
+use crate::manifests::{self, Loaded, Problem};
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::PathBuf;
@@ -39,6 +42,7 @@ impl DirectorySource {
     pub fn reload(&mut self, policies: &Policies) {
         self.fingerprint = self.current_fingerprint();
         let mut loaded = manifests::load(std::slice::from_ref(&self.dir));
+        refuse_forbidden_updates(&mut loaded, &self.last_good);
         for problem in &loaded.problems {
             tracing::warn!(
                 file = %problem.location.file.display(),
@@ -90,45 +94,56 @@ impl DirectorySource {
     }
 }
 
+/// Edits the API server would refuse as updates (such as a new `audience`, which is
+/// immutable) are problems: the edited object is left out, and [`keep_last_good`] keeps the
+/// version in force. Only while the issuer runs: after a restart every object is new.
+fn refuse_forbidden_updates(loaded: &mut Loaded, last_good: &Loaded) {
+    let mut refused = Vec::new();
+    for (key, location) in &loaded.locations {
+        let (Some(old), Some(new)) = (last_good.object(key), loaded.object(key)) else {
+            continue;
+        };
+        if let Err(errors) = api::admit_update(key.0, &new, &old) {
+            let object = format!("{} {}/{}", key.0.as_str(), key.1, key.2);
+            let problems = errors.into_iter().map(|error| Problem {
+                location: location.clone(),
+                object: Some(object.clone()),
+                error,
+            });
+            refused.push((key.clone(), problems.collect::<Vec<_>>()));
+        }
+    }
+    for (key, problems) in refused {
+        loaded.remove(&key);
+        loaded.problems.extend(problems);
+    }
+}
+
 /// Objects that loaded before from a file that now has problems, and did not load now, stay
 /// with their last good content.
 fn keep_last_good(loaded: &mut Loaded, last_good: &Loaded) {
     let troubled: BTreeSet<&PathBuf> = loaded.problems.iter().map(|p| &p.location.file).collect();
-    for (key, location) in &last_good.locations {
-        if !troubled.contains(&location.file) || loaded.locations.contains_key(key) {
-            continue;
-        }
-        let (kind, namespace, name) = key;
-        let same = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-            m.namespace.as_deref() == Some(namespace) && m.name.as_deref() == Some(name)
-        };
-        let kept = match kind {
-            Kind::ApiTokenPolicy => last_good
-                .declared
-                .policies
-                .iter()
-                .find(|p| same(&p.metadata))
-                .map(|p| loaded.declared.policies.push(p.clone()))
-                .is_some(),
-            Kind::ApiClient => last_good
-                .declared
-                .clients
-                .iter()
-                .find(|c| same(&c.metadata))
-                .map(|c| loaded.declared.clients.push(c.clone()))
-                .is_some(),
-        };
-        if kept {
+    let kept: Vec<_> = last_good
+        .locations
+        .iter()
+        .filter(|(key, location)| {
+            troubled.contains(&location.file) && !loaded.locations.contains_key(*key)
+        })
+        .map(|(key, location)| (key.clone(), location.file.clone()))
+        .collect();
+    let troubled = !troubled.is_empty();
+    for (key, file) in kept {
+        if loaded.copy_from(last_good, &key) {
+            let (kind, namespace, name) = &key;
             tracing::warn!(
                 kind = kind.as_str(), namespace = %namespace, name = %name,
-                file = %location.file.display(),
+                file = %file.display(),
                 "keeping the last valid version until the file is fixed"
             );
-            loaded.locations.insert(key.clone(), location.clone());
         }
     }
     // Secrets carry no location; while any file is troubled, none that loaded before is lost.
-    if troubled.is_empty() {
+    if !troubled {
         return;
     }
     if let (Some(now), Some(before)) = (
