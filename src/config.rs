@@ -225,6 +225,33 @@ pub fn hash_client_secret(secret: &[u8]) -> [u8; 32] {
     Sha256::digest(secret).into()
 }
 
+impl Declared {
+    /// From watch caches, which list objects in no particular order (a hash map's, different
+    /// in every process): they are declared in namespace/name order, so that two policies with
+    /// one audience created in the same second (`creationTimestamp` has whole seconds) give
+    /// the same winner on every controller, after every restart and relist.
+    pub fn from_caches(
+        mut policies: Vec<Arc<ApiTokenPolicy>>,
+        mut clients: Vec<Arc<ApiClient>>,
+        secrets: Secrets,
+    ) -> Self {
+        in_name_order(&mut policies);
+        in_name_order(&mut clients);
+        Self {
+            policies,
+            clients,
+            secrets: Some(secrets),
+        }
+    }
+}
+
+fn in_name_order<T: kube::Resource>(objects: &mut [Arc<T>]) {
+    objects.sort_by(|a, b| {
+        let (a, b) = (a.meta(), b.meta());
+        (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
+    });
+}
+
 /// Older objects first: by creation time, then by declaration order.
 fn by_age<T: kube::Resource>(objects: &[Arc<T>]) -> Vec<&T> {
     let mut order: Vec<(Option<&Time>, usize, &T)> = objects
@@ -537,6 +564,20 @@ mod tests {
         assert_eq!(reason_of(&built, "newer"), Reason::AudienceConflict);
         assert_eq!(built.config.apis.len(), 1);
         assert!(built.verdicts.iter().any(|v| v.message.contains("b/older")));
+    }
+
+    #[test]
+    fn policies_created_in_the_same_second_from_a_cache_in_any_order_give_one_winner() {
+        let first = Arc::new(policy("a", "first", "https://x", Some(1_000)));
+        let second = Arc::new(policy("b", "second", "https://x", Some(1_000)));
+        for listed in [
+            vec![first.clone(), second.clone()],
+            vec![second.clone(), first.clone()],
+        ] {
+            let built = build(&Declared::from_caches(listed, vec![], Secrets::new()));
+            assert_eq!(reason_of(&built, "first"), Reason::Enforced);
+            assert_eq!(reason_of(&built, "second"), Reason::AudienceConflict);
+        }
     }
 
     #[test]

@@ -88,11 +88,7 @@ impl Reconciler {
             self.metrics.key_changes.inc();
         }
 
-        let declared = Declared {
-            policies: policies.clone(),
-            clients: clients.clone(),
-            secrets: Some(secrets),
-        };
+        let declared = Declared::from_caches(policies.clone(), clients.clone(), secrets);
         let mut built = config::build(&declared);
         self.secrets
             .explain_out_of_scope(&clients, &mut built.verdicts);
