@@ -15,8 +15,13 @@ pub struct Cli {
 pub enum Command {
     /// Print the CustomResourceDefinitions (the source of `crds/`).
     Crds {
-        /// Write one file per CRD into these folders instead of printing them.
-        #[arg(long = "output-dir", value_name = "DIR")]
+        /// Write one file per CRD into these folders instead of printing them (repeat the flag
+        /// for several; the environment variable names one).
+        #[arg(
+            long = "output-dir",
+            env = "TOKENWARDEN_OUTPUT_DIR",
+            value_name = "DIR"
+        )]
         output_dirs: Vec<std::path::PathBuf>,
     },
     /// Run the operator: reconcile ApiTokenPolicy and ApiClient into the issuer's configuration.
@@ -130,4 +135,35 @@ fn init_logging() {
     } else {
         builder.try_init()
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory as _;
+
+    /// The contract: every flag also reads `TOKENWARDEN_<FLAG>`.
+    #[test]
+    fn every_flag_reads_its_environment_variable() {
+        let cli = Cli::command();
+        let mut checked = 0;
+        for command in cli.get_subcommands() {
+            for arg in command.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                if ["help", "version"].contains(&long) {
+                    continue;
+                }
+                let expected = format!("TOKENWARDEN_{}", long.to_uppercase().replace('-', "_"));
+                let env = arg.get_env().and_then(|e| e.to_str());
+                assert_eq!(
+                    env,
+                    Some(expected.as_str()),
+                    "{} --{long}",
+                    command.get_name()
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 20, "only {checked} flags found");
+    }
 }

@@ -117,6 +117,17 @@ async fn metadata_is_one_document_at_both_well_known_paths() {
         a.json["code_challenge_methods_supported"],
         serde_json::json!(["S256"])
     );
+    // Only the client authentication methods the token endpoint accepts, and no signing
+    // algorithms for JWT client assertions, which it does not accept.
+    assert_eq!(
+        a.json["token_endpoint_auth_methods_supported"],
+        serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
+    );
+    assert!(
+        a.json
+            .get("token_endpoint_auth_signing_alg_values_supported")
+            .is_none()
+    );
 }
 
 async fn client_credentials(issuer: &TestIssuer, extra: &[(&str, &str)]) -> Reply {

@@ -24,9 +24,12 @@ pub async fn metadata(State(issuer): State<Issuer>) -> Response {
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "scopes_supported": ["offline_access"],
+        // No ID token is issued, but OpenID Connect Discovery requires these two, and the same
+        // document is served at /.well-known/openid-configuration, where OIDC libraries check
+        // them. No `token_endpoint_auth_signing_alg_values_supported`: that is for
+        // private_key_jwt and client_secret_jwt, which are not accepted.
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256", "EdDSA"],
-        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256", "EdDSA"],
         "authorization_response_iss_parameter_supported": true,
     });
     let mut response = axum::Json(document).into_response();
