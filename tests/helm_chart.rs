@@ -379,6 +379,41 @@ schema_refuses! {
         "issuer.logFormat=xml" => "at '/issuer/logFormat'";
     schema_refuses_a_malformed_digest:
         "image.digest=latest" => "at '/image/digest'";
+    schema_refuses_an_issuer_url_with_a_path:
+        "issuer.url=https://auth.example.com/auth" => "at '/issuer/url'";
+    schema_refuses_upstream_sign_in_without_a_public_issuer_url:
+        "issuer.oidc.issuer=https://login.example.com,issuer.oidc.clientId=tw,issuer.oidc.clientSecret.existingSecret=oidc" => "at '/issuer/url': minLength", "at '/issuer/ingress/enabled': value must be true";
+    schema_refuses_several_controllers_without_leader_election:
+        "controller.replicas=2,controller.leaderElection=false" => "at '/controller/replicas': value must be 1";
+}
+
+#[tokio::test]
+async fn a_disruption_budget_of_zero_unavailable_stays_zero() {
+    let values = "issuer: {podDisruptionBudget: {enabled: true, maxUnavailable: 0}}\n";
+    let objects = render(support::cluster(), "tw", "tw-system", values).expect("helm template");
+    let pdb = find(&objects, "PodDisruptionBudget", "issuer");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 0, "{pdb}");
+    let defaults = render(support::cluster(), "tw", "tw-system", "{}").expect("helm template");
+    let pdb = find(&defaults, "PodDisruptionBudget", "issuer");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1, "{pdb}");
+}
+
+#[tokio::test]
+async fn every_service_name_is_a_dns_label_even_with_the_longest_fullname() {
+    let values = format!(
+        "fullnameOverride: {}\nserviceMonitor: {{enabled: true}}\n",
+        "t".repeat(52)
+    );
+    let objects = render(support::cluster(), "tw", "tw-system", &values).expect("helm template");
+    let services: Vec<&str> = objects
+        .iter()
+        .filter(|o| o["kind"] == "Service")
+        .filter_map(|o| o["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(services.len(), 2, "{services:?}");
+    for name in services {
+        assert!(name.len() <= 63, "{name} is {} characters", name.len());
+    }
 }
 
 #[tokio::test]

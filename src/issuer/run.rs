@@ -110,8 +110,11 @@ pub enum StartError {
     },
     #[error("--policies {0}: not a readable folder")]
     PoliciesDir(PathBuf),
-    #[error("--issuer-url must be an http or https URL")]
-    IssuerUrl,
+    #[error(
+        "--issuer-url must be an http or https URL with a host and no path, query or fragment: \
+         the issuer serves its endpoints at the root ({0})"
+    )]
+    IssuerUrl(&'static str),
 }
 
 /// Where the configuration comes from.
@@ -131,9 +134,7 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
         .issuer_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", options.listen));
-    if !(issuer_url.starts_with("http://") || issuer_url.starts_with("https://")) {
-        return Err(StartError::IssuerUrl);
-    }
+    check_issuer_url(&issuer_url).map_err(StartError::IssuerUrl)?;
     std::fs::create_dir_all(&options.data_dir).map_err(|source| StartError::DataDir {
         path: options.data_dir.clone(),
         source,
@@ -328,6 +329,64 @@ async fn purge_expired(store: AnyStore, clock: Clock, shutdown: CancellationToke
                     break;
                 }
             }
+        }
+    }
+}
+
+/// An issuer URL is an origin (RFC 8414 §2 allows a path, but every endpoint here is served
+/// at the root, so a path would advertise URLs that answer 404). `Err` says what is wrong.
+fn check_issuer_url(url: &str) -> Result<(), &'static str> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| "not a URL")?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err("the scheme is not http or https");
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("no host");
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("it has user information");
+    }
+    if parsed.path() != "/" {
+        return Err("it has a path");
+    }
+    if url.contains('?') || url.contains('#') {
+        return Err("it has a query or a fragment");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_issuer_url;
+
+    #[test]
+    fn an_issuer_url_is_an_http_or_https_origin() {
+        for good in [
+            "https://login.example.com",
+            "https://login.example.com/",
+            "http://127.0.0.1:8080",
+            "http://tw-issuer.tw-system.svc:8080",
+        ] {
+            assert_eq!(check_issuer_url(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("https://login.example.com/auth", "it has a path"),
+            (
+                "https://login.example.com?x=1",
+                "it has a query or a fragment",
+            ),
+            (
+                "https://login.example.com/#x",
+                "it has a query or a fragment",
+            ),
+            ("ftp://login.example.com", "the scheme is not http or https"),
+            (
+                "https://user:pw@login.example.com",
+                "it has user information",
+            ),
+            ("login.example.com", "not a URL"),
+        ] {
+            assert_eq!(check_issuer_url(bad), Err(why), "{bad}");
         }
     }
 }
