@@ -202,6 +202,18 @@ async fn helm_template_with_every_option_on_renders_postgresql_upstream_sign_in_
         !objects.iter().any(|o| o["kind"] == "PersistentVolumeClaim"),
         "no volume claim with PostgreSQL"
     );
+    let volumes = issuer["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .expect("volumes");
+    let database = volumes
+        .iter()
+        .find(|v| v["name"] == "database")
+        .expect("the database volume");
+    assert_eq!(database["secret"]["secretName"], "tokenwarden-database");
+    assert!(
+        database["secret"]["items"].is_null(),
+        "every key of the Secret is mounted, so a CA beside the URL is found: {database}"
+    );
     let image = issuer["spec"]["template"]["spec"]["containers"][0]["image"].as_str();
     assert_eq!(
         image,
