@@ -476,58 +476,112 @@ async fn a_client_removed_while_the_form_is_open_gets_no_code() {
     assert!(reply.headers.get(header::LOCATION).is_none());
 }
 
+/// A login form of `issuer` served on a real port, posted over HTTP from 127.0.0.1.
+struct RealPortForm {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+    form: fixtures::LoginForm,
+}
+
+impl RealPortForm {
+    async fn of(issuer: &TestIssuer) -> Self {
+        let base = issuer.serve().await;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let page = http
+            .get(format!("{base}{}", authorize_path(&[])))
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(page.status(), StatusCode::OK);
+        let cookie = page.headers()[header::SET_COOKIE]
+            .to_str()
+            .expect("ascii")
+            .split(';')
+            .next()
+            .expect("pair")
+            .to_owned();
+        let text = page.text().await.expect("html");
+        let reply = fixtures::Reply {
+            status: StatusCode::OK,
+            headers: Default::default(),
+            json: serde_json::Value::Null,
+            text,
+        };
+        let form = reply.login_form();
+        Self {
+            http,
+            base,
+            cookie,
+            form,
+        }
+    }
+
+    /// Posts the credentials, with an `X-Forwarded-For` header when `forwarded` is given.
+    async fn post(&self, username: &str, password: &str, forwarded: Option<&str>) -> StatusCode {
+        let mut request = self
+            .http
+            .post(format!("{}/authorize", self.base))
+            .header(header::COOKIE, &self.cookie)
+            .form(&[
+                ("login", self.form.login.as_str()),
+                ("csrf_token", self.form.csrf_token.as_str()),
+                ("username", username),
+                ("password", password),
+            ]);
+        if let Some(forwarded) = forwarded {
+            request = request.header("x-forwarded-for", forwarded);
+        }
+        request.send().await.expect("post").status()
+    }
+
+    /// 20 failures over 10 usernames (2 each: no username is locked), each claiming to be
+    /// forwarded for `forwarded(i)`.
+    async fn fail_20_times(&self, forwarded: impl Fn(usize) -> Option<String>) {
+        for i in 0..20 {
+            let name = format!("u{}", i % 10);
+            let status = self.post(&name, "x", forwarded(i).as_deref()).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_flow_works_over_a_real_port_and_counts_failures_by_peer_address() {
     let issuer = TestIssuer::with_users(STANDARD);
-    let base = issuer.serve().await;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let page = http
-        .get(format!("{base}{}", authorize_path(&[])))
-        .send()
-        .await
-        .expect("page");
-    assert_eq!(page.status(), StatusCode::OK);
-    let cookie = page.headers()[header::SET_COOKIE]
-        .to_str()
-        .expect("ascii")
-        .split(';')
-        .next()
-        .expect("pair")
-        .to_owned();
-    let text = page.text().await.expect("html");
-    let reply = fixtures::Reply {
-        status: StatusCode::OK,
-        headers: Default::default(),
-        json: serde_json::Value::Null,
-        text,
-    };
-    let form = reply.login_form();
-    let post = |username: &'static str, password: &'static str| {
-        http.post(format!("{base}/authorize"))
-            .header(header::COOKIE, &cookie)
-            .form(&[
-                ("login", form.login.as_str()),
-                ("csrf_token", form.csrf_token.as_str()),
-                ("username", username),
-                ("password", password),
-            ])
-            .send()
-    };
-    for i in 0..20 {
-        let name = ["u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9"][i % 10];
-        let reply = post(name, "x").await.expect("post");
-        assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
-    }
-    let locked = post(ALICE.0, ALICE.1).await.expect("post");
-    assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
+    let form = RealPortForm::of(&issuer).await;
+    // Without trusted proxies, X-Forwarded-For means nothing: a client choosing a new
+    // address for every guess is still one peer.
+    form.fail_20_times(|i| Some(format!("198.51.100.{i}")))
+        .await;
+    let locked = form.post(ALICE.0, ALICE.1, Some("198.51.100.200")).await;
+    assert_eq!(locked, StatusCode::TOO_MANY_REQUESTS);
     let peer = tokenwarden::issuer::throttle::address_key([127, 0, 0, 1].into());
     let now = issuer.issuer.clock.now();
     let store = &issuer.issuer.store;
     let until = tokenwarden::store::Store::locked_until(store, &[peer], now).await;
     assert_eq!(until.expect("store"), Some(now + 60), "the peer is locked");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_failures_count_by_the_forwarded_address() {
+    let mut issuer = TestIssuer::with_users(STANDARD);
+    issuer.issuer.trusted_proxies = std::sync::Arc::new("127.0.0.0/8".parse().expect("valid"));
+    let form = RealPortForm::of(&issuer).await;
+    form.fail_20_times(|_| Some("203.0.113.9, 198.51.100.7".to_owned()))
+        .await;
+    let attacker = form.post(ALICE.0, ALICE.1, Some("198.51.100.7")).await;
+    assert_eq!(
+        attacker,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the forwarded address"
+    );
+    // Someone else behind the same proxy signs in: the proxy's own address was not counted.
+    let other = form.post(ALICE.0, ALICE.1, Some("198.51.100.8")).await;
+    assert_eq!(other, StatusCode::SEE_OTHER);
 }
 
 /// Any query at all: the issuer answers with a page (200 or 400) or a redirect to a

@@ -45,6 +45,7 @@ issuer:
   users: {existingSecret: tokenwarden-users}
   oidc: {issuer: https://login.example.com, clientId: tokenwarden, clientSecret: {existingSecret: tokenwarden-oidc}, subjectClaim: email}
   ingress: {enabled: true, className: nginx, host: auth.example.com, tlsSecretName: auth-tls}
+  trustedProxies: [10.244.0.0/16, 192.0.2.10]
 networkPolicy: {enabled: true}
 serviceMonitor: {enabled: true, labels: {release: prometheus}}
 "#;
@@ -192,6 +193,7 @@ async fn helm_template_with_every_option_on_renders_postgresql_upstream_sign_in_
         "--oidc-client-secret-file=/etc/tokenwarden/oidc/client-secret",
         "--oidc-subject-claim=email",
         "--issuer-url=https://auth.example.com",
+        "--trusted-proxies=10.244.0.0/16,192.0.2.10",
     ] {
         assert!(
             args.iter().any(|a| a == expected),

@@ -3,7 +3,8 @@
 //! - [`protocol`]: the decisions (which API, which scopes, may a refresh token exist), pure.
 //! - [`authorization`]: the authorization request and its redirect, pure.
 //! - [`client_auth`]: who the client is; [`users`]: who the person is.
-//! - [`login`]: sign-ins in progress and their CSRF binding; [`throttle`]: brute-force limits;
+//! - [`login`]: sign-ins in progress and their CSRF binding; [`throttle`]: brute-force limits,
+//!   by username and by [`client_address`];
 //!   [`page`]: the login and error pages; [`upstream`]: sign-in at an upstream OpenID Provider.
 //! - [`form`]: hostile-input parsing of request parameters; [`error`]: RFC 6749 errors.
 //! - [`routes`]: the endpoints; [`server`]: the router and the servers.
@@ -13,6 +14,7 @@
 //! - [`run`]: `tokenwarden issuer`, standalone or cluster mode.
 
 pub mod authorization;
+pub mod client_address;
 pub mod client_auth;
 pub mod cluster;
 pub mod error;

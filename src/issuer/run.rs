@@ -66,6 +66,16 @@ pub struct IssuerOptions {
         default_value = "127.0.0.1:9090"
     )]
     pub metrics_listen: SocketAddr,
+    /// Proxies in front of the issuer (comma-separated networks or addresses, e.g. the ingress
+    /// controller's pod network) whose `X-Forwarded-For` names the client for the login
+    /// form's per-address limit. Default: none, the TCP peer is the client.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_TRUSTED_PROXIES",
+        value_name = "CIDR,...",
+        default_value = ""
+    )]
+    pub trusted_proxies: super::client_address::TrustedProxies,
     /// The issuer identifier (`iss`). Default: `http://<listen>`.
     #[arg(long, env = "TOKENWARDEN_ISSUER_URL", value_name = "URL")]
     pub issuer_url: Option<String>,
@@ -185,6 +195,7 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
         keys,
         store: store.clone(),
         users: Arc::new(users),
+        trusted_proxies: Arc::new(options.trusted_proxies.clone()),
         clock,
         metrics: Arc::default(),
         upstream,

@@ -78,6 +78,8 @@ pub struct Issuer {
     pub keys: Arc<ArcSwap<Keys>>,
     pub store: AnyStore,
     pub users: Arc<Users>,
+    /// Whose `X-Forwarded-For` names the client ([`super::client_address`]).
+    pub trusted_proxies: Arc<super::client_address::TrustedProxies>,
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
     /// The upstream OpenID Connect connector, when `--oidc-issuer` is set.

@@ -220,7 +220,7 @@ pub async fn submit(
             StatusCode::BAD_REQUEST,
         );
     };
-    let address = client_address(&extensions);
+    let address = client_address(&issuer, &extensions, &headers);
     match throttle::check(&issuer.store, username, address, now).await {
         Ok(None) => {}
         Ok(Some(wait)) => {
@@ -424,10 +424,10 @@ pub(crate) fn cookie_headers(headers: &HeaderMap) -> impl Iterator<Item = &str> 
         .filter_map(|v| v.to_str().ok())
 }
 
-/// The peer address, when the server was started with connection info (tests in-process may
-/// set it too). Behind a reverse proxy this is the proxy: see docs/decisions.md.
-fn client_address(extensions: &Extensions) -> Option<IpAddr> {
-    extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
+/// The client's address: the peer, when the server was started with connection info (tests
+/// in-process may set it too), or behind a trusted proxy the address it forwarded
+/// ([`crate::issuer::client_address`]).
+fn client_address(issuer: &Issuer, extensions: &Extensions, headers: &HeaderMap) -> Option<IpAddr> {
+    let ConnectInfo(peer) = extensions.get::<ConnectInfo<SocketAddr>>()?;
+    Some(issuer.trusted_proxies.client(peer.ip(), headers))
 }
