@@ -290,7 +290,34 @@ async fn a_body_that_is_not_a_form_is_invalid_request() {
         .body(Body::from(huge))
         .expect("request");
     let reply = issuer.send(request).await;
-    assert!(reply.status.is_client_error(), "{}", reply.status);
+    assert_eq!(reply.status, 413);
+    assert_eq!(reply.error(), "invalid_request", "RFC 6749 §5.2 JSON");
+    assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_is_refused_before_the_body_is_read() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let issuer = TestIssuer::standard();
+    let base = issuer.serve().await;
+    let mut client = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    client
+        .write_all(
+            b"POST /oauth/token HTTP/1.1\r\nHost: issuer\r\n\
+              Content-Type: application/x-www-form-urlencoded\r\n\
+              Content-Length: 1000000000000\r\n\r\ngrant_type=",
+        )
+        .await
+        .expect("the head and a start of the body");
+    let mut answer = vec![0; 4096];
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(5), client.read(&mut answer)).await;
+    let n = read.expect("answered at once").expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains(r#""error":"invalid_request""#), "{answer}");
 }
 
 #[tokio::test]
@@ -351,4 +378,95 @@ async fn an_edited_audience_is_refused_as_the_api_server_would_and_the_policy_ke
     assert_eq!(expiry("https://banking.example.com"), None);
     issuer.rewrite(&moved);
     assert_eq!(expiry("https://bank2.example.com"), Some(1200));
+}
+
+#[tokio::test]
+async fn a_connection_that_never_finishes_its_headers_is_closed() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let issuer = TestIssuer::standard();
+    let base = issuer.serve().await;
+    let address = base.trim_start_matches("http://");
+    let mut slow = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    slow.write_all(b"POST /oauth/token HTTP/1.1\r\nHost: issuer\r\n")
+        .await
+        .expect("half a request");
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        slow.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(read.is_ok(), "still open after 20 s");
+    let waited = started.elapsed();
+    let timeout = tokenwarden::issuer::server::HEADER_READ_TIMEOUT;
+    assert!(
+        waited >= timeout - std::time::Duration::from_secs(1),
+        "{waited:?}"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    // The server itself is fine.
+    client_credentials(&issuer, &[]).await.ok();
+}
+
+#[tokio::test]
+async fn a_second_authorization_or_content_type_header_is_an_invalid_request() {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    let issuer = TestIssuer::standard();
+    let body = "grant_type=client_credentials";
+    let form = "application/x-www-form-urlencoded";
+    let twice = |headers: &[(header::HeaderName, String)]| {
+        let mut request = Request::post("/oauth/token");
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.body(Body::from(body)).expect("request")
+    };
+    let worker = fixtures::basic_header("worker", SECRET);
+    let other = fixtures::basic_header("web", "");
+    for request in [
+        twice(&[
+            (header::CONTENT_TYPE, form.into()),
+            (header::AUTHORIZATION, worker.clone()),
+            (header::AUTHORIZATION, other),
+        ]),
+        twice(&[
+            (header::CONTENT_TYPE, form.into()),
+            (header::CONTENT_TYPE, "application/json".into()),
+            (header::AUTHORIZATION, worker),
+        ]),
+    ] {
+        let reply = issuer.send(request).await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.error()),
+            (400, "invalid_request")
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_metrics_count_a_percent_encoded_grant_type_under_its_grant() {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    let issuer = TestIssuer::standard();
+    let request = Request::post("/oauth/token")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(
+            header::AUTHORIZATION,
+            fixtures::basic_header("worker", SECRET),
+        )
+        .body(Body::from("grant%5Ftype=client%5Fcredentials"))
+        .expect("request");
+    issuer.send(request).await.ok();
+    let metrics = issuer.issuer.metrics.render();
+    let line =
+        r#"tokenwarden_issuer_token_requests_total{grant="client_credentials",outcome="issued"} 1"#;
+    assert!(metrics.contains(line), "{metrics}");
 }

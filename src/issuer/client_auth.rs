@@ -77,9 +77,16 @@ pub fn authenticate<'c>(
 
 /// `Authorization: Basic` credentials, each part form-urlencoded (RFC 6749 §2.3.1).
 fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    if values.next().is_some() {
+        // Not a list header: which one counts would be anyone's guess (RFC 6749 §2.3).
+        return Err(OAuthError::invalid_request(
+            "send one Authorization header, not several",
+        ));
+    }
     let bad = OAuthError::invalid_client(true);
     let value = value.to_str().map_err(|_| bad.clone())?;
     let Some((scheme, encoded)) = value.split_once(' ') else {

@@ -6,11 +6,12 @@ use super::form::MAX_BODY_BYTES;
 use super::routes::{authorize, callback, discovery, health, introspect, revoke, token};
 use super::state::Issuer;
 use axum::Router;
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Request, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt as _;
+use hyper::body::Incoming;
 use std::future::Future;
 use std::time::Duration;
 use tower_http::timeout::TimeoutLayer;
@@ -20,29 +21,85 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The public endpoints.
 pub fn router(issuer: Issuer) -> Router {
-    Router::new()
-        .route("/authorize", get(authorize::show).post(authorize::submit))
-        .route(super::upstream::CALLBACK_PATH, get(callback::callback))
-        .route("/oauth/token", post(token::token))
-        .route("/oauth/revoke", post(revoke::revoke))
-        .route("/oauth/introspect", post(introspect::introspect))
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(discovery::metadata),
-        )
-        .route(
-            "/.well-known/openid-configuration",
-            get(discovery::metadata),
-        )
-        .route("/.well-known/jwks.json", get(discovery::jwks))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+    let oauth = limited(
+        Router::new()
+            .route("/oauth/token", post(token::token))
+            .route("/oauth/revoke", post(revoke::revoke))
+            .route("/oauth/introspect", post(introspect::introspect)),
+    )
+    .layer(axum::middleware::from_fn(oauth_refusals));
+    let pages = limited(
+        Router::new()
+            .route("/authorize", get(authorize::show).post(authorize::submit))
+            .route(super::upstream::CALLBACK_PATH, get(callback::callback))
+            .route(
+                "/.well-known/oauth-authorization-server",
+                get(discovery::metadata),
+            )
+            .route(
+                "/.well-known/openid-configuration",
+                get(discovery::metadata),
+            )
+            .route("/.well-known/jwks.json", get(discovery::jwks))
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz)),
+    );
+    pages.merge(oauth).with_state(issuer)
+}
+
+/// The size and time limits of every request.
+fn limited(routes: Router<Issuer>) -> Router<Issuer> {
+    routes
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .with_state(issuer)
+}
+
+/// The server's own refusals on the OAuth endpoints, as RFC 6749 §5.2 JSON with
+/// `Cache-Control: no-store` like every other answer there: a body over [`MAX_BODY_BYTES`]
+/// (refused from its `Content-Length` before it is read, or when reading passes the limit)
+/// and a request that did not arrive within [`REQUEST_TIMEOUT`]. Everything else passes.
+async fn oauth_refusals(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use super::error::OAuthError;
+    use axum::http::StatusCode;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = OAuthError::invalid_request("the request is too large");
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return with_status(too_large, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let response = next.run(request).await;
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    match response.status() {
+        StatusCode::PAYLOAD_TOO_LARGE if !is_json => {
+            with_status(too_large, StatusCode::PAYLOAD_TOO_LARGE)
+        }
+        StatusCode::REQUEST_TIMEOUT if !is_json => with_status(
+            OAuthError::invalid_request("the request did not arrive in time"),
+            StatusCode::REQUEST_TIMEOUT,
+        ),
+        _ => response,
+    }
+}
+
+fn with_status(
+    error: super::error::OAuthError,
+    status: axum::http::StatusCode,
+) -> axum::response::Response {
+    let mut response = error.into_response();
+    *response.status_mut() = status;
+    response
 }
 
 /// The metrics endpoint, for its own port.
@@ -66,24 +123,113 @@ async fn metrics(State(issuer): State<Issuer>) -> impl IntoResponse {
     )
 }
 
+/// How long a client may take to send a request's headers (on a new connection, and for each
+/// request of a kept-alive one) before the connection is closed: a client that opens
+/// connections and never finishes them would otherwise hold a file descriptor each, forever.
+/// The body then has what is left of [`REQUEST_TIMEOUT`].
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serve `app` on `listener` until `shutdown` resolves; requests in flight finish first.
 /// Handlers see the peer address (`ConnectInfo<SocketAddr>`), which the login form's
 /// brute-force limits count by. Every connection has `TCP_NODELAY`: a response leaves at once
-/// rather than waiting for the client's ACK of the previous segment (Nagle).
+/// rather than waiting for the client's ACK of the previous segment (Nagle). HTTP/1.1 only,
+/// with [`HEADER_READ_TIMEOUT`] (axum's own `serve` sets no timer, so no header timeout).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
+    let connections = tokio_util::task::TaskTracker::new();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait, as axum's serve does.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+        };
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
+        connections.spawn(serve_connection(tcp, peer, app.clone(), stop.clone()));
+    }
+    stop.cancel();
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+/// One connection, until the client closes it, a timeout, or `stop` (then the request in
+/// flight finishes first).
+async fn serve_connection(
+    tcp: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    app: Router,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use tower::ServiceExt as _;
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let mut request = request.map(axum::body::Body::new);
+        request.extensions_mut().insert(ConnectInfo(peer));
+        app.clone().oneshot(request)
     });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::trace!(%error, "connection ended");
+            }
+            return;
+        }
+        () = stop.cancelled() => connection.as_mut().graceful_shutdown(),
+    }
+    if let Err(error) = connection.await {
+        tracing::trace!(%error, "connection ended");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+    use tower::ServiceExt as _;
+
+    /// A plain-text refusal from below the middleware (as a timeout or a body limit gives)
+    /// leaves as OAuth JSON with its status; other answers pass untouched.
+    #[tokio::test]
+    async fn plain_refusals_on_the_oauth_endpoints_become_oauth_json() {
+        let app = Router::new()
+            .route("/timeout", post(|| async { StatusCode::REQUEST_TIMEOUT }))
+            .route("/teapot", post(|| async { StatusCode::IM_A_TEAPOT }))
+            .layer(axum::middleware::from_fn(oauth_refusals));
+        let call = |path: &str| {
+            let request = Request::post(path)
+                .body(axum::body::Body::empty())
+                .expect("request");
+            app.clone().oneshot(request)
+        };
+        let timeout = call("/timeout").await.expect("answer");
+        assert_eq!(timeout.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(timeout.headers()[header::CACHE_CONTROL], "no-store");
+        let body = axum::body::to_bytes(timeout.into_body(), 1024)
+            .await
+            .expect("body");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(json["error"], "invalid_request");
+        let teapot = call("/teapot").await.expect("answer");
+        assert_eq!(teapot.status(), StatusCode::IM_A_TEAPOT);
+        assert!(teapot.headers().get(header::CACHE_CONTROL).is_none());
+    }
 }

@@ -48,8 +48,9 @@ impl IntoResponse for TokenResponse {
 /// The handler: counts and times every request by grant type and outcome.
 pub async fn token(State(issuer): State<Issuer>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
-    let grant = grant_label(&body);
-    let result = handle(&issuer, &headers, &body).await;
+    let form = Form::parse(&body);
+    let grant = grant_label(form.as_ref().ok());
+    let result = handle(&issuer, &headers, form).await;
     let outcome = match &result {
         Ok(_) => "issued",
         Err(e) => e.code.as_str(),
@@ -71,10 +72,8 @@ pub async fn token(State(issuer): State<Issuer>, headers: HeaderMap, body: Bytes
 }
 
 /// The grant type as a bounded metric label.
-fn grant_label(body: &[u8]) -> &'static str {
-    let text = std::str::from_utf8(body).unwrap_or_default();
-    let grant = text.split('&').find_map(|p| p.strip_prefix("grant_type="));
-    match grant {
+fn grant_label(form: Option<&Form>) -> &'static str {
+    match form.and_then(|f| f.get("grant_type")) {
         Some("client_credentials") => "client_credentials",
         Some("authorization_code") => "authorization_code",
         Some("refresh_token") => "refresh_token",
@@ -85,10 +84,10 @@ fn grant_label(body: &[u8]) -> &'static str {
 async fn handle(
     issuer: &Issuer,
     headers: &HeaderMap,
-    body: &[u8],
+    form: Result<Form, OAuthError>,
 ) -> Result<TokenResponse, OAuthError> {
     require_form_content_type(headers)?;
-    let form = Form::parse(body)?;
+    let form = form?;
     let snapshot = issuer.policies.current();
     let (client, _) = client_auth::authenticate(&snapshot.config, headers, &form)?;
     let grant = match form.require("grant_type", "grant_type is required")? {
@@ -130,6 +129,16 @@ struct GrantRequest<'a> {
 
 /// Token requests are form-encoded (RFC 6749 §4.1.3, §4.4.2, §6).
 pub fn require_form_content_type(headers: &HeaderMap) -> Result<(), OAuthError> {
+    if headers
+        .get_all(header::CONTENT_TYPE)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(OAuthError::invalid_request(
+            "send one Content-Type header, not several",
+        ));
+    }
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
