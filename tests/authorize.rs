@@ -146,6 +146,30 @@ async fn pkce_is_required_and_plain_is_refused_back_at_the_client() {
 }
 
 #[tokio::test]
+async fn a_malformed_query_goes_back_to_the_client_when_its_return_address_is_trusted() {
+    let issuer = TestIssuer::with_users(STANDARD);
+    for extra in ["&scope=todos:write", "&x=%FF", "&nonce=a&nonce=b"] {
+        let path = authorize_path(&[]) + extra;
+        let reply = issuer.browser().get(&path).await;
+        assert_eq!(reply.status, StatusCode::FOUND, "{extra}");
+        let (target, params) = reply.redirect();
+        assert_eq!(target, WEB_CB);
+        assert_eq!(params["error"], "invalid_request");
+        assert_eq!(params["state"], "xyz");
+    }
+    // Without a trusted return address, a page, never a redirect.
+    for extra in [
+        "&client_id=web",
+        "&redirect_uri=https://evil.example.com/cb",
+    ] {
+        let path = authorize_path(&[]) + extra;
+        let reply = issuer.browser().get(&path).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{extra}");
+        assert!(reply.headers.get(header::LOCATION).is_none());
+    }
+}
+
+#[tokio::test]
 async fn other_request_errors_go_back_to_the_client_with_their_codes() {
     let issuer = TestIssuer::with_users(STANDARD);
     for (changes, code) in [

@@ -11,7 +11,7 @@ use super::error::{ErrorCode, OAuthError};
 use super::form::Form;
 use super::protocol::{self, OFFLINE_ACCESS};
 use crate::api::GrantType;
-use crate::config::IssuerConfig;
+use crate::config::{ClientConfig, IssuerConfig};
 
 /// A valid authorization request: what a code will be issued for once the user signs in.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -87,8 +87,12 @@ pub enum Rejection {
     },
 }
 
-/// Validate an authorization request. `form` is the parsed query.
-pub fn validate(config: &IssuerConfig, form: &Form) -> Result<AuthorizationRequest, Rejection> {
+/// The client and the redirect URI of a request, when both can be trusted: the client is
+/// known and the URI is one of its own. Only then may an error be sent back there.
+fn trusted_return<'f>(
+    config: &'f IssuerConfig,
+    form: &'f Form,
+) -> Result<(&'f ClientConfig, &'f str), Rejection> {
     let client_id = form
         .get("client_id")
         .ok_or(Rejection::Untrusted(Untrusted::MissingClientId))?;
@@ -104,6 +108,27 @@ pub fn validate(config: &IssuerConfig, form: &Form) -> Result<AuthorizationReque
     if !protocol::redirect_uri_registered(client, redirect_uri) {
         return Err(Rejection::Untrusted(Untrusted::UnregisteredRedirectUri));
     }
+    Ok((client, redirect_uri))
+}
+
+/// The rejection of a query [`Form::parse`] refused (a repeated parameter, bad encoding, a
+/// value too long): sent back to the client as `invalid_request` when its `client_id` and
+/// `redirect_uri` can still be read and trusted (RFC 6749 §4.1.2.1), else an error page.
+pub fn malformed(config: &IssuerConfig, query: &[u8]) -> Rejection {
+    let form = Form::parse_lenient(query);
+    match trusted_return(config, &form) {
+        Ok((_, redirect_uri)) => Rejection::Redirect {
+            redirect_uri: redirect_uri.to_owned(),
+            state: form.get("state").map(str::to_owned),
+            error: OAuthError::invalid_request("the request is malformed or repeats a parameter"),
+        },
+        Err(_) => Rejection::Untrusted(Untrusted::Malformed),
+    }
+}
+
+/// Validate an authorization request. `form` is the parsed query.
+pub fn validate(config: &IssuerConfig, form: &Form) -> Result<AuthorizationRequest, Rejection> {
+    let (client, redirect_uri) = trusted_return(config, form)?;
     let state = form.get("state").map(str::to_owned);
     let refuse = |error: OAuthError| Rejection::Redirect {
         redirect_uri: redirect_uri.to_owned(),

@@ -47,13 +47,13 @@ pub async fn show(
     headers: HeaderMap,
 ) -> Response {
     let query = query.unwrap_or_default();
+    let snapshot = issuer.policies.current();
     let Ok(form) = Form::parse(query.as_bytes()) else {
-        return page::error(
-            StatusCode::BAD_REQUEST,
-            authorization::Untrusted::Malformed.message(),
+        return reject(
+            &issuer,
+            authorization::malformed(&snapshot.config, query.as_bytes()),
         );
     };
-    let snapshot = issuer.policies.current();
     let request = match authorization::validate(&snapshot.config, &form) {
         Ok(request) => request,
         Err(rejection) => return reject(&issuer, rejection),
