@@ -140,6 +140,9 @@ pub enum Reason {
     InvalidSecret,
     /// The controller may not read Secrets in the client's namespace (`--secret-namespaces`).
     SecretNotAccessible,
+    /// The API server refused the Secret the controller writes for the client (a name too
+    /// long, a quota, an admission webhook).
+    SecretNotCreated,
     /// A granted audience has no policy.
     UnknownAudience,
     /// A granted audience's policy does not allow clients of this namespace.
@@ -149,6 +152,24 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Whether the problem waits for a person: a conflict with another object, a spec the
+    /// policy forbids, a Secret whose content is unusable or that cannot be written, a namespace
+    /// the controller may not read. A missing Secret (generated, or synced by another tool) and
+    /// an audience whose policy does not exist yet (applied in the same sync) usually clear by
+    /// themselves.
+    pub fn needs_a_person(self) -> bool {
+        match self {
+            Self::Enforced | Self::SecretNotFound | Self::UnknownAudience => false,
+            Self::AudienceConflict
+            | Self::ClientIdConflict
+            | Self::InvalidSecret
+            | Self::SecretNotAccessible
+            | Self::SecretNotCreated
+            | Self::NamespaceNotAllowed
+            | Self::UnknownScope => true,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Enforced => "Enforced",
@@ -157,6 +178,7 @@ impl Reason {
             Self::SecretNotFound => "SecretNotFound",
             Self::InvalidSecret => "InvalidSecret",
             Self::SecretNotAccessible => "SecretNotAccessible",
+            Self::SecretNotCreated => "SecretNotCreated",
             Self::UnknownAudience => "UnknownAudience",
             Self::NamespaceNotAllowed => "NamespaceNotAllowed",
             Self::UnknownScope => "UnknownScope",
@@ -322,7 +344,16 @@ pub fn build(declared: &Declared) -> Built {
         }
         client_owners.insert(client_id.clone(), client);
         let (config, problems) = client_config(client, client_id, &owners, declared);
-        let (reason, message) = match problems.first() {
+        // The reason shown is the first problem that needs a person, if any: that one decides
+        // whether waiters give up (Stalled) rather than wait for the others to clear.
+        let first = problems
+            .iter()
+            .find(|(reason, _)| reason.needs_a_person())
+            .or(problems.first());
+        let unusable_secret = problems
+            .iter()
+            .any(|(reason, _)| matches!(reason, Reason::SecretNotFound | Reason::InvalidSecret));
+        let (reason, message) = match first {
             None => (
                 Reason::Enforced,
                 format!("client {:?} accepted", config.client_id),
@@ -337,7 +368,7 @@ pub fn build(declared: &Declared) -> Built {
             ),
         };
         // A client whose secret is unusable cannot authenticate: it is not loaded at all.
-        if !matches!(reason, Reason::SecretNotFound | Reason::InvalidSecret) {
+        if !unusable_secret {
             built
                 .config
                 .clients
@@ -577,6 +608,34 @@ mod tests {
             let built = build(&Declared::from_caches(listed, vec![], Secrets::new()));
             assert_eq!(reason_of(&built, "first"), Reason::Enforced);
             assert_eq!(reason_of(&built, "second"), Reason::AudienceConflict);
+        }
+    }
+
+    #[test]
+    fn a_problem_that_needs_a_person_is_the_reason_whatever_its_place() {
+        let mut open = policy("apis", "open", "https://open", None);
+        open.spec.allowed_client_namespaces = vec!["*".into()];
+        for grants in [
+            [
+                ("https://nowhere", &[][..]),
+                ("https://open", &["nope"][..]),
+            ],
+            [
+                ("https://open", &["nope"][..]),
+                ("https://nowhere", &[][..]),
+            ],
+        ] {
+            let declared = Declared {
+                policies: vec![open.clone().into()],
+                clients: vec![client("apps", "worker", &grants).into()],
+                secrets: None,
+            };
+            let built = build(&declared);
+            assert_eq!(
+                reason_of(&built, "worker"),
+                Reason::UnknownScope,
+                "{grants:?}"
+            );
         }
     }
 

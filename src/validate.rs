@@ -56,9 +56,10 @@ fn field_of(reason: Reason) -> &'static str {
         Reason::UnknownAudience | Reason::NamespaceNotAllowed | Reason::UnknownScope => {
             "spec.audiences"
         }
-        Reason::SecretNotFound | Reason::InvalidSecret | Reason::SecretNotAccessible => {
-            "spec.secretRef"
-        }
+        Reason::SecretNotFound
+        | Reason::InvalidSecret
+        | Reason::SecretNotAccessible
+        | Reason::SecretNotCreated => "spec.secretRef",
         Reason::Enforced => "",
     }
 }

@@ -230,6 +230,14 @@ spec:
         secret.metadata.labels.as_ref().expect("labels")["tokenwarden.dev/client-secret"],
         "true"
     );
+    let managers: Vec<_> = secret
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|f| f.manager.as_deref())
+        .collect();
+    assert_eq!(managers, ["tokenwarden-controller"], "who wrote it");
     let owner = &secret.metadata.owner_references.as_ref().expect("owner")[0];
     assert_eq!(
         (owner.kind.as_str(), owner.name.as_str()),
@@ -244,6 +252,58 @@ spec:
     assert_eq!(lifetime(&answer), 700, "{answer}");
     let wrong = client_credentials(&issuer.base, &client_id, &"x".repeat(43), &audience).await;
     assert_eq!(wrong["error"], "invalid_client");
+}
+
+#[tokio::test]
+async fn a_secret_the_api_server_refuses_is_that_clients_problem_and_the_others_carry_on() {
+    controller().await;
+    let cluster = support::cluster();
+    let ns = cluster.new_namespace("refused").await;
+    let audience = format!("https://{ns}.example.com");
+    // A name the API server accepts for the client (253 characters at most) but not for its
+    // Secret, which gets "-oauth" appended.
+    let long = "l".repeat(250);
+    apply(
+        cluster,
+        &format!(
+            r#"
+apiVersion: tokenwarden.dev/v1alpha1
+kind: ApiTokenPolicy
+metadata: {{name: api, namespace: {ns}}}
+spec: {{audience: "{audience}"}}
+---
+apiVersion: tokenwarden.dev/v1alpha1
+kind: ApiClient
+metadata: {{name: {long}, namespace: {ns}}}
+spec:
+  clientId: {ns}-long
+  grantTypes: [client_credentials]
+  audiences: [{{audience: "{audience}"}}]
+---
+apiVersion: tokenwarden.dev/v1alpha1
+kind: ApiClient
+metadata: {{name: job, namespace: {ns}}}
+spec:
+  clientId: {ns}-job
+  grantTypes: [client_credentials]
+  audiences: [{{audience: "{audience}"}}]
+"#
+        ),
+    )
+    .expect("apply");
+    scenario::wait_client_ready(cluster, &ns, "job").await;
+    let (status, reason, _) = eventually(CONVERGE, "the long client's verdict", || async {
+        client_ready(cluster, &ns, &long)
+            .await
+            .filter(|(status, _, _)| status == "False")
+    })
+    .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "SecretNotCreated")
+    );
+    let shown = cluster.kstatus(&ns, "apiclient", &long);
+    assert_eq!(shown.as_deref(), Ok("Failed"), "Stalled: a person must act");
 }
 
 #[tokio::test]

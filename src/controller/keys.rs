@@ -17,7 +17,7 @@ use crate::tokens::KeySet;
 use crate::tokens::rotation::{self, Changes, Schedule};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ObjectMeta};
 use std::collections::BTreeMap;
 
 /// How often a write that lost a race is decided again before the reconcile fails.
@@ -136,7 +136,7 @@ impl SigningKeys {
                 secret.data = Some(data);
                 secret.metadata.managed_fields = None;
                 self.api
-                    .replace(SIGNING_KEYS_SECRET, &PostParams::default(), &secret)
+                    .replace(SIGNING_KEYS_SECRET, &super::post_params(), &secret)
                     .await
             }
             None => {
@@ -151,7 +151,7 @@ impl SigningKeys {
                     data: Some(data),
                     ..Secret::default()
                 };
-                self.api.create(&PostParams::default(), &secret).await
+                self.api.create(&super::post_params(), &secret).await
             }
         };
         match result {

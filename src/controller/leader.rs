@@ -12,7 +12,7 @@ use super::ControllerError;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ObjectMeta};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -149,7 +149,7 @@ impl Elector {
                     },
                     spec: Some(spec(Some(MicroTime(now)), 0)),
                 };
-                self.api.create(&PostParams::default(), &lease).await
+                self.api.create(&super::post_params(), &lease).await
             }
             (decision, Some(mut lease)) => {
                 let old = lease.spec.take().unwrap_or_default();
@@ -161,7 +161,7 @@ impl Elector {
                 });
                 // A replace carries the resourceVersion read: it fails if anyone wrote since.
                 self.api
-                    .replace(LEASE_NAME, &PostParams::default(), &lease)
+                    .replace(LEASE_NAME, &super::post_params(), &lease)
                     .await
             }
         };
@@ -191,7 +191,7 @@ impl Elector {
         spec.holder_identity = None;
         spec.renew_time = None;
         self.api
-            .replace(LEASE_NAME, &PostParams::default(), &lease)
+            .replace(LEASE_NAME, &super::post_params(), &lease)
             .await
             .map_err(ControllerError::Api)?;
         tracing::info!("released the lease");

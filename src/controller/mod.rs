@@ -57,6 +57,15 @@ use tokio_util::sync::CancellationToken;
 
 /// The field manager of every server-side apply the controller makes.
 pub const FIELD_MANAGER: &str = "tokenwarden-controller";
+
+/// Create and replace under [`FIELD_MANAGER`], as every server-side apply is, so
+/// `managedFields` names the controller for everything it writes.
+pub fn post_params() -> kube::api::PostParams {
+    kube::api::PostParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..kube::api::PostParams::default()
+    }
+}
 /// How long the controller waits after a change for more changes before it reconciles.
 pub const DEBOUNCE: Duration = Duration::from_millis(50);
 /// How often everything is reconciled and re-read even without a change.

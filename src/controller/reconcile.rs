@@ -90,8 +90,7 @@ impl Reconciler {
 
         let declared = Declared::from_caches(policies.clone(), clients.clone(), secrets);
         let mut built = config::build(&declared);
-        self.secrets
-            .explain_out_of_scope(&clients, &mut built.verdicts);
+        self.secrets.explain_missing(&clients, &mut built.verdicts);
 
         let config_api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
         let published = publish::publish(

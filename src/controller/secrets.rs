@@ -25,7 +25,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -105,6 +105,8 @@ pub struct ClientSecrets {
     labelled: Vec<Store<Secret>>,
     /// Unlabelled Secrets read with a GET, and when.
     fetched: HashMap<(String, String), (Arc<Secret>, Instant)>,
+    /// Secrets the API server refused to create or complete in the last pass, and its words.
+    refused: HashMap<(String, String), String>,
 }
 
 impl ClientSecrets {
@@ -114,6 +116,7 @@ impl ClientSecrets {
             scope,
             labelled,
             fetched: HashMap::new(),
+            refused: HashMap::new(),
         }
     }
 
@@ -128,6 +131,7 @@ impl ClientSecrets {
         let mut secrets = Secrets::new();
         let mut generated = Generated::default();
         let mut used = HashMap::new();
+        self.refused.clear();
         for client in clients {
             let Some(secret_ref) = secret_ref_of(client) else {
                 continue;
@@ -143,17 +147,30 @@ impl ClientSecrets {
             };
             let secret = match found {
                 Some(secret) => secret,
-                None => {
-                    generated.created += 1;
-                    self.create(client, &secret_ref.name, &secret_ref.key)
-                        .await?
-                }
+                None => match self.create(client, &secret_ref.name, &secret_ref.key).await {
+                    Ok(secret) => {
+                        generated.created += 1;
+                        secret
+                    }
+                    Err(e) => {
+                        self.refuse(key, "create", e)?;
+                        continue;
+                    }
+                },
             };
             let secret = if has_key(&secret, &secret_ref.key) {
                 secret
             } else {
-                generated.keys_added += 1;
-                self.add_key(&secret, &secret_ref.key).await?
+                match self.add_key(&secret, &secret_ref.key).await {
+                    Ok(secret) => {
+                        generated.keys_added += 1;
+                        secret
+                    }
+                    Err(e) => {
+                        self.refuse(key, "add a key to", e)?;
+                        continue;
+                    }
+                }
             };
             used.insert(key.clone(), ());
             secrets.insert(key, data_of(&secret));
@@ -162,14 +179,39 @@ impl ClientSecrets {
         Ok((secrets, generated))
     }
 
-    /// Say why a client outside the scope is not loaded: [`crate::config::build`] saw no
-    /// Secret for it (`SecretNotFound`), but the controller did not look.
-    pub fn explain_out_of_scope(&self, clients: &[Arc<ApiClient>], verdicts: &mut [Verdict]) {
-        for verdict in verdicts.iter_mut().filter(|v| {
-            v.kind == Kind::ApiClient
-                && v.reason == Reason::SecretNotFound
-                && !self.scope.contains(&v.namespace)
-        }) {
+    /// A write the API server refused for this one Secret (a name too long, a quota, a
+    /// webhook: a 4xx other than a conflict or a rate limit) is that client's problem, kept
+    /// for [`Self::explain_missing`]; anything else (the API server away, a 5xx) fails the pass.
+    fn refuse(
+        &mut self,
+        key: (String, String),
+        what: &str,
+        error: ControllerError,
+    ) -> Result<(), ControllerError> {
+        match &error {
+            ControllerError::Api(kube::Error::Api(status))
+                if (400..500).contains(&status.code) && ![408, 409, 429].contains(&status.code) =>
+            {
+                tracing::warn!(namespace = %key.0, secret = %key.1, code = status.code, "the API server refused to {what} a client Secret: {}", status.message);
+                let message = format!(
+                    "the API server refused to {what} Secret {}/{}: {}",
+                    key.0, key.1, status.message
+                );
+                self.refused.insert(key, message);
+                Ok(())
+            }
+            _ => Err(error),
+        }
+    }
+
+    /// Say why a client has no secret when [`crate::config::build`] only saw none
+    /// (`SecretNotFound`): the controller did not look, outside its scope; or the API server
+    /// refused the Secret it writes.
+    pub fn explain_missing(&self, clients: &[Arc<ApiClient>], verdicts: &mut [Verdict]) {
+        for verdict in verdicts
+            .iter_mut()
+            .filter(|v| v.kind == Kind::ApiClient && v.reason == Reason::SecretNotFound)
+        {
             let name = clients
                 .iter()
                 .find(|c| {
@@ -179,11 +221,16 @@ impl ClientSecrets {
                 .and_then(|c| secret_ref_of(c))
                 .map(|r| r.name)
                 .unwrap_or_default();
-            verdict.reason = Reason::SecretNotAccessible;
-            verdict.message = format!(
-                "the controller may not read Secrets in namespace {:?}, so Secret {}/{name} is not used; add the namespace to its --secret-namespaces (the chart's controller.clientSecretNamespaces)",
-                verdict.namespace, verdict.namespace
-            );
+            if !self.scope.contains(&verdict.namespace) {
+                verdict.reason = Reason::SecretNotAccessible;
+                verdict.message = format!(
+                    "the controller may not read Secrets in namespace {:?}, so Secret {}/{name} is not used; add the namespace to its --secret-namespaces (the chart's controller.clientSecretNamespaces)",
+                    verdict.namespace, verdict.namespace
+                );
+            } else if let Some(message) = self.refused.get(&(verdict.namespace.clone(), name)) {
+                verdict.reason = Reason::SecretNotCreated;
+                verdict.message = message.clone();
+            }
         }
     }
 
@@ -304,7 +351,7 @@ impl ClientSecrets {
             )])),
             ..Secret::default()
         };
-        match api.create(&PostParams::default(), &secret).await {
+        match api.create(&super::post_params(), &secret).await {
             Ok(created) => {
                 tracing::info!(namespace = %namespace, secret = %name, client = %client.name_any(), "created a client secret");
                 Ok(Arc::new(created))
@@ -334,7 +381,14 @@ impl ClientSecrets {
             "data": {key: encoded},
         });
         let patched = api
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(
+                &name,
+                &PatchParams {
+                    field_manager: Some(super::FIELD_MANAGER.to_owned()),
+                    ..PatchParams::default()
+                },
+                &Patch::Merge(&patch),
+            )
             .await
             .map_err(ControllerError::Api)?;
         tracing::info!(namespace = %namespace, secret = %name, key, "added a generated client secret to an existing Secret");

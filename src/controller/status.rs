@@ -20,20 +20,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 pub const READY: &str = "Ready";
 pub const STALLED: &str = "Stalled";
 
-/// Whether a problem waits for a person: a conflict with another object, a spec the policy
-/// forbids, a Secret whose content is unusable, a namespace the controller may not read. A
-/// missing Secret (generated, or synced by another tool) and an audience whose policy does not
-/// exist yet (applied in the same sync) usually clear by themselves.
+/// Whether a problem waits for a person ([`Reason::needs_a_person`]): then `Stalled=True`.
 pub fn is_stalled(reason: Reason) -> bool {
-    match reason {
-        Reason::Enforced | Reason::SecretNotFound | Reason::UnknownAudience => false,
-        Reason::AudienceConflict
-        | Reason::ClientIdConflict
-        | Reason::InvalidSecret
-        | Reason::SecretNotAccessible
-        | Reason::NamespaceNotAllowed
-        | Reason::UnknownScope => true,
-    }
+    reason.needs_a_person()
 }
 
 /// The controller's conditions for `verdict`: `Ready`, and `Stalled` when [`is_stalled`]; each
@@ -310,6 +299,7 @@ mod tests {
             Reason::ClientIdConflict,
             Reason::InvalidSecret,
             Reason::SecretNotAccessible,
+            Reason::SecretNotCreated,
             Reason::NamespaceNotAllowed,
             Reason::UnknownScope,
         ] {
