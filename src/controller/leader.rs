@@ -5,7 +5,8 @@
 //! it last renewed. The holder renews every [`RENEW_EVERY`]; a replica takes over a Lease not
 //! renewed for its `leaseDurationSeconds` ([`LEASE_DURATION`]). Every write is a replace with
 //! the resourceVersion read, so two replicas cannot both win. A leader that cannot renew for
-//! [`LEASE_DURATION`] steps down; at a graceful shutdown it releases the Lease so another
+//! [`RENEW_DEADLINE`] (shorter than [`LEASE_DURATION`]; a call that hangs counts as failed)
+//! steps down; at a graceful shutdown it releases the Lease so another
 //! replica takes over at once. The decision is the pure [`decide`].
 
 use super::ControllerError;
@@ -25,6 +26,11 @@ pub const LEASE_DURATION: Duration = Duration::from_secs(15);
 pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// How often a follower looks at the Lease.
 pub const RETRY_EVERY: Duration = Duration::from_secs(2);
+/// A leader that has not renewed for this long steps down; each Lease call is given at most
+/// this long. Shorter than [`LEASE_DURATION`], so the leader has stopped before a follower may
+/// take the Lease over, even when a call hangs on a connection that went silent (kube sets no
+/// read timeout).
+pub const RENEW_DEADLINE: Duration = Duration::from_secs(10);
 
 /// What to do with the Lease as read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,12 +81,17 @@ impl Elector {
     pub async fn run(self, leading: watch::Sender<bool>, shutdown: CancellationToken) {
         let mut last_renewed: Option<tokio::time::Instant> = None;
         loop {
-            match self.try_once().await {
+            // The Lease says it was renewed when this attempt started, so count from then.
+            let attempt = tokio::time::Instant::now();
+            let outcome = tokio::time::timeout(RENEW_DEADLINE, self.try_once())
+                .await
+                .unwrap_or(Err(ControllerError::Timeout(RENEW_DEADLINE)));
+            match outcome {
                 Ok(true) => {
                     if !*leading.borrow() {
                         tracing::info!(identity = %self.identity, "leading");
                     }
-                    last_renewed = Some(tokio::time::Instant::now());
+                    last_renewed = Some(attempt);
                     leading.send_replace(true);
                 }
                 Ok(false) => {
@@ -91,7 +102,7 @@ impl Elector {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "leader election: cannot read or renew the lease");
-                    if last_renewed.is_some_and(|at| at.elapsed() >= LEASE_DURATION)
+                    if last_renewed.is_some_and(|at| at.elapsed() >= RENEW_DEADLINE)
                         && *leading.borrow()
                     {
                         tracing::warn!("could not renew the lease in time; stepping down");

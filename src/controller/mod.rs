@@ -120,6 +120,8 @@ pub enum ControllerError {
     Connect(#[source] kube::Error),
     #[error("Kubernetes API: {0}")]
     Api(#[source] kube::Error),
+    #[error("Kubernetes API: no answer within {} s", .0.as_secs())]
+    Timeout(std::time::Duration),
     #[error(transparent)]
     Objects(#[from] ObjectsError),
     #[error("signing keys: {0}")]
