@@ -196,6 +196,9 @@ pub struct Verdict {
     pub reason: Reason,
     /// What is enforced, or what to fix.
     pub message: String,
+    /// Whether any of its problems, not only the first, waits for a person
+    /// ([`Reason::needs_a_person`]): then waiters should give up (`Stalled`).
+    pub stalled: bool,
 }
 
 impl Verdict {
@@ -344,16 +347,11 @@ pub fn build(declared: &Declared) -> Built {
         }
         client_owners.insert(client_id.clone(), client);
         let (config, problems) = client_config(client, client_id, &owners, declared);
-        // The reason shown is the first problem that needs a person, if any: that one decides
-        // whether waiters give up (Stalled) rather than wait for the others to clear.
-        let first = problems
-            .iter()
-            .find(|(reason, _)| reason.needs_a_person())
-            .or(problems.first());
+        let stalled = problems.iter().any(|(reason, _)| reason.needs_a_person());
         let unusable_secret = problems
             .iter()
             .any(|(reason, _)| matches!(reason, Reason::SecretNotFound | Reason::InvalidSecret));
-        let (reason, message) = match first {
+        let (reason, message) = match problems.first() {
             None => (
                 Reason::Enforced,
                 format!("client {:?} accepted", config.client_id),
@@ -374,9 +372,9 @@ pub fn build(declared: &Declared) -> Built {
                 .clients
                 .insert(config.client_id.clone(), config);
         }
-        built
-            .verdicts
-            .push(verdict(Kind::ApiClient, client, reason, message));
+        let mut verdict = verdict(Kind::ApiClient, client, reason, message);
+        verdict.stalled |= stalled;
+        built.verdicts.push(verdict);
     }
     built
 }
@@ -388,6 +386,7 @@ fn verdict<T: kube::Resource>(kind: Kind, object: &T, reason: Reason, message: S
         name: object.meta().name.clone().unwrap_or_default(),
         reason,
         message,
+        stalled: reason.needs_a_person(),
     }
 }
 
@@ -612,7 +611,7 @@ mod tests {
     }
 
     #[test]
-    fn a_problem_that_needs_a_person_is_the_reason_whatever_its_place() {
+    fn a_problem_that_needs_a_person_stalls_the_client_whatever_its_place() {
         let mut open = policy("apis", "open", "https://open", None);
         open.spec.allowed_client_namespaces = vec!["*".into()];
         for grants in [
@@ -631,11 +630,18 @@ mod tests {
                 secrets: None,
             };
             let built = build(&declared);
-            assert_eq!(
-                reason_of(&built, "worker"),
-                Reason::UnknownScope,
-                "{grants:?}"
-            );
+            let verdict = built
+                .verdicts
+                .iter()
+                .find(|v| v.name == "worker")
+                .expect("verdict");
+            assert!(verdict.stalled, "{grants:?}");
+            let first = if grants[0].0 == "https://nowhere" {
+                Reason::UnknownAudience
+            } else {
+                Reason::UnknownScope
+            };
+            assert_eq!(verdict.reason, first, "the first problem is the reason");
         }
     }
 

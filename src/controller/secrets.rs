@@ -223,12 +223,14 @@ impl ClientSecrets {
                 .unwrap_or_default();
             if !self.scope.contains(&verdict.namespace) {
                 verdict.reason = Reason::SecretNotAccessible;
+                verdict.stalled = true;
                 verdict.message = format!(
                     "the controller may not read Secrets in namespace {:?}, so Secret {}/{name} is not used; add the namespace to its --secret-namespaces (the chart's controller.clientSecretNamespaces)",
                     verdict.namespace, verdict.namespace
                 );
             } else if let Some(message) = self.refused.get(&(verdict.namespace.clone(), name)) {
                 verdict.reason = Reason::SecretNotCreated;
+                verdict.stalled = true;
                 verdict.message = message.clone();
             }
         }

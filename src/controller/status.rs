@@ -25,7 +25,8 @@ pub fn is_stalled(reason: Reason) -> bool {
     reason.needs_a_person()
 }
 
-/// The controller's conditions for `verdict`: `Ready`, and `Stalled` when [`is_stalled`]; each
+/// The controller's conditions for `verdict`: `Ready`, and `Stalled` when any of its problems
+/// [`is_stalled`] (`Verdict::stalled`); each
 /// keeps its stored transition time while its status and reason stay the same.
 pub fn conditions(
     verdict: &Verdict,
@@ -35,7 +36,7 @@ pub fn conditions(
 ) -> Vec<Condition> {
     let ready = if verdict.is_ready() { "True" } else { "False" };
     let mut conditions = vec![condition(READY, ready, verdict, generation, stored, now)];
-    if is_stalled(verdict.reason) {
+    if verdict.stalled {
         conditions.push(condition(STALLED, "True", verdict, generation, stored, now));
     }
     conditions
@@ -174,6 +175,7 @@ mod tests {
             name: "banking".into(),
             reason,
             message: message.into(),
+            stalled: reason.needs_a_person(),
         }
     }
 
