@@ -1,0 +1,106 @@
+//! The configuration objects at 10,000 APIs and 10,000 clients, each client with its own
+//! secret hash (incompressible, as in a real cluster): what the controller pays to encode it
+//! on every change, and the issuer to read it back, whole and by part.
+//!
+//! `cargo bench --bench config_objects`.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read as _;
+use tokenwarden::api::{ClientType, GrantType, SigningAlgorithm};
+use tokenwarden::config::{ApiConfig, ClientConfig, IssuerConfig};
+use tokenwarden::config_objects::{self, Manifest};
+
+fn at_scale() -> IssuerConfig {
+    let audience = |i: usize| format!("https://api-{i}.payments.example.com");
+    let apis = (0..10_000)
+        .map(|i| {
+            let api = ApiConfig {
+                audience: audience(i),
+                token_expiration_seconds: 600 + i as i64,
+                offline_access: i % 2 == 0,
+                signing_algorithm: SigningAlgorithm::default(),
+                scopes: BTreeSet::from(["accounts:read".into(), "accounts:write".into()]),
+                refresh_tokens: Default::default(),
+            };
+            (audience(i), api)
+        })
+        .collect();
+    let clients = (0..10_000)
+        .map(|i| {
+            let id = format!("team-{}.client-{i}", i % 100);
+            let mut hash = [0u8; 32];
+            aws_lc_rs::rand::fill(&mut hash).expect("entropy");
+            let client = ClientConfig {
+                client_id: id.clone(),
+                namespace: format!("team-{}", i % 100),
+                client_type: ClientType::Confidential,
+                secret_sha256: Some(hash),
+                grant_types: BTreeSet::from([GrantType::ClientCredentials]),
+                redirect_uris: vec![],
+                audiences: [i, (i + 1) % 10_000]
+                    .iter()
+                    .map(|a| (audience(*a), BTreeSet::from(["accounts:read".into()])))
+                    .collect::<BTreeMap<_, _>>(),
+            };
+            (id, client)
+        })
+        .collect();
+    IssuerConfig { apis, clients }
+}
+
+fn bench(c: &mut Criterion) {
+    let config = at_scale();
+    let encoded = config_objects::encode(&config).expect("encode");
+    println!(
+        "JSON {} KiB, compressed {} KiB, {} shard(s)",
+        encoded.json_bytes / 1024,
+        encoded.compressed_bytes / 1024,
+        encoded.shards.len()
+    );
+    let manifest = Manifest {
+        revision: 1,
+        sha256: encoded.sha256.clone(),
+        shards: encoded.shards.len(),
+    };
+    let shards: Vec<_> = (1..=encoded.shards.len())
+        .map(|i| config_objects::shard_object("ns", &encoded, i))
+        .collect();
+    let compressed: Vec<u8> = encoded.shards.concat();
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(compressed.as_slice())
+        .read_to_end(&mut json)
+        .expect("gunzip");
+
+    let mut group = c.benchmark_group("config_objects_10000");
+    group.sample_size(20);
+    group.bench_function("encode (controller)", |b| {
+        b.iter(|| config_objects::encode(&config).expect("encode"))
+    });
+    group.bench_function("assemble (issuer reload, whole)", |b| {
+        b.iter(|| config_objects::assemble(&manifest, &shards).expect("assemble"))
+    });
+    group.bench_function("part: gunzip", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(json.len());
+            flate2::read::GzDecoder::new(compressed.as_slice())
+                .read_to_end(&mut out)
+                .expect("gunzip");
+            out
+        })
+    });
+    group.bench_function("part: SHA-256 (sha2)", |b| {
+        use sha2::Digest as _;
+        b.iter(|| sha2::Sha256::digest(&json))
+    });
+    group.bench_function("part: SHA-256 (aws-lc)", |b| {
+        b.iter(|| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &json))
+    });
+    group.bench_function("part: JSON parse", |b| {
+        b.iter(|| serde_json::from_slice::<IssuerConfig>(&json).expect("parse"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
