@@ -105,3 +105,112 @@ async fn one_of_two_controllers_leads_and_the_other_takes_over_when_it_dies() {
         .expect("the Lease");
     assert_eq!(lease.spec.and_then(|s| s.holder_identity), None);
 }
+
+/// A TCP relay to the API server whose connections can all be made to go silent at once:
+/// bytes are still accepted, but none are passed on, as with a network path that drops
+/// everything without closing the connection.
+struct Relay {
+    address: std::net::SocketAddr,
+    silent: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    async fn to(target: &str) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let silent = std::sync::Arc::new(AtomicBool::new(false));
+        let (target, flag) = (target.to_owned(), silent.clone());
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else {
+                    continue;
+                };
+                let (in_read, in_write) = inbound.into_split();
+                let (out_read, out_write) = outbound.into_split();
+                for (mut from, mut to, flag) in [
+                    (
+                        Box::new(in_read) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                        Box::new(out_write) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+                        flag.clone(),
+                    ),
+                    (Box::new(out_read), Box::new(in_write), flag.clone()),
+                ] {
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                        let mut buffer = vec![0; 64 * 1024];
+                        loop {
+                            let Ok(n) = from.read(&mut buffer).await else {
+                                return;
+                            };
+                            if n == 0 {
+                                return;
+                            }
+                            while flag.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                            if to.write_all(&buffer[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Self { address, silent }
+    }
+
+    fn go_silent(&self) {
+        self.silent.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_leader_whose_connection_goes_silent_steps_down_before_its_lease_runs_out() {
+    let cluster = support::cluster();
+    cluster.install_crds();
+    let system = cluster.new_namespace("tokenwarden-system").await;
+    let api_server = cluster.url().trim_start_matches("https://").to_owned();
+    let relay = Relay::to(&api_server).await;
+    let kubeconfig = tempfile::NamedTempFile::new().expect("temp file");
+    let text = std::fs::read_to_string(cluster.kubeconfig_path()).expect("kubeconfig");
+    std::fs::write(
+        kubeconfig.path(),
+        text.replace(&api_server, &relay.address.to_string()),
+    )
+    .expect("write the relayed kubeconfig");
+    let first = operator::spawn_controller_as(cluster, "silent-a", &system, kubeconfig.path(), &[]);
+    eventually(
+        Duration::from_secs(30),
+        "the relayed replica leads",
+        || async { leads(&first.base).await.filter(|l| *l) },
+    )
+    .await;
+    let second = spawn_controller(cluster, "silent-b", &system);
+    eventually(Duration::from_secs(30), "the other follows", || async {
+        leads(&second.base).await.filter(|l| !*l)
+    })
+    .await;
+
+    relay.go_silent();
+    let silent_at = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(14),
+        "the silent leader steps down before its 15 s lease runs out",
+        || async { leads(&first.base).await.filter(|l| !*l) },
+    )
+    .await;
+    let stepped_down = silent_at.elapsed();
+    eventually(Duration::from_secs(40), "the other takes over", || async {
+        leads(&second.base).await.filter(|l| *l)
+    })
+    .await;
+    assert!(
+        stepped_down < Duration::from_secs(15),
+        "stepped down after {stepped_down:?}"
+    );
+    cluster.kill_component(&first.name);
+    cluster.stop_component(&second.name);
+}

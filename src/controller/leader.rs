@@ -81,9 +81,15 @@ impl Elector {
     pub async fn run(self, leading: watch::Sender<bool>, shutdown: CancellationToken) {
         let mut last_renewed: Option<tokio::time::Instant> = None;
         loop {
-            // The Lease says it was renewed when this attempt started, so count from then.
+            // The Lease says it was renewed when this attempt started, so count from then. A
+            // leader's attempt may last only until its renew deadline: stepping down must not
+            // wait for a call that hangs.
             let attempt = tokio::time::Instant::now();
-            let outcome = tokio::time::timeout(RENEW_DEADLINE, self.try_once())
+            let deadline = match last_renewed {
+                Some(at) if *leading.borrow() => at + RENEW_DEADLINE,
+                _ => attempt + RENEW_DEADLINE,
+            };
+            let outcome = tokio::time::timeout_at(deadline, self.try_once())
                 .await
                 .unwrap_or(Err(ControllerError::Timeout(RENEW_DEADLINE)));
             match outcome {

@@ -285,7 +285,17 @@ pub async fn run(
             next_resync = Instant::now() + RESYNC;
         }
         let started = std::time::Instant::now();
-        let outcome = reconciler.reconcile(verify).await;
+        // A replica that stops leading stops reconciling at once, even in the middle of a
+        // pass (which may hang on a connection gone silent): the new leader redoes it all.
+        let outcome = tokio::select! {
+            outcome = reconciler.reconcile(verify) => outcome,
+            () = until_not_leading(&mut leading) => {
+                tracing::warn!("stopped leading during a reconcile; abandoning it");
+                // `wait_for` saw the change, so `changed()` will not: go round at once.
+                trigger.notify_one();
+                continue;
+            }
+        };
         metrics
             .reconcile_duration
             .observe(started.elapsed().as_secs_f64());
@@ -320,6 +330,13 @@ pub async fn run(
         }
     }
     finish(server, election).await
+}
+
+/// Resolves once this replica no longer leads; never without leader election.
+async fn until_not_leading(leading: &mut tokio::sync::watch::Receiver<bool>) {
+    if leading.wait_for(|leads| !*leads).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// The monotonic instant of unix second `at` (a little after it, so that the reconcile then
