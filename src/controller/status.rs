@@ -7,27 +7,22 @@
 //! stored while a condition's status and reason stay the same.
 //!
 //! `Stalled=True` (kstatus' convention) is added beside `Ready=False` when only a change by a
-//! person can fix the object (see [`is_stalled`]), so kstatus-based waiters (Flux's health
+//! person can fix the object (see [`crate::config::Reason::needs_a_person`]), so kstatus-based waiters (Flux's health
 //! checks, cli-utils) report it as Failed at once instead of waiting for their timeout.
 //! Problems that usually clear by themselves (a Secret or a policy not created yet) leave it
 //! out: those stay InProgress.
 
 use crate::api::{ApiClientStatus, ApiTokenPolicyStatus};
-use crate::config::{Reason, Verdict};
+use crate::config::Verdict;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// The condition types the controller owns.
 pub const READY: &str = "Ready";
 pub const STALLED: &str = "Stalled";
 
-/// Whether a problem waits for a person ([`Reason::needs_a_person`]): then `Stalled=True`.
-pub fn is_stalled(reason: Reason) -> bool {
-    reason.needs_a_person()
-}
-
 /// The controller's conditions for `verdict`: `Ready`, and `Stalled` when any of its problems
-/// [`is_stalled`] (`Verdict::stalled`); each
-/// keeps its stored transition time while its status and reason stay the same.
+/// needs a person (`Verdict::stalled`); each keeps its stored transition time while its
+/// status and reason stay the same.
 pub fn conditions(
     verdict: &Verdict,
     generation: Option<i64>,
@@ -162,6 +157,7 @@ impl OwnedStatus for ApiClientStatus {
 mod tests {
     use super::*;
     use crate::api::Kind;
+    use crate::config::Reason;
     use k8s_openapi::jiff::Timestamp;
 
     fn at(second: i64) -> Time {
@@ -305,7 +301,7 @@ mod tests {
             Reason::NamespaceNotAllowed,
             Reason::UnknownScope,
         ] {
-            assert!(is_stalled(reason), "{}", reason.as_str());
+            assert!(reason.needs_a_person(), "{}", reason.as_str());
         }
     }
 }
