@@ -2,14 +2,14 @@
 //! secret hash (incompressible, as in a real cluster): what the controller pays to encode it
 //! on every change, and the issuer to read it back, whole and by part.
 //!
-//! `cargo bench --bench config_objects`.
+//! `cargo bench --bench config_objects`. The previous format (JSON) is measured beside it.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
 use tokenwarden::api::{ClientType, GrantType, SigningAlgorithm};
 use tokenwarden::config::{ApiConfig, ClientConfig, IssuerConfig};
-use tokenwarden::config_objects::{self, Manifest};
+use tokenwarden::config_objects;
 
 fn at_scale() -> IssuerConfig {
     let audience = |i: usize| format!("https://api-{i}.payments.example.com");
@@ -52,24 +52,22 @@ fn at_scale() -> IssuerConfig {
 fn bench(c: &mut Criterion) {
     let config = at_scale();
     let encoded = config_objects::encode(&config).expect("encode");
+    let json = serde_json::to_vec(&config).expect("json");
     println!(
-        "JSON {} KiB, compressed {} KiB, {} shard(s)",
-        encoded.json_bytes / 1024,
+        "{} KiB uncompressed ({} KiB as JSON), compressed {} KiB, {} shard(s)",
+        encoded.uncompressed_bytes / 1024,
+        json.len() / 1024,
         encoded.compressed_bytes / 1024,
         encoded.shards.len()
     );
-    let manifest = Manifest {
-        revision: 1,
-        sha256: encoded.sha256.clone(),
-        shards: encoded.shards.len(),
-    };
+    let manifest = encoded.manifest(1);
     let shards: Vec<_> = (1..=encoded.shards.len())
         .map(|i| config_objects::shard_object("ns", &encoded, i))
         .collect();
     let compressed: Vec<u8> = encoded.shards.concat();
-    let mut json = Vec::new();
+    let mut uncompressed = Vec::new();
     flate2::read::GzDecoder::new(compressed.as_slice())
-        .read_to_end(&mut json)
+        .read_to_end(&mut uncompressed)
         .expect("gunzip");
 
     let mut group = c.benchmark_group("config_objects_10000");
@@ -82,22 +80,29 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("part: gunzip", |b| {
         b.iter(|| {
-            let mut out = Vec::with_capacity(json.len());
+            let mut out = Vec::with_capacity(uncompressed.len());
             flate2::read::GzDecoder::new(compressed.as_slice())
                 .read_to_end(&mut out)
                 .expect("gunzip");
             out
         })
     });
-    group.bench_function("part: SHA-256 (sha2)", |b| {
+    group.bench_function("part: SHA-256", |b| {
         use sha2::Digest as _;
-        b.iter(|| sha2::Sha256::digest(&json))
+        b.iter(|| sha2::Sha256::digest(&uncompressed))
     });
-    group.bench_function("part: SHA-256 (aws-lc)", |b| {
-        b.iter(|| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &json))
+    group.bench_function("part: postcard decode", |b| {
+        b.iter(|| postcard::from_bytes::<IssuerConfig>(&uncompressed).expect("decode"))
     });
-    group.bench_function("part: JSON parse", |b| {
+    group.bench_function("part: postcard encode", |b| {
+        b.iter(|| postcard::to_stdvec(&config).expect("encode"))
+    });
+    // The previous format, for comparison.
+    group.bench_function("JSON parse", |b| {
         b.iter(|| serde_json::from_slice::<IssuerConfig>(&json).expect("parse"))
+    });
+    group.bench_function("JSON encode", |b| {
+        b.iter(|| serde_json::to_vec(&config).expect("json"))
     });
     group.finish();
 }

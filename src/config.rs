@@ -75,7 +75,7 @@ pub struct ClientConfig {
     pub namespace: String,
     pub client_type: ClientType,
     /// SHA-256 of the client secret (Confidential clients whose Secret is known).
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "hex_hash")]
+    #[serde(default, with = "hex_hash")]
     pub secret_sha256: Option<[u8; 32]>,
     pub grant_types: BTreeSet<GrantType>,
     pub redirect_uris: Vec<String>,
@@ -97,19 +97,24 @@ impl std::fmt::Debug for ClientConfig {
     }
 }
 
+/// A SHA-256 as 64 hex digits in text formats (JSON), as 32 bytes in binary ones.
 mod hex_hash {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
     pub fn serialize<S: Serializer>(hash: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
         match hash {
-            Some(bytes) => {
-                s.serialize_str(&bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+            Some(bytes) if s.is_human_readable() => {
+                s.serialize_some(&bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
             }
+            Some(bytes) => s.serialize_some(bytes),
             None => s.serialize_none(),
         }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+        if !d.is_human_readable() {
+            return Option::<[u8; 32]>::deserialize(d);
+        }
         let Some(text) = Option::<String>::deserialize(d)? else {
             return Ok(None);
         };

@@ -4,6 +4,7 @@ use crate::api::{
     GrantType, ScopeDefinition,
 };
 use crate::config::{Declared, SecretData, build};
+use std::collections::BTreeSet;
 
 /// 10,000 policies and 10,000 clients, each client with a 256-bit secret and two audiences,
 /// built through the same function the controller calls.
@@ -76,14 +77,6 @@ fn declared_at_scale() -> Declared {
     }
 }
 
-fn manifest_of(encoded: &Encoded, revision: u64) -> Manifest {
-    Manifest {
-        revision,
-        sha256: encoded.sha256.clone(),
-        shards: encoded.shards.len(),
-    }
-}
-
 fn objects(encoded: &Encoded) -> Vec<Option<ConfigMap>> {
     (1..=encoded.shards.len())
         .map(|i| shard_object("ns", encoded, i))
@@ -96,7 +89,7 @@ fn ten_thousand_policies_and_clients_fit_in_objects_under_one_mebibyte_and_read_
     assert_eq!(built.config.apis.len(), 10_000);
     assert_eq!(built.config.clients.len(), 10_000);
     let encoded = encode(&built.config).expect("encoded");
-    let manifest = manifest_of(&encoded, 7);
+    let manifest = encoded.manifest(7);
     let shards = objects(&encoded);
     for shard in shards.iter().flatten() {
         // What the API server stores: the JSON of the object, binaryData in base64.
@@ -109,7 +102,7 @@ fn ten_thousand_policies_and_clients_fit_in_objects_under_one_mebibyte_and_read_
     assert_eq!(back, built.config);
     eprintln!(
         "10,000 + 10,000: {} bytes of JSON, {} compressed, {} shard(s)",
-        encoded.json_bytes,
+        encoded.uncompressed_bytes,
         encoded.compressed_bytes,
         encoded.shards.len()
     );
@@ -128,6 +121,7 @@ fn equal_configurations_have_equal_checksums_and_a_change_changes_it() {
     assert_ne!(encode(&changed).expect("changed").sha256, a.sha256);
 }
 
+/// One API; a confidential client (with a secret hash) and a public one (without).
 fn small() -> (IssuerConfig, Encoded) {
     let mut config = IssuerConfig::default();
     config.apis.insert(
@@ -137,12 +131,114 @@ fn small() -> (IssuerConfig, Encoded) {
             token_expiration_seconds: 600,
             offline_access: true,
             signing_algorithm: Default::default(),
-            scopes: Default::default(),
+            scopes: BTreeSet::from(["read".to_owned()]),
             refresh_tokens: Default::default(),
         },
     );
+    for (client_id, secret_sha256) in [("machine", Some([7u8; 32])), ("spa", None)] {
+        config.clients.insert(
+            client_id.into(),
+            crate::config::ClientConfig {
+                client_id: client_id.into(),
+                namespace: "team".into(),
+                client_type: if secret_sha256.is_some() {
+                    ClientType::Confidential
+                } else {
+                    ClientType::Public
+                },
+                secret_sha256,
+                grant_types: BTreeSet::from([GrantType::ClientCredentials]),
+                redirect_uris: vec!["https://spa.example/callback".into()],
+                audiences: BTreeMap::from([(
+                    "https://a".to_owned(),
+                    BTreeSet::from(["read".to_owned()]),
+                )]),
+            },
+        );
+    }
     let encoded = encode(&config).expect("encoded");
     (config, encoded)
+}
+
+/// The objects and manifest the previous version wrote: JSON under `config.json.gz`.
+fn written_as_json(config: &IssuerConfig) -> (Manifest, Vec<Option<ConfigMap>>) {
+    let json = serde_json::to_vec(config).expect("json");
+    let mut gzip = GzEncoder::new(Vec::new(), Compression::fast());
+    gzip.write_all(&json).expect("gzip");
+    let compressed = gzip.finish().expect("gzip");
+    let manifest = Manifest {
+        format: Format::Json,
+        revision: 3,
+        sha256: hex(&Sha256::digest(&json)),
+        shards: 1,
+    };
+    let mut shard = shard_object(
+        "ns",
+        &Encoded {
+            sha256: manifest.sha256.clone(),
+            uncompressed_bytes: json.len(),
+            compressed_bytes: compressed.len(),
+            shards: vec![compressed.clone()],
+        },
+        1,
+    )
+    .expect("shard");
+    shard.binary_data = Some(BTreeMap::from([(
+        "config.json.gz".to_owned(),
+        ByteString(compressed),
+    )]));
+    (manifest, vec![Some(shard)])
+}
+
+#[test]
+fn a_configuration_written_as_json_by_the_previous_version_is_read() {
+    let (config, _) = small();
+    let (manifest, shards) = written_as_json(&config);
+    let map = manifest_object("ns", &manifest);
+    assert_eq!(
+        map.data.as_ref().map(|d| d["format"].as_str()),
+        Some("gzip-json-v1")
+    );
+    assert_eq!(read_manifest(&map).expect("manifest"), manifest);
+    assert_eq!(assemble(&manifest, &shards).expect("assembled"), config);
+    // The hash is hex in JSON, as the previous version wrote it.
+    let json = String::from_utf8(serde_json::to_vec(&config).expect("json")).expect("utf-8");
+    assert!(json.contains(&"07".repeat(32)), "{json}");
+}
+
+/// `shards` with their compressed bytes moved under `format`'s key.
+fn relabelled(mut shards: Vec<Option<ConfigMap>>, format: Format) -> Vec<Option<ConfigMap>> {
+    for shard in shards.iter_mut().flatten() {
+        let bytes = shard
+            .binary_data
+            .take()
+            .into_iter()
+            .flat_map(|b| b.into_values());
+        shard.binary_data = Some(bytes.map(|b| (format.shard_key().to_owned(), b)).collect());
+    }
+    shards
+}
+
+#[test]
+fn bytes_are_decoded_as_the_manifest_says_never_guessed() {
+    let (config, encoded) = small();
+    let (json_manifest, json_shards) = written_as_json(&config);
+    let mut postcard_as_json = encoded.manifest(1);
+    postcard_as_json.format = Format::Json;
+    let error = assemble(
+        &postcard_as_json,
+        &relabelled(objects(&encoded), Format::Json),
+    )
+    .expect_err("postcard is not JSON");
+    assert!(matches!(error, ObjectsError::Decode(_)), "{error}");
+    let mut json_as_postcard = json_manifest;
+    json_as_postcard.format = Format::Postcard;
+    let error = assemble(
+        &json_as_postcard,
+        &relabelled(json_shards, Format::Postcard),
+    )
+    .expect_err("JSON is not postcard");
+    assert!(matches!(error, ObjectsError::Decode(_)), "{error}");
 }
 
 #[test]
@@ -153,7 +249,7 @@ fn a_shard_of_another_revision_is_a_write_in_progress() {
         config.clients.clear();
         (config.clone(), encode(&config).expect("other"))
     };
-    let manifest = manifest_of(&encoded, 2);
+    let manifest = encoded.manifest(2);
     let error = assemble(&manifest, &objects(&other)).expect_err("mismatch");
     assert!(matches!(error, ObjectsError::ShardMismatch(_)), "{error}");
     let error = assemble(&manifest, &[None]).expect_err("missing");
@@ -163,14 +259,14 @@ fn a_shard_of_another_revision_is_a_write_in_progress() {
 #[test]
 fn corrupted_bytes_fail_the_checksum_or_the_decoder() {
     let (config, encoded) = small();
-    let manifest = manifest_of(&encoded, 1);
+    let manifest = encoded.manifest(1);
     assert_eq!(assemble(&manifest, &objects(&encoded)).expect("ok"), config);
     let mut shards = objects(&encoded);
     if let Some(Some(shard)) = shards.first_mut()
         && let Some(bytes) = shard
             .binary_data
             .as_mut()
-            .and_then(|b| b.get_mut(SHARD_KEY))
+            .and_then(|b| b.get_mut(Format::WRITTEN.shard_key()))
     {
         let last = bytes.0.len() - 12;
         bytes.0[last] ^= 0xff;
@@ -194,13 +290,21 @@ fn corrupted_bytes_fail_the_checksum_or_the_decoder() {
 #[test]
 fn a_manifest_of_an_unknown_format_or_shard_count_is_refused() {
     let (_, encoded) = small();
-    let mut map = manifest_object("ns", &manifest_of(&encoded, 1));
-    map.data
-        .as_mut()
-        .map(|d| d.insert("shards".into(), "0".into()));
-    assert!(read_manifest(&map).is_err());
-    map.data
-        .as_mut()
-        .map(|d| d.insert("format".into(), "zstd-json-v9".into()));
-    assert!(read_manifest(&map).is_err());
+    let good = manifest_object("ns", &encoded.manifest(1));
+    assert!(read_manifest(&good).is_ok());
+    for (key, value) in [
+        ("shards", "0"),
+        ("shards", "33"),
+        ("format", "zstd-json-v9"),
+    ] {
+        let mut map = good.clone();
+        map.data
+            .as_mut()
+            .map(|d| d.insert(key.into(), value.into()));
+        let error = read_manifest(&map).expect_err(value).to_string();
+        assert!(
+            error.contains(&format!("data.{key}")) || error.contains(value),
+            "{error}"
+        );
+    }
 }

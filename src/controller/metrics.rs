@@ -38,7 +38,7 @@ pub struct Metrics {
     pub objects: Family<KindLabel, Gauge>,
     pub not_ready: Family<KindLabel, Gauge>,
     pub config_revision: Gauge,
-    pub config_json_bytes: Gauge,
+    pub config_bytes: Gauge,
     pub config_compressed_bytes: Gauge,
     pub config_shards: Gauge,
     pub config_writes: Counter,
@@ -95,11 +95,11 @@ impl Default for Metrics {
             "Revision of the published issuer configuration",
             config_revision.clone(),
         );
-        let config_json_bytes = Gauge::default();
+        let config_bytes = Gauge::default();
         registry.register(
-            "config_json_bytes",
-            "Size of the issuer configuration as JSON",
-            config_json_bytes.clone(),
+            "config_bytes",
+            "Size of the issuer configuration, uncompressed",
+            config_bytes.clone(),
         );
         let config_compressed_bytes = Gauge::default();
         registry.register(
@@ -137,7 +137,7 @@ impl Default for Metrics {
             objects,
             not_ready,
             config_revision,
-            config_json_bytes,
+            config_bytes,
             config_compressed_bytes,
             config_shards,
             config_writes,

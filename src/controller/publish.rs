@@ -27,7 +27,7 @@ pub struct Published {
     pub revision: u64,
     /// Whether anything was written.
     pub written: bool,
-    pub json_bytes: usize,
+    pub uncompressed_bytes: usize,
     pub compressed_bytes: usize,
     pub shards: usize,
 }
@@ -59,7 +59,7 @@ pub async fn publish(
     let mut published = Published {
         revision: current.as_ref().map_or(0, |m| m.revision),
         written: false,
-        json_bytes: encoded.json_bytes,
+        uncompressed_bytes: encoded.uncompressed_bytes,
         compressed_bytes: encoded.compressed_bytes,
         shards: encoded.shards.len(),
     };
@@ -82,7 +82,7 @@ pub async fn publish(
     }
     tracing::info!(
         revision,
-        json_bytes = encoded.json_bytes,
+        uncompressed_bytes = encoded.uncompressed_bytes,
         compressed_bytes = encoded.compressed_bytes,
         shards = encoded.shards.len(),
         "published the issuer configuration"
@@ -123,11 +123,7 @@ async fn write(
             .map_err(ControllerError::Api)?;
         }
     }
-    let written = Manifest {
-        revision,
-        sha256: encoded.sha256.clone(),
-        shards: encoded.shards.len(),
-    };
+    let written = encoded.manifest(revision);
     *own.lock().unwrap_or_else(PoisonError::into_inner) = Some(written.clone());
     let manifest = config_objects::manifest_object(namespace, &written);
     api.patch(MANIFEST_NAME, &params, &Patch::Apply(&manifest))
@@ -145,6 +141,7 @@ mod tests {
         let own: OwnManifest = Arc::default();
         let is_own = is_own(own.clone());
         let written = Manifest {
+            format: config_objects::Format::WRITTEN,
             revision: 7,
             sha256: "ab".repeat(32),
             shards: 1,

@@ -127,8 +127,8 @@ impl Reconciler {
         let m = &self.metrics;
         m.config_revision
             .set(i64::try_from(published.revision).unwrap_or(i64::MAX));
-        m.config_json_bytes
-            .set(i64::try_from(published.json_bytes).unwrap_or(i64::MAX));
+        m.config_bytes
+            .set(i64::try_from(published.uncompressed_bytes).unwrap_or(i64::MAX));
         m.config_compressed_bytes
             .set(i64::try_from(published.compressed_bytes).unwrap_or(i64::MAX));
         m.config_shards
