@@ -466,7 +466,41 @@ async fn the_metrics_count_a_percent_encoded_grant_type_under_its_grant() {
         .expect("request");
     issuer.send(request).await.ok();
     let metrics = issuer.issuer.metrics.render();
-    let line =
-        r#"tokenwarden_issuer_token_requests_total{grant="client_credentials",outcome="issued"} 1"#;
+    let line = r#"tokenwarden_issuer_token_requests_total{grant="client_credentials",audience="https://banking.example.com",outcome="issued"} 1"#;
     assert!(metrics.contains(line), "{metrics}");
+}
+
+#[tokio::test]
+async fn the_metrics_count_token_requests_by_grant_audience_and_outcome_never_raw_input() {
+    let issuer = TestIssuer::standard();
+    let worker = Some(("worker", SECRET));
+    for _ in 0..2 {
+        let reply = issuer
+            .post(
+                "/oauth/token",
+                &[("grant_type", "client_credentials")],
+                worker,
+            )
+            .await;
+        assert_eq!(reply.status.as_u16(), 200);
+    }
+    let reply = issuer
+        .post(
+            "/oauth/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("audience", "https://unknown.example/attacker"),
+            ],
+            worker,
+        )
+        .await;
+    assert_eq!(reply.error(), "invalid_target");
+    let metrics = issuer.issuer.metrics.render();
+    for line in [
+        r#"tokenwarden_issuer_token_requests_total{grant="client_credentials",audience="https://banking.example.com",outcome="issued"} 2"#,
+        r#"tokenwarden_issuer_token_requests_total{grant="client_credentials",audience="",outcome="invalid_target"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    assert!(!metrics.contains("attacker"), "{metrics}");
 }

@@ -1,6 +1,7 @@
-//! Prometheus metrics of the issuer, served on their own port. Labels are bounded sets of
-//! `&'static str` (grant types, error codes), never audiences, client ids or error text: an
-//! audience label would grow with every policy in the cluster.
+//! Prometheus metrics of the issuer, served on their own port. Labels take bounded values:
+//! grant types and error codes (`&'static str`), and the audience of an issued token, which
+//! is always one of the configuration's APIs (one per ApiTokenPolicy). Never client ids, raw
+//! request input or error text.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -13,6 +14,9 @@ use prometheus_client::registry::Registry;
 pub struct GrantLabels {
     /// `client_credentials`, `authorization_code`, `refresh_token` or `other`.
     pub grant: &'static str,
+    /// The API of the issued token; empty for a refused request, whose audience may be
+    /// unknown, absent or not yet resolved.
+    pub audience: String,
     /// `issued`, or the OAuth error code.
     pub outcome: &'static str,
 }
@@ -38,7 +42,7 @@ impl Default for Metrics {
         let token_requests = Family::<GrantLabels, Counter>::default();
         registry.register(
             "token_requests",
-            "Token endpoint requests by grant type and outcome",
+            "Token endpoint requests by grant type, audience and outcome",
             token_requests.clone(),
         );
         let token_latency = Family::<GrantLabel, Histogram>::new_with_constructor(|| {

@@ -8,6 +8,7 @@ use crate::config::{ApiConfig, ClientConfig};
 use crate::issuer::client_auth;
 use crate::issuer::error::{OAuthError, forbid_caching};
 use crate::issuer::form::Form;
+use crate::issuer::metrics::GrantLabels;
 use crate::issuer::protocol::{self, FamilyGrant, GrantedScopes, OFFLINE_ACCESS};
 use crate::issuer::state::Issuer;
 use crate::store::{
@@ -35,6 +36,9 @@ struct TokenResponse {
     scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<String>,
+    /// The API the token is for: a metric label, not part of the response.
+    #[serde(skip)]
+    audience: String,
 }
 
 impl IntoResponse for TokenResponse {
@@ -45,21 +49,26 @@ impl IntoResponse for TokenResponse {
     }
 }
 
-/// The handler: counts and times every request by grant type and outcome.
+/// The handler: counts every request by grant type, audience and outcome, and times it by
+/// grant type.
 pub async fn token(State(issuer): State<Issuer>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
     let form = Form::parse(&body);
     let grant = grant_label(form.as_ref().ok());
     let result = handle(&issuer, &headers, form).await;
-    let outcome = match &result {
-        Ok(_) => "issued",
-        Err(e) => e.code.as_str(),
+    let labels = match &result {
+        Ok(issued) => GrantLabels {
+            grant,
+            audience: issued.audience.clone(),
+            outcome: "issued",
+        },
+        Err(e) => GrantLabels {
+            grant,
+            audience: String::new(),
+            outcome: e.code.as_str(),
+        },
     };
-    issuer
-        .metrics
-        .token_requests
-        .get_or_create(&crate::issuer::metrics::GrantLabels { grant, outcome })
-        .inc();
+    issuer.metrics.token_requests.get_or_create(&labels).inc();
     issuer
         .metrics
         .token_latency
@@ -374,6 +383,7 @@ fn response(
         expires_in: protocol::access_token_lifetime(api),
         scope: protocol::scope_string(&scopes),
         refresh_token: refresh.map(|t| t.expose().to_owned()),
+        audience: api.audience.clone(),
     }
 }
 
