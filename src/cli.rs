@@ -125,8 +125,15 @@ async fn signal(shutdown: tokio_util::sync::CancellationToken) {
 /// Logs go to stderr; `RUST_LOG` filters them (default `info`), `TOKENWARDEN_LOG_FORMAT=json`
 /// makes them JSON lines.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // tokio-postgres logs every statement's parameters at debug level: token hashes and sealed
+    // sign-ins. A general `RUST_LOG=debug` leaves it at info; naming it turns it on.
+    if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("tokio_postgres"))
+        && let Ok(directive) = "tokio_postgres=info".parse()
+    {
+        filter = filter.add_directive(directive);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -12,7 +12,7 @@
 //! Where (see `docs/helm.md`): by default in every namespace; with `--secret-namespaces` only
 //! in those, or in none when the list is empty ([`SecretScope`]), so that RBAC can grant Secret rights per namespace. A client
 //! of another namespace is left alone and its verdict says why
-//! ([`ClientSecrets::explain_out_of_scope`]).
+//! ([`ClientSecrets::explain_missing`]).
 //!
 //! Secret values never reach logs, errors or `Debug` output.
 
@@ -338,6 +338,7 @@ impl ClientSecrets {
         };
         let mut labels = crate::config_objects::labels();
         labels.insert(CLIENT_SECRET_LABEL.to_owned(), "true".to_owned());
+        let value = random_secret()?;
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(name.to_owned()),
@@ -349,7 +350,7 @@ impl ClientSecrets {
             type_: Some("Opaque".to_owned()),
             data: Some(BTreeMap::from([(
                 key.to_owned(),
-                ByteString(random_secret()?.as_bytes().to_vec()),
+                ByteString(value.as_bytes().to_vec()),
             )])),
             ..Secret::default()
         };
@@ -362,7 +363,7 @@ impl ClientSecrets {
                 let existing = api.get(name).await.map_err(ControllerError::Api)?;
                 Ok(Arc::new(existing))
             }
-            Err(e) => Err(ControllerError::Api(e)),
+            Err(e) => Err(ControllerError::Api(redacted(e, &value))),
         }
     }
 
@@ -392,7 +393,7 @@ impl ClientSecrets {
                 &Patch::Merge(&patch),
             )
             .await
-            .map_err(ControllerError::Api)?;
+            .map_err(|e| ControllerError::Api(redacted(e, &value)))?;
         tracing::info!(namespace = %namespace, secret = %name, key, "added a generated client secret to an existing Secret");
         let patched = Arc::new(patched);
         if !is_labelled(&patched) {
@@ -433,9 +434,45 @@ pub fn random_secret() -> Result<Zeroizing<String>, ControllerError> {
     ))
 }
 
+/// `error` with `secret` cut out of the API server's message, as generated and as
+/// base64-encoded in `data`: the message reaches logs, a status and an Event, and an admission
+/// webhook that refuses a Secret may quote the object it was sent.
+fn redacted(error: kube::Error, secret: &str) -> kube::Error {
+    match error {
+        kube::Error::Api(mut status) => {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(secret.as_bytes());
+            for value in [secret, encoded.as_str()] {
+                status.message = status.message.replace(value, "<redacted>");
+            }
+            kube::Error::Api(status)
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_that_quotes_the_generated_secret_is_redacted() {
+        let secret = random_secret().expect("secret");
+        let encoded = base64::engine::general_purpose::STANDARD.encode(secret.as_bytes());
+        let quoted = format!(
+            "admission webhook denied: data.clientSecret {encoded:?} ({}) is not allowed",
+            secret.as_str()
+        );
+        let status = kube::core::Status::failure(&quoted, "BadRequest").with_code(400);
+        let error = redacted(kube::Error::Api(status.boxed()), &secret);
+        let kube::Error::Api(status) = error else {
+            panic!("still an API error");
+        };
+        assert_eq!(
+            status.message,
+            r#"admission webhook denied: data.clientSecret "<redacted>" (<redacted>) is not allowed"#
+        );
+        assert_eq!(status.code, 400);
+    }
 
     /// The scope `tokenwarden controller ARGS` runs with.
     fn scope_of(args: &[&str]) -> SecretScope {

@@ -10,8 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::LazyLock;
 
-/// What the login form shows.
-#[derive(Debug)]
+/// What the login form shows. No `Debug`: it holds the sign-in id and the CSRF token.
 pub struct LoginView<'a> {
     pub client_id: &'a str,
     pub audience: &'a str,

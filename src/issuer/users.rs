@@ -79,7 +79,7 @@ impl Users {
         })?;
         let list: Vec<User> = serde_yaml::from_str(&text).map_err(|e| UsersError::Invalid {
             path: shown.clone(),
-            message: e.to_string(),
+            message: without_values(&e),
         })?;
         let decoy = list.first().map(|u| u.password_hash.clone());
         let mut by_name = BTreeMap::new();
@@ -131,6 +131,22 @@ fn verify_hash(hash: &str, password: &str) -> bool {
     } else {
         bcrypt::verify(password, hash).unwrap_or(false)
     }
+}
+
+/// serde_yaml's message without the value it quotes for a wrong type or value: a password
+/// hash in the wrong place would otherwise reach the log.
+fn without_values(error: &serde_yaml::Error) -> String {
+    let message = error.to_string();
+    let Some(at) = ["invalid type", "invalid value"]
+        .iter()
+        .find_map(|what| message.find(what))
+    else {
+        return message;
+    };
+    let location = error.location().map_or(String::new(), |l| {
+        format!(" at line {} column {}", l.line(), l.column())
+    });
+    format!("{}a value of the wrong type{location}", &message[..at])
 }
 
 #[cfg(test)]
@@ -207,6 +223,20 @@ mod tests {
         let parsed = argon2::PasswordHash::new(DECOY_HASH).expect("parses");
         assert_eq!(parsed.algorithm.as_str(), "argon2id");
         assert!(parsed.hash.is_some());
+    }
+
+    #[test]
+    fn a_hash_in_the_wrong_place_is_not_quoted_in_the_error() {
+        let hash = argon2id("x");
+        for text in [
+            format!("- '{hash}'\n"),
+            format!("- {{username: a, passwordHash: ['{hash}']}}\n"),
+            format!("- {{username: ['{hash}'], passwordHash: '{hash}'}}\n"),
+        ] {
+            let error = load(&text).expect_err("invalid").to_string();
+            assert!(!error.contains(&hash), "{error}");
+            assert!(error.contains("wrong type at line 1"), "{error}");
+        }
     }
 
     #[test]

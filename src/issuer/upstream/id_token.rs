@@ -34,8 +34,8 @@ pub const CLOCK_SKEW_SECS: u64 = 60;
 /// Longest ID token looked at.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
-/// What the ID token must say.
-#[derive(Clone, Copy, Debug)]
+/// What the ID token must say. No `Debug`: it holds the nonce.
+#[derive(Clone, Copy)]
 pub struct Expected<'a> {
     /// The provider's issuer identifier, exactly as configured.
     pub issuer: &'a str,

@@ -112,9 +112,14 @@ pub fn pool(url: &DatabaseUrl) -> Result<Pool, StoreError> {
         .map_err(|e| StoreError::InvalidDatabaseUrl(e.to_string()))
 }
 
-fn invalid_url(error: tokio_postgres::Error) -> StoreError {
-    // tokio-postgres names the offending option, never its value.
-    StoreError::InvalidDatabaseUrl(error.to_string())
+/// tokio-postgres names the option it refuses, and in a keyword string with an unquoted
+/// space in the password that "option" is a piece of the password: its text is not repeated.
+fn invalid_url(_: tokio_postgres::Error) -> StoreError {
+    StoreError::InvalidDatabaseUrl(
+        "tokio-postgres refused the connection string: an unknown option or a malformed value \
+         (not repeated here: it may hold the password; quote values that contain spaces)"
+            .into(),
+    )
 }
 
 fn client_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, StoreError> {
@@ -317,6 +322,21 @@ mod tests {
         assert_eq!(&*rest, "host=db password='a b\\'c' dbname=tw ");
         assert_eq!(tls.mode, SslMode::Prefer);
         assert_eq!(tls.root_cert, Some(PathBuf::from("/ca.pem")));
+    }
+
+    #[test]
+    fn a_password_that_breaks_the_keyword_form_is_not_repeated() {
+        let Err(error) = pool(&DatabaseUrl::new(
+            "host=db user=u password=hunter2 secret=rest dbname=tw",
+        )) else {
+            panic!("an unknown option is refused");
+        };
+        let error = error.to_string();
+        assert!(error.contains("refused the connection string"), "{error}");
+        assert!(
+            !error.contains("secret") && !error.contains("hunter2"),
+            "{error}"
+        );
     }
 
     #[test]
