@@ -17,6 +17,8 @@ echo "== cargo fmt --check" >&2
 cargo fmt --all --check || fail "formatting differs: run 'cargo fmt'"
 echo "== cargo clippy" >&2
 cargo clippy --all-targets -- -D warnings
+echo "== cargo doc (broken or private links are errors)" >&2
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 
 echo "== test tools (kube-apiserver, etcd, kubectl, helm)" >&2
 tools="$(scripts/test-tools.sh | tail -n 1)" || fail "could not set up the test control plane (see above)"

@@ -101,7 +101,7 @@ fn ten_thousand_policies_and_clients_fit_in_objects_under_one_mebibyte_and_read_
     let back = assemble(&manifest, &shards).expect("assembled");
     assert_eq!(back, built.config);
     eprintln!(
-        "10,000 + 10,000: {} bytes of JSON, {} compressed, {} shard(s)",
+        "10,000 + 10,000: {} bytes uncompressed, {} compressed, {} shard(s)",
         encoded.uncompressed_bytes,
         encoded.compressed_bytes,
         encoded.shards.len()

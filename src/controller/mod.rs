@@ -18,7 +18,7 @@
 //! but a status. The controller owns its configuration objects, the signing keys, the Secrets
 //! it generated and the status fields it writes; it changes nothing else.
 
-mod changes;
+pub mod changes;
 pub mod keys;
 pub mod leader;
 pub mod metrics;

@@ -11,7 +11,7 @@
 //! - [`snapshot`]: the configuration in force, swapped whole; [`standalone`]: its file source;
 //!   [`cluster`]: its source in cluster mode, the objects the controller writes.
 //! - [`state`]: what handlers share; [`metrics`]: Prometheus metrics.
-//! - [`run`]: `tokenwarden issuer`, standalone or cluster mode.
+//! - [`mod@run`]: `tokenwarden issuer`, standalone or cluster mode.
 
 pub mod authorization;
 pub mod client_address;

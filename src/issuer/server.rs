@@ -17,7 +17,7 @@ use std::time::Duration;
 use tower_http::timeout::TimeoutLayer;
 
 /// How long a request may take before the server gives up on it.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The public endpoints.
 pub fn router(issuer: Issuer) -> Router {

@@ -20,7 +20,7 @@ const MAX_ANSWER_BYTES: usize = 512 * 1024;
 /// Metadata and keys are fetched again after this long.
 const CACHE_FOR: Duration = Duration::from_secs(60 * 60);
 /// An unknown `kid` fetches the JWKS again at most this often.
-const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(10);
+pub const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(10);
 
 /// A step with the provider that failed.
 #[derive(Debug, thiserror::Error)]
