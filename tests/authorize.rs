@@ -87,13 +87,16 @@ async fn a_bcrypt_user_signs_in_as_their_configured_subject() {
 #[tokio::test]
 async fn the_code_lives_sixty_seconds() {
     let issuer = TestIssuer::with_users(STANDARD);
-    let reply = issuer.browser().sign_in(&authorize_path(&[]), ALICE).await;
-    let (_, params) = reply.redirect();
-    issuer.clock().advance(61);
-    assert_eq!(
-        exchange(&issuer, &params["code"]).await.error(),
-        "invalid_grant"
-    );
+    let code = || async {
+        let reply = issuer.browser().sign_in(&authorize_path(&[]), ALICE).await;
+        reply.redirect().1["code"].clone()
+    };
+    let on_time = code().await;
+    issuer.clock().advance(59);
+    exchange(&issuer, &on_time).await.ok();
+    let late = code().await;
+    issuer.clock().advance(60);
+    assert_eq!(exchange(&issuer, &late).await.error(), "invalid_grant");
 }
 
 #[tokio::test]
@@ -271,9 +274,14 @@ async fn the_login_form_expires_after_ten_minutes() {
     let issuer = TestIssuer::with_users(STANDARD);
     let mut browser = issuer.browser();
     let form = browser.get(&authorize_path(&[])).await.login_form();
+    issuer.clock().advance(599);
+    let reply = browser.submit(&form, ALICE.0, ALICE.1).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text);
+    let form = browser.get(&authorize_path(&[])).await.login_form();
     issuer.clock().advance(600);
     let reply = browser.submit(&form, ALICE.0, ALICE.1).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.text.contains("expired"), "{}", reply.text);
 }
 
 #[tokio::test]

@@ -422,7 +422,11 @@ subjects: [{{kind: ServiceAccount, name: issuer, namespace: {system}}}]
         cluster.service_account_client(system, "issuer").await,
         system,
     );
-    assert!(other.list(&ListParams::default()).await.is_err());
+    let denied = other.list(&ListParams::default()).await;
+    assert!(
+        matches!(&denied, Err(kube::Error::Api(status)) if status.code == 403),
+        "{denied:?}"
+    );
     stop.cancel();
     task.await.expect("the source stops");
 }

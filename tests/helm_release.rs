@@ -671,11 +671,10 @@ spec:
         (status.as_str(), reason.as_str()),
         ("False", "SecretNotAccessible")
     );
+    let found = cluster.run_kubectl(&["get", "secret", "job-oauth", "-n", &apps]);
     assert!(
-        cluster
-            .run_kubectl(&["get", "secret", "job-oauth", "-n", &apps])
-            .is_err(),
-        "no Secret was created"
+        found.as_ref().is_err_and(|e| e.contains("NotFound")),
+        "no Secret was created: {found:?}"
     );
 
     cluster.stop_component("plain-controller");

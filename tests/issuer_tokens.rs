@@ -140,17 +140,30 @@ async fn client_credentials(issuer: &TestIssuer, extra: &[(&str, &str)]) -> Repl
 
 #[tokio::test]
 async fn the_api_is_chosen_by_audience_or_resource_and_an_unknown_one_is_invalid_target() {
-    let issuer = TestIssuer::standard();
-    client_credentials(&issuer, &[("audience", "https://banking.example.com")])
-        .await
-        .ok();
-    client_credentials(&issuer, &[("resource", "https://banking.example.com")])
-        .await
-        .ok();
-    client_credentials(&issuer, &[]).await.ok();
+    // `worker` may ask for both APIs here, so every choice below is the parameter's.
+    let issuer = TestIssuer::new(&fixtures::STANDARD.replace(
+        r#"audiences: [{audience: https://banking.example.com, scopes: ["accounts:read"]}]"#,
+        r#"audiences: [{audience: https://banking.example.com, scopes: ["accounts:read"]}, {audience: https://todo.example.com, scopes: ["todos:read"]}]"#,
+    ));
+    for (param, value) in [
+        ("audience", "https://banking.example.com"),
+        ("resource", "https://banking.example.com"),
+        ("audience", "https://todo.example.com"),
+        ("resource", "https://todo.example.com"),
+    ] {
+        let reply = client_credentials(&issuer, &[(param, value)]).await;
+        let access = fixtures::claims(reply.ok()["access_token"].as_str().expect("token"));
+        assert_eq!(access["aud"], value, "{param}={value}");
+    }
+    let reply = client_credentials(&issuer, &[]).await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.error()),
+        (400, "invalid_request"),
+        "two APIs and none named"
+    );
     for (param, value) in [
         ("audience", "https://unknown.example.com"),
-        ("audience", "https://todo.example.com"),
+        ("resource", "https://unknown.example.com"),
     ] {
         let reply = client_credentials(&issuer, &[(param, value)]).await;
         assert_eq!(reply.status, 400);
@@ -161,6 +174,14 @@ async fn the_api_is_chosen_by_audience_or_resource_and_an_unknown_one_is_invalid
             reply.text
         );
     }
+    // An API that exists but is not this client's: the standard worker may not ask for todo.
+    let standard = TestIssuer::standard();
+    let reply = client_credentials(&standard, &[("audience", "https://todo.example.com")]).await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.error()),
+        (400, "invalid_target")
+    );
+    client_credentials(&standard, &[]).await.ok();
 }
 
 #[tokio::test]

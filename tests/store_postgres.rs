@@ -131,6 +131,14 @@ async fn tls_with_the_servers_ca_works_and_an_unknown_ca_is_refused() {
         .await
         .expect_err("a server certificate from an unknown CA is refused");
     assert!(error.is_unavailable(), "{error:?}");
+    // Refused for its certificate, not for anything else that makes a store unavailable.
+    let mut chain = format!("{error:?}");
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        chain.push_str(&format!(" {cause:?}"));
+        source = cause.source();
+    }
+    assert!(chain.contains("UnknownIssuer"), "{chain}");
 }
 
 #[tokio::test]

@@ -172,11 +172,14 @@ mod tests {
                 ErrorCode::InvalidRequest
             );
         }
-        let many: Vec<u8> = (0..=MAX_PARAMS)
-            .map(|i| format!("p{i}=1&"))
-            .collect::<String>()
-            .into_bytes();
-        assert!(Form::parse(&many).is_err());
+        let params = |n: usize| (0..n).map(|i| format!("p{i}=1&")).collect::<String>();
+        assert!(Form::parse(params(MAX_PARAMS).as_bytes()).is_ok());
+        assert_eq!(
+            Form::parse(params(MAX_PARAMS + 1).as_bytes())
+                .expect_err("one too many")
+                .code,
+            ErrorCode::InvalidRequest
+        );
         let long = format!("a={}", "x".repeat(MAX_VALUE_BYTES + 1));
         assert!(Form::parse(long.as_bytes()).is_err());
     }

@@ -107,15 +107,21 @@ impl Users {
         self.by_name.is_empty()
     }
 
-    /// The user, if the password matches. Slow on purpose (the hash's cost).
+    /// The user, if the password matches. Slow on purpose (the hash's cost), and as slow for
+    /// an unknown username: exactly one hash is checked either way (`hash_checked_for`).
     pub fn verify(&self, username: &str, password: &str) -> Option<&User> {
-        match self.by_name.get(username) {
-            Some(user) if verify_hash(&user.password_hash, password) => Some(user),
-            Some(_) => None,
-            None => {
-                let _ = verify_hash(self.decoy.as_deref().unwrap_or(DECOY_HASH), password);
-                None
-            }
+        let user = self.by_name.get(username);
+        let matches = verify_hash(self.hash_checked_for(user), password);
+        user.filter(|_| matches)
+    }
+
+    /// The hash a password is checked against: the user's, or for an unknown username a real
+    /// hash of the same cost (the file's first, else a built-in argon2id one), whose answer
+    /// [`Self::verify`] ignores.
+    fn hash_checked_for<'a>(&'a self, user: Option<&'a User>) -> &'a str {
+        match user {
+            Some(user) => &user.password_hash,
+            None => self.decoy.as_deref().unwrap_or(DECOY_HASH),
         }
     }
 }
@@ -213,7 +219,11 @@ mod tests {
     fn an_unknown_user_is_checked_against_a_real_hash_of_the_file() {
         let users = users();
         let alice = users.by_name.get("alice").expect("alice");
-        assert_eq!(users.decoy.as_deref(), Some(alice.password_hash.as_str()));
+        let bob = users.by_name.get("bob").expect("bob");
+        assert_eq!(users.hash_checked_for(None), alice.password_hash);
+        assert_eq!(users.hash_checked_for(Some(bob)), bob.password_hash);
+        let empty = load("[]\n").expect("an empty list");
+        assert_eq!(empty.hash_checked_for(None), DECOY_HASH);
         // Even with a known user's password, an unknown username never signs in.
         assert!(users.verify("nobody", "alice-password").is_none());
     }

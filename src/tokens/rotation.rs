@@ -292,6 +292,11 @@ mod tests {
         advance(&mut set, &SCHEDULE, T0 + 30 * DAY, 600).unwrap();
         let promoted_at = T0 + 30 * DAY + 3_600;
         advance(&mut set, &SCHEDULE, promoted_at, 600).unwrap();
+        assert_eq!(
+            set.retired().len(),
+            Algorithm::ALL.len(),
+            "one per algorithm"
+        );
         for retired in set.retired() {
             assert_eq!(
                 retired.publish_until,
