@@ -62,6 +62,10 @@ async fn a_controller_killed_while_reconciling_converges_after_a_restart_with_no
     assert!(cluster.kill_component(&first.name), "SIGKILL");
     let before = values(&secrets.list(&generated).await.expect("list").items);
     eprintln!("killed with {} of {CLIENTS} Secrets created", before.len());
+    assert!(
+        (1..CLIENTS).contains(&before.len()),
+        "killed in the middle of creating Secrets (a handful are created when the kill lands)"
+    );
     let keys_api: Api<Secret> = Api::namespaced(cluster.client(), &system);
     let keys_before = keys_api
         .get_opt("tokenwarden-signing-keys")

@@ -331,6 +331,13 @@ async fn statuses_are_not_written_again_when_nothing_changes() {
                 .resource_version,
         )
     };
+    // The client is Ready; the policy's status may still be on its way.
+    eventually(CONVERGE, "the policy is Ready", || async {
+        policy_ready(cluster, &ns, "api")
+            .await
+            .filter(|(status, _, current)| status == "True" && *current)
+    })
+    .await;
     let before = versions().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = versions().await;
