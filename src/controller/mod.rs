@@ -315,6 +315,11 @@ pub async fn run(
                     status_writes = report.status_writes,
                     secrets_generated = report.secrets_generated,
                     took_ms = started.elapsed().as_millis() as u64,
+                    secrets_ms = report.steps.secrets,
+                    keys_ms = report.steps.keys,
+                    build_ms = report.steps.build,
+                    publish_ms = report.steps.publish,
+                    statuses_ms = report.steps.statuses,
                     "reconciled"
                 );
             }

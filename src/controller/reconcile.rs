@@ -33,6 +33,31 @@ pub struct Report {
     pub secrets_generated: u64,
     /// When the signing keys are next due to change (unix seconds).
     pub keys_due: Option<u64>,
+    /// Milliseconds each step took, in order: where a slow reconcile spends its time.
+    pub steps: Steps,
+}
+
+/// Milliseconds of each step of one reconcile.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Steps {
+    /// Client Secrets found, read or created.
+    pub secrets: u64,
+    /// Signing keys checked (and rotated when due).
+    pub keys: u64,
+    /// `config::build` over every object.
+    pub build: u64,
+    /// Encoding and writing the configuration objects.
+    pub publish: u64,
+    /// Computing every status and writing those that differ.
+    pub statuses: u64,
+}
+
+/// Milliseconds since `*mark`, which moves to now.
+fn lap(mark: &mut Instant) -> u64 {
+    let now = Instant::now();
+    let ms = now.duration_since(*mark).as_millis() as u64;
+    *mark = now;
+    ms
 }
 
 /// The controller's view of the cluster and its handles to change it.
@@ -53,6 +78,8 @@ impl Reconciler {
     /// Reconcile everything once. `verify` also re-reads what is normally trusted (the
     /// configuration shards, the signing keys), for the periodic resync.
     pub async fn reconcile(&mut self, verify: bool) -> Result<Report, ControllerError> {
+        let mut steps = Steps::default();
+        let mut mark = Instant::now();
         let policies = self.policies.state();
         let clients = self.clients.state();
         self.metrics
@@ -73,6 +100,7 @@ impl Reconciler {
             .inspect_err(|_| self.failed("secrets"))?;
         let secrets_generated = generated.created + generated.keys_added;
         self.metrics.secrets_created.inc_by(secrets_generated);
+        steps.secrets = lap(&mut mark);
 
         // Before the configuration: a longer lifetime is recorded with the signing keys
         // before any issuer can mint a token that lives that long.
@@ -87,10 +115,12 @@ impl Reconciler {
         if keys.changes.any() {
             self.metrics.key_changes.inc();
         }
+        steps.keys = lap(&mut mark);
 
         let declared = Declared::from_caches(policies.clone(), clients.clone(), secrets);
         let mut built = config::build(&declared);
         self.secrets.explain_missing(&clients, &mut built.verdicts);
+        steps.build = lap(&mut mark);
 
         let config_api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
         let published = publish::publish(
@@ -103,16 +133,19 @@ impl Reconciler {
         .await
         .inspect_err(|_| self.failed("publish"))?;
         self.record_published(&published);
+        steps.publish = lap(&mut mark);
 
         let status_writes = self
             .write_statuses(&policies, &clients, &built.verdicts)
             .await
             .inspect_err(|_| self.failed("status"))?;
+        steps.statuses = lap(&mut mark);
         Ok(Report {
             published,
             status_writes,
             secrets_generated,
             keys_due: keys.next_due,
+            steps,
         })
     }
 
