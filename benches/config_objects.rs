@@ -1,56 +1,17 @@
-//! The configuration objects at 10,000 APIs and 10,000 clients, each client with its own
-//! secret hash (incompressible, as in a real cluster): what the controller pays to encode it
-//! on every change, and the issuer to read it back, whole and by part.
+//! The configuration at 10,000 APIs and 10,000 clients, each client with its own secret hash
+//! (incompressible, as in a real cluster): what the controller pays to build and encode it on
+//! every reconcile, and the issuer to read it back, whole and by part.
 //!
 //! `cargo bench --bench config_objects`. The previous format (JSON) is measured beside it.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
-use tokenwarden::api::{ClientType, GrantType, SigningAlgorithm};
-use tokenwarden::config::{ApiConfig, ClientConfig, IssuerConfig};
+use tokenwarden::config::{self, IssuerConfig};
 use tokenwarden::config_objects;
 
-fn at_scale() -> IssuerConfig {
-    let audience = |i: usize| format!("https://api-{i}.payments.example.com");
-    let apis = (0..10_000)
-        .map(|i| {
-            let api = ApiConfig {
-                audience: audience(i),
-                token_expiration_seconds: 600 + i as i64,
-                offline_access: i % 2 == 0,
-                signing_algorithm: SigningAlgorithm::default(),
-                scopes: BTreeSet::from(["accounts:read".into(), "accounts:write".into()]),
-                refresh_tokens: Default::default(),
-            };
-            (audience(i), api)
-        })
-        .collect();
-    let clients = (0..10_000)
-        .map(|i| {
-            let id = format!("team-{}.client-{i}", i % 100);
-            let mut hash = [0u8; 32];
-            aws_lc_rs::rand::fill(&mut hash).expect("entropy");
-            let client = ClientConfig {
-                client_id: id.clone(),
-                namespace: format!("team-{}", i % 100),
-                client_type: ClientType::Confidential,
-                secret_sha256: Some(hash),
-                grant_types: BTreeSet::from([GrantType::ClientCredentials]),
-                redirect_uris: vec![],
-                audiences: [i, (i + 1) % 10_000]
-                    .iter()
-                    .map(|a| (audience(*a), BTreeSet::from(["accounts:read".into()])))
-                    .collect::<BTreeMap<_, _>>(),
-            };
-            (id, client)
-        })
-        .collect();
-    IssuerConfig { apis, clients }
-}
-
 fn bench(c: &mut Criterion) {
-    let config = at_scale();
+    let declared = config::at_scale::declared(10_000);
+    let config = config::build(&declared).config;
     let encoded = config_objects::encode(&config).expect("encode");
     let json = serde_json::to_vec(&config).expect("json");
     println!(
@@ -72,6 +33,9 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("config_objects_10000");
     group.sample_size(20);
+    group.bench_function("config::build (controller, every reconcile)", |b| {
+        b.iter(|| config::build(&declared))
+    });
     group.bench_function("encode (controller)", |b| {
         b.iter(|| config_objects::encode(&config).expect("encode"))
     });

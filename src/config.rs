@@ -6,6 +6,9 @@
 //! scopes each client may ask for, and says why for every object that is not fully enforced.
 //! No I/O and no clock.
 
+#[doc(hidden)]
+pub mod at_scale;
+
 use crate::api::{
     ApiClient, ApiTokenPolicy, ClientType, GrantType, Kind, RefreshTokenSettings, SigningAlgorithm,
 };

@@ -1,81 +1,7 @@
 use super::*;
-use crate::api::{
-    ApiClient, ApiClientSpec, ApiTokenPolicy, ApiTokenPolicySpec, AudienceGrant, ClientType,
-    GrantType, ScopeDefinition,
-};
-use crate::config::{Declared, SecretData, build};
+use crate::api::{ClientType, GrantType};
+use crate::config::build;
 use std::collections::BTreeSet;
-
-/// 10,000 policies and 10,000 clients, each client with a 256-bit secret and two audiences,
-/// built through the same function the controller calls.
-fn declared_at_scale() -> Declared {
-    let policies = (0..10_000)
-        .map(|i| {
-            let mut p = ApiTokenPolicy::new(
-                &format!("api-{i}"),
-                ApiTokenPolicySpec {
-                    audience: format!("https://api-{i}.payments.example.com"),
-                    token_expiration_seconds: 600 + i,
-                    offline_access: i % 2 == 0,
-                    signing_algorithm: Default::default(),
-                    scopes: vec![
-                        ScopeDefinition {
-                            name: "accounts:read".into(),
-                            description: Some("Read accounts".into()),
-                        },
-                        ScopeDefinition {
-                            name: "accounts:write".into(),
-                            description: None,
-                        },
-                    ],
-                    refresh_tokens: Default::default(),
-                    allowed_client_namespaces: vec!["*".into()],
-                },
-            );
-            p.metadata.namespace = Some(format!("team-{}", i % 100));
-            p.into()
-        })
-        .collect();
-    let mut secrets = crate::config::Secrets::new();
-    let clients = (0..10_000)
-        .map(|i| {
-            let ns = format!("team-{}", i % 100);
-            let mut c = ApiClient::new(
-                &format!("client-{i}"),
-                ApiClientSpec {
-                    client_id: None,
-                    client_type: ClientType::Confidential,
-                    secret_ref: None,
-                    grant_types: vec![GrantType::ClientCredentials],
-                    redirect_uris: vec![],
-                    audiences: [i, (i + 1) % 10_000]
-                        .iter()
-                        .map(|a| AudienceGrant {
-                            audience: format!("https://api-{a}.payments.example.com"),
-                            scopes: vec!["accounts:read".into()],
-                        })
-                        .collect(),
-                },
-            );
-            c.metadata.namespace = Some(ns.clone());
-            // A different, incompressible secret for every client.
-            let secret = hex(&Sha256::digest(format!("secret {i}")));
-            secrets.insert(
-                (ns, format!("client-{i}-oauth")),
-                SecretData(BTreeMap::from([(
-                    "clientSecret".to_owned(),
-                    secret.into_bytes(),
-                )])),
-            );
-            c.into()
-        })
-        .collect();
-    Declared {
-        policies,
-        clients,
-        secrets: Some(secrets),
-    }
-}
 
 fn objects(encoded: &Encoded) -> Vec<Option<ConfigMap>> {
     (1..=encoded.shards.len())
@@ -85,7 +11,7 @@ fn objects(encoded: &Encoded) -> Vec<Option<ConfigMap>> {
 
 #[test]
 fn ten_thousand_policies_and_clients_fit_in_objects_under_one_mebibyte_and_read_back_equal() {
-    let built = build(&declared_at_scale());
+    let built = build(&crate::config::at_scale::declared(10_000));
     assert_eq!(built.config.apis.len(), 10_000);
     assert_eq!(built.config.clients.len(), 10_000);
     let encoded = encode(&built.config).expect("encoded");
@@ -110,7 +36,7 @@ fn ten_thousand_policies_and_clients_fit_in_objects_under_one_mebibyte_and_read_
 
 #[test]
 fn equal_configurations_have_equal_checksums_and_a_change_changes_it() {
-    let built = build(&declared_at_scale());
+    let built = build(&crate::config::at_scale::declared(10_000));
     let a = encode(&built.config).expect("a");
     let b = encode(&built.config.clone()).expect("b");
     assert_eq!(a.sha256, b.sha256);

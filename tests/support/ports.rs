@@ -12,15 +12,21 @@ use std::net::{Ipv4Addr, TcpListener};
 const FIRST: u64 = 20_000;
 const COUNT: u64 = 12_000;
 
-/// A loopback port nothing listens on now, outside the ephemeral range.
+/// A loopback port nothing listens on now, outside the ephemeral range, and never handed out
+/// before in this process: a port picked for one server is free until that server binds it,
+/// so without this two servers started together (etcd's and the API server's ports, say)
+/// could be given the same one.
 pub fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
     for _ in 0..1_000 {
         // A fresh `RandomState` is seeded differently on every call.
         let random = std::collections::hash_map::RandomState::new()
             .build_hasher()
             .finish();
         let port = u16::try_from(FIRST + random % COUNT).expect("below 65536");
-        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+        if !given.contains(&port) && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            given.push(port);
             return port;
         }
     }

@@ -1,0 +1,88 @@
+//! Declared objects at scale, for the benchmarks and the size tests: `n` ApiTokenPolicies in
+//! 100 namespaces and `n` Confidential ApiClients, each client with a secret of its own (so
+//! that its hash does not compress, as in a real cluster) and two audiences.
+
+use super::{Declared, SecretData, Secrets};
+use crate::api::{
+    ApiClient, ApiClientSpec, ApiTokenPolicy, ApiTokenPolicySpec, AudienceGrant, ClientType,
+    GrantType, ScopeDefinition,
+};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// The audience of policy `i`.
+pub fn audience(i: usize) -> String {
+    format!("https://api-{i}.payments.example.com")
+}
+
+/// `n` policies and `n` clients, as the controller's caches would hold them.
+pub fn declared(n: usize) -> Declared {
+    let namespace = |i: usize| format!("team-{}", i % 100);
+    let policies = (0..n)
+        .map(|i| {
+            let mut p = ApiTokenPolicy::new(
+                &format!("api-{i}"),
+                ApiTokenPolicySpec {
+                    audience: audience(i),
+                    token_expiration_seconds: 600 + i as i64,
+                    offline_access: i % 2 == 0,
+                    signing_algorithm: Default::default(),
+                    scopes: vec![
+                        ScopeDefinition {
+                            name: "accounts:read".into(),
+                            description: Some("Read accounts".into()),
+                        },
+                        ScopeDefinition {
+                            name: "accounts:write".into(),
+                            description: None,
+                        },
+                    ],
+                    refresh_tokens: Default::default(),
+                    allowed_client_namespaces: vec!["*".into()],
+                },
+            );
+            p.metadata.namespace = Some(namespace(i));
+            p.into()
+        })
+        .collect();
+    let mut secrets = Secrets::new();
+    let clients = (0..n)
+        .map(|i| {
+            let mut c = ApiClient::new(
+                &format!("client-{i}"),
+                ApiClientSpec {
+                    client_id: None,
+                    client_type: ClientType::Confidential,
+                    secret_ref: None,
+                    grant_types: vec![GrantType::ClientCredentials],
+                    redirect_uris: vec![],
+                    audiences: [i, (i + 1) % n]
+                        .iter()
+                        .map(|a| AudienceGrant {
+                            audience: audience(*a),
+                            scopes: vec!["accounts:read".into()],
+                        })
+                        .collect(),
+                },
+            );
+            c.metadata.namespace = Some(namespace(i));
+            let secret: String = Sha256::digest(format!("secret {i}"))
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            secrets.insert(
+                (namespace(i), format!("client-{i}-oauth")),
+                SecretData(BTreeMap::from([(
+                    "clientSecret".to_owned(),
+                    secret.into_bytes(),
+                )])),
+            );
+            c.into()
+        })
+        .collect();
+    Declared {
+        policies,
+        clients,
+        secrets: Some(secrets),
+    }
+}
