@@ -12,8 +12,8 @@ use kube::Api;
 use kube::api::ListParams;
 use operator::scenario::{self, CONVERGE, Worker};
 use operator::{
-    apply, client_credentials, client_ready, eventually, lifetime, policy_conditions, policy_ready,
-    start_controller, start_issuer,
+    apply, client_credentials, client_ready, documents, eventually, lifetime, machine_client_yaml,
+    policy_conditions, policy_ready, policy_yaml, start_controller, start_issuer,
 };
 use std::time::Duration;
 use tokenwarden::api::ApiTokenPolicy;
@@ -195,22 +195,10 @@ async fn a_client_without_its_secret_gets_one_generated_that_the_token_endpoint_
     let client_id = format!("{ns}-job");
     apply(
         cluster,
-        &format!(
-            r#"
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiTokenPolicy
-metadata: {{name: api, namespace: {ns}}}
-spec: {{audience: "{audience}", tokenExpirationSeconds: 700}}
----
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiClient
-metadata: {{name: job, namespace: {ns}}}
-spec:
-  clientId: {client_id}
-  grantTypes: [client_credentials]
-  audiences: [{{audience: "{audience}"}}]
-"#
-        ),
+        &documents(&[
+            policy_yaml(&ns, &audience, Some(700)),
+            machine_client_yaml(&ns, "job", Some(&client_id), &audience),
+        ]),
     )
     .expect("apply");
     scenario::wait_client_ready(cluster, &ns, "job").await;
@@ -265,30 +253,11 @@ async fn a_secret_the_api_server_refuses_is_that_clients_problem_and_the_others_
     let long = "l".repeat(250);
     apply(
         cluster,
-        &format!(
-            r#"
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiTokenPolicy
-metadata: {{name: api, namespace: {ns}}}
-spec: {{audience: "{audience}"}}
----
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiClient
-metadata: {{name: {long}, namespace: {ns}}}
-spec:
-  clientId: {ns}-long
-  grantTypes: [client_credentials]
-  audiences: [{{audience: "{audience}"}}]
----
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiClient
-metadata: {{name: job, namespace: {ns}}}
-spec:
-  clientId: {ns}-job
-  grantTypes: [client_credentials]
-  audiences: [{{audience: "{audience}"}}]
-"#
-        ),
+        &documents(&[
+            policy_yaml(&ns, &audience, None),
+            machine_client_yaml(&ns, &long, Some(&format!("{ns}-long")), &audience),
+            machine_client_yaml(&ns, "job", Some(&format!("{ns}-job")), &audience),
+        ]),
     )
     .expect("apply");
     scenario::wait_client_ready(cluster, &ns, "job").await;

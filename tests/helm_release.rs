@@ -15,8 +15,8 @@ mod support;
 use operator::chart::{args_of, can_i, dry_run_create, find, install, pod_of, render};
 use operator::scenario::{self, CONVERGE};
 use operator::{
-    apply, client_credentials, client_ready, eventually, lifetime, ready, spawn_controller_as,
-    spawn_issuer_as,
+    apply, client_credentials, client_ready, documents, eventually, lifetime, machine_client_yaml,
+    policy_yaml, ready, spawn_controller_as, spawn_issuer_as,
 };
 use serde_json::Value;
 
@@ -387,25 +387,15 @@ async fn the_controller_and_the_issuer_do_their_whole_job_as_the_charts_service_
     .expect("apply the offline-access policy and client");
     apply(
         cluster,
-        &format!(
-            r#"
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiClient
-metadata: {{name: job, namespace: {apps}}}
-spec:
-  clientId: {apps}-job
-  grantTypes: [client_credentials]
-  audiences: [{{audience: "{audience}"}}]
----
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiClient
-metadata: {{name: outsider, namespace: {other}}}
-spec:
-  clientId: {other}-outsider
-  grantTypes: [client_credentials]
-  audiences: [{{audience: "{audience}"}}]
-"#
-        ),
+        &documents(&[
+            machine_client_yaml(&apps, "job", Some(&format!("{apps}-job")), audience),
+            machine_client_yaml(
+                &other,
+                "outsider",
+                Some(&format!("{other}-outsider")),
+                audience,
+            ),
+        ]),
     )
     .expect("apply the other objects");
     for name in ["web", "job"] {
@@ -568,21 +558,10 @@ async fn with_client_secret_namespaces_star_the_controller_may_use_secrets_in_ev
     let audience = format!("https://{anywhere}.example.com");
     apply(
         cluster,
-        &format!(
-            r#"
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiTokenPolicy
-metadata: {{name: api, namespace: {anywhere}}}
-spec: {{audience: "{audience}"}}
----
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiClient
-metadata: {{name: job, namespace: {anywhere}}}
-spec:
-  grantTypes: [client_credentials]
-  audiences: [{{audience: "{audience}"}}]
-"#
-        ),
+        &documents(&[
+            policy_yaml(&anywhere, &audience, None),
+            machine_client_yaml(&anywhere, "job", None, &audience),
+        ]),
     )
     .expect("apply");
     eventually(
@@ -629,23 +608,8 @@ async fn with_the_default_values_the_controller_touches_no_secret_and_confidenti
     ready(cluster, controller).await;
 
     let audience = format!("https://{apps}.example.com");
-    apply(
-        cluster,
-        &format!(
-            r#"
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiTokenPolicy
-metadata: {{name: api, namespace: {apps}}}
-spec: {{audience: "{audience}"}}
----
-apiVersion: tokenwarden.dev/v1alpha1
-kind: ApiClient
-metadata: {{name: job, namespace: {apps}}}
-spec:
-  grantTypes: [client_credentials]
-  audiences: [{{audience: "{audience}"}}]
----
-apiVersion: tokenwarden.dev/v1alpha1
+    let spa = format!(
+        r#"apiVersion: tokenwarden.dev/v1alpha1
 kind: ApiClient
 metadata: {{name: spa, namespace: {apps}}}
 spec:
@@ -654,7 +618,14 @@ spec:
   redirectUris: ["https://spa.example.com/callback"]
   audiences: [{{audience: "{audience}"}}]
 "#
-        ),
+    );
+    apply(
+        cluster,
+        &documents(&[
+            policy_yaml(&apps, &audience, None),
+            machine_client_yaml(&apps, "job", None, &audience),
+            spa,
+        ]),
     )
     .expect("apply");
     eventually(CONVERGE, "the public client is Ready", || async {

@@ -326,6 +326,44 @@ pub fn create_namespace(cluster: &ControlPlane, name: &str) {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// The ApiTokenPolicy `api` in `ns` for `audience`: the default lifetime, or `lifetime`.
+pub fn policy_yaml(ns: &str, audience: &str, lifetime: Option<i64>) -> String {
+    let lifetime = lifetime.map_or(String::new(), |s| format!(", tokenExpirationSeconds: {s}"));
+    format!(
+        r#"apiVersion: tokenwarden.dev/v1alpha1
+kind: ApiTokenPolicy
+metadata: {{name: api, namespace: {ns}}}
+spec: {{audience: "{audience}"{lifetime}}}
+"#
+    )
+}
+
+/// The confidential ApiClient `name` in `ns` that may use client_credentials for `audience`,
+/// with no `secretRef`: the controller generates its Secret `<name>-oauth`. `client_id: None`
+/// leaves `spec.clientId` to its default.
+pub fn machine_client_yaml(
+    ns: &str,
+    name: &str,
+    client_id: Option<&str>,
+    audience: &str,
+) -> String {
+    let client_id = client_id.map_or(String::new(), |id| format!("  clientId: {id}\n"));
+    format!(
+        r#"apiVersion: tokenwarden.dev/v1alpha1
+kind: ApiClient
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+{client_id}  grantTypes: [client_credentials]
+  audiences: [{{audience: "{audience}"}}]
+"#
+    )
+}
+
+/// Several YAML documents as one stream.
+pub fn documents(yaml: &[String]) -> String {
+    yaml.join("---\n")
+}
+
 /// A policy and a confidential client with its own Secret, all in `ns`.
 pub fn policy_and_client(
     ns: &str,
