@@ -14,7 +14,9 @@ use crate::api::GrantType;
 use crate::config::{ClientConfig, IssuerConfig};
 
 /// A valid authorization request: what a code will be issued for once the user signs in.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Its `Debug` leaves out the client's `state` and `nonce`, which bind the answer to one
+/// browser's sign-in and so have no place in a log.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuthorizationRequest {
     pub client_id: String,
     pub redirect_uri: String,
@@ -29,6 +31,21 @@ pub struct AuthorizationRequest {
     pub code_challenge: String,
     /// OpenID Connect `nonce`, kept with the code.
     pub nonce: Option<String>,
+}
+
+impl std::fmt::Debug for AuthorizationRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let given = |value: &Option<String>| value.as_ref().map(|_| "<given>");
+        f.debug_struct("AuthorizationRequest")
+            .field("client_id", &self.client_id)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("state", &given(&self.state))
+            .field("audience", &self.audience)
+            .field("scope", &self.scope)
+            .field("code_challenge", &self.code_challenge)
+            .field("nonce", &given(&self.nonce))
+            .finish()
+    }
 }
 
 impl AuthorizationRequest {

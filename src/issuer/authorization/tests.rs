@@ -107,6 +107,19 @@ fn a_valid_request_is_for_the_clients_only_api_with_all_its_scopes() {
 }
 
 #[test]
+fn debug_output_leaves_out_the_clients_state_and_nonce() {
+    let mut request = validate(&config(), &request(&[])).expect("valid");
+    request.nonce = Some("n-0S6_WzA2Mj".to_owned());
+    let shown = format!("{request:?}");
+    assert!(shown.contains("client_id: \"web\""), "{shown}");
+    assert!(shown.contains("state: Some(\"<given>\")"), "{shown}");
+    assert!(
+        !shown.contains("xyz") && !shown.contains("n-0S6_WzA2Mj"),
+        "{shown}"
+    );
+}
+
+#[test]
 fn offline_access_is_kept_in_the_codes_scope_beside_the_api_scopes() {
     let request =
         validate(&config(), &request(&[("scope", "read offline_access")])).expect("valid");
