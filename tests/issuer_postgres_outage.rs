@@ -215,6 +215,17 @@ async fn with_postgresql_stopped_under_load_store_requests_get_503_and_service_r
             "client_credentials needs no store: {}",
             answer.body
         );
+        // Whether an access token was revoked is in the store.
+        let access_token = answer.body["access_token"].as_str().expect("token");
+        let introspect = [
+            ("token", access_token),
+            ("client_id", "worker"),
+            ("client_secret", SECRET),
+        ];
+        assert_unavailable(
+            &post(&client, format!("{base}/oauth/introspect"), &introspect).await,
+            "introspection",
+        );
         // The login page keeps its sign-in in the store: a page that says so, not a form
         // whose POST would find nothing.
         let page = login_page(&client, base).await;

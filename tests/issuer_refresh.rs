@@ -36,12 +36,15 @@ async fn the_offline_matrix_gives_refresh_tokens_exactly_where_the_contract_says
             );
 
             // refresh_token: possible only where a refresh token exists; it yields a new one
+            // while its scope keeps offline_access (left out, the original scope applies)
             if let Some(refresh) = refresh {
                 let again = issuer.refresh_web(&refresh).await;
-                assert!(
-                    again.ok()["refresh_token"].is_string(),
-                    "refresh: offline={offline}"
-                );
+                let next = again.ok()["refresh_token"].as_str().expect("rotated");
+                let kept = refresh_with_scope(&issuer, next, "todos:read offline_access").await;
+                let next = kept.ok()["refresh_token"].as_str().expect("asked");
+                let dropped = refresh_with_scope(&issuer, next, "todos:read").await;
+                assert!(dropped.ok().get("refresh_token").is_none(), "not asked");
+                assert_eq!(dropped.json["scope"], "todos:read");
             }
 
             // client_credentials: never
@@ -96,6 +99,41 @@ async fn the_access_token_of_a_code_exchange_follows_the_policy() {
     assert_eq!(claims["sub"], "alice");
     assert_eq!(claims["client_id"], "web");
     assert_eq!(claims["scope"], "todos:read");
+}
+
+#[tokio::test]
+async fn a_code_exchange_may_name_only_the_api_it_was_granted_for() {
+    let issuer = TestIssuer::standard();
+    let exchange = |code: &'static str, name: &'static str, api: &'static str| {
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("client_id", "web"),
+            ("code", code),
+            ("redirect_uri", WEB_CB),
+            ("code_verifier", fixtures::VERIFIER),
+            (name, api),
+        ];
+        let issuer = &issuer;
+        async move { issuer.post("/oauth/token", &form, None).await }
+    };
+    for (code, name) in [("c-aud", "audience"), ("c-res", "resource")] {
+        issuer
+            .seed_code(code, "web", WEB_CB, TODO, "todos:read")
+            .await;
+        let reply = exchange(code, name, "https://banking.example.com").await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.error()),
+            (400, "invalid_target")
+        );
+    }
+    issuer
+        .seed_code("c-same", "web", WEB_CB, TODO, "todos:read")
+        .await;
+    let reply = exchange("c-same", "resource", TODO).await;
+    assert_eq!(
+        claims(reply.ok()["access_token"].as_str().expect("token"))["aud"],
+        TODO
+    );
 }
 
 #[tokio::test]
@@ -210,6 +248,47 @@ async fn within_the_reuse_interval_a_retired_token_still_refreshes_once() {
     // After the interval, the same retired token is a replay.
     issuer.clock().advance(30);
     assert_eq!(issuer.refresh_web(&first).await.error(), "invalid_grant");
+}
+
+async fn refresh_with_scope(issuer: &TestIssuer, token: &str, scope: &str) -> fixtures::Reply {
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", "web"),
+        ("refresh_token", token),
+        ("scope", scope),
+    ];
+    issuer.post("/oauth/token", &form, None).await
+}
+
+#[tokio::test]
+async fn a_refresh_that_leaves_out_offline_access_ends_its_family_in_either_rotation_mode() {
+    for rotation in ["Rotating", "NonRotating"] {
+        let issuer = TestIssuer::new(&STANDARD.replace(
+            "{absoluteLifetimeSeconds: 864000",
+            &format!("{{rotation: {rotation}, absoluteLifetimeSeconds: 864000"),
+        ));
+        let first = issuer.web_refresh_token().await;
+        let reply = issuer.refresh_web(&first).await;
+        let newest = match reply.ok()["refresh_token"].as_str() {
+            Some(rotated) => rotated.to_owned(),
+            None => first.clone(),
+        };
+        let last = refresh_with_scope(&issuer, &newest, "todos:read").await;
+        let body = last.ok();
+        assert!(body.get("refresh_token").is_none(), "{rotation}");
+        assert_eq!(body["scope"], "todos:read", "{rotation}");
+        assert_eq!(
+            claims(body["access_token"].as_str().expect("token"))["scope"],
+            "todos:read"
+        );
+        for token in [&first, &newest] {
+            assert_eq!(
+                issuer.refresh_web(token).await.error(),
+                "invalid_grant",
+                "{rotation}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
@@ -331,7 +410,7 @@ async fn refresh_by_another_client_for_another_audience_or_with_a_wider_scope_fa
             None,
         )
         .await;
-    assert_eq!(other_audience.error(), "invalid_grant");
+    assert_eq!(other_audience.error(), "invalid_target");
     let wider = issuer
         .post(
             "/oauth/token",

@@ -221,3 +221,44 @@ async fn failed_sign_ins_are_an_unlogged_table_whose_stale_rows_clean_up_deletes
     assert_eq!(rows, 1, "only the recent failure is left");
     assert!(unlogged, "unlogged: a failed sign-in costs no WAL flush");
 }
+
+/// A primary demoted in a failover still answers, but refuses writes (SQLSTATE 25006): that is
+/// the store being unavailable (503 `temporarily_unavailable`), not a server error. Here the
+/// database turns read-only for new sessions, as a standby's are, and the pool's sessions are
+/// ended, as a failover ends them.
+#[tokio::test]
+async fn a_write_refused_by_a_read_only_server_is_unavailable() {
+    let server = postgres();
+    let db = server.new_database().await;
+    let store = PostgresStore::connect(&DatabaseUrl::new(server.url(&db)))
+        .await
+        .expect("connect to the test database");
+    store
+        .put_sign_in(store_suite::secret(), vec![1], 100, 0)
+        .await
+        .expect("a write while the database is writable");
+    server
+        .admin_execute(&format!(
+            "ALTER DATABASE {db} SET default_transaction_read_only = on; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+        ))
+        .await;
+    // The first attempts may meet the ended sessions (unavailable too); then a new session
+    // meets the read-only server.
+    for _ in 0..10 {
+        let error = store
+            .put_sign_in(store_suite::secret(), vec![1], 100, 0)
+            .await
+            .expect_err("a write to a read-only database");
+        let StoreError::Unavailable(source) = &error else {
+            panic!("not unavailable: {error:?}");
+        };
+        let code = source
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(tokio_postgres::Error::code);
+        if code == Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION) {
+            return;
+        }
+    }
+    panic!("no write reached the read-only server");
+}

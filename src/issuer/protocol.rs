@@ -53,6 +53,24 @@ pub fn select_api<'c>(
     Ok(api)
 }
 
+/// A code exchange or a refresh may name its API again, with `audience` or `resource`, but only
+/// the one its grant is for: any other is `invalid_target` (RFC 8707 §2.2), never a token
+/// silently for another API than the one asked for.
+pub fn require_granted_audience(
+    granted: &str,
+    audience: Option<&str>,
+    resources: &[&str],
+) -> Result<(), OAuthError> {
+    let mut named = audience.into_iter().chain(resources.iter().copied());
+    if named.any(|a| a != granted) {
+        Err(OAuthError::invalid_target(
+            "this grant is for another API than the audience or resource asked for",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// The scope parameter split into its tokens (RFC 6749 §3.3).
 pub fn parse_scope(scope: Option<&str>) -> BTreeSet<String> {
     scope
@@ -165,12 +183,7 @@ pub fn check_refresh<'c>(
             "this client may not use the refresh_token grant",
         ));
     }
-    let named = audience.into_iter().chain(resources.iter().copied());
-    if named.into_iter().any(|a| a != family.audience) {
-        return Err(OAuthError::invalid_grant(
-            "the refresh token was issued for another audience",
-        ));
-    }
+    require_granted_audience(family.audience, audience, resources)?;
     let Some(api) = config.apis.get(family.audience) else {
         return Err(OAuthError::invalid_grant(
             "the API of this refresh token no longer exists",

@@ -131,7 +131,7 @@ fn scopes_default_to_all_allowed_and_unknown_ones_are_invalid_scope() {
 }
 
 #[test]
-fn refresh_must_come_from_the_same_client_for_the_same_audience_with_no_wider_scope() {
+fn refresh_must_come_from_the_same_client_for_the_same_api_with_no_wider_scope() {
     let cfg = config(&[api("https://a", true), api("https://b", true)]);
     let c = client(
         ALL,
@@ -167,12 +167,14 @@ fn refresh_must_come_from_the_same_client_for_the_same_audience_with_no_wider_sc
             &[],
             None
         )),
-        ErrorCode::InvalidGrant
+        ErrorCode::InvalidTarget
     );
     assert_eq!(
         code(check_refresh(&cfg, &c, &family, None, &["https://b"], None)),
-        ErrorCode::InvalidGrant
+        ErrorCode::InvalidTarget
     );
+    // Naming the family's own API again is fine.
+    check_refresh(&cfg, &c, &family, Some("https://a"), &["https://a"], None).expect("same API");
     assert_eq!(
         code(check_refresh(
             &cfg,

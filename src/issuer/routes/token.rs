@@ -239,6 +239,11 @@ impl GrantRequest<'_> {
                 "the code_verifier does not match",
             ));
         }
+        protocol::require_granted_audience(
+            &granted.audience,
+            self.form.get("audience"),
+            &self.form.all("resource"),
+        )?;
         let api = self
             .config
             .apis
@@ -336,7 +341,7 @@ impl GrantRequest<'_> {
             .refresh(request, self.now, refresh_rules(api))
             .await
             .map_err(store_error)?;
-        let returned = match &outcome {
+        let mut returned = match &outcome {
             RefreshOutcome::Rotated { .. } | RefreshOutcome::ReuseWithinGrace { .. } => Some(new),
             RefreshOutcome::NonRotating { .. } => None,
             RefreshOutcome::ReplayDetected { .. } => {
@@ -351,6 +356,27 @@ impl GrantRequest<'_> {
                 return Err(OAuthError::invalid_grant("the refresh token is invalid"));
             }
         };
+        // A refresh is a user-delegated grant like the code exchange: it yields a refresh
+        // token only while its scope includes offline_access. Without `scope` it asks for the
+        // original grant's (RFC 6749 §6), which did. A client that leaves offline_access out
+        // gives up offline access: the family ends here, whatever its rotation mode.
+        let offline_asked = self
+            .form
+            .get("scope")
+            .is_none_or(|asked| asked.split(' ').any(|s| s == OFFLINE_ACCESS));
+        if !protocol::may_issue_refresh_token(
+            GrantType::RefreshToken,
+            api,
+            self.client,
+            offline_asked,
+        ) {
+            self.issuer
+                .store
+                .revoke_refresh_token(hash, &self.client.client_id, self.now)
+                .await
+                .map_err(store_error)?;
+            returned = None;
+        }
         let subject = outcome
             .granted()
             .map(|f| f.subject.clone())

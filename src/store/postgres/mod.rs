@@ -710,9 +710,12 @@ impl From<tokio_postgres::Error> for StoreError {
         }
         // Connection exceptions (08), insufficient resources (53), operator intervention such
         // as a shutdown (57), failed authentication (28), serialisation failures and
-        // deadlocks (40): temporary, or at least not the request's fault.
+        // deadlocks (40): temporary, or at least not the request's fault. So is a write to a
+        // server that is read-only (25006): a primary demoted in a failover, still in the pool.
         let class = &code.code()[..2];
-        if matches!(class, "08" | "53" | "57" | "28" | "40") {
+        if matches!(class, "08" | "53" | "57" | "28" | "40")
+            || *code == SqlState::READ_ONLY_SQL_TRANSACTION
+        {
             StoreError::Unavailable(Box::new(error))
         } else {
             StoreError::Database(Box::new(error))
