@@ -173,4 +173,17 @@ mod tests {
         }
         assert!(checked > 20, "only {checked} flags found");
     }
+
+    /// The contract's defaults: the issuer listens on 127.0.0.1:8080 and names itself after it.
+    #[test]
+    fn the_issuer_listens_on_localhost_8080_by_default() {
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(["tokenwarden", "issuer"]).expect("parse");
+        let super::Command::Issuer(options) = cli.command else {
+            panic!("not the issuer");
+        };
+        assert_eq!(options.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(options.issuer_url, None, "so http://<listen>");
+        assert_eq!(options.policies, None, "cluster mode without --policies");
+    }
 }

@@ -66,9 +66,14 @@ pub fn labels() -> BTreeMap<String, String> {
 
 /// `--namespace` if given, else the pod's namespace, else `tokenwarden-system`.
 pub fn resolve_namespace(flag: Option<String>) -> String {
+    namespace_or_pods(flag, std::path::Path::new(SERVICE_ACCOUNT_NAMESPACE))
+}
+
+/// [`resolve_namespace`] with the pod's namespace read from `pod_namespace_file`.
+fn namespace_or_pods(flag: Option<String>, pod_namespace_file: &std::path::Path) -> String {
     flag.filter(|n| !n.is_empty())
         .or_else(|| {
-            std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE)
+            std::fs::read_to_string(pod_namespace_file)
                 .ok()
                 .map(|n| n.trim().to_owned())
                 .filter(|n| !n.is_empty())

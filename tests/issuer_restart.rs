@@ -1,6 +1,6 @@
 //! The standalone issuer as users run it: the real binary, a folder of policies, a data dir.
 //! Refresh tokens issued before a restart — graceful or `kill -9` — still work after it, with
-//! the same signing keys; and a change on disk takes effect without a restart. Signing keys
+//! the same signing keys, and revoked access tokens stay revoked; and a change on disk takes effect without a restart. Signing keys
 //! rotate on schedule in `keys.json`, published before they sign, across a restart.
 
 mod fixtures;
@@ -8,7 +8,7 @@ mod fixtures;
 use fixtures::binary::{
     folder_with_policies, free_port, seed_code_in, start_standalone as start, start_standalone_with,
 };
-use fixtures::{STANDARD, VERIFIER};
+use fixtures::{SECRET, STANDARD, VERIFIER};
 use std::time::{Duration, Instant};
 
 async fn post(base: &str, form: &[(&str, &str)]) -> serde_json::Value {
@@ -33,11 +33,56 @@ async fn refresh(base: &str, token: &str) -> serde_json::Value {
     .await
 }
 
+/// An access token of the confidential client `worker` (client_credentials).
+async fn worker_token(base: &str) -> String {
+    let answer = post(
+        base,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "worker"),
+            ("client_secret", SECRET),
+        ],
+    )
+    .await;
+    answer["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned()
+}
+
+/// Whether `worker` finds its access token active (RFC 7662).
+async fn active(base: &str, token: &str) -> bool {
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/oauth/introspect"))
+        .form(&[
+            ("token", token),
+            ("client_id", "worker"),
+            ("client_secret", SECRET),
+        ])
+        .send()
+        .await
+        .expect("introspect")
+        .json()
+        .await
+        .expect("json");
+    answer["active"].as_bool().expect("active")
+}
+
 fn kid(token: &str) -> String {
     jsonwebtoken::decode_header(token)
         .expect("header")
         .kid
         .expect("kid")
+}
+
+/// The standalone issuer on a new port, under one `--issuer-url` across restarts: an access
+/// token's `iss` must stay the issuer's for introspection to find it active.
+async fn start_named(dir: &std::path::Path) -> fixtures::binary::RunningIssuer {
+    let named = [
+        "--issuer-url".to_owned(),
+        "https://issuer.restart.test".to_owned(),
+    ];
+    start_standalone_with(dir, free_port(), &named, &[]).await
 }
 
 #[tokio::test]
@@ -46,7 +91,7 @@ async fn refresh_tokens_and_keys_survive_a_graceful_restart_and_kill_9() {
     std::fs::create_dir_all(dir.path().join("data")).expect("data");
     seed_code_in(&dir.path().join("data"), "the-code").await;
 
-    let issuer = start(dir.path()).await;
+    let issuer = start_named(dir.path()).await;
     let first = post(
         &issuer.base,
         &[
@@ -64,17 +109,43 @@ async fn refresh_tokens_and_keys_survive_a_graceful_restart_and_kill_9() {
         .to_owned();
     let kid_before = kid(first["access_token"].as_str().expect("access token"));
 
-    // kill -9: the rotation committed before the response must survive.
+    // kill -9: the rotation committed before the response must survive, and so must a
+    // revocation of an access token (its `jti` is kept until the token's `exp`).
     let rotated = refresh(&issuer.base, &token).await["refresh_token"]
         .as_str()
         .expect("rotated")
         .to_owned();
+    let (revoked, kept) = (
+        worker_token(&issuer.base).await,
+        worker_token(&issuer.base).await,
+    );
+    let answer = reqwest::Client::new()
+        .post(format!("{}/oauth/revoke", issuer.base))
+        .form(&[
+            ("token", revoked.as_str()),
+            ("client_id", "worker"),
+            ("client_secret", SECRET),
+        ])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(answer.status(), 200);
+    assert!(!active(&issuer.base, &revoked).await, "revoked");
+    assert!(active(&issuer.base, &kept).await, "the other one active");
     let mut issuer = issuer;
     issuer.child.kill().expect("SIGKILL");
     issuer.child.wait().expect("reaped");
     drop(issuer);
 
-    let issuer = start(dir.path()).await;
+    let issuer = start_named(dir.path()).await;
+    assert!(
+        !active(&issuer.base, &revoked).await,
+        "revoked after kill -9"
+    );
+    assert!(
+        active(&issuer.base, &kept).await,
+        "the other one still active"
+    );
     let after = refresh(&issuer.base, &rotated).await;
     let token = after["refresh_token"]
         .as_str()
@@ -91,7 +162,7 @@ async fn refresh_tokens_and_keys_survive_a_graceful_restart_and_kill_9() {
     let mut issuer = issuer;
     assert!(issuer.stop_gracefully(), "a clean exit on SIGTERM");
     drop(issuer);
-    let issuer = start(dir.path()).await;
+    let issuer = start_named(dir.path()).await;
     let after = refresh(&issuer.base, &token).await;
     assert!(
         after["refresh_token"].is_string(),

@@ -53,6 +53,7 @@ async fn tokens_of_every_algorithm_and_lifetime_verify_against_the_jwks_over_htt
                 .expect("token");
             assert_eq!(response.status(), 200, "{alg} {lifetime}");
             assert_eq!(response.headers()["cache-control"], "no-store");
+            assert_eq!(response.headers()["pragma"], "no-cache", "RFC 6749 §5.1");
             let body: serde_json::Value = response.json().await.expect("json");
             assert_eq!(body["token_type"], "Bearer");
             assert_eq!(body["expires_in"], lifetime);
@@ -237,6 +238,7 @@ async fn a_wrong_secret_over_basic_is_401_with_www_authenticate_and_no_store() {
             .starts_with("Basic ")
     );
     assert_eq!(reply.headers["cache-control"], "no-store");
+    assert_eq!(reply.headers["pragma"], "no-cache");
 }
 
 #[tokio::test]

@@ -234,3 +234,19 @@ fn a_manifest_of_an_unknown_format_or_shard_count_is_refused() {
         );
     }
 }
+
+#[test]
+fn the_namespace_is_the_flag_else_the_pods_else_tokenwarden_system() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let pods = dir.path().join("namespace");
+    let given = |flag: Option<&str>| namespace_or_pods(flag.map(str::to_owned), &pods);
+    assert_eq!(given(None), "tokenwarden-system", "outside a pod");
+    assert_eq!(
+        given(Some("")),
+        "tokenwarden-system",
+        "an empty flag is none"
+    );
+    std::fs::write(&pods, "payments\n").expect("write");
+    assert_eq!(given(None), "payments", "in a pod");
+    assert_eq!(given(Some("tw")), "tw", "the flag first");
+}
