@@ -118,12 +118,14 @@ async fn signal(shutdown: tokio_util::sync::CancellationToken) {
         () = interrupt => "SIGINT",
         () = terminate => "SIGTERM",
     };
-    tracing::info!(signal = name, "shutting down");
     shutdown.cancel();
+    tracing::info!(signal = name, "shutting down");
 }
 
 /// Logs go to stderr; `RUST_LOG` filters them (default `info`), `TOKENWARDEN_LOG_FORMAT=json`
-/// makes them JSON lines.
+/// makes them JSON lines. Colours only on a terminal. A log line that cannot be written (a
+/// closed pipe, a full disk) is dropped: tracing's own report of it would go to stderr with
+/// `eprintln!`, which panics, and take down the task that logged.
 fn init_logging() {
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -136,7 +138,9 @@ fn init_logging() {
     }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .log_internal_errors(false);
     let _ = if std::env::var("TOKENWARDEN_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().try_init()
     } else {

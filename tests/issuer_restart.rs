@@ -6,9 +6,11 @@
 mod fixtures;
 
 use fixtures::binary::{
-    folder_with_policies, free_port, seed_code_in, start_standalone as start, start_standalone_with,
+    folder_with_policies, free_port, seed_code_in, start_standalone as start,
+    start_standalone_logging_to, start_standalone_with,
 };
 use fixtures::{SECRET, STANDARD, VERIFIER};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 async fn post(base: &str, form: &[(&str, &str)]) -> serde_json::Value {
@@ -73,6 +75,36 @@ fn kid(token: &str) -> String {
         .expect("header")
         .kid
         .expect("kid")
+}
+
+/// `tokenwarden issuer ... 2>&1 | head -2`: once the reader of its log is gone, every log
+/// line meets a closed pipe. The issuer goes on serving, requests that log still get their
+/// answer, and SIGTERM still stops it cleanly.
+#[tokio::test]
+async fn a_closed_log_pipe_neither_breaks_requests_nor_stops_shutdown() {
+    let dir = folder_with_policies(STANDARD);
+    std::fs::create_dir_all(dir.path().join("data")).expect("data");
+    seed_code_in(&dir.path().join("data"), "the-code").await;
+    let port = free_port();
+    let mut issuer = start_standalone_logging_to(dir.path(), port, &[], &[], Stdio::piped()).await;
+    drop(issuer.child.stderr.take());
+
+    let first = post(
+        &issuer.base,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", "web"),
+            ("code", "the-code"),
+            ("redirect_uri", "https://app.example.com/cb"),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    let token = first["refresh_token"].as_str().expect("refresh token");
+    assert!(refresh(&issuer.base, token).await["refresh_token"].is_string());
+    // A replay, which is logged as a warning, still gets its answer.
+    assert_eq!(refresh(&issuer.base, token).await["error"], "invalid_grant");
+    assert!(issuer.stop_gracefully(), "a clean exit on SIGTERM");
 }
 
 /// The standalone issuer on a new port, under one `--issuer-url` across restarts: an access
