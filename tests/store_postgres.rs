@@ -262,3 +262,55 @@ async fn a_write_refused_by_a_read_only_server_is_unavailable() {
     }
     panic!("no write reached the read-only server");
 }
+
+/// Without `sslmode`, a server that declines TLS (or anyone in between who says so for it) is
+/// never sent the password: the connection ends after the TLS request. Here a listener plays
+/// that server: it answers `N` to the SSLRequest and records whatever the client sends next.
+#[tokio::test]
+async fn without_sslmode_a_server_declining_tls_gets_no_password() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let mut ssl_request = [0u8; 8];
+        socket
+            .read_exact(&mut ssl_request)
+            .await
+            .expect("SSLRequest");
+        socket.write_all(b"N").await.expect("decline TLS");
+        let mut after = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            socket.read_to_end(&mut after),
+        )
+        .await;
+        (ssl_request, after)
+    });
+    let url = DatabaseUrl::new(format!(
+        "postgres://tw:CLEARTEXT-PASSWORD@127.0.0.1:{port}/tw"
+    ));
+    let error = match PostgresStore::connect(&url).await {
+        Ok(_) => panic!("connected to a server without TLS"),
+        Err(error) => {
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                text = format!("{text}: {cause}");
+                source = cause.source();
+            }
+            text
+        }
+    };
+    let (ssl_request, after) = server.await.expect("the fake server");
+    assert_eq!(
+        ssl_request,
+        [0, 0, 0, 8, 4, 210, 22, 47],
+        "an SSLRequest first"
+    );
+    assert!(after.is_empty(), "sent after the refusal: {after:?}");
+    assert!(error.contains("sslmode"), "{error}");
+    assert!(!error.contains("CLEARTEXT-PASSWORD"), "{error}");
+}

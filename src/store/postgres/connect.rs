@@ -5,11 +5,12 @@
 //! configuration, and building the deadpool pool. Must not run SQL: that is `schema` and the
 //! store.
 //!
-//! TLS decisions (docs/postgresql.md): `sslmode=disable` is plain TCP; `prefer` (libpq's
-//! default, also ours) uses TLS when the server offers it; `require`, `verify-ca` and
-//! `verify-full` insist on TLS. Whenever TLS is used the server's certificate chain *and* host
-//! name are verified (libpq's `verify-full`), against `sslrootcert=FILE` (PEM) when given, else
-//! the system's trusted roots: a password is never sent over a connection we did not verify.
+//! TLS decisions (docs/postgresql.md): without `sslmode`, and with `require`, `verify-ca` or
+//! `verify-full`, TLS or no connection; `sslmode=disable` is plain TCP; `prefer` and `allow`
+//! (libpq's default, not ours) use TLS when the server offers it. Whenever TLS is used the
+//! server's certificate chain *and* host name are verified (libpq's `verify-full`), against
+//! `sslrootcert=FILE` (PEM) when given, else the system's trusted roots. So unless plain TCP is
+//! asked for, the password goes only to a server we verified.
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use rustls::pki_types::pem::PemObject as _;
@@ -110,6 +111,31 @@ pub fn pool(url: &DatabaseUrl) -> Result<Pool, StoreError> {
         .runtime(Runtime::Tokio1)
         .build()
         .map_err(|e| StoreError::InvalidDatabaseUrl(e.to_string()))
+}
+
+/// A server that declines TLS where the URL asks for it: the likely cause is a URL without
+/// `sslmode` for a server without TLS, which libpq would have used in plain TCP.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the server does not offer TLS, which the URL asks for (also without sslmode): turn TLS on \
+     in the server, or add sslmode=disable to the URL for plain TCP on a trusted network"
+)]
+pub struct TlsDeclined(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+/// `error`, explained by [`TlsDeclined`] when the server declined TLS.
+pub fn explain_declined_tls(error: StoreError) -> StoreError {
+    match error {
+        // tokio-postgres has no error kind to match; its text is the only sign.
+        StoreError::Unavailable(source) if says_no_tls(&*source) => {
+            StoreError::Unavailable(Box::new(TlsDeclined(source)))
+        }
+        other => other,
+    }
+}
+
+fn says_no_tls(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source())
+        .any(|e| e.to_string().contains("does not support TLS"))
 }
 
 /// tokio-postgres names the option it refuses, and in a keyword string with an unquoted
@@ -222,7 +248,9 @@ pub fn split_tls_settings(dsn: &str) -> Result<(Zeroizing<String>, TlsSettings),
         }
     };
     let settings = TlsSettings {
-        mode: mode.unwrap_or(SslMode::Prefer),
+        // Not libpq's `prefer`: a server (or anyone in between) that declines TLS would be sent
+        // the password over plain TCP, in clear text if it asks for it.
+        mode: mode.unwrap_or(SslMode::Require),
         root_cert,
     };
     Ok((rest, settings))
@@ -315,13 +343,15 @@ mod tests {
     }
 
     #[test]
-    fn keyword_form_keeps_quoted_values_and_defaults_to_prefer() {
+    fn keyword_form_keeps_quoted_values_and_defaults_to_verified_tls() {
         let (rest, tls) =
             split_tls_settings("host=db password='a b\\'c' sslrootcert = /ca.pem dbname=tw")
                 .unwrap();
         assert_eq!(&*rest, "host=db password='a b\\'c' dbname=tw ");
-        assert_eq!(tls.mode, SslMode::Prefer);
+        assert_eq!(tls.mode, SslMode::Require);
         assert_eq!(tls.root_cert, Some(PathBuf::from("/ca.pem")));
+        let (_, tls) = split_tls_settings("postgres://u:p@db/tw?sslmode=prefer").unwrap();
+        assert_eq!(tls.mode, SslMode::Prefer, "only when asked for");
     }
 
     #[test]

@@ -67,7 +67,11 @@ impl PostgresStore {
         let store = Self {
             pool: connect::pool(url)?,
         };
-        let mut client = store.pool.get().await?;
+        let mut client = store
+            .pool
+            .get()
+            .await
+            .map_err(|e| connect::explain_declined_tls(e.into()))?;
         let applied = schema::migrate(&mut client).await?;
         if applied > 0 {
             tracing::info!(
