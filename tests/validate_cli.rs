@@ -83,6 +83,29 @@ fn invalid_yaml_is_an_error_with_its_position() {
     assert!(text.contains("line"), "{text}");
 }
 
+/// As kubectl, which refuses such a file before it reaches the API server.
+#[test]
+fn a_key_given_twice_is_an_error_with_its_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        dir.path(),
+        "twice.yaml",
+        "apiVersion: tokenwarden.dev/v1alpha1\nkind: ApiTokenPolicy\nmetadata: {name: twice}\n\
+         spec:\n  audience: https://twice.example.com\n  tokenExpirationSeconds: 600\n  \
+         tokenExpirationSeconds: 700\n",
+    );
+    let (code, text) = validate(&[&file]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(
+            "document 1: invalid YAML: spec: mapping key \"tokenExpirationSeconds\" already defined"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("at line 5"), "the mapping's position: {text}");
+    assert!(!text.contains("700"), "no value repeated: {text}");
+}
+
 #[test]
 fn a_missing_path_is_an_error() {
     let (code, text) = validate(&[Path::new("/nonexistent/policies")]);
