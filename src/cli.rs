@@ -15,8 +15,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the CustomResourceDefinitions (the source of `crds/`).
     Crds {
-        /// Write one file per CRD into these folders instead of printing them (repeat the flag
-        /// for several; the environment variable names one).
+        /// Write one file per CRD into these folders, created if missing, instead of printing
+        /// them (repeat the flag for several; the environment variable names one).
         #[arg(
             long = "output-dir",
             env = "TOKENWARDEN_OUTPUT_DIR",
@@ -59,6 +59,10 @@ pub fn run(cli: Cli) -> ExitCode {
 
 fn write_crds(dirs: &[std::path::PathBuf]) -> ExitCode {
     for dir in dirs {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("cannot create {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
         for crd in crate::api::crds() {
             let path = dir.join(crate::api::crd_file_name(&crd));
             if let Err(e) = std::fs::write(&path, crate::api::crd_yaml(&crd)) {

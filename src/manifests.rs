@@ -12,7 +12,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Where a document came from: a file and the document's number in it (from 1).
+/// Where a document came from: a file and the document's number in it (from 1; 0 is the file
+/// as a whole).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Location {
     pub file: PathBuf,
@@ -21,7 +22,11 @@ pub struct Location {
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: document {}", self.file.display(), self.document)
+        match self.document {
+            // The file as a whole (it cannot be read).
+            0 => write!(f, "{}", self.file.display()),
+            n => write!(f, "{}: document {n}", self.file.display()),
+        }
     }
 }
 

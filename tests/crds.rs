@@ -38,6 +38,31 @@ fn crds_print_as_one_stream_of_both_kinds() {
 }
 
 #[test]
+fn crds_written_into_a_new_folder_equal_the_committed_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("new").join("crds");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+        .args(["crds", "--output-dir"])
+        .arg(&target)
+        .output()
+        .expect("run tokenwarden crds");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for file in [
+        "tokenwarden.dev_apitokenpolicies.yaml",
+        "tokenwarden.dev_apiclients.yaml",
+    ] {
+        let written = std::fs::read_to_string(target.join(file)).expect(file);
+        let committed =
+            std::fs::read_to_string(std::path::Path::new("crds").join(file)).expect(file);
+        assert_eq!(written, committed, "{file}");
+    }
+}
+
+#[test]
 fn policy_crd_has_names_columns_and_status_subresource() {
     let crd = api::Kind::ApiTokenPolicy.crd();
     assert_eq!(crd.spec.group, "tokenwarden.dev");

@@ -111,7 +111,7 @@ fn a_missing_path_is_an_error() {
     let (code, text) = validate(&[Path::new("/nonexistent/policies")]);
     assert_eq!(code, 1, "{text}");
     assert!(
-        text.contains("/nonexistent/policies") && text.contains("cannot read"),
+        text.contains("/nonexistent/policies: cannot read"),
         "{text}"
     );
 }

@@ -157,7 +157,12 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
     // once it has.
     let keys = match &options.policies {
         Some(_) => {
-            KeySet::load_or_generate(&options.data_dir.join("keys.json"), &Algorithm::ALL, now)?
+            let file = options.data_dir.join("keys.json");
+            let existed = file.exists();
+            let keys = KeySet::load_or_generate(&file, &Algorithm::ALL, now)?;
+            let done = if existed { "loaded" } else { "generated" };
+            tracing::info!(file = %file.display(), "{done} the signing keys of every algorithm");
+            keys
         }
         None => KeySet::new(),
     };

@@ -66,7 +66,7 @@ pub enum UpstreamError {
     #[error(
         "--oidc-issuer, --oidc-client-id and --oidc-client-secret-file go together; missing: {0}"
     )]
-    Incomplete(&'static str),
+    Incomplete(String),
     #[error("--oidc-issuer must be an https URL (http only on a loopback host, for development)")]
     IssuerUrl,
     #[error("--oidc-client-id must not be empty")]
@@ -131,9 +131,17 @@ impl Upstream {
         ) {
             (None, None, None) => return Ok(None),
             (Some(i), Some(c), Some(s)) => (i, c, s),
-            (None, _, _) => return Err(UpstreamError::Incomplete("--oidc-issuer")),
-            (_, None, _) => return Err(UpstreamError::Incomplete("--oidc-client-id")),
-            (_, _, None) => return Err(UpstreamError::Incomplete("--oidc-client-secret-file")),
+            (i, c, s) => {
+                let missing: Vec<&str> = [
+                    (i.is_none(), "--oidc-issuer"),
+                    (c.is_none(), "--oidc-client-id"),
+                    (s.is_none(), "--oidc-client-secret-file"),
+                ]
+                .into_iter()
+                .filter_map(|(missing, flag)| missing.then_some(flag))
+                .collect();
+                return Err(UpstreamError::Incomplete(missing.join(" and ")));
+            }
         };
         if !provider::acceptable_url(issuer) {
             return Err(UpstreamError::IssuerUrl);
@@ -222,6 +230,14 @@ mod tests {
         let err = Upstream::from_options(&partial, "https://tw").expect_err("incomplete");
         assert!(
             err.to_string().contains("--oidc-client-secret-file"),
+            "{err}"
+        );
+        // Every missing flag is named at once.
+        partial.issuer = None;
+        let err = Upstream::from_options(&partial, "https://tw").expect_err("incomplete");
+        assert!(
+            err.to_string()
+                .ends_with("missing: --oidc-issuer and --oidc-client-secret-file"),
             "{err}"
         );
         let mut plain_http = options(dir.path(), "s3cret");

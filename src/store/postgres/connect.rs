@@ -221,6 +221,12 @@ pub fn split_tls_settings(dsn: &str) -> Result<(Zeroizing<String>, TlsSettings),
         }
     };
     let is_url = dsn.starts_with("postgres://") || dsn.starts_with("postgresql://");
+    if !is_url && dsn.contains("://") {
+        return Err(StoreError::InvalidDatabaseUrl(
+            "a URL must start with postgres:// or postgresql:// (or give libpq's key=value form)"
+                .into(),
+        ));
+    }
     let rest = match dsn.split_once('?') {
         Some((base, query)) if is_url => {
             let mut kept = Vec::new();
@@ -352,6 +358,14 @@ mod tests {
         assert_eq!(tls.root_cert, Some(PathBuf::from("/ca.pem")));
         let (_, tls) = split_tls_settings("postgres://u:p@db/tw?sslmode=prefer").unwrap();
         assert_eq!(tls.mode, SslMode::Prefer, "only when asked for");
+    }
+
+    #[test]
+    fn a_url_of_another_database_is_refused_by_its_scheme() {
+        let error = split_tls_settings("mysql://u:hunter2@db/tw").unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("must start with postgres://"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
     }
 
     #[test]
