@@ -338,6 +338,43 @@ async fn five_failures_lock_the_username_out_with_retry_after_until_the_window_p
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
 }
 
+/// Forty wrong guesses sent at once: each waits for a permit to check a password and checks
+/// the limits again once it holds one, so the burst gets at most the limit plus the permits
+/// less one checked; the rest are locked out without a hash being computed.
+#[tokio::test]
+async fn a_burst_of_guesses_at_once_cannot_overrun_the_limit() {
+    let issuer = TestIssuer::with_users(STANDARD);
+    let mut browser = issuer.browser();
+    let form = browser.get(&authorize_path(&[])).await.login_form();
+    let mut browsers: Vec<_> = (0..40)
+        .map(|_| {
+            let mut copy = issuer.browser();
+            copy.cookies = browser.cookies.clone();
+            copy
+        })
+        .collect();
+    let replies = futures::future::join_all(
+        browsers
+            .iter_mut()
+            .map(|b| b.submit(&form, "alice", "a-wrong-guess")),
+    )
+    .await;
+    let checked = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::UNAUTHORIZED)
+        .count();
+    let locked = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(checked + locked, 40, "only checked or locked out");
+    let most = 5 + tokenwarden::issuer::users::concurrent_checks() - 1;
+    assert!(
+        (5..=most).contains(&checked),
+        "{checked} guesses checked, at most {most}"
+    );
+}
+
 #[tokio::test]
 async fn the_second_lockout_of_a_username_lasts_twice_as_long() {
     let issuer = TestIssuer::with_users(STANDARD);

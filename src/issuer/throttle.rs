@@ -8,7 +8,9 @@
 //! every replica sees every failure: the limits hold for the deployment, however requests are
 //! spread. Must not read the clock (every call takes `now`) nor know about HTTP. A locked-out
 //! attempt is refused before any password hash is computed, so a lockout also stops the
-//! attacker from spending the issuer's CPU.
+//! attacker from spending the issuer's CPU; the login route checks again once it holds one of
+//! the few permits to check a password (`crate::issuer::users::concurrent_checks`), so guesses
+//! sent at once cannot all pass the check before any is counted.
 //!
 //! Unknown usernames are counted exactly like known ones, so a lockout says nothing about
 //! whether a username exists.

@@ -7,6 +7,8 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A person who can sign in.
 #[derive(Clone, Deserialize)]
@@ -49,12 +51,31 @@ pub enum UsersError {
 }
 
 /// The static users, by username.
-#[derive(Default)]
 pub struct Users {
     by_name: BTreeMap<String, User>,
     /// The hash an unknown username is checked against: the first user's, so that it costs what
     /// a known username costs (same algorithm and parameters).
     decoy: Option<String>,
+    /// Permits for password checks in progress ([`concurrent_checks`]).
+    checks: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Users {
+    fn default() -> Self {
+        Self {
+            by_name: BTreeMap::new(),
+            decoy: None,
+            checks: Arc::new(tokio::sync::Semaphore::new(concurrent_checks())),
+        }
+    }
+}
+
+/// How many passwords are checked at once: twice the cores. An argon2id check at the default
+/// cost holds 19 MiB and a core for tens of milliseconds, so a burst of sign-ins waits for a
+/// permit instead of taking gigabytes; and the brute-force limits, checked again once a
+/// permit is held, can be overrun by at most this many guesses less one per issuer.
+pub fn concurrent_checks() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
 }
 
 impl std::fmt::Debug for Users {
@@ -100,7 +121,19 @@ impl Users {
             }
             by_name.insert(user.username.clone(), user);
         }
-        Ok(Self { by_name, decoy })
+        Ok(Self {
+            by_name,
+            decoy,
+            ..Self::default()
+        })
+    }
+
+    /// A permit to check one password, waiting at most `wait` for one ([`concurrent_checks`]).
+    pub async fn check_permit(&self, wait: Duration) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        tokio::time::timeout(wait, self.checks.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()
     }
 
     pub fn is_empty(&self) -> bool {

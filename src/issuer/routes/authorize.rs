@@ -221,18 +221,33 @@ pub async fn submit(
         );
     };
     let address = client_address(&issuer, &extensions, &headers);
+    let locked = |wait| {
+        let page = form_page(
+            username,
+            &locked_message(wait),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+        locked_out(page, wait)
+    };
     match throttle::check(&issuer.store, username, address, now).await {
         Ok(None) => {}
-        Ok(Some(wait)) => {
-            return locked_out(
-                form_page(
-                    username,
-                    &locked_message(wait),
-                    StatusCode::TOO_MANY_REQUESTS,
-                ),
-                wait,
-            );
-        }
+        Ok(Some(wait)) => return locked(wait),
+        Err(e) => return unavailable(e),
+    }
+    // Held until the outcome is counted. A burst of guesses waits here, and each checks the
+    // limits again once it may go on: by then the guesses before it are counted.
+    let Some(_permit) = issuer.users.check_permit(PERMIT_WAIT).await else {
+        return locked_out(
+            page::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many sign-ins are being checked right now. Try again in a few seconds.",
+            ),
+            PERMIT_WAIT.as_secs(),
+        );
+    };
+    match throttle::check(&issuer.store, username, address, now).await {
+        Ok(None) => {}
+        Ok(Some(wait)) => return locked(wait),
         Err(e) => return unavailable(e),
     }
     let users = issuer.users.clone();
@@ -396,6 +411,10 @@ pub(crate) fn redirect(status: StatusCode, url: &str) -> Response {
 }
 
 /// The page when the store cannot keep or give back a sign-in in progress.
+/// How long a sign-in waits for a password check to start ([`crate::issuer::users::concurrent_checks`])
+/// before it is answered 503 with this `Retry-After`.
+const PERMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub(crate) fn unavailable(error: crate::store::StoreError) -> Response {
     tracing::error!(error = %error, "the state of a sign-in cannot be stored or read");
     page::error(
