@@ -809,3 +809,48 @@ async fn with_only_the_provider_and_it_down_authorize_shows_an_error_page() {
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
     assert!(reply.text.contains("identity provider cannot be reached"));
 }
+
+/// The server's own refusals on the pages are the pages' error page, with their headers: a
+/// body declared too large is refused from its `Content-Length` (over a socket, nothing else
+/// would answer until the whole body or the request timeout came). Every answer, also a 404,
+/// carries `nosniff`.
+#[tokio::test]
+async fn refusals_on_the_pages_are_error_pages_and_every_answer_says_nosniff() {
+    use axum::body::Body;
+    use axum::http::Request;
+    let issuer = TestIssuer::with_users(STANDARD);
+    let too_large = Request::post("/authorize")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::CONTENT_LENGTH, "100000")
+        .body(Body::empty())
+        .expect("request");
+    let reply = issuer.send(too_large).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        reply.headers[header::CONTENT_TYPE]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/html"),
+        "{:?}",
+        reply.headers
+    );
+    assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
+    assert!(reply.headers.contains_key(header::CONTENT_SECURITY_POLICY));
+    assert!(reply.text.contains("The request is too large."));
+    for path in ["/nope", "/healthz", "/.well-known/jwks.json", "/authorize"] {
+        let reply = issuer.get(path).await;
+        assert_eq!(
+            reply.headers[header::X_CONTENT_TYPE_OPTIONS],
+            "nosniff",
+            "{path}"
+        );
+    }
+    let token = issuer
+        .post(
+            "/oauth/token",
+            &[("grant_type", "client_credentials")],
+            Some(("worker", fixtures::SECRET)),
+        )
+        .await;
+    assert_eq!(token.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+}

@@ -439,6 +439,24 @@ async fn a_connection_that_never_finishes_its_headers_is_closed() {
 }
 
 #[tokio::test]
+async fn request_heads_beyond_the_limit_are_refused_with_431() {
+    let issuer = TestIssuer::standard();
+    let base = issuer.serve().await;
+    let client = reqwest::Client::new();
+    let limit = tokenwarden::issuer::server::MAX_HEAD_BYTES;
+    let with_header = |bytes: usize| {
+        client
+            .get(format!("{base}/healthz"))
+            .header("x-padding", "a".repeat(bytes))
+            .send()
+    };
+    let fits = with_header(limit - 1024).await.expect("answer");
+    assert_eq!(fits.status(), 200);
+    let too_large = with_header(limit + 1024).await.expect("answer");
+    assert_eq!(too_large.status(), 431);
+}
+
+#[tokio::test]
 async fn a_second_authorization_or_content_type_header_is_an_invalid_request() {
     use axum::body::Body;
     use axum::http::{Request, header};

@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use hyper::body::Incoming;
 use std::future::Future;
 use std::time::Duration;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
 /// How long a request may take before the server gives up on it.
@@ -43,8 +44,54 @@ pub fn router(issuer: Issuer) -> Router {
             .route("/.well-known/jwks.json", get(discovery::jwks))
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz)),
-    );
-    pages.merge(oauth).with_state(issuer)
+    )
+    .layer(axum::middleware::from_fn(page_refusals));
+    pages
+        .merge(oauth)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .with_state(issuer)
+}
+
+/// Whether the request declares a body over [`MAX_BODY_BYTES`]: refused from its header, before
+/// a byte of it is waited for.
+fn declares_too_large(request: &axum::extract::Request) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|length| length > MAX_BODY_BYTES as u64)
+}
+
+/// The server's own refusals on the pages, as the pages' own error page (no-store, the pages'
+/// security headers) instead of axum's plain text: a body over [`MAX_BODY_BYTES`] and a
+/// request that did not arrive within [`REQUEST_TIMEOUT`].
+async fn page_refusals(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    let too_large =
+        || super::page::error(StatusCode::PAYLOAD_TOO_LARGE, "The request is too large.");
+    if declares_too_large(&request) {
+        return too_large();
+    }
+    let response = next.run(request).await;
+    let is_plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    match response.status() {
+        StatusCode::PAYLOAD_TOO_LARGE if is_plain => too_large(),
+        StatusCode::REQUEST_TIMEOUT if is_plain => super::page::error(
+            StatusCode::REQUEST_TIMEOUT,
+            "The request did not arrive in time.",
+        ),
+        _ => response,
+    }
 }
 
 /// The size and time limits of every request.
@@ -67,13 +114,8 @@ async fn oauth_refusals(
 ) -> axum::response::Response {
     use super::error::OAuthError;
     use axum::http::StatusCode;
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
     let too_large = OAuthError::invalid_request("the request is too large");
-    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+    if declares_too_large(&request) {
         return with_status(too_large, StatusCode::PAYLOAD_TOO_LARGE);
     }
     let response = next.run(request).await;
@@ -129,6 +171,11 @@ async fn metrics(State(issuer): State<Issuer>) -> impl IntoResponse {
 /// The body then has what is left of [`REQUEST_TIMEOUT`].
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The most a request's line and headers may take: 64 KiB, room for any authorization request
+/// and its cookies (nginx allows 8 KiB per line by default). Larger heads are refused with 431,
+/// so a connection holds at most this much of them (hyper's own bound is about 400 KiB).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// Serve `app` on `listener` until `shutdown` resolves; requests in flight finish first.
 /// Handlers see the peer address (`ConnectInfo<SocketAddr>`), which the login form's
 /// brute-force limits count by. Every connection has `TCP_NODELAY`: a response leaves at once
@@ -183,7 +230,8 @@ async fn serve_connection(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES);
     let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
     let mut connection = std::pin::pin!(connection);
     tokio::select! {
@@ -231,5 +279,27 @@ mod tests {
         let teapot = call("/teapot").await.expect("answer");
         assert_eq!(teapot.status(), StatusCode::IM_A_TEAPOT);
         assert!(teapot.headers().get(header::CACHE_CONTROL).is_none());
+    }
+
+    /// On the pages, the same refusal is the pages' error page.
+    #[tokio::test]
+    async fn a_timeout_on_the_pages_is_an_error_page() {
+        let app = Router::new()
+            .route("/timeout", get(|| async { StatusCode::REQUEST_TIMEOUT }))
+            .layer(axum::middleware::from_fn(page_refusals));
+        let request = Request::get("/timeout")
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let timeout = app.oneshot(request).await.expect("answer");
+        assert_eq!(timeout.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(timeout.headers()[header::CACHE_CONTROL], "no-store");
+        let body = axum::body::to_bytes(timeout.into_body(), 64 * 1024)
+            .await
+            .expect("body");
+        let page = String::from_utf8(body.to_vec()).expect("utf-8");
+        assert!(
+            page.contains("The request did not arrive in time."),
+            "{page}"
+        );
     }
 }
