@@ -165,8 +165,8 @@ pub trait Store: Send + Sync {
     /// holds) until `expires_at`, for whichever replica the browser comes back to. `sealed` is
     /// opaque here: the issuer encrypts it with a key only that secret gives
     /// (`crate::issuer::sign_ins`). The embedded store keeps these in memory, at most
-    /// [`embedded::MAX_SIGN_INS`] (the one expiring first goes): its one process is every
-    /// replica, and a sign-in interrupted by a restart starts again.
+    /// [`embedded::MAX_SIGN_INS`] (then a new one is refused as unavailable): its one process
+    /// is every replica, and a sign-in interrupted by a restart starts again.
     fn put_sign_in(
         &self,
         key: TokenHash,

@@ -47,7 +47,9 @@ use tables::{
 pub const FILE_NAME: &str = "tokenwarden.redb";
 
 /// Most sign-ins in progress kept at once (password forms and trips to the upstream provider
-/// together); when a new one would exceed it, the expired go, then the one expiring first.
+/// together); when a new one would exceed it, the expired go, and if none has, the new one is
+/// refused (`StoreError::Unavailable`: the page says to try again shortly), so a flood of
+/// `GET /authorize` cannot push out the sign-ins of people already at the form.
 pub const MAX_SIGN_INS: usize = 8192;
 
 /// Most keys (usernames and client addresses) whose failed sign-ins are counted at once.
@@ -306,8 +308,11 @@ impl Store for EmbeddedStore {
         expires_at: UnixTime,
         now: UnixTime,
     ) -> Result<(), StoreError> {
-        self.inner.sign_ins.insert(key, sealed, expires_at, now);
-        Ok(())
+        // Full of sign-ins in progress: the new one is refused (503), not one of those.
+        self.inner
+            .sign_ins
+            .insert(key, sealed, expires_at, now)
+            .map_err(|full| StoreError::Unavailable(Box::new(full)))
     }
 
     async fn get_sign_in(
