@@ -66,6 +66,9 @@ pub struct Loaded {
     pub problems: Vec<Problem>,
     /// The files read, in order.
     pub files: Vec<PathBuf>,
+    /// The `spec.audience` of every ApiTokenPolicy that was not admitted: a client granted one
+    /// of these is told that its policy is invalid, not that none exists.
+    pub refused_audiences: std::collections::BTreeSet<String>,
 }
 
 /// An admitted object: (kind, namespace, name).
@@ -306,6 +309,10 @@ fn load_document(location: Location, mut value: Value, loaded: &mut Loaded) {
     let admitted = match api::admit(kind, &value) {
         Ok(admitted) => admitted,
         Err(errors) => {
+            if let (Kind::ApiTokenPolicy, Some(audience)) = (kind, text(&value["spec"], "audience"))
+            {
+                loaded.refused_audiences.insert(audience);
+            }
             for error in errors {
                 loaded.problems.push(Problem {
                     location: location.clone(),

@@ -31,6 +31,23 @@ pub fn check(paths: &[PathBuf]) -> (Loaded, Vec<Problem>) {
         let Some(location) = loaded.locations.get(&key) else {
             continue;
         };
+        let mut message = format!("{}: {}", verdict.reason.as_str(), verdict.message);
+        if verdict.reason == Reason::UnknownAudience {
+            let refused = loaded
+                .declared
+                .clients
+                .iter()
+                .filter(|c| c.metadata.namespace.as_deref() == Some(verdict.namespace.as_str()))
+                .filter(|c| c.metadata.name.as_deref() == Some(verdict.name.as_str()))
+                .flat_map(|c| &c.spec.audiences)
+                .filter(|grant| loaded.refused_audiences.contains(&grant.audience));
+            for grant in refused {
+                message.push_str(&format!(
+                    " ({:?} is declared by an ApiTokenPolicy that is itself invalid: see its problem)",
+                    grant.audience
+                ));
+            }
+        }
         problems.push(Problem {
             location: location.clone(),
             object: Some(format!(
@@ -41,7 +58,7 @@ pub fn check(paths: &[PathBuf]) -> (Loaded, Vec<Problem>) {
             )),
             error: FieldError {
                 path: field_of(verdict.reason).to_owned(),
-                message: format!("{}: {}", verdict.reason.as_str(), verdict.message),
+                message,
             },
         });
     }

@@ -52,6 +52,31 @@ fn a_bad_document_is_reported_by_file_document_object_and_field() {
     assert!(text.lines().any(|l| l == expected), "{text}");
 }
 
+/// A client of an API whose policy is refused is told so, not that no policy declares it.
+#[test]
+fn a_client_of_an_invalid_policy_is_told_its_policy_is_invalid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        dir.path(),
+        "api.yaml",
+        "apiVersion: tokenwarden.dev/v1alpha1\nkind: ApiTokenPolicy\n\
+         metadata: {name: banking, namespace: payments}\n\
+         spec: {audience: https://banking.example.com, tokenExpirationSeconds: 0}\n---\n\
+         apiVersion: tokenwarden.dev/v1alpha1\nkind: ApiClient\n\
+         metadata: {name: worker, namespace: payments}\n\
+         spec: {grantTypes: [client_credentials], audiences: [{audience: https://banking.example.com}]}\n",
+    );
+    let (code, text) = validate(&[&file]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("(ApiClient payments/worker): spec.audiences: UnknownAudience:")
+            && text.contains(
+                "(\"https://banking.example.com\" is declared by an ApiTokenPolicy that is itself invalid"
+            ),
+        "{text}"
+    );
+}
+
 #[test]
 fn other_kinds_are_skipped_quietly() {
     let dir = tempfile::tempdir().expect("tempdir");
