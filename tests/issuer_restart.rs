@@ -23,6 +23,21 @@ async fn post(base: &str, form: &[(&str, &str)]) -> serde_json::Value {
     response.json().await.expect("json")
 }
 
+/// Exchange the code `seed_code_in` stored as "the-code" for `web`.
+async fn exchange_the_code(base: &str) -> serde_json::Value {
+    post(
+        base,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", "web"),
+            ("code", "the-code"),
+            ("redirect_uri", "https://app.example.com/cb"),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await
+}
+
 async fn refresh(base: &str, token: &str) -> serde_json::Value {
     post(
         base,
@@ -89,17 +104,7 @@ async fn a_closed_log_pipe_neither_breaks_requests_nor_stops_shutdown() {
     let mut issuer = start_standalone_logging_to(dir.path(), port, &[], &[], Stdio::piped()).await;
     drop(issuer.child.stderr.take());
 
-    let first = post(
-        &issuer.base,
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", "web"),
-            ("code", "the-code"),
-            ("redirect_uri", "https://app.example.com/cb"),
-            ("code_verifier", VERIFIER),
-        ],
-    )
-    .await;
+    let first = exchange_the_code(&issuer.base).await;
     let token = first["refresh_token"].as_str().expect("refresh token");
     assert!(refresh(&issuer.base, token).await["refresh_token"].is_string());
     // A replay, which is logged as a warning, still gets its answer.
@@ -124,17 +129,7 @@ async fn refresh_tokens_and_keys_survive_a_graceful_restart_and_kill_9() {
     seed_code_in(&dir.path().join("data"), "the-code").await;
 
     let issuer = start_named(dir.path()).await;
-    let first = post(
-        &issuer.base,
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", "web"),
-            ("code", "the-code"),
-            ("redirect_uri", "https://app.example.com/cb"),
-            ("code_verifier", VERIFIER),
-        ],
-    )
-    .await;
+    let first = exchange_the_code(&issuer.base).await;
     let token = first["refresh_token"]
         .as_str()
         .expect("refresh token")

@@ -37,6 +37,16 @@ impl Harness for Postgres {
 
 store_suite!(Postgres::new().await);
 
+/// A new database on the test server (its name) and a store connected to it.
+async fn store_on_a_new_database() -> (String, PostgresStore) {
+    let server = postgres();
+    let db = server.new_database().await;
+    let store = PostgresStore::connect(&DatabaseUrl::new(server.url(&db)))
+        .await
+        .expect("connect to the test database");
+    (db, store)
+}
+
 async fn applied_versions(db: &str) -> Vec<i32> {
     postgres()
         .client(db)
@@ -188,11 +198,7 @@ async fn rows_and_unlogged(db: &str, table: &str) -> (i64, bool) {
 
 #[tokio::test]
 async fn sign_ins_are_an_unlogged_table_whose_expired_rows_clean_up_deletes() {
-    let server = postgres();
-    let db = server.new_database().await;
-    let store = PostgresStore::connect(&DatabaseUrl::new(server.url(&db)))
-        .await
-        .expect("connect to the test database");
+    let (db, store) = store_on_a_new_database().await;
     let (stale, live) = (store_suite::secret(), store_suite::secret());
     store.put_sign_in(stale, vec![1], 100, 0).await.unwrap();
     store.put_sign_in(live, vec![2], 200, 0).await.unwrap();
@@ -205,11 +211,7 @@ async fn sign_ins_are_an_unlogged_table_whose_expired_rows_clean_up_deletes() {
 
 #[tokio::test]
 async fn failed_sign_ins_are_an_unlogged_table_whose_stale_rows_clean_up_deletes() {
-    let server = postgres();
-    let db = server.new_database().await;
-    let store = PostgresStore::connect(&DatabaseUrl::new(server.url(&db)))
-        .await
-        .expect("connect to the test database");
+    let (db, store) = store_on_a_new_database().await;
     let limits = store_suite::LIMITS;
     let (stale, recent) = (store_suite::lockout_key(), store_suite::lockout_key());
     store.count_failure(stale, limits, 1000).await.unwrap();
@@ -228,16 +230,12 @@ async fn failed_sign_ins_are_an_unlogged_table_whose_stale_rows_clean_up_deletes
 /// ended, as a failover ends them.
 #[tokio::test]
 async fn a_write_refused_by_a_read_only_server_is_unavailable() {
-    let server = postgres();
-    let db = server.new_database().await;
-    let store = PostgresStore::connect(&DatabaseUrl::new(server.url(&db)))
-        .await
-        .expect("connect to the test database");
+    let (db, store) = store_on_a_new_database().await;
     store
         .put_sign_in(store_suite::secret(), vec![1], 100, 0)
         .await
         .expect("a write while the database is writable");
-    server
+    postgres()
         .admin_execute(&format!(
             "ALTER DATABASE {db} SET default_transaction_read_only = on; \
              SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"

@@ -8,8 +8,9 @@ use super::state::Issuer;
 use axum::Router;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, Request, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hyper::body::Incoming;
 use std::future::Future;
@@ -28,7 +29,7 @@ pub fn router(issuer: Issuer) -> Router {
             .route("/oauth/revoke", post(revoke::revoke))
             .route("/oauth/introspect", post(introspect::introspect)),
     )
-    .layer(axum::middleware::from_fn(oauth_refusals));
+    .layer(axum::middleware::from_fn(refusals::<OAuthRefusals>));
     let pages = limited(
         Router::new()
             .route("/authorize", get(authorize::show).post(authorize::submit))
@@ -45,7 +46,7 @@ pub fn router(issuer: Issuer) -> Router {
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz)),
     )
-    .layer(axum::middleware::from_fn(page_refusals));
+    .layer(axum::middleware::from_fn(refusals::<PageRefusals>));
     pages
         .merge(oauth)
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -53,6 +54,16 @@ pub fn router(issuer: Issuer) -> Router {
             HeaderValue::from_static("nosniff"),
         ))
         .with_state(issuer)
+}
+
+/// The size and time limits of every request.
+fn limited(routes: Router<Issuer>) -> Router<Issuer> {
+    routes
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
 }
 
 /// Whether the request declares a body over [`MAX_BODY_BYTES`]: refused from its header, before
@@ -66,82 +77,64 @@ fn declares_too_large(request: &axum::extract::Request) -> bool {
         .is_some_and(|length| length > MAX_BODY_BYTES as u64)
 }
 
-/// The server's own refusals on the pages, as the pages' own error page (no-store, the pages'
-/// security headers) instead of axum's plain text: a body over [`MAX_BODY_BYTES`] and a
-/// request that did not arrive within [`REQUEST_TIMEOUT`].
-async fn page_refusals(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::http::StatusCode;
-    let too_large =
-        || super::page::error(StatusCode::PAYLOAD_TOO_LARGE, "The request is too large.");
-    if declares_too_large(&request) {
-        return too_large();
-    }
-    let response = next.run(request).await;
-    let is_plain = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
-    match response.status() {
-        StatusCode::PAYLOAD_TOO_LARGE if is_plain => too_large(),
-        StatusCode::REQUEST_TIMEOUT if is_plain => super::page::error(
-            StatusCode::REQUEST_TIMEOUT,
-            "The request did not arrive in time.",
-        ),
-        _ => response,
+/// How one group of endpoints answers the server's own refusals: a body over
+/// [`MAX_BODY_BYTES`] (refused from its `Content-Length` before it is read, or when reading
+/// passes the limit) and a request that did not arrive within [`REQUEST_TIMEOUT`].
+trait Refusals {
+    /// The `Content-Type` the group's own answers have: those pass untouched.
+    const OWN_TYPE: &'static [u8];
+    /// The group's answer for `status` (413 or 408).
+    fn refusal(status: StatusCode) -> Response;
+}
+
+/// The OAuth endpoints: RFC 6749 §5.2 JSON with `Cache-Control: no-store`, like every other
+/// answer there.
+struct OAuthRefusals;
+
+impl Refusals for OAuthRefusals {
+    const OWN_TYPE: &'static [u8] = b"application/json";
+    fn refusal(status: StatusCode) -> Response {
+        let error = super::error::OAuthError::invalid_request(match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "the request is too large",
+            _ => "the request did not arrive in time",
+        });
+        let mut response = error.into_response();
+        *response.status_mut() = status;
+        response
     }
 }
 
-/// The size and time limits of every request.
-fn limited(routes: Router<Issuer>) -> Router<Issuer> {
-    routes
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
+/// The pages: their own error page (no-store and the pages' security headers) instead of
+/// axum's plain text.
+struct PageRefusals;
+
+impl Refusals for PageRefusals {
+    const OWN_TYPE: &'static [u8] = b"text/html";
+    fn refusal(status: StatusCode) -> Response {
+        let message = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "The request is too large.",
+            _ => "The request did not arrive in time.",
+        };
+        super::page::error(status, message)
+    }
 }
 
-/// The server's own refusals on the OAuth endpoints, as RFC 6749 §5.2 JSON with
-/// `Cache-Control: no-store` like every other answer there: a body over [`MAX_BODY_BYTES`]
-/// (refused from its `Content-Length` before it is read, or when reading passes the limit)
-/// and a request that did not arrive within [`REQUEST_TIMEOUT`]. Everything else passes.
-async fn oauth_refusals(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use super::error::OAuthError;
-    use axum::http::StatusCode;
-    let too_large = OAuthError::invalid_request("the request is too large");
+/// The middleware of a [`Refusals`] group. Everything else passes.
+async fn refusals<R: Refusals>(request: axum::extract::Request, next: Next) -> Response {
     if declares_too_large(&request) {
-        return with_status(too_large, StatusCode::PAYLOAD_TOO_LARGE);
+        return R::refusal(StatusCode::PAYLOAD_TOO_LARGE);
     }
     let response = next.run(request).await;
-    let is_json = response
+    let is_own = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        .is_some_and(|v| v.as_bytes().starts_with(R::OWN_TYPE));
     match response.status() {
-        StatusCode::PAYLOAD_TOO_LARGE if !is_json => {
-            with_status(too_large, StatusCode::PAYLOAD_TOO_LARGE)
+        status @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT) if !is_own => {
+            R::refusal(status)
         }
-        StatusCode::REQUEST_TIMEOUT if !is_json => with_status(
-            OAuthError::invalid_request("the request did not arrive in time"),
-            StatusCode::REQUEST_TIMEOUT,
-        ),
         _ => response,
     }
-}
-
-fn with_status(
-    error: super::error::OAuthError,
-    status: axum::http::StatusCode,
-) -> axum::response::Response {
-    let mut response = error.into_response();
-    *response.status_mut() = status;
-    response
 }
 
 /// The metrics endpoint, for its own port.
@@ -251,7 +244,6 @@ async fn serve_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::StatusCode;
     use tower::ServiceExt as _;
 
     /// A plain-text refusal from below the middleware (as a timeout or a body limit gives)
@@ -261,7 +253,7 @@ mod tests {
         let app = Router::new()
             .route("/timeout", post(|| async { StatusCode::REQUEST_TIMEOUT }))
             .route("/teapot", post(|| async { StatusCode::IM_A_TEAPOT }))
-            .layer(axum::middleware::from_fn(oauth_refusals));
+            .layer(axum::middleware::from_fn(refusals::<OAuthRefusals>));
         let call = |path: &str| {
             let request = Request::post(path)
                 .body(axum::body::Body::empty())
@@ -286,7 +278,7 @@ mod tests {
     async fn a_timeout_on_the_pages_is_an_error_page() {
         let app = Router::new()
             .route("/timeout", get(|| async { StatusCode::REQUEST_TIMEOUT }))
-            .layer(axum::middleware::from_fn(page_refusals));
+            .layer(axum::middleware::from_fn(refusals::<PageRefusals>));
         let request = Request::get("/timeout")
             .body(axum::body::Body::empty())
             .expect("request");
