@@ -854,3 +854,31 @@ async fn refusals_on_the_pages_are_error_pages_and_every_answer_says_nosniff() {
         .await;
     assert_eq!(token.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
 }
+
+/// One address opening login forms over and over (a flood of `GET /authorize`) churns its own
+/// share of the embedded store's sign-ins: the oldest of its own forms expires, and a form
+/// another address opened before the flood still signs in.
+#[tokio::test]
+async fn a_flood_of_login_forms_from_one_address_only_expires_its_own() {
+    use tokenwarden::store::embedded::MAX_SIGN_INS_PER_ADDRESS;
+    let issuer = TestIssuer::with_users(STANDARD);
+    let mut user = issuer.browser();
+    user.address = Some(([198, 51, 100, 7], 40000).into());
+    let users_form = user.get(&authorize_path(&[])).await.login_form();
+    let mut flood = issuer.browser();
+    flood.address = Some(([203, 0, 113, 9], 40000).into());
+    let floods_first = flood.get(&authorize_path(&[])).await.login_form();
+    for _ in 0..MAX_SIGN_INS_PER_ADDRESS {
+        let page = flood.get(&authorize_path(&[])).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    }
+    let expired = flood.submit(&floods_first, ALICE.0, ALICE.1).await;
+    assert_eq!(expired.status, StatusCode::BAD_REQUEST, "{}", expired.text);
+    let signed_in = user.submit(&users_form, ALICE.0, ALICE.1).await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.text
+    );
+}

@@ -38,13 +38,16 @@ async fn a_full_table_of_sign_ins_refuses_new_ones_and_keeps_those_in_progress()
     let harness = Embedded::new();
     let store = harness.open().await;
     let first = store_suite::secret();
-    store.put_sign_in(first, vec![1], 100, 0).await.unwrap();
+    store
+        .put_sign_in(first, vec![1], None, 100, 0)
+        .await
+        .unwrap();
     for _ in 1..MAX_SIGN_INS {
         let key = store_suite::secret();
-        store.put_sign_in(key, vec![2], 600, 0).await.unwrap();
+        store.put_sign_in(key, vec![2], None, 600, 0).await.unwrap();
     }
     let refused = store
-        .put_sign_in(store_suite::secret(), vec![3], 600, 10)
+        .put_sign_in(store_suite::secret(), vec![3], None, 600, 10)
         .await;
     assert!(
         matches!(refused, Err(StoreError::Unavailable(_))),
@@ -52,7 +55,10 @@ async fn a_full_table_of_sign_ins_refuses_new_ones_and_keeps_those_in_progress()
     );
     assert_eq!(store.get_sign_in(first, 10).await.unwrap(), Some(vec![1]));
     let late = store_suite::secret();
-    store.put_sign_in(late, vec![4], 700, 100).await.unwrap();
+    store
+        .put_sign_in(late, vec![4], None, 700, 100)
+        .await
+        .unwrap();
     assert_eq!(store.get_sign_in(late, 100).await.unwrap(), Some(vec![4]));
 }
 

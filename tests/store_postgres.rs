@@ -200,8 +200,14 @@ async fn rows_and_unlogged(db: &str, table: &str) -> (i64, bool) {
 async fn sign_ins_are_an_unlogged_table_whose_expired_rows_clean_up_deletes() {
     let (db, store) = store_on_a_new_database().await;
     let (stale, live) = (store_suite::secret(), store_suite::secret());
-    store.put_sign_in(stale, vec![1], 100, 0).await.unwrap();
-    store.put_sign_in(live, vec![2], 200, 0).await.unwrap();
+    store
+        .put_sign_in(stale, vec![1], None, 100, 0)
+        .await
+        .unwrap();
+    store
+        .put_sign_in(live, vec![2], None, 200, 0)
+        .await
+        .unwrap();
     let report = store.purge_expired(150, 100).await.unwrap();
     assert_eq!(report.sign_ins, 1);
     let (rows, unlogged) = rows_and_unlogged(&db, "sign_ins").await;
@@ -232,7 +238,7 @@ async fn failed_sign_ins_are_an_unlogged_table_whose_stale_rows_clean_up_deletes
 async fn a_write_refused_by_a_read_only_server_is_unavailable() {
     let (db, store) = store_on_a_new_database().await;
     store
-        .put_sign_in(store_suite::secret(), vec![1], 100, 0)
+        .put_sign_in(store_suite::secret(), vec![1], None, 100, 0)
         .await
         .expect("a write while the database is writable");
     postgres()
@@ -245,7 +251,7 @@ async fn a_write_refused_by_a_read_only_server_is_unavailable() {
     // meets the read-only server.
     for _ in 0..10 {
         let error = store
-            .put_sign_in(store_suite::secret(), vec![1], 100, 0)
+            .put_sign_in(store_suite::secret(), vec![1], None, 100, 0)
             .await
             .expect_err("a write to a read-only database");
         let StoreError::Unavailable(source) = &error else {

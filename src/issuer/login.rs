@@ -17,7 +17,7 @@
 use super::authorization::AuthorizationRequest;
 use super::form::Form;
 use super::sign_ins;
-use crate::store::{OpaqueToken, Store, StoreError, TokenHash};
+use crate::store::{LockoutKey, OpaqueToken, Store, StoreError, TokenHash};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
 
@@ -60,6 +60,7 @@ pub async fn start(
     query: Form,
     request: AuthorizationRequest,
     browser: &OpaqueToken,
+    from: Option<LockoutKey>,
     now: u64,
 ) -> Result<Started, StoreError> {
     let started = Started {
@@ -73,7 +74,7 @@ pub async fn start(
         browser: browser.hash(),
     };
     let expires_at = now.saturating_add(LOGIN_TTL_SECS);
-    sign_ins::put(store, &started.login_id, &pending, expires_at, now).await?;
+    sign_ins::put(store, &started.login_id, &pending, from, expires_at, now).await?;
     Ok(started)
 }
 
@@ -175,7 +176,7 @@ mod tests {
     }
 
     async fn start(store: &EmbeddedStore, browser: &OpaqueToken, now: u64) -> Started {
-        super::start(store, Form::default(), request(), browser, now)
+        super::start(store, Form::default(), request(), browser, None, now)
             .await
             .expect("started")
     }

@@ -10,7 +10,7 @@
 //! without the secret that only the browser has. Must not read the clock (calls take `now`)
 //! nor know what the entries mean.
 
-use crate::store::{OpaqueToken, Store, StoreError, TokenHash};
+use crate::store::{LockoutKey, OpaqueToken, Store, StoreError, TokenHash};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -20,11 +20,13 @@ use zeroize::Zeroizing;
 /// What a stored entry that cannot be opened is reported as.
 const TABLE: &str = "sign_ins";
 
-/// Keeps `value` for the holder of `secret` until `expires_at`.
+/// Keeps `value` for the holder of `secret` until `expires_at`; `from` is the client address's
+/// key, which the embedded store counts its share of sign-ins by.
 pub async fn put<V: Serialize>(
     store: &impl Store,
     secret: &OpaqueToken,
     value: &V,
+    from: Option<LockoutKey>,
     expires_at: u64,
     now: u64,
 ) -> Result<(), StoreError> {
@@ -33,7 +35,7 @@ pub async fn put<V: Serialize>(
         serde_json::to_vec(value).map_err(|_| StoreError::Corrupt { table: TABLE })?,
     );
     let sealed = seal(secret.expose(), &key, &plain)?;
-    store.put_sign_in(key, sealed, expires_at, now).await
+    store.put_sign_in(key, sealed, from, expires_at, now).await
 }
 
 /// The entry of `secret` if it has not expired at `now`; it stays.
@@ -127,7 +129,7 @@ mod tests {
             OpaqueToken::generate().unwrap(),
         );
         let value = "a verifier the store must not see".to_owned();
-        put(&store, &a, &value, T + 60, T).await.unwrap();
+        put(&store, &a, &value, None, T + 60, T).await.unwrap();
 
         let sealed = store.get_sign_in(a.hash(), T).await.unwrap().expect("kept");
         let visible = sealed.windows(8).any(|w| w == &b"verifier"[..]);
@@ -137,7 +139,7 @@ mod tests {
 
         // Moved under another key (a store that swapped rows), or altered: refused.
         store
-            .put_sign_in(b.hash(), sealed.clone(), T + 60, T)
+            .put_sign_in(b.hash(), sealed.clone(), None, T + 60, T)
             .await
             .unwrap();
         let swapped = get::<String>(&store, b.expose(), T).await;
@@ -145,7 +147,7 @@ mod tests {
         let mut altered = sealed;
         altered[NONCE_LEN] ^= 1;
         store
-            .put_sign_in(a.hash(), altered, T + 60, T)
+            .put_sign_in(a.hash(), altered, None, T + 60, T)
             .await
             .unwrap();
         let altered = take::<String>(&store, a.expose(), T).await;

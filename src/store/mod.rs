@@ -165,12 +165,15 @@ pub trait Store: Send + Sync {
     /// holds) until `expires_at`, for whichever replica the browser comes back to. `sealed` is
     /// opaque here: the issuer encrypts it with a key only that secret gives
     /// (`crate::issuer::sign_ins`). The embedded store keeps these in memory, at most
-    /// [`embedded::MAX_SIGN_INS`] (then a new one is refused as unavailable): its one process
-    /// is every replica, and a sign-in interrupted by a restart starts again.
+    /// [`embedded::MAX_SIGN_INS`] (then a new one is refused as unavailable), at most
+    /// [`embedded::MAX_SIGN_INS_PER_ADDRESS`] of one client address `from` (then that
+    /// address's own oldest goes): its one process is every replica, and a sign-in interrupted
+    /// by a restart starts again. PostgreSQL keeps them all.
     fn put_sign_in(
         &self,
         key: TokenHash,
         sealed: Vec<u8>,
+        from: Option<LockoutKey>,
         expires_at: UnixTime,
         now: UnixTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -308,10 +311,11 @@ impl Store for AnyStore {
         &self,
         key: TokenHash,
         sealed: Vec<u8>,
+        from: Option<LockoutKey>,
         expires_at: UnixTime,
         now: UnixTime,
     ) -> Result<(), StoreError> {
-        delegate!(self, s => s.put_sign_in(key, sealed, expires_at, now))
+        delegate!(self, s => s.put_sign_in(key, sealed, from, expires_at, now))
     }
 
     async fn get_sign_in(

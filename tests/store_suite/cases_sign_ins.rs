@@ -8,7 +8,7 @@ pub async fn a_sign_in_is_kept_until_its_expiry_second_and_taken_once<H: Harness
     let store = h.open().await;
     let (key, other) = (secret(), secret());
     store
-        .put_sign_in(key, b"sealed".to_vec(), 100, 0)
+        .put_sign_in(key, b"sealed".to_vec(), None, 100, 0)
         .await
         .unwrap();
     for now in [0, 50, 99] {
@@ -33,7 +33,10 @@ pub async fn a_sign_in_is_kept_until_its_expiry_second_and_taken_once<H: Harness
     );
 
     let late = secret();
-    store.put_sign_in(late, vec![1], 100, 0).await.unwrap();
+    store
+        .put_sign_in(late, vec![1], None, 100, 0)
+        .await
+        .unwrap();
     assert_eq!(
         store.take_sign_in(late, 100).await.unwrap(),
         None,
@@ -44,7 +47,10 @@ pub async fn a_sign_in_is_kept_until_its_expiry_second_and_taken_once<H: Harness
 pub async fn concurrent_takes_of_a_sign_in_give_it_to_exactly_one<H: Harness>(h: &H) {
     let store = h.open().await;
     let key = secret();
-    store.put_sign_in(key, vec![7; 300], 100, 0).await.unwrap();
+    store
+        .put_sign_in(key, vec![7; 300], None, 100, 0)
+        .await
+        .unwrap();
     let takes = at_once(&store, 16, move |store| async move {
         store.take_sign_in(key, 1).await.unwrap()
     })
@@ -58,8 +64,14 @@ pub async fn concurrent_takes_of_a_sign_in_give_it_to_exactly_one<H: Harness>(h:
 pub async fn clean_up_keeps_live_sign_ins<H: Harness>(h: &H) {
     let store = h.open().await;
     let (stale, live) = (secret(), secret());
-    store.put_sign_in(stale, vec![1], 100, 0).await.unwrap();
-    store.put_sign_in(live, vec![2], 200, 0).await.unwrap();
+    store
+        .put_sign_in(stale, vec![1], None, 100, 0)
+        .await
+        .unwrap();
+    store
+        .put_sign_in(live, vec![2], None, 200, 0)
+        .await
+        .unwrap();
     let report = store.purge_expired(150, 100).await.unwrap();
     assert!(report.sign_ins <= 1);
     assert_eq!(store.get_sign_in(live, 150).await.unwrap(), Some(vec![2]));

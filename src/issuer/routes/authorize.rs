@@ -21,7 +21,7 @@ use crate::issuer::routes::token::store_error;
 use crate::issuer::state::Issuer;
 use crate::issuer::throttle;
 use crate::issuer::upstream::{Upstream, pending};
-use crate::store::{AuthorizationCode, OpaqueToken, Store as _};
+use crate::store::{AuthorizationCode, LockoutKey, OpaqueToken, Store as _};
 use axum::body::Bytes;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{RawQuery, State};
@@ -44,6 +44,7 @@ const PROVIDER_DOWN: &str =
 pub async fn show(
     State(issuer): State<Issuer>,
     RawQuery(query): RawQuery,
+    extensions: Extensions,
     headers: HeaderMap,
 ) -> Response {
     let query = query.unwrap_or_default();
@@ -81,15 +82,17 @@ pub async fn show(
         },
     };
     let now = issuer.clock.now();
-    let started = match login::start(&issuer.store, form, request.clone(), &browser, now).await {
-        Ok(started) => started,
-        Err(e) => return unavailable(e),
-    };
+    let from = client_address(&issuer, &extensions, &headers).map(throttle::address_key);
+    let started =
+        match login::start(&issuer.store, form, request.clone(), &browser, from, now).await {
+            Ok(started) => started,
+            Err(e) => return unavailable(e),
+        };
     let mut response = match &issuer.upstream {
         // The provider is the only way in: go there without a page.
         Some(upstream) if issuer.users.is_empty() => {
             let (login_id, browser) = (started.login_id.expose(), browser.expose());
-            match depart(&issuer, upstream, login_id, browser, now).await {
+            match depart(&issuer, upstream, login_id, browser, from, now).await {
                 Ok(url) => redirect(StatusCode::FOUND, &url),
                 Err(message) => page::error(StatusCode::BAD_GATEWAY, message),
             }
@@ -121,13 +124,14 @@ async fn depart(
     upstream: &Upstream,
     login_id: &str,
     browser: &str,
+    from: Option<LockoutKey>,
     now: u64,
 ) -> Result<String, &'static str> {
     let metadata = upstream.provider.metadata().await.map_err(|e| {
         tracing::error!(error = %e, "the upstream OpenID Provider cannot be used");
         PROVIDER_DOWN
     })?;
-    let departure = pending::depart(&issuer.store, login_id, browser, now)
+    let departure = pending::depart(&issuer.store, login_id, browser, from, now)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "cannot start an upstream sign-in");
@@ -208,7 +212,8 @@ pub async fn submit(
     if form.get("connector") == Some("oidc")
         && let (Some(upstream), Some(browser)) = (&issuer.upstream, cookie)
     {
-        return match depart(&issuer, upstream, login_id, browser, now).await {
+        let from = client_address(&issuer, &extensions, &headers).map(throttle::address_key);
+        return match depart(&issuer, upstream, login_id, browser, from, now).await {
             Ok(url) => redirect(StatusCode::SEE_OTHER, &url),
             Err(message) => form_page("", message, StatusCode::BAD_GATEWAY),
         };

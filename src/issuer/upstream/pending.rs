@@ -9,7 +9,7 @@
 //! nor know HTTP beyond the cookie's value.
 
 use crate::issuer::sign_ins;
-use crate::store::{OpaqueToken, Store, StoreError, TokenHash};
+use crate::store::{LockoutKey, OpaqueToken, Store, StoreError, TokenHash};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
@@ -63,6 +63,7 @@ pub async fn depart(
     store: &impl Store,
     login_id: &str,
     browser: &str,
+    from: Option<LockoutKey>,
     now: u64,
 ) -> Result<Departure, StoreError> {
     let state = OpaqueToken::generate()?;
@@ -77,7 +78,7 @@ pub async fn depart(
         browser: OpaqueToken::from_presented(browser).hash(),
     };
     let expires_at = now.saturating_add(TRIP_TTL_SECS);
-    sign_ins::put(store, &state, &trip, expires_at, now).await?;
+    sign_ins::put(store, &state, &trip, from, expires_at, now).await?;
     Ok(Departure {
         state,
         nonce,
@@ -123,7 +124,7 @@ mod tests {
     }
 
     async fn depart(store: &EmbeddedStore, now: u64) -> Departure {
-        super::depart(store, "login-1", BROWSER, now)
+        super::depart(store, "login-1", BROWSER, None, now)
             .await
             .expect("random")
     }

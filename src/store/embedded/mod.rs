@@ -52,6 +52,11 @@ pub const FILE_NAME: &str = "tokenwarden.redb";
 /// `GET /authorize` cannot push out the sign-ins of people already at the form.
 pub const MAX_SIGN_INS: usize = 8192;
 
+/// Most of those one client address holds (IPv6 by /64, as the brute-force limits count it);
+/// beyond it, that address's own sign-in expiring first goes. A flood of `GET /authorize` from
+/// one address so churns its own share, and the other addresses' sign-ins are untouched.
+pub const MAX_SIGN_INS_PER_ADDRESS: usize = MAX_SIGN_INS / 16;
+
 /// Most keys (usernames and client addresses) whose failed sign-ins are counted at once.
 pub const MAX_LOCKOUT_KEYS: usize = 20_000;
 
@@ -91,7 +96,7 @@ impl EmbeddedStore {
                 writer,
                 db,
                 path,
-                sign_ins: Expiring::new(MAX_SIGN_INS),
+                sign_ins: Expiring::new(MAX_SIGN_INS, MAX_SIGN_INS_PER_ADDRESS),
                 failures: lockout::Table::new(MAX_LOCKOUT_KEYS),
             }),
         })
@@ -305,13 +310,14 @@ impl Store for EmbeddedStore {
         &self,
         key: TokenHash,
         sealed: Vec<u8>,
+        from: Option<LockoutKey>,
         expires_at: UnixTime,
         now: UnixTime,
     ) -> Result<(), StoreError> {
         // Full of sign-ins in progress: the new one is refused (503), not one of those.
         self.inner
             .sign_ins
-            .insert(key, sealed, expires_at, now)
+            .insert(key, sealed, from, expires_at, now)
             .map_err(|full| StoreError::Unavailable(Box::new(full)))
     }
 

@@ -529,6 +529,8 @@ impl Store for PostgresStore {
         &self,
         key: TokenHash,
         sealed: Vec<u8>,
+        // Not capped here, per address or at all (docs/decisions.md).
+        _from: Option<LockoutKey>,
         expires_at: UnixTime,
         _now: UnixTime,
     ) -> Result<(), StoreError> {
