@@ -209,10 +209,11 @@ pub async fn submit(
     if form.get("cancel").is_some() {
         return finish(&issuer, login_id, None, now).await;
     }
+    let address = client_address(&issuer, &extensions, &headers);
     if form.get("connector") == Some("oidc")
         && let (Some(upstream), Some(browser)) = (&issuer.upstream, cookie)
     {
-        let from = client_address(&issuer, &extensions, &headers).map(throttle::address_key);
+        let from = address.map(throttle::address_key);
         return match depart(&issuer, upstream, login_id, browser, from, now).await {
             Ok(url) => redirect(StatusCode::SEE_OTHER, &url),
             Err(message) => form_page("", message, StatusCode::BAD_GATEWAY),
@@ -225,14 +226,13 @@ pub async fn submit(
             StatusCode::BAD_REQUEST,
         );
     };
-    let address = client_address(&issuer, &extensions, &headers);
     let locked = |wait| {
         let page = form_page(
             username,
             &locked_message(wait),
             StatusCode::TOO_MANY_REQUESTS,
         );
-        locked_out(page, wait)
+        with_retry_after(page, wait)
     };
     match throttle::check(&issuer.store, username, address, now).await {
         Ok(None) => {}
@@ -242,7 +242,7 @@ pub async fn submit(
     // Held until the outcome is counted. A burst of guesses waits here, and each checks the
     // limits again once it may go on: by then the guesses before it are counted.
     let Some(_permit) = issuer.users.check_permit(PERMIT_WAIT).await else {
-        return locked_out(
+        return with_retry_after(
             page::error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Too many sign-ins are being checked right now. Try again in a few seconds.",
@@ -415,11 +415,12 @@ pub(crate) fn redirect(status: StatusCode, url: &str) -> Response {
     response
 }
 
-/// The page when the store cannot keep or give back a sign-in in progress.
-/// How long a sign-in waits for a password check to start ([`crate::issuer::users::concurrent_checks`])
-/// before it is answered 503 with this `Retry-After`.
+/// How long a sign-in waits for a password check to start
+/// ([`crate::issuer::users::concurrent_checks`]) before it is answered 503 with this
+/// `Retry-After`.
 const PERMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The page when the store cannot keep or give back a sign-in in progress.
 pub(crate) fn unavailable(error: crate::store::StoreError) -> Response {
     tracing::error!(error = %error, "the state of a sign-in cannot be stored or read");
     page::error(
@@ -428,7 +429,7 @@ pub(crate) fn unavailable(error: crate::store::StoreError) -> Response {
     )
 }
 
-fn locked_out(mut response: Response, wait: u64) -> Response {
+fn with_retry_after(mut response: Response, wait: u64) -> Response {
     if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }
