@@ -6,7 +6,7 @@
 mod operator;
 mod support;
 
-use operator::chart::{args_of, find, render};
+use operator::chart::{args_of, find, image_values, render};
 use serde_json::Value;
 
 use std::io::Write;
@@ -53,7 +53,11 @@ serviceMonitor: {enabled: true, labels: {release: prometheus}}
 #[tokio::test]
 async fn helm_lint_passes_on_the_chart() {
     let mut lint = support::cluster().helm();
-    lint.arg("lint").arg("--strict").arg(chart());
+    lint.arg("lint")
+        .arg("--strict")
+        .arg(chart())
+        .arg("-f")
+        .arg(image_values());
     let out = run(lint, "helm lint --strict");
     assert!(out.contains("0 chart(s) failed"), "helm lint said:\n{out}");
 }
@@ -69,6 +73,8 @@ async fn helm_lint_passes_with_every_option_on() {
     lint.arg("lint")
         .arg("--strict")
         .arg(chart())
+        .arg("-f")
+        .arg(image_values())
         .arg("-f")
         .arg(values.path());
     let out = run(lint, "helm lint --strict -f full.yaml");
@@ -307,6 +313,8 @@ fn notes(set: &str) -> String {
             "--namespace",
             "tw-system",
             "--dry-run=client",
+            "-f",
+            &image_values().to_string_lossy(),
             "--set",
             set,
         ])
@@ -342,7 +350,15 @@ async fn the_notes_walk_through_a_first_token_and_say_when_a_namespace_must_be_g
 /// `helm template --set SET` must fail with a message containing `expected`.
 fn refuses(set: &str, expected: &[&str]) {
     let error = support::cluster()
-        .run_helm(&["template", "tw", &chart().to_string_lossy(), "--set", set])
+        .run_helm(&[
+            "template",
+            "tw",
+            &chart().to_string_lossy(),
+            "-f",
+            &image_values().to_string_lossy(),
+            "--set",
+            set,
+        ])
         .expect_err("the schema accepted bad values");
     assert!(
         error.contains("values don't meet the specifications of the schema"),
@@ -391,6 +407,10 @@ schema_refuses! {
         "controller.resources.limits.memory=lots" => "at '/controller/resources/limits/memory'";
     schema_refuses_an_unknown_log_format:
         "issuer.logFormat=xml" => "at '/issuer/logFormat'";
+    schema_refuses_a_label_the_chart_sets_itself:
+        "issuer.podLabels.app\\.kubernetes\\.io/component=x" => "invalid propertyName 'app.kubernetes.io/component'";
+    schema_refuses_no_image_repository:
+        "image.repository=" => "at '/image/repository': minLength";
     schema_refuses_a_malformed_digest:
         "image.digest=latest" => "at '/image/digest'";
     schema_refuses_an_issuer_url_with_a_path:
@@ -430,6 +450,31 @@ async fn every_service_name_is_a_dns_label_even_with_the_longest_fullname() {
     }
 }
 
+/// An empty `metricsFrom` admits no one to the metrics ports (an empty `from` in a
+/// NetworkPolicy rule would admit everyone); the issuer's own port stays open.
+#[tokio::test]
+async fn an_empty_metrics_from_leaves_no_rule_that_admits_everyone() {
+    let values = "networkPolicy: {enabled: true, metricsFrom: []}";
+    let objects = render(support::cluster(), "tw", "tw-system", values).expect("helm template");
+    let issuer = &find(&objects, "NetworkPolicy", "issuer")["spec"]["ingress"];
+    let rules = issuer.as_array().expect("the issuer's rules");
+    assert_eq!(rules.len(), 1, "{issuer}");
+    assert_eq!(rules[0]["ports"][0]["port"], "http");
+    let controller = &find(&objects, "NetworkPolicy", "controller")["spec"]["ingress"];
+    assert_eq!(
+        controller,
+        &serde_json::json!([]),
+        "no one reaches the controller"
+    );
+}
+
+/// A parent chart may pass `global` values to this chart as a dependency.
+#[tokio::test]
+async fn the_chart_accepts_global_values_as_a_dependency() {
+    let values = "global: {imageRegistry: registry.example.com}";
+    render(support::cluster(), "tw", "tw-system", values).expect("helm template");
+}
+
 #[tokio::test]
 async fn helm_template_renders_manifests_the_api_server_accepts() {
     let cluster = support::cluster();
@@ -446,7 +491,9 @@ async fn helm_template_renders_manifests_the_api_server_accepts() {
             "--include-crds",
             "--validate",
         ])
-        .arg(chart());
+        .arg(chart())
+        .arg("-f")
+        .arg(image_values());
     let manifests = run(template, "helm template --validate");
     assert!(
         manifests.contains("kind: CustomResourceDefinition"),

@@ -6,6 +6,15 @@ use crate::support::{ControlPlane, chart_dir};
 use serde_json::Value;
 use std::path::Path;
 
+/// A values file with the one value the chart requires, the image's repository (no image is
+/// published: docs/helm.md), for every helm command of the tests. Pass it first: a later `-f`
+/// overrides it.
+pub fn image_values() -> &'static Path {
+    static FILE: std::sync::OnceLock<tempfile::NamedTempFile> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| temp_yaml("image: {repository: tokenwarden-test/tokenwarden}\n"))
+        .path()
+}
+
 /// The chart's objects from `helm template` of `values` (YAML) as `release` in `namespace`.
 pub fn render(
     cluster: &ControlPlane,
@@ -21,6 +30,8 @@ pub fn render(
         &chart.to_string_lossy(),
         "--namespace",
         namespace,
+        "-f",
+        &image_values().to_string_lossy(),
         "-f",
         &file.path().to_string_lossy(),
     ])?;
@@ -45,11 +56,14 @@ pub fn install(
     let mut args: Vec<&str> = command.to_vec();
     let file_path = file.path().to_string_lossy().into_owned();
     let chart = chart.to_string_lossy().into_owned();
+    let image = image_values().to_string_lossy().into_owned();
     args.extend([
         release,
         chart.as_str(),
         "--namespace",
         namespace,
+        "-f",
+        image.as_str(),
         "-f",
         file_path.as_str(),
     ]);
