@@ -444,9 +444,41 @@ async fn every_service_name_is_a_dns_label_even_with_the_longest_fullname() {
         .filter(|o| o["kind"] == "Service")
         .filter_map(|o| o["metadata"]["name"].as_str())
         .collect();
-    assert_eq!(services.len(), 2, "{services:?}");
+    assert_eq!(services.len(), 3, "{services:?}");
     for name in services {
         assert!(name.len() <= 63, "{name} is {} characters", name.len());
+    }
+}
+
+/// The issuer's own Service, which may be a LoadBalancer, carries only the OAuth port; the
+/// metrics of both components are on ClusterIP Services of their own, which the
+/// ServiceMonitors find.
+#[tokio::test]
+async fn metrics_are_never_on_the_issuers_public_service() {
+    let values = "serviceMonitor: {enabled: true}\nissuer: {service: {type: LoadBalancer}}";
+    let objects = render(support::cluster(), "tw", "tw-system", values).expect("helm template");
+    let public = find(&objects, "Service", "issuer");
+    assert_eq!(public["spec"]["type"], "LoadBalancer");
+    let ports: Vec<&Value> = public["spec"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .collect();
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    assert_eq!(ports[0]["name"], "http");
+    for (component, port) in [("controller", 8081), ("issuer", 9090)] {
+        let metrics = find(&objects, "Service", &format!("{component}-metrics"));
+        assert_eq!(metrics["spec"]["type"], "ClusterIP");
+        assert_eq!(metrics["spec"]["ports"][0]["name"], "http-metrics");
+        assert_eq!(metrics["spec"]["ports"][0]["port"], port);
+        let monitor = find(&objects, "ServiceMonitor", component);
+        let selector = &monitor["spec"]["selector"]["matchLabels"];
+        for (key, value) in selector.as_object().expect("labels") {
+            assert_eq!(
+                &metrics["metadata"]["labels"][key], value,
+                "{component} {key}"
+            );
+        }
     }
 }
 
