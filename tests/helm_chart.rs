@@ -409,6 +409,8 @@ schema_refuses! {
         "issuer.logFormat=xml" => "at '/issuer/logFormat'";
     schema_refuses_a_label_the_chart_sets_itself:
         "issuer.podLabels.app\\.kubernetes\\.io/component=x" => "invalid propertyName 'app.kubernetes.io/component'";
+    schema_refuses_a_wildcard_ingress_host_without_an_issuer_url:
+        "issuer.ingress.enabled=true,issuer.ingress.host=*.example.com" => "at '/issuer/url': minLength";
     schema_refuses_no_image_repository:
         "image.repository=" => "at '/image/repository': minLength";
     schema_refuses_a_malformed_digest:
@@ -497,6 +499,20 @@ async fn an_empty_metrics_from_leaves_no_rule_that_admits_everyone() {
         controller,
         &serde_json::json!([]),
         "no one reaches the controller"
+    );
+}
+
+/// A wildcard Ingress host serves, as long as `issuer.url` names the host clients use.
+#[tokio::test]
+async fn a_wildcard_ingress_host_with_an_issuer_url_renders() {
+    let values =
+        "issuer: {url: https://auth.example.com, ingress: {enabled: true, host: '*.example.com'}}";
+    let objects = render(support::cluster(), "tw", "tw-system", values).expect("helm template");
+    let args = args_of(find(&objects, "Deployment", "issuer"));
+    assert!(
+        args.iter()
+            .any(|a| a == "--issuer-url=https://auth.example.com"),
+        "{args:?}"
     );
 }
 
