@@ -199,15 +199,7 @@ async fn rows_and_unlogged(db: &str, table: &str) -> (i64, bool) {
 #[tokio::test]
 async fn sign_ins_are_an_unlogged_table_whose_expired_rows_clean_up_deletes() {
     let (db, store) = store_on_a_new_database().await;
-    let (stale, live) = (store_suite::secret(), store_suite::secret());
-    store
-        .put_sign_in(stale, vec![1], None, 100, 0)
-        .await
-        .unwrap();
-    store
-        .put_sign_in(live, vec![2], None, 200, 0)
-        .await
-        .unwrap();
+    store_suite::stale_and_live_sign_ins(&store).await;
     let report = store.purge_expired(150, 100).await.unwrap();
     assert_eq!(report.sign_ins, 1);
     let (rows, unlogged) = rows_and_unlogged(&db, "sign_ins").await;

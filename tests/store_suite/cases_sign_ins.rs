@@ -2,7 +2,7 @@
 //! their expiry second, read any number of times, taken once.
 
 use super::{Harness, at_once, secret};
-use tokenwarden::store::Store;
+use tokenwarden::store::{Store, TokenHash};
 
 pub async fn a_sign_in_is_kept_until_its_expiry_second_and_taken_once<H: Harness>(h: &H) {
     let store = h.open().await;
@@ -63,6 +63,15 @@ pub async fn concurrent_takes_of_a_sign_in_give_it_to_exactly_one<H: Harness>(h:
 /// business: the embedded store's memory drops it when full; PostgreSQL deletes the row.)
 pub async fn clean_up_keeps_live_sign_ins<H: Harness>(h: &H) {
     let store = h.open().await;
+    let (stale, live) = stale_and_live_sign_ins(&store).await;
+    let report = store.purge_expired(150, 100).await.unwrap();
+    assert!(report.sign_ins <= 1);
+    assert_eq!(store.get_sign_in(live, 150).await.unwrap(), Some(vec![2]));
+    assert_eq!(store.get_sign_in(stale, 150).await.unwrap(), None);
+}
+
+/// Two sign-ins, `[1]` expiring at 100 and `[2]` at 200: the clean-up at 150 finds one of each.
+pub async fn stale_and_live_sign_ins(store: &impl Store) -> (TokenHash, TokenHash) {
     let (stale, live) = (secret(), secret());
     store
         .put_sign_in(stale, vec![1], None, 100, 0)
@@ -72,8 +81,5 @@ pub async fn clean_up_keeps_live_sign_ins<H: Harness>(h: &H) {
         .put_sign_in(live, vec![2], None, 200, 0)
         .await
         .unwrap();
-    let report = store.purge_expired(150, 100).await.unwrap();
-    assert!(report.sign_ins <= 1);
-    assert_eq!(store.get_sign_in(live, 150).await.unwrap(), Some(vec![2]));
-    assert_eq!(store.get_sign_in(stale, 150).await.unwrap(), None);
+    (stale, live)
 }
