@@ -516,6 +516,33 @@ async fn a_wildcard_ingress_host_with_an_issuer_url_renders() {
     );
 }
 
+/// Several issuers with no spread or affinity of their own are spread over nodes (softly);
+/// one issuer, or a spread or affinity given, gets no default.
+#[tokio::test]
+async fn several_issuers_are_spread_over_nodes_by_default() {
+    let spread_of = |values: &str| {
+        let objects = render(support::cluster(), "tw", "tw-system", values).expect("helm template");
+        find(&objects, "Deployment", "issuer")["spec"]["template"]["spec"]
+            ["topologySpreadConstraints"]
+            .clone()
+    };
+    let three =
+        "issuer: {replicas: 3, storage: {type: postgresql, postgresql: {existingSecret: db}}";
+    let spread = spread_of(&format!("{three}}}"));
+    assert_eq!(
+        spread[0]["topologyKey"], "kubernetes.io/hostname",
+        "{spread}"
+    );
+    assert_eq!(spread[0]["whenUnsatisfiable"], "ScheduleAnyway");
+    assert_eq!(
+        spread[0]["labelSelector"]["matchLabels"]["app.kubernetes.io/component"],
+        "issuer"
+    );
+    assert!(spread_of("{}").is_null(), "one issuer");
+    let own = spread_of(&format!("{three}, affinity: {{podAntiAffinity: {{}}}}}}"));
+    assert!(own.is_null(), "an affinity of the user's: {own}");
+}
+
 /// A parent chart may pass `global` values to this chart as a dependency.
 #[tokio::test]
 async fn the_chart_accepts_global_values_as_a_dependency() {

@@ -71,7 +71,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
-{{/* Pod-level settings shared by both Deployments. Call with (dict "root" $ "values" .Values.controller). */}}
+{{/* Pod-level settings shared by both Deployments. Call with
+(dict "root" $ "values" .Values.controller "component" "controller"). Several replicas with
+neither spread nor affinity given are spread over nodes where the scheduler can (soft), so one
+node going down does not take all of them. */}}
 {{- define "tokenwarden.podSettings" -}}
 {{- with .root.Values.imagePullSecrets }}
 imagePullSecrets:
@@ -94,9 +97,17 @@ tolerations:
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .values.topologySpreadConstraints }}
+{{- if .values.topologySpreadConstraints }}
 topologySpreadConstraints:
-  {{- toYaml . | nindent 2 }}
+  {{- toYaml .values.topologySpreadConstraints | nindent 2 }}
+{{- else if and (gt (int .values.replicas) 1) (not .values.affinity) }}
+topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: kubernetes.io/hostname
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "tokenwarden.selectorLabels" (dict "root" .root "component" .component) | nindent 8 }}
 {{- end }}
 {{- end -}}
 
