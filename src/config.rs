@@ -532,7 +532,7 @@ fn secret_hash(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{ApiClientSpec, ApiTokenPolicySpec, AudienceGrant, ScopeDefinition};
+    use crate::api::{ApiTokenPolicySpec, AudienceGrant, ScopeDefinition};
     use k8s_openapi::jiff::Timestamp;
 
     fn policy(ns: &str, name: &str, audience: &str, created: Option<i64>) -> ApiTokenPolicy {
@@ -558,25 +558,11 @@ mod tests {
     }
 
     fn client(ns: &str, name: &str, audiences: &[(&str, &[&str])]) -> ApiClient {
-        let mut c = ApiClient::new(
-            name,
-            ApiClientSpec {
-                client_id: None,
-                client_type: ClientType::Confidential,
-                secret_ref: None,
-                grant_types: vec![GrantType::ClientCredentials],
-                redirect_uris: vec![],
-                audiences: audiences
-                    .iter()
-                    .map(|(a, s)| AudienceGrant {
-                        audience: (*a).into(),
-                        scopes: s.iter().map(|s| (*s).into()).collect(),
-                    })
-                    .collect(),
-            },
-        );
-        c.metadata.namespace = Some(ns.into());
-        c
+        let grants = audiences.iter().map(|(a, s)| AudienceGrant {
+            audience: (*a).into(),
+            scopes: s.iter().map(|s| (*s).into()).collect(),
+        });
+        at_scale::machine_client(ns, name, grants.collect())
     }
 
     fn reason_of(built: &Built, name: &str) -> Reason {

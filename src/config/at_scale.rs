@@ -15,6 +15,24 @@ pub fn audience(i: usize) -> String {
     format!("https://api-{i}.payments.example.com")
 }
 
+/// A Confidential client_credentials client `name` in `namespace`, granted `audiences`, whose
+/// Secret is the default `<name>-oauth` (no `secretRef`).
+pub fn machine_client(namespace: &str, name: &str, audiences: Vec<AudienceGrant>) -> ApiClient {
+    let mut c = ApiClient::new(
+        name,
+        ApiClientSpec {
+            client_id: None,
+            client_type: ClientType::Confidential,
+            secret_ref: None,
+            grant_types: vec![GrantType::ClientCredentials],
+            redirect_uris: vec![],
+            audiences,
+        },
+    );
+    c.metadata.namespace = Some(namespace.into());
+    c
+}
+
 /// `n` policies and `n` clients, as the controller's caches would hold them.
 pub fn declared(n: usize) -> Declared {
     let namespace = |i: usize| format!("team-{}", i % 100);
@@ -48,24 +66,11 @@ pub fn declared(n: usize) -> Declared {
     let mut secrets = Secrets::new();
     let clients = (0..n)
         .map(|i| {
-            let mut c = ApiClient::new(
-                &format!("client-{i}"),
-                ApiClientSpec {
-                    client_id: None,
-                    client_type: ClientType::Confidential,
-                    secret_ref: None,
-                    grant_types: vec![GrantType::ClientCredentials],
-                    redirect_uris: vec![],
-                    audiences: [i, (i + 1) % n]
-                        .iter()
-                        .map(|a| AudienceGrant {
-                            audience: audience(*a),
-                            scopes: vec!["accounts:read".into()],
-                        })
-                        .collect(),
-                },
-            );
-            c.metadata.namespace = Some(namespace(i));
+            let grants = [i, (i + 1) % n].into_iter().map(|a| AudienceGrant {
+                audience: audience(a),
+                scopes: vec!["accounts:read".into()],
+            });
+            let c = machine_client(&namespace(i), &format!("client-{i}"), grants.collect());
             let secret: String = Sha256::digest(format!("secret {i}"))
                 .iter()
                 .map(|b| format!("{b:02x}"))
