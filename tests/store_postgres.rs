@@ -310,3 +310,47 @@ async fn without_sslmode_a_server_declining_tls_gets_no_password() {
     assert!(error.contains("sslmode"), "{error}");
     assert!(!error.contains("CLEARTEXT-PASSWORD"), "{error}");
 }
+
+/// A refresh whose family row another session holds locked (an issuer that lost the network
+/// between `BEGIN` and `COMMIT`, until the server ends that session) gives up after the lock
+/// timeout and is unavailable (503, try again), instead of waiting with the request.
+#[tokio::test]
+async fn a_refresh_waiting_on_a_locked_family_gives_up_as_unavailable() {
+    let (db, store) = store_on_a_new_database().await;
+    let (family, first) = start_family(&store, 0, ROTATING).await;
+    let mut holder = postgres().client(&db).await;
+    let held = holder.transaction().await.expect("begin");
+    held.batch_execute("SELECT * FROM families FOR UPDATE")
+        .await
+        .expect("lock the families");
+
+    let waited = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        store.refresh(
+            store_suite::request(first, store_suite::refresh_key(family.id)),
+            1,
+            ROTATING,
+        ),
+    )
+    .await
+    .expect("the refresh still waits on the lock after 30 s");
+    let error = waited.expect_err("a refresh of a locked family");
+    let StoreError::Unavailable(source) = &error else {
+        panic!("not unavailable: {error:?}");
+    };
+    let code = source
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(tokio_postgres::Error::code);
+    assert_eq!(
+        code,
+        Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE),
+        "{error:?}"
+    );
+
+    held.rollback().await.expect("release the lock");
+    let (outcome, _) = refresh(&store, first, 2, ROTATING).await;
+    assert!(
+        matches!(outcome, tokenwarden::store::RefreshOutcome::Rotated { .. }),
+        "{outcome:?}"
+    );
+}

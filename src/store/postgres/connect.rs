@@ -33,6 +33,15 @@ pub const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 /// server that vanished without closing its sockets does not hang requests for minutes.
 pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Server-side limits every session starts with, so no session holds rows, and no request
+/// waits, for long: a request gives up on a row lock after 5 s and on a statement after 10 s
+/// (503, try again), and the server ends a session left inside a transaction for 15 s, as one
+/// is whose issuer lost the network between `BEGIN` and `COMMIT` (without this, its row locks
+/// stay until TCP keep-alive notices, about two hours by default, and every refresh of that
+/// family waits on them). Options in the DSN come after these and win over them.
+pub const SESSION_LIMITS: &str = "-c lock_timeout=5s -c statement_timeout=10s \
+                                  -c idle_in_transaction_session_timeout=15s";
+
 /// A PostgreSQL connection string (URL `postgres://...` or `key=value` form), kept as a
 /// secret: its `Debug` shows only that it is set, and it is wiped from memory when dropped.
 #[derive(Clone)]
@@ -90,6 +99,11 @@ pub fn pool(url: &DatabaseUrl) -> Result<Pool, StoreError> {
     if config.get_application_name().is_none() {
         config.application_name("tokenwarden");
     }
+    let options = match config.get_options() {
+        Some(own) => format!("{SESSION_LIMITS} {own}"),
+        None => SESSION_LIMITS.to_owned(),
+    };
+    config.options(&options);
     let manager_config = ManagerConfig {
         // A connection the server closed (restart, failover) reports `is_closed` and is
         // dropped at its next checkout, so no dead connection is handed out twice.

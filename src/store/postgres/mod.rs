@@ -718,9 +718,12 @@ impl From<tokio_postgres::Error> for StoreError {
         // as a shutdown (57), failed authentication (28), serialisation failures and
         // deadlocks (40): temporary, or at least not the request's fault. So is a write to a
         // server that is read-only (25006): a primary demoted in a failover, still in the pool.
+        // So is a row lock not granted within `lock_timeout` (55P03; a statement past
+        // `statement_timeout` is 57014): another session holds it, see `SESSION_LIMITS`.
         let class = &code.code()[..2];
         if matches!(class, "08" | "53" | "57" | "28" | "40")
             || *code == SqlState::READ_ONLY_SQL_TRANSACTION
+            || *code == SqlState::LOCK_NOT_AVAILABLE
         {
             StoreError::Unavailable(Box::new(error))
         } else {

@@ -118,6 +118,10 @@ pub fn latest() -> i32 {
 /// Applies the migrations the database lacks; returns how many it applied.
 pub async fn migrate(client: &mut deadpool_postgres::Client) -> Result<usize, StoreError> {
     let tx = client.transaction().await?;
+    // Waiting for another replica's migration, and a migration itself, may take longer than
+    // the limits every session starts with (`connect::SESSION_LIMITS`).
+    tx.batch_execute("SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = 0")
+        .await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
     tx.batch_execute(
