@@ -37,15 +37,44 @@ async fn a_controller_killed_while_reconciling_converges_after_a_restart_with_no
     let system = cluster.new_namespace("tokenwarden-system").await;
     let ns = cluster.new_namespace("crash").await;
     let audience = format!("https://{ns}.example.com");
-    let mut yaml = format!(
-        "apiVersion: tokenwarden.dev/v1alpha1\nkind: ApiTokenPolicy\nmetadata: {{name: api, namespace: {ns}}}\nspec: {{audience: \"{audience}\", tokenExpirationSeconds: 650}}\n"
-    );
+
+    // First the policy alone, so that the signing keys and the configuration exist before
+    // the kill: the controller creates client Secrets before it writes the keys, so a kill
+    // in the middle of the clients' first pass would otherwise find no keys to compare.
+    apply(
+        cluster,
+        &format!(
+            "apiVersion: tokenwarden.dev/v1alpha1\nkind: ApiTokenPolicy\nmetadata: {{name: api, namespace: {ns}}}\nspec: {{audience: \"{audience}\", tokenExpirationSeconds: 650}}\n"
+        ),
+    )
+    .expect("apply the policy");
+    let keys_api: Api<Secret> = Api::namespaced(cluster.client(), &system);
+    let maps: Api<ConfigMap> = Api::namespaced(cluster.client(), &system);
+    let setup = operator::start_controller(cluster, "controller-0", &system).await;
+    let keys_before = eventually(
+        Duration::from_secs(60),
+        "the signing keys and the configuration are written",
+        || async {
+            maps.get_opt("tokenwarden-issuer-config").await.ok()??;
+            keys_api
+                .get_opt("tokenwarden-signing-keys")
+                .await
+                .ok()??
+                .data
+        },
+    )
+    .await;
+    assert!(cluster.stop_component(&setup.name), "stop controller-0");
+
+    // Then the clients, all at once while no controller runs, so that the next controller's
+    // first reconcile creates their Secrets one after the other, and the kill lands in it.
+    let mut yaml = String::new();
     for i in 0..CLIENTS {
         yaml.push_str(&format!(
             "---\napiVersion: tokenwarden.dev/v1alpha1\nkind: ApiClient\nmetadata: {{name: c{i}, namespace: {ns}}}\nspec: {{clientId: {ns}-c{i}, grantTypes: [client_credentials], audiences: [{{audience: \"{audience}\"}}]}}\n"
         ));
     }
-    apply(cluster, &yaml).expect("apply");
+    apply(cluster, &yaml).expect("apply the clients");
 
     let secrets: Api<Secret> = Api::namespaced(cluster.client(), &ns);
     let generated = ListParams::default().labels("tokenwarden.dev/client-secret");
@@ -66,12 +95,6 @@ async fn a_controller_killed_while_reconciling_converges_after_a_restart_with_no
         (1..CLIENTS).contains(&before.len()),
         "killed in the middle of creating Secrets (a handful are created when the kill lands)"
     );
-    let keys_api: Api<Secret> = Api::namespaced(cluster.client(), &system);
-    let keys_before = keys_api
-        .get_opt("tokenwarden-signing-keys")
-        .await
-        .expect("get")
-        .and_then(|s| s.data);
 
     let second = operator::start_controller(cluster, "controller-2", &system).await;
     for i in 0..CLIENTS {
@@ -109,14 +132,12 @@ async fn a_controller_killed_while_reconciling_converges_after_a_restart_with_no
         .get("tokenwarden-signing-keys")
         .await
         .expect("keys")
-        .data;
-    if keys_before.is_some() {
-        assert_eq!(
-            keys_before, keys_after,
-            "the signing keys were not regenerated"
-        );
-    }
-    let maps: Api<ConfigMap> = Api::namespaced(cluster.client(), &system);
+        .data
+        .expect("the signing keys have data");
+    assert_eq!(
+        keys_before, keys_after,
+        "the signing keys were not regenerated"
+    );
     let names: Vec<String> = maps
         .list(&ListParams::default().labels("app.kubernetes.io/managed-by=tokenwarden-controller"))
         .await
