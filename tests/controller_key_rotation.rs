@@ -1,7 +1,8 @@
 //! Signing-key rotation while tokens are live, against the real API server: the controller
 //! (a process, with a rotation schedule of seconds) rotates the signing-keys Secret and an
-//! issuer in cluster mode follows it. Over HTTP only, as a resource server sees it: a new key
-//! is in the JWKS before any token names it, tokens after the promotion name the new key, and
+//! issuer in cluster mode follows it. Over HTTP, as a resource server sees it: a new key is in
+//! the JWKS before any token names it and signs no sooner than the lead after the time the
+//! controller recorded for it in the Secret, tokens after the promotion name the new key, and
 //! a token signed by the old key verifies against the JWKS fetched after the rotation until
 //! its `exp` has passed; the old key leaves the JWKS after `exp` plus the clock skew. A test
 //! binary of its own, because it runs its own controller with a short schedule.
@@ -12,7 +13,7 @@ mod support;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation};
 use operator::{apply, claims, client_credentials, eventually, policy_and_client, start_issuer};
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const SECRET: &str = "rotation-secret-0123456789abcdefghijklmnopqrstuvwxyz";
@@ -44,6 +45,29 @@ fn kids(set: &JwkSet) -> Vec<String> {
         .iter()
         .filter_map(|k| k.common.key_id.clone())
         .collect()
+}
+
+/// When the controller staged the key `kid` (published it, not signing yet): its `createdAt`
+/// in the signing-keys Secret of `system` (see `src/tokens/keyset.rs`).
+async fn created_at(cluster: &support::ControlPlane, system: &str, kid: &str) -> u64 {
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(cluster.client(), system);
+    let secret = secrets
+        .get("tokenwarden-signing-keys")
+        .await
+        .expect("the signing keys");
+    let json = &secret.data.as_ref().expect("data")["keys.json"].0;
+    let set: serde_json::Value = serde_json::from_slice(json).expect("the key set's JSON");
+    set["keys"]
+        .as_array()
+        .into_iter()
+        .chain(set["next"].as_array())
+        .flatten()
+        .find(|key| key["kid"] == kid)
+        .unwrap_or_else(|| panic!("kid {kid} is not in the signing-keys Secret: {set}"))
+        ["createdAt"]
+        .as_u64()
+        .expect("createdAt")
 }
 
 fn kid_of(token: &str) -> String {
@@ -112,7 +136,7 @@ async fn keys_rotate_on_schedule_and_a_token_of_the_old_key_verifies_until_it_ex
     // every 100 ms, until a token names a second key.
     let first = client_credentials(&issuer.base, &client_id, SECRET, &audience).await;
     let old_kid = kid_of(first["access_token"].as_str().expect("a token"));
-    let mut first_published: HashMap<String, Instant> = HashMap::new();
+    let mut ever_published: HashSet<String> = HashSet::new();
     let mut last_old_token = first["access_token"].as_str().expect("a token").to_owned();
     let mut published_ahead = false;
     let deadline = Instant::now() + Duration::from_secs(INTERVAL + LEAD + 20);
@@ -123,28 +147,29 @@ async fn keys_rotate_on_schedule_and_a_token_of_the_old_key_verifies_until_it_ex
             operator::tail(&issuer.log)
         );
         let published = kids(&jwks(&issuer.base).await);
-        for kid in &published {
-            first_published
-                .entry(kid.clone())
-                .or_insert_with(Instant::now);
-        }
+        ever_published.extend(published.iter().cloned());
         let answer = client_credentials(&issuer.base, &client_id, SECRET, &audience).await;
         let token = answer["access_token"].as_str().expect("a token").to_owned();
         let kid = kid_of(&token);
-        let known = first_published
-            .get(&kid)
-            .unwrap_or_else(|| panic!("a token names kid {kid}, never seen in the JWKS before"));
+        assert!(
+            ever_published.contains(&kid),
+            "a token names kid {kid}, never seen in the JWKS before"
+        );
         if kid == old_kid {
             // A new ES256 key published while tokens still name the old one.
             published_ahead |= published.len() > 4;
             last_old_token = token;
         } else {
-            // The schedule counts whole seconds from the decision to stage, and the write and
-            // the issuer's reload take a moment: the lead seen over HTTP is a little shorter.
+            // The lead, against the time the controller records for the key in the Secret
+            // when it stages (publishes) it: the first token it signs is issued no sooner
+            // than LEAD seconds after that.
+            let staged = created_at(cluster, &system, &kid).await;
+            let iat = claims(&token)["iat"].as_u64().expect("iat");
             assert!(
-                known.elapsed() >= Duration::from_secs(LEAD - 2),
-                "the new key signed {:?} after it was published, well before the {LEAD} s lead",
-                known.elapsed()
+                iat >= staged + LEAD,
+                "the new key signed at {iat}, {} s after it was staged at {staged}: \
+                 less than the {LEAD} s lead",
+                iat.saturating_sub(staged)
             );
             break kid;
         }
