@@ -416,3 +416,92 @@ fn an_unreadable_url_file_or_both_flags_stop_the_start_without_showing_the_url()
     assert!(stderr.contains("sslmode must be"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
+
+async fn jwks_kids(base: &str) -> Vec<String> {
+    let jwks: serde_json::Value = reqwest::get(format!("{base}/.well-known/jwks.json"))
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    let mut kids: Vec<String> = jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["kid"].as_str().expect("kid").to_owned())
+        .collect();
+    kids.sort();
+    kids
+}
+
+/// The `kid` of a client_credentials token from `base`.
+async fn signing_kid(base: &str) -> String {
+    let (status, answer) = post(
+        &reqwest::Client::new(),
+        base,
+        "/oauth/token",
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "worker"),
+            ("client_secret", fixtures::SECRET),
+            ("audience", "https://banking.example.com"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let token = answer["access_token"].as_str().expect("a token");
+    let header = token.split('.').next().expect("header");
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header)
+            .expect("base64url"),
+    )
+    .expect("header json");
+    header["kid"].as_str().expect("kid").to_owned()
+}
+
+/// Two standalone replicas on one data folder rotate their signing keys as one: one of them
+/// stages the next key, the other puts it in force from the file, so at every moment the key
+/// either one signs with is in the JWKS of both (a client may fetch the JWKS from one replica
+/// and get its tokens from the other). Each staging its own key would fail that.
+#[tokio::test]
+async fn replicas_sharing_a_data_folder_rotate_to_the_same_keys() {
+    let server = postgres();
+    let db = server.new_database().await;
+    let url = server.url(&db);
+    let dir = folder_with_policies(STANDARD);
+    let env = [
+        ("TOKENWARDEN_DATABASE_URL", url.as_str()),
+        ("TOKENWARDEN_KEY_ROTATION_INTERVAL", "4s"),
+        ("TOKENWARDEN_KEY_PUBLISH_LEAD", "2s"),
+        ("TOKENWARDEN_KEY_CLOCK_SKEW", "1s"),
+    ];
+    let a = start_standalone_with(dir.path(), free_port(), &[], &env).await;
+    let b = start_standalone_with(dir.path(), free_port(), &[], &env).await;
+    let first = signing_kid(&a.base).await;
+    let mut rotations = 0;
+    let mut last = first.clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    while rotations < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{rotations} rotations within 40 s"
+        );
+        for (signer, other) in [(&a, &b), (&b, &a)] {
+            let kid = signing_kid(&signer.base).await;
+            // The other's JWKS is read after the token was signed.
+            let published = jwks_kids(&other.base).await;
+            assert!(
+                published.contains(&kid),
+                "{} signs with {kid}, which {} does not publish ({published:?})",
+                signer.base,
+                other.base
+            );
+            if kid != last {
+                rotations += 1;
+                last = kid;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_ne!(last, first);
+}

@@ -5,13 +5,14 @@
 //! `--data-dir`.
 
 use super::cluster::ClusterSource;
+use super::key_file::KeyFile;
 use super::snapshot::{ConfigSource, Policies};
 use super::standalone::DirectorySource;
 use super::state::{Clock, Issuer, Keys};
 use super::upstream::{Upstream, UpstreamOptions};
 use super::users::Users;
 use crate::store::{AnyStore, DatabaseUrl, EmbeddedStore, PostgresStore, Store, StoreError};
-use crate::tokens::{Algorithm, KeySet};
+use crate::tokens::KeySet;
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -155,16 +156,17 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
     let policies = Policies::default();
     // Cluster mode starts without keys: the source loads them, and the issuer is ready only
     // once it has.
-    let keys = match &options.policies {
+    let (keys, key_file) = match &options.policies {
         Some(_) => {
-            let file = options.data_dir.join("keys.json");
-            let existed = file.exists();
-            let keys = KeySet::load_or_generate(&file, &Algorithm::ALL, now)?;
-            let done = if existed { "loaded" } else { "generated" };
-            tracing::info!(file = %file.display(), "{done} the signing keys of every algorithm");
-            keys
+            let (file, keys, generated) = KeyFile::open(&options.data_dir, now)?;
+            let done = if generated { "generated" } else { "loaded" };
+            tracing::info!(
+                file = %options.data_dir.join("keys.json").display(),
+                "{done} the signing keys of every algorithm"
+            );
+            (keys, Some(file))
         }
-        None => KeySet::new(),
+        None => (KeySet::new(), None),
     };
     let keys = Arc::new(ArcSwap::from_pointee(Keys::new(keys, now)));
     let source = match options.policies.clone() {
@@ -224,9 +226,9 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
         Source::Directory(source) => tokio::spawn(source.run(policies, stopped)),
         Source::Cluster(source) => tokio::spawn(source.run(policies, stopped)),
     };
-    if options.policies.is_some() {
+    if let Some(key_file) = key_file {
         tokio::spawn(super::key_file::rotate(
-            options.data_dir.join("keys.json"),
+            key_file,
             schedule,
             issuer.keys.clone(),
             issuer.policies.clone(),
