@@ -9,8 +9,13 @@
 //! - [`config_objects`]: that configuration as the ConfigMaps the controller writes and the
 //!   issuer reads in cluster mode.
 //! - [`controller`]: the operator (`tokenwarden controller`).
+//! - [`issuer`]: the OAuth 2.0 endpoints (`tokenwarden issuer`), standalone or cluster mode.
+//! - [`tokens`]: signing keys, their rotation, and the access tokens they sign.
+//! - [`store`]: refresh-token families, codes, revocations and sign-ins, embedded or in
+//!   PostgreSQL.
 //! - [`manifests`]: reading YAML files as the API server would admit them.
 //! - [`validate`]: the offline check for GitOps pipelines.
+//! - [`watch_backoff`]: the retry backoff of the controller's and the issuer's watches.
 //! - [`cli`]: the subcommands.
 
 pub mod api;

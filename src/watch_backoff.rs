@@ -1,8 +1,9 @@
 //! The retry backoff of every watch the controller and the issuer's cluster mode keep: from
 //! 250 ms doubling to at most 4 s, reset by the first success. kube's default (up to 30 s)
 //! is kind to a struggling API server, but would leave an issuer behind for half a minute
-//! after an outage; these watches are few (two per issuer, four per controller), so a
-//! shorter cap costs the API server little and keeps the catch-up within seconds.
+//! after an outage; these watches are few (two per issuer; per controller three, plus one per
+//! `--secret-namespaces` namespace, or one for all), so a shorter cap costs the API server
+//! little and keeps the catch-up within seconds.
 
 use kube::runtime::utils::Backoff;
 use std::time::Duration;

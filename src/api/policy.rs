@@ -48,7 +48,7 @@ pub struct ApiTokenPolicySpec {
 
     /// Lifetime of access tokens for this API, in seconds (1 to 2592000 = 30 days).
     #[serde(default = "default_token_expiration_seconds")]
-    #[schemars(range(min = 1, max = 2_592_000))]
+    #[schemars(range(min = 1, max = MAX_TOKEN_EXPIRATION_SECONDS))]
     pub token_expiration_seconds: i64,
 
     /// Whether this API allows offline access: refresh tokens that get new access tokens
@@ -168,16 +168,16 @@ pub struct RefreshTokenSettings {
     pub rotation: RotationMode,
     /// Seconds from the first issue after which the whole family expires.
     #[serde(default = "default_absolute_lifetime_seconds")]
-    #[schemars(range(min = 1, max = 31_557_600))]
+    #[schemars(range(min = 1, max = MAX_REFRESH_LIFETIME_SECONDS))]
     pub absolute_lifetime_seconds: i64,
     /// Seconds without use after which a refresh token expires.
     #[serde(default = "default_idle_lifetime_seconds")]
-    #[schemars(range(min = 1, max = 31_557_600))]
+    #[schemars(range(min = 1, max = MAX_REFRESH_LIFETIME_SECONDS))]
     pub idle_lifetime_seconds: i64,
     /// Seconds during which a just-rotated refresh token may be presented again without being
     /// treated as a replay (grace for a lost response).
     #[serde(default)]
-    #[schemars(range(min = 0, max = 60))]
+    #[schemars(range(min = 0, max = MAX_REUSE_INTERVAL_SECONDS))]
     pub reuse_interval_seconds: i64,
 }
 

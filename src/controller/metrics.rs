@@ -22,7 +22,7 @@ pub struct KindLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StepLabel {
-    /// Where a reconcile failed: `secrets`, `signing_keys`, `publish`, `status`, `encode`.
+    /// Where a reconcile failed: `secrets`, `signing_keys`, `publish` (encoding included), `status`.
     pub step: &'static str,
 }
 

@@ -1,4 +1,4 @@
-//! Sign-ins in progress: between `GET /authorize` (which shows the login form) and the form's
+//! The password form: between `GET /authorize` (which shows the login form) and the form's
 //! `POST`, the validated request waits in the store ([`super::sign_ins`], so the `POST` may
 //! reach another replica) under a random id. The form carries only that id and a CSRF token;
 //! nothing in a hidden field is trusted.

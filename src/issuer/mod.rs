@@ -3,14 +3,16 @@
 //! - [`protocol`]: the decisions (which API, which scopes, may a refresh token exist), pure.
 //! - [`authorization`]: the authorization request and its redirect, pure.
 //! - [`client_auth`]: who the client is; [`users`]: who the person is.
-//! - [`login`]: sign-ins in progress and their CSRF binding; [`throttle`]: brute-force limits,
+//! - [`login`]: the password form and its CSRF binding; [`sign_ins`]: sign-ins in progress,
+//!   sealed in the store so any replica can finish them; [`throttle`]: brute-force limits,
 //!   by username and by [`client_address`];
 //!   [`page`]: the login and error pages; [`upstream`]: sign-in at an upstream OpenID Provider.
 //! - [`form`]: hostile-input parsing of request parameters; [`error`]: RFC 6749 errors.
 //! - [`routes`]: the endpoints; [`server`]: the router and the servers.
 //! - [`snapshot`]: the configuration in force, swapped whole; [`standalone`]: its file source;
 //!   [`cluster`]: its source in cluster mode, the objects the controller writes.
-//! - [`state`]: what handlers share; [`metrics`]: Prometheus metrics.
+//! - [`state`]: what handlers share; [`metrics`]: Prometheus metrics; [`key_file`]: standalone
+//!   mode's signing keys, rotated in `--data-dir`.
 //! - [`mod@run`]: `tokenwarden issuer`, standalone or cluster mode.
 
 pub mod authorization;

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 /// The longest access-token lifetime a policy can declare (30 days), and so the longest a
 /// retired key must stay published, clock skew aside.
-pub const MAX_TOKEN_LIFETIME: u64 = 2_592_000;
+pub const MAX_TOKEN_LIFETIME: u64 = crate::api::policy::MAX_TOKEN_EXPIRATION_SECONDS as u64;
 
 /// When keys move from stage to stage, in seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
