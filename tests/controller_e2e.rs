@@ -275,49 +275,6 @@ async fn a_secret_the_api_server_refuses_is_that_clients_problem_and_the_others_
     assert_eq!(shown.as_deref(), Ok("Failed"), "Stalled: a person must act");
 }
 
-#[tokio::test]
-async fn statuses_are_not_written_again_when_nothing_changes() {
-    controller().await;
-    let cluster = support::cluster();
-    let ns = scenario::apply_worker(cluster, &cluster.new_namespace("quiet").await, SECRET)
-        .await
-        .ns;
-    let policies = Api::<ApiTokenPolicy>::namespaced(cluster.client(), &ns);
-    let clients = Api::<tokenwarden::api::ApiClient>::namespaced(cluster.client(), &ns);
-    let versions = || async {
-        (
-            policies
-                .get("api")
-                .await
-                .expect("policy")
-                .metadata
-                .resource_version,
-            clients
-                .get("worker")
-                .await
-                .expect("client")
-                .metadata
-                .resource_version,
-        )
-    };
-    // The client is Ready; the policy's status may still be on its way.
-    eventually(CONVERGE, "the policy is Ready", || async {
-        policy_ready(cluster, &ns, "api")
-            .await
-            .filter(|(status, _, current)| status == "True" && *current)
-    })
-    .await;
-    let before = versions().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = versions().await;
-    assert_eq!(before, after, "something wrote while nothing changed");
-    // A first Ready=True is in the status, not announced (docs/decisions.md).
-    assert_eq!(
-        events_about(&ns, "api").await,
-        Vec::<(String, String)>::new()
-    );
-}
-
 /// (type, reason) of every Event about the object `name` in `ns`.
 async fn events_about(ns: &str, name: &str) -> Vec<(String, String)> {
     let events: Api<k8s_openapi::api::events::v1::Event> =

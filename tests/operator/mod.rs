@@ -399,3 +399,28 @@ spec:
 "#
     )
 }
+
+/// The sum of every sample of the metric `name` (all its label sets) that the component at
+/// `base` serves on `/metrics` now, 0 when it has none yet (a family is rendered once it has a
+/// series); `None` when `/metrics` does not answer.
+pub async fn metric_sum(base: &str, name: &str) -> Option<f64> {
+    let response = reqwest::get(format!("{base}/metrics")).await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    let text = response.text().await.ok()?;
+    let mut sum = 0.0;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            continue; // another metric whose name starts with this one
+        }
+        let value = rest.rsplit(' ').next().expect("a value");
+        sum += value
+            .parse::<f64>()
+            .unwrap_or_else(|e| panic!("{name}: {line}: {e}"));
+    }
+    Some(sum)
+}
