@@ -16,7 +16,6 @@ use operator::{
     policy_conditions, policy_ready, policy_yaml, start_controller, start_issuer,
 };
 use std::time::Duration;
-use tokenwarden::api::ApiTokenPolicy;
 
 const SECRET: &str = "e2e-secret-0123456789abcdefghijklmnopqrstuvwxyz";
 
@@ -94,30 +93,46 @@ async fn refresh_after_offline_access_is_revoked_fails_with_invalid_grant() {
 }
 
 #[tokio::test]
-async fn a_lifetime_of_2592001_is_refused_by_the_api_server_and_the_issuer_keeps_its_configuration()
-{
+async fn a_lifetime_of_2592001_is_refused_by_the_api_server_and_the_issuer_keeps_600_until_the_next_valid_change()
+ {
     let (worker, issuer, _data) = worker_and_issuer("refused").await;
     let cluster = support::cluster();
     assert_eq!(lifetime(&worker.token(&issuer.base).await), 600);
-    let error = apply(
-        cluster,
-        &operator::policy_and_client(
+    let with_lifetime = |seconds: i64| {
+        operator::policy_and_client(
             &worker.ns,
             &worker.audience,
-            2_592_001,
+            seconds,
             &worker.client_id,
             SECRET,
-        ),
-    )
-    .expect_err("the API server refuses 2592001");
+        )
+    };
+    let error =
+        apply(cluster, &with_lifetime(2_592_001)).expect_err("the API server refuses 2592001");
     assert!(error.contains("spec.tokenExpirationSeconds"), "{error}");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(lifetime(&worker.token(&issuer.base).await), 600);
-    let stored = Api::<ApiTokenPolicy>::namespaced(cluster.client(), &worker.ns)
-        .get("api")
-        .await
-        .expect("policy");
-    assert_eq!(stored.spec.token_expiration_seconds, 600);
+    // The next change the API server accepts is the one the issuer takes, and until it
+    // arrives the issuer serves what it had: never the refused value, never an error.
+    apply(cluster, &with_lifetime(601)).expect("a valid change");
+    eventually(CONVERGE, "the issuer takes 601", || async {
+        let answer = worker.token(&issuer.base).await;
+        let seconds = lifetime(&answer);
+        assert!(
+            seconds == 600 || seconds == 601,
+            "after the refused apply the issuer gave a token of {seconds} s: {answer}"
+        );
+        (seconds == 601).then_some(())
+    })
+    .await;
+    let (status, reason, current) = eventually(CONVERGE, "the policy's status follows", || async {
+        policy_ready(cluster, &worker.ns, "api")
+            .await
+            .filter(|(_, _, current)| *current)
+    })
+    .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str(), current),
+        ("True", "Enforced", true)
+    );
 }
 
 #[tokio::test]
