@@ -365,6 +365,33 @@ subjects: [{{kind: ServiceAccount, name: issuer, namespace: {system}}}]
         !keys.load().set.jwks(0).keys.is_empty(),
         "signing keys loaded"
     );
+    // And it follows: a policy applied now, then changed, reaches the source's snapshot.
+    let ns = cluster.new_namespace("followed").await;
+    let audience = format!("https://{ns}.example.com");
+    let followed = |seconds: i64| {
+        let policies = policies.clone();
+        let audience = audience.clone();
+        async move {
+            eventually(
+                CONVERGE,
+                &format!("the source follows {audience} at {seconds} s"),
+                || async {
+                    let snapshot = policies.current();
+                    let api = snapshot
+                        .config
+                        .apis
+                        .values()
+                        .find(|api| api.audience == audience)?;
+                    (api.token_expiration_seconds == seconds).then_some(())
+                },
+            )
+            .await;
+        }
+    };
+    apply(cluster, &policy_yaml(&ns, &audience, Some(777))).expect("apply a policy");
+    followed(777).await;
+    apply(cluster, &policy_yaml(&ns, &audience, Some(778))).expect("change the policy");
+    followed(778).await;
     // The same account may not read anything else.
     let other: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(
         cluster.service_account_client(system, "issuer").await,
