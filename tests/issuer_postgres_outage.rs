@@ -15,7 +15,7 @@ use fixtures::binary::{
 };
 use fixtures::{SECRET, STANDARD, VERIFIER, authorize_path};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use support::postgres::postgres;
 use tokenwarden::store::OpaqueToken;
@@ -102,23 +102,39 @@ async fn new_family(url: &str, base: &str) -> String {
         .to_owned()
 }
 
-/// What one chain of refreshes saw.
+/// What one chain of refreshes has seen so far, shared with the test while the chain runs.
 #[derive(Default)]
-struct Chain {
-    /// Every refresh token a 200 handed out.
-    issued: Vec<String>,
-    unavailable: usize,
+struct Progress {
+    /// 503 answers.
+    unavailable: AtomicUsize,
     /// Granted after the first 503: the chain went on once the database was back.
-    resumed: bool,
+    resumed: AtomicBool,
 }
 
-/// Refreshes one family over and over, alternating replicas, until `stop`. A 503 keeps the
-/// token and tries again; so does the 400 that can follow it, when the database committed a
-/// rotation whose answer the broken connection lost (the documented lost-response case):
-/// then the chain starts over with a family of its own.
-async fn run_chain(bases: [String; 2], url: String, first: String, stop: Arc<AtomicBool>) -> Chain {
+impl Progress {
+    fn saw_unavailable(&self) -> bool {
+        self.unavailable.load(Ordering::Relaxed) > 0
+    }
+
+    fn resumed(&self) -> bool {
+        self.resumed.load(Ordering::Relaxed)
+    }
+}
+
+/// Refreshes one family over and over, alternating replicas, until `stop`; returns every
+/// refresh token a 200 handed out. A 503 keeps the token and tries again; so does the 400
+/// that can follow it, when the database committed a rotation whose answer the broken
+/// connection lost (the documented lost-response case): then the chain starts over with a
+/// family of its own.
+async fn run_chain(
+    bases: [String; 2],
+    url: String,
+    first: String,
+    stop: Arc<AtomicBool>,
+    progress: Arc<Progress>,
+) -> Vec<String> {
     let client = reqwest::Client::new();
-    let mut chain = Chain::default();
+    let mut issued = Vec::new();
     let mut token = first;
     let mut after_unavailable = false;
     let mut n = 0;
@@ -132,13 +148,15 @@ async fn run_chain(bases: [String; 2], url: String, first: String, stop: Arc<Ato
                     .as_str()
                     .expect("rotated")
                     .to_owned();
-                chain.issued.push(token.clone());
-                chain.resumed |= chain.unavailable > 0;
+                issued.push(token.clone());
+                if progress.saw_unavailable() {
+                    progress.resumed.store(true, Ordering::Relaxed);
+                }
                 after_unavailable = false;
             }
             503 => {
                 assert_unavailable(&answer, "refresh under load");
-                chain.unavailable += 1;
+                progress.unavailable.fetch_add(1, Ordering::Relaxed);
                 after_unavailable = true;
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -149,7 +167,7 @@ async fn run_chain(bases: [String; 2], url: String, first: String, stop: Arc<Ato
             _ => panic!("refresh under load: {} {}", answer.status, answer.body),
         }
     }
-    chain
+    issued
 }
 
 fn alive(issuer: &mut RunningIssuer) {
@@ -188,9 +206,20 @@ async fn with_postgresql_stopped_under_load_store_requests_get_503_and_service_r
     let later = new_family(&url, &b.base).await;
 
     let stop = Arc::new(AtomicBool::new(false));
+    let progress: Vec<Arc<Progress>> = (0..CHAINS).map(|_| Arc::default()).collect();
     let chains: Vec<_> = firsts
         .into_iter()
-        .map(|first| tokio::spawn(run_chain(bases.clone(), url.clone(), first, stop.clone())))
+        .zip(&progress)
+        .map(|(first, progress)| {
+            let chain = run_chain(
+                bases.clone(),
+                url.clone(),
+                first,
+                stop.clone(),
+                progress.clone(),
+            );
+            tokio::spawn(chain)
+        })
         .collect();
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
@@ -269,21 +298,38 @@ async fn with_postgresql_stopped_under_load_store_requests_get_503_and_service_r
     // The code the outage refused is still unused.
     let answer = exchange(&client, &a.base, outage_code.expose()).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Every chain that met the outage goes on by itself: wait until each has been granted a
+    // refresh after its 503s, then stop them all.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting = progress
+            .iter()
+            .filter(|p| p.saw_unavailable() && !p.resumed())
+            .count();
+        if waiting == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{waiting} of {CHAINS} chains that got 503 had no refresh granted 30 s after \
+             PostgreSQL came back"
+        );
+        assert!(
+            chains.iter().all(|chain| !chain.is_finished()),
+            "a chain stopped early (panicked)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stop.store(true, Ordering::Relaxed);
 
     let mut issued = Vec::new();
-    let mut unavailable = 0;
     for chain in chains {
-        let chain = chain.await.expect("a chain panicked");
-        assert!(
-            chain.resumed || chain.unavailable == 0,
-            "a chain never resumed"
-        );
-        unavailable += chain.unavailable;
-        issued.extend(chain.issued);
+        issued.extend(chain.await.expect("a chain panicked"));
     }
-    assert!(unavailable > 0, "the load never met the outage");
+    assert!(
+        progress.iter().any(|p| p.saw_unavailable()),
+        "the load never met the outage"
+    );
     assert!(issued.len() > CHAINS, "too little load to mean anything");
     // Nothing was handed out without being stored.
     let db_client = postgres().client(&db).await;
