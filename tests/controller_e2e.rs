@@ -436,3 +436,74 @@ async fn deleting_a_policy_removes_its_audience_from_the_issuer() {
     let kstatus = cluster.kstatus(&worker.ns, "apiclient", "worker");
     assert_eq!(kstatus.as_deref(), Ok("InProgress"));
 }
+
+/// A user's Secret that changed after the controller read it: adding a missing key to it with
+/// the old copy's resourceVersion is a conflict, after which the controller reads the Secret
+/// again and adds the key, keeping what the user wrote (it used to retry with the stale copy
+/// until that copy aged out, five minutes later, failing every reconcile meanwhile).
+#[tokio::test]
+async fn a_key_is_added_to_a_secret_that_changed_since_the_controller_read_it() {
+    controller().await;
+    let cluster = support::cluster();
+    let ns = cluster.new_namespace("changed-secret").await;
+    let audience = format!("https://{ns}.example.com");
+    let first_id = format!("{ns}-first");
+    apply(
+        cluster,
+        &operator::policy_and_client(&ns, &audience, 600, &first_id, SECRET),
+    )
+    .expect("apply");
+    scenario::wait_client_ready(cluster, &ns, "worker").await;
+
+    // The user rotates the first client's secret; the controller does not watch unlabelled
+    // Secrets, so its copy is now out of date.
+    let rotated = "rotated-0123456789abcdefghijklmnopqrstuvwxyz";
+    operator::patch(
+        cluster,
+        &ns,
+        "secret/worker-credentials",
+        &format!(r#"{{"stringData":{{"clientSecret":"{rotated}"}}}}"#),
+    )
+    .expect("patch the Secret");
+    let second_id = format!("{ns}-second");
+    apply(
+        cluster,
+        &format!(
+            r#"apiVersion: tokenwarden.dev/v1alpha1
+kind: ApiClient
+metadata: {{name: second, namespace: {ns}}}
+spec:
+  clientId: {second_id}
+  secretRef: {{name: worker-credentials, key: second}}
+  grantTypes: [client_credentials]
+  audiences: [{{audience: "{audience}", scopes: ["read"]}}]
+"#
+        ),
+    )
+    .expect("apply the second client");
+    eventually(CONVERGE, "the second client is Ready", || async {
+        client_ready(cluster, &ns, "second")
+            .await
+            .filter(|(status, _, _)| status == "True")
+    })
+    .await;
+
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(cluster.client(), &ns);
+    let secret = secrets.get("worker-credentials").await.expect("the Secret");
+    let data = secret.data.expect("data");
+    assert_eq!(
+        data["clientSecret"].0,
+        rotated.as_bytes(),
+        "the user's value is kept"
+    );
+    assert_eq!(
+        data["second"].0.len(),
+        43,
+        "a generated secret under the new key"
+    );
+    let second = String::from_utf8(data["second"].0.clone()).expect("utf-8");
+    let data = tempfile::tempdir().expect("data dir");
+    let issuer = issuer_for(&ns, data.path()).await;
+    let answer = client_credentials(&issuer.base, &second_id, &second, &audience).await;
+    assert_eq!(lifetime(&answer), 600, "{answer}");
+}

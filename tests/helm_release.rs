@@ -654,3 +654,67 @@ spec:
         .expect("helm uninstall");
     assert_eq!(cluster_objects_of(release), "");
 }
+
+/// A namespace in `clientSecretNamespaces` whose Secrets the controller may not list (its Role
+/// deleted, as when someone removes the namespace) does not keep the controller from
+/// reconciling the others: the first reconcile waits for that watch only so long.
+#[tokio::test]
+async fn a_secret_namespace_the_controller_cannot_list_does_not_stop_the_others() {
+    let _turn = ONE_CONTROLLER.lock().await;
+    let cluster = support::cluster();
+    let release = "blind";
+    let apps = cluster.new_namespace("blind-apps").await;
+    let lost = cluster.new_namespace("blind-lost").await;
+    let values = format!("controller: {{clientSecretNamespaces: [\"{apps}\", \"{lost}\"]}}\n");
+    let system = install_release("tw-blind-system", release, &values).await;
+    let kubeconfig = cluster
+        .service_account_kubeconfig(&system, "blind-tokenwarden-controller")
+        .await;
+    assert!(can_i(
+        cluster,
+        &kubeconfig,
+        &["list", "secrets", "-n", &lost]
+    ));
+    cluster
+        .run_kubectl(&["delete", "roles,rolebindings", "--all", "-n", &lost])
+        .expect("delete the chart's Role in one namespace");
+    assert!(!can_i(
+        cluster,
+        &kubeconfig,
+        &["list", "secrets", "-n", &lost]
+    ));
+
+    let objects = render(cluster, release, &system, &values).expect("helm template");
+    let extra = chart_args(&objects, "controller");
+    let controller = spawn_controller_as(cluster, "blind-controller", &system, &kubeconfig, &extra);
+    // Ready means it reconciled.
+    ready(cluster, controller).await;
+    let audience = format!("https://{apps}.example.com");
+    apply(
+        cluster,
+        &documents(&[
+            policy_yaml(&apps, &audience, None),
+            machine_client_yaml(&apps, "job", None, &audience),
+        ]),
+    )
+    .expect("apply");
+    eventually(
+        CONVERGE,
+        "the client is Ready with a generated Secret",
+        || async {
+            client_ready(cluster, &apps, "job")
+                .await
+                .filter(|(status, _, _)| status == "True")
+        },
+    )
+    .await;
+    cluster
+        .run_kubectl(&["get", "secret", "job-oauth", "-n", &apps])
+        .expect("the generated Secret");
+
+    cluster.stop_component("blind-controller");
+    cluster
+        .run_helm(&["uninstall", release, "--namespace", &system])
+        .expect("helm uninstall");
+    assert_eq!(cluster_objects_of(release), "");
+}

@@ -70,6 +70,8 @@ pub fn post_params() -> kube::api::PostParams {
 pub const DEBOUNCE: Duration = Duration::from_millis(50);
 /// How often everything is reconciled and re-read even without a change.
 pub const RESYNC: Duration = Duration::from_secs(300);
+/// How long the first reconcile waits for the watches of labelled client Secrets.
+const SECRET_WATCH_WAIT: Duration = Duration::from_secs(10);
 /// First and longest wait before a failed reconcile is retried.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
@@ -214,13 +216,24 @@ pub async fn run(
         &trigger,
         publish::is_own(own_manifest.clone()),
     );
-    // The first reconcile must see everything, or it would publish a partial configuration.
+    // The first reconcile must see every policy and client, or it would publish a partial
+    // configuration. A Secret the watches have not brought yet is read with a GET instead, so
+    // their wait is bounded: one namespace whose Secrets cannot be listed (its Role deleted)
+    // must not keep every other from being reconciled.
+    let secrets_listed = async {
+        let all = futures::future::join_all(labelled.iter().map(Store::wait_until_ready));
+        if tokio::time::timeout(SECRET_WATCH_WAIT, all).await.is_err() {
+            tracing::warn!(
+                "the watch of labelled client Secrets is not ready after {SECRET_WATCH_WAIT:?}: can the controller list Secrets in every namespace of --secret-namespaces? Reading them one by one meanwhile"
+            );
+        }
+    };
     tokio::select! {
         () = shutdown.cancelled() => return finish(server, election).await,
         _ = futures::future::join3(
             policies.wait_until_ready(),
             clients.wait_until_ready(),
-            futures::future::join_all(labelled.iter().map(Store::wait_until_ready)),
+            secrets_listed,
         ) => {}
     }
 

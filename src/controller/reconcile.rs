@@ -95,7 +95,7 @@ impl Reconciler {
 
         let (secrets, generated) = self
             .secrets
-            .resolve(&clients, Instant::now())
+            .resolve(&clients, Instant::now(), verify)
             .await
             .inspect_err(|_| self.failed("secrets"))?;
         let secrets_generated = generated.created + generated.keys_added;

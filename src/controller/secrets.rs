@@ -121,12 +121,18 @@ impl ClientSecrets {
     }
 
     /// The data of every Secret a Confidential client names, creating missing Secrets and
-    /// adding missing keys.
+    /// adding missing keys. With `verify` (the periodic full reconcile), user-provided Secrets
+    /// are read again however recently they were, so a change to one applies within one
+    /// resync period.
     pub async fn resolve(
         &mut self,
         clients: &[Arc<ApiClient>],
         now: Instant,
+        verify: bool,
     ) -> Result<(Secrets, Generated), ControllerError> {
+        if verify {
+            self.fetched.clear();
+        }
         let mut just_read = self.read_unknown(clients, now).await?;
         let mut secrets = Secrets::new();
         let mut generated = Generated::default();
@@ -182,12 +188,19 @@ impl ClientSecrets {
     /// A write the API server refused for this one Secret (a name too long, a quota, a
     /// webhook: a 4xx other than a conflict or a rate limit) is that client's problem, kept
     /// for [`Self::explain_missing`]; anything else (the API server away, a 5xx) fails the pass.
+    /// A conflict means the copy read is out of date (the Secret changed since): it is
+    /// forgotten, so the pass retried after the backoff reads the Secret again.
     fn refuse(
         &mut self,
         key: (String, String),
         what: &str,
         error: ControllerError,
     ) -> Result<(), ControllerError> {
+        if let ControllerError::Api(kube::Error::Api(status)) = &error
+            && status.code == 409
+        {
+            self.fetched.remove(&key);
+        }
         match &error {
             ControllerError::Api(kube::Error::Api(status))
                 if (400..500).contains(&status.code) && ![408, 409, 429].contains(&status.code) =>
