@@ -66,6 +66,17 @@ pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Decision {
     }
 }
 
+/// How long to wait before the next attempt. A leader whose renewal failed (a 500, a reset
+/// connection) tries again sooner than it renews, so one failed call does not make it step
+/// down: the next renewal would come too late for [`RENEW_DEADLINE`].
+pub fn next_attempt_after(leading: bool, succeeded: bool) -> Duration {
+    if leading && succeeded {
+        RENEW_EVERY
+    } else {
+        RETRY_EVERY
+    }
+}
+
 /// One replica's side of the election.
 pub struct Elector {
     api: Api<Lease>,
@@ -92,6 +103,7 @@ impl Elector {
             let outcome = tokio::time::timeout_at(deadline, self.try_once())
                 .await
                 .unwrap_or(Err(ControllerError::Timeout(RENEW_DEADLINE)));
+            let succeeded = outcome.is_ok();
             match outcome {
                 Ok(true) => {
                     if !*leading.borrow() {
@@ -116,11 +128,7 @@ impl Elector {
                     }
                 }
             }
-            let wait = if *leading.borrow() {
-                RENEW_EVERY
-            } else {
-                RETRY_EVERY
-            };
+            let wait = next_attempt_after(*leading.borrow(), succeeded);
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(wait) => {}
@@ -234,6 +242,17 @@ mod tests {
 
     fn at(second: i64) -> Timestamp {
         Timestamp::from_second(second).expect("time")
+    }
+
+    /// Renewed at 0, the renewal at [`RENEW_EVERY`] fails at once: two more attempts fit
+    /// before [`RENEW_DEADLINE`], so one failed call is not a step-down.
+    #[test]
+    fn a_leader_retries_a_failed_renewal_before_its_deadline() {
+        let failed_at = RENEW_EVERY;
+        let next = failed_at + next_attempt_after(true, false);
+        assert!(next + next_attempt_after(true, false) < RENEW_DEADLINE);
+        assert_eq!(next_attempt_after(true, true), RENEW_EVERY);
+        assert_eq!(next_attempt_after(false, true), RETRY_EVERY);
     }
 
     fn held_by(holder: &str, renewed: i64) -> LeaseSpec {
