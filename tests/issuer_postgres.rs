@@ -381,20 +381,43 @@ async fn the_database_url_can_come_from_a_file_as_a_mounted_secret_would() {
     assert_eq!(status, 200, "{body}");
 }
 
-/// Runs `tokenwarden issuer ARGS` to its end (a start-up error); returns its stderr.
+/// Runs `tokenwarden issuer ARGS`, which must stop with a start-up error; returns its
+/// stderr. An issuer still running after 30 s started: it is killed and the test fails.
 fn failed_start(args: &[&str]) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+    let stderr = dir.path().join("stderr");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
         .args(["issuer", "--policies"])
         .arg(dir.path())
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
         .args(args)
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr).expect("create the stderr file"))
+        .spawn()
         .expect("run the issuer");
-    assert!(!output.status.success(), "the issuer started");
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the issuer") {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the issuer started with {args:?}:\n{}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let stderr = std::fs::read_to_string(&stderr).expect("read its stderr");
+    assert!(
+        !status.success(),
+        "the issuer exited with success: {stderr}"
+    );
+    stderr
 }
 
 #[test]

@@ -4,6 +4,8 @@ mod store_suite;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
 use tokenwarden::store::{EmbeddedStore, Store, TokenHash};
 
 use store_suite::{Harness, ROTATING, refresh, start_family};
@@ -122,10 +124,33 @@ async fn committed_writes_survive_a_kill_9_in_the_middle_of_writing() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // The child's lines are read on a thread of their own, so that a child that stalls
+    // fails the test at the deadline instead of blocking it for ever.
+    let stdout = child.stdout.take().unwrap();
+    let (sender, lines) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut acknowledged = Vec::new();
     while acknowledged.len() < 400 {
-        let line = lines.next().expect("the child stopped early").unwrap();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = match lines.recv_timeout(left) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the child acknowledged {} writes within 60 s, not 400",
+                    acknowledged.len()
+                );
+            }
+            Err(RecvTimeoutError::Disconnected) => panic!("the child stopped early"),
+        };
         if line.starts_with("family ") || line.starts_with("rotated ") {
             acknowledged.push(line);
         }
@@ -133,8 +158,10 @@ async fn committed_writes_survive_a_kill_9_in_the_middle_of_writing() {
     // `Child::kill` is SIGKILL on Unix: no destructor, no flush, the writer mid-batch.
     child.kill().unwrap();
     child.wait().unwrap();
-    // Lines printed before the kill but not yet read were acknowledged too.
-    acknowledged.extend(lines.map_while(Result::ok).filter(|l| l.contains(' ')));
+    // Lines printed before the kill but not yet read were acknowledged too: the pipe ends
+    // with the child, and so does the reader.
+    reader.join().expect("the reader thread");
+    acknowledged.extend(lines.try_iter().filter(|l| l.contains(' ')));
 
     let store = EmbeddedStore::open(dir.path()).expect("reopen after kill -9");
     let mut rotations = 0;
