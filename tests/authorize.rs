@@ -898,3 +898,36 @@ async fn a_flood_of_login_forms_from_one_address_only_expires_its_own() {
         signed_in.text
     );
 }
+
+/// A provider that accepts connections and never answers: requests to it hang until the
+/// connector's HTTP timeout (10 s).
+async fn silent_provider() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = listener.accept().await {
+            held.push(connection);
+        }
+    });
+    format!("http://{address}")
+}
+
+/// Sign-ins that arrive while a provider hangs wait for one fetch of its discovery document,
+/// not each for one of their own in turn: the failure of that fetch answers all of them (502)
+/// and is not tried again for a few seconds. One after the other, the fourth would have waited
+/// 40 s and met the 30 s request timeout (408).
+#[tokio::test]
+async fn sign_ins_while_the_provider_hangs_share_one_failed_fetch() {
+    let issuer = TestIssuer::standard().with_upstream(&silent_provider().await);
+    let replies = futures::future::join_all(
+        (0..4).map(|_| async { issuer.browser().get(&authorize_path(&[])).await }),
+    )
+    .await;
+    for reply in replies {
+        assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text);
+        assert!(reply.text.contains("identity provider cannot be reached"));
+    }
+}

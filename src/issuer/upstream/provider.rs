@@ -21,6 +21,10 @@ const MAX_ANSWER_BYTES: usize = 512 * 1024;
 const CACHE_FOR: Duration = Duration::from_secs(60 * 60);
 /// An unknown `kid` fetches the JWKS again at most this often.
 pub const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(10);
+/// After a failed fetch, the provider is not asked again for this long: requests meanwhile get
+/// the value fetched before (stale), or the failure at once, instead of each waiting out
+/// another [`HTTP_TIMEOUT`] in turn.
+pub const AFTER_A_FAILURE: Duration = Duration::from_secs(5);
 
 /// A step with the provider that failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +43,12 @@ pub enum ProviderError {
     },
     #[error("{step}: the provider's answer is not valid: {reason}")]
     Invalid { step: &'static str, reason: String },
+    #[error(
+        "{step}: failed {}s ago, not asked again before {}s",
+        .since.as_secs(),
+        AFTER_A_FAILURE.as_secs()
+    )]
+    FailedJustNow { step: &'static str, since: Duration },
 }
 
 /// The parts of the discovery document the connector uses.
@@ -62,17 +72,106 @@ struct ErrorAnswer {
     error: Option<String>,
 }
 
-struct Cached<T> {
-    value: T,
-    fetched: Instant,
+/// A document fetched from the provider: cached, fetched by one request at a time (the others
+/// wait for that fetch and take its result), and after a failure neither fetched again nor
+/// waited for during [`AFTER_A_FAILURE`].
+struct Fetched<T> {
+    step: &'static str,
+    state: std::sync::Mutex<FetchState<T>>,
+    /// Held while fetching; never while holding `state`.
+    fetching: Mutex<()>,
+}
+
+struct FetchState<T> {
+    value: Option<(T, Instant)>,
+    failed: Option<Instant>,
+}
+
+impl<T: Clone> Fetched<T> {
+    fn new(step: &'static str) -> Self {
+        Self {
+            step,
+            state: std::sync::Mutex::new(FetchState {
+                value: None,
+                failed: None,
+            }),
+            fetching: Mutex::new(()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, FetchState<T>> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The value as last fetched, however old, without waiting.
+    fn peek(&self) -> Option<T> {
+        self.state().value.as_ref().map(|(value, _)| value.clone())
+    }
+
+    /// Without asking the provider: the value if fetched less than `fresh_for` ago; after a
+    /// recent failure, the older value or that failure; `None` when it is time to fetch.
+    fn without_fetching(&self, fresh_for: Duration) -> Option<Result<T, ProviderError>> {
+        let state = self.state();
+        if let Some((value, at)) = &state.value
+            && at.elapsed() < fresh_for
+        {
+            return Some(Ok(value.clone()));
+        }
+        let since = state.failed?.elapsed();
+        (since < AFTER_A_FAILURE).then(|| match &state.value {
+            Some((value, _)) => Ok(value.clone()),
+            None => Err(ProviderError::FailedJustNow {
+                step: self.step,
+                since,
+            }),
+        })
+    }
+
+    /// The value fetched less than `fresh_for` ago, else fetched now by `fetch`. A failed
+    /// fetch answers with the older value when there is one (the provider's discovery document
+    /// and keys change rarely; a key it no longer has fails validation anyway).
+    async fn get<F>(&self, fresh_for: Duration, fetch: F) -> Result<T, ProviderError>
+    where
+        F: AsyncFnOnce() -> Result<T, ProviderError>,
+    {
+        if let Some(known) = self.without_fetching(fresh_for) {
+            return known;
+        }
+        let _turn = self.fetching.lock().await;
+        // Another request may have fetched, or failed, while this one waited.
+        if let Some(known) = self.without_fetching(fresh_for) {
+            return known;
+        }
+        let fetched = fetch().await;
+        let mut state = self.state();
+        match fetched {
+            Ok(value) => {
+                state.value = Some((value.clone(), Instant::now()));
+                state.failed = None;
+                Ok(value)
+            }
+            Err(e) => {
+                state.failed = Some(Instant::now());
+                match &state.value {
+                    Some((stale, _)) => {
+                        tracing::warn!(error = %e, "the upstream OpenID Provider failed; using what it sent before");
+                        Ok(stale.clone())
+                    }
+                    None => Err(e),
+                }
+            }
+        }
+    }
 }
 
 /// The provider at `issuer`, with its metadata and keys cached.
 pub struct Provider {
     issuer: String,
     http: reqwest::Client,
-    metadata: Mutex<Option<Cached<Metadata>>>,
-    keys: Mutex<Option<Cached<JwkSet>>>,
+    metadata: Fetched<Metadata>,
+    keys: Fetched<JwkSet>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -113,8 +212,8 @@ impl Provider {
         Ok(Self {
             issuer,
             http,
-            metadata: Mutex::new(None),
-            keys: Mutex::new(None),
+            metadata: Fetched::new("discovery"),
+            keys: Fetched::new("JWKS"),
         })
     }
 
@@ -122,26 +221,17 @@ impl Provider {
         &self.issuer
     }
 
-    /// The discovery document if it is cached, without waiting for the network.
+    /// The discovery document if it was ever fetched, without waiting for the network (also
+    /// while it is being fetched again).
     pub fn cached_metadata(&self) -> Option<Metadata> {
-        let cached = self.metadata.try_lock().ok()?;
-        cached.as_ref().map(|c| c.value.clone())
+        self.metadata.peek()
     }
 
     /// The discovery document, fetched when not cached or stale.
     pub async fn metadata(&self) -> Result<Metadata, ProviderError> {
-        let mut cached = self.metadata.lock().await;
-        if let Some(c) = cached.as_ref()
-            && c.fetched.elapsed() < CACHE_FOR
-        {
-            return Ok(c.value.clone());
-        }
-        let metadata = self.discover().await?;
-        *cached = Some(Cached {
-            value: metadata.clone(),
-            fetched: Instant::now(),
-        });
-        Ok(metadata)
+        self.metadata
+            .get(CACHE_FOR, async || self.discover().await)
+            .await
     }
 
     async fn discover(&self) -> Result<Metadata, ProviderError> {
@@ -179,22 +269,18 @@ impl Provider {
     /// The provider's keys; `refresh` fetches them again (an unknown `kid`: the provider may
     /// have rotated), at most once per [`REFETCH_AT_MOST_EVERY`].
     pub async fn keys(&self, refresh: bool) -> Result<JwkSet, ProviderError> {
-        let mut cached = self.keys.lock().await;
-        if let Some(c) = cached.as_ref() {
-            let fresh = c.fetched.elapsed() < CACHE_FOR;
-            let recent = c.fetched.elapsed() < REFETCH_AT_MOST_EVERY;
-            if (fresh && !refresh) || recent {
-                return Ok(c.value.clone());
-            }
-        }
-        let metadata = self.metadata().await?;
-        let response = self.http.get(&metadata.jwks_uri).send().await;
-        let keys: JwkSet = read_json("JWKS", response).await?;
-        *cached = Some(Cached {
-            value: keys.clone(),
-            fetched: Instant::now(),
-        });
-        Ok(keys)
+        let fresh_for = if refresh {
+            REFETCH_AT_MOST_EVERY
+        } else {
+            CACHE_FOR
+        };
+        self.keys
+            .get(fresh_for, async || {
+                let metadata = self.metadata().await?;
+                let response = self.http.get(&metadata.jwks_uri).send().await;
+                read_json("JWKS", response).await
+            })
+            .await
     }
 
     /// Exchange `code` at the token endpoint; returns the ID token.
@@ -283,7 +369,8 @@ async fn read_json<T: serde::de::DeserializeOwned>(
 
 #[cfg(test)]
 mod tests {
-    use super::acceptable_url;
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn secrets_go_over_https_or_to_loopback_only() {
@@ -305,5 +392,58 @@ mod tests {
         ] {
             assert!(!acceptable_url(bad), "{bad}");
         }
+    }
+
+    fn invalid() -> ProviderError {
+        ProviderError::Invalid {
+            step: "test",
+            reason: "down".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_answers_with_the_older_value_and_is_not_repeated_at_once() {
+        let fetched = Fetched::<u32>::new("test");
+        let calls = AtomicUsize::new(0);
+        assert_eq!(
+            fetched.get(Duration::ZERO, async || Ok(1)).await.ok(),
+            Some(1)
+        );
+        let failing = async || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(invalid())
+        };
+        assert_eq!(fetched.get(Duration::ZERO, failing).await.ok(), Some(1));
+        let working = async || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok(2)
+        };
+        assert_eq!(fetched.get(Duration::ZERO, working).await.ok(), Some(1));
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "asked again right after a failure"
+        );
+    }
+
+    #[tokio::test]
+    async fn with_nothing_fetched_before_a_recent_failure_is_told_at_once() {
+        let fetched = Fetched::<u32>::new("discovery");
+        assert!(matches!(
+            fetched.get(CACHE_FOR, async || Err(invalid())).await,
+            Err(ProviderError::Invalid { .. })
+        ));
+        let again = fetched.get(CACHE_FOR, async || Ok(2)).await;
+        assert!(
+            matches!(
+                again,
+                Err(ProviderError::FailedJustNow {
+                    step: "discovery",
+                    ..
+                })
+            ),
+            "{again:?}"
+        );
+        assert_eq!(fetched.peek(), None);
     }
 }
