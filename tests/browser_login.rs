@@ -125,6 +125,11 @@ async fn a_browser_signs_in_with_a_password_and_through_the_upstream_provider() 
         "{tampered}"
     );
     assert_eq!(tampered["reachedApplication"], false);
+    let settled = tampered["finalUrl"].as_str().expect("the page's URL");
+    assert!(
+        settled.starts_with(&format!("{}/callback/oidc?", issuer.base)),
+        "the browser stays on the error page: {settled}"
+    );
 
     for shot in [
         &login["screenshot"],

@@ -173,8 +173,12 @@ process.on('unhandledRejection', fail);
     heading: (await page.getByRole('heading', { level: 1 }).textContent()).trim(),
     screenshot: await shot(page, 'upstream-tampered-state'),
   };
-  await page.waitForTimeout(200);
+  // Whether the application was reached is read once the error page has settled: loaded,
+  // and no request in flight for half a second (Playwright's networkidle), so a redirect,
+  // refresh or script of the page that went on towards the application would have been seen.
+  await page.waitForLoadState('networkidle');
   result.tampered.reachedApplication = reachedApplication;
+  result.tampered.finalUrl = page.url();
   await ctx.close();
 }
 
