@@ -73,6 +73,10 @@ pub enum IdTokenError {
     Nonce,
     #[error("the ID token has no string claim named by --oidc-subject-claim")]
     Subject,
+    #[error(
+        "the ID token's email is not verified (email_verified is not true), so it cannot be the subject"
+    )]
+    EmailNotVerified,
 }
 
 impl IdTokenError {
@@ -195,6 +199,19 @@ fn check_claims(claims: &Value, expected: &Expected<'_>) -> Result<String, IdTok
         .ok_or(IdTokenError::Nonce)?;
     if !bool::from(nonce.as_bytes().ct_eq(expected.nonce.as_bytes())) {
         return Err(IdTokenError::Nonce);
+    }
+    // An address the user typed and the provider never checked names nobody: anyone could
+    // claim a colleague's (OpenID Connect Core §5.1).
+    if expected.subject_claim == "email" {
+        let verified = match claims.get("email_verified") {
+            Some(Value::Bool(verified)) => *verified,
+            // Some providers send it as a string.
+            Some(Value::String(verified)) => verified == "true",
+            _ => false,
+        };
+        if !verified {
+            return Err(IdTokenError::EmailNotVerified);
+        }
     }
     match claims.get(expected.subject_claim) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),

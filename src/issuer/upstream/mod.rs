@@ -75,6 +75,12 @@ pub enum UpstreamError {
     SecretFile { path: PathBuf, reason: String },
     #[error("--oidc-subject-claim must not be empty")]
     SubjectClaim,
+    #[error(
+        "--oidc-subject-claim {0}: not an identifier (users may choose it, and several may share \
+         it); use sub, email (verified addresses only), preferred_username or a claim your \
+         provider keeps unique"
+    )]
+    SubjectNotAnIdentifier(String),
     #[error("--issuer-url must be set to an URL the provider can redirect to")]
     CallbackUrl,
     #[error("cannot create the HTTP client for the provider: {0}")]
@@ -153,6 +159,11 @@ impl Upstream {
         if subject_claim.is_empty() {
             return Err(UpstreamError::SubjectClaim);
         }
+        if NOT_IDENTIFIERS.contains(&subject_claim) {
+            return Err(UpstreamError::SubjectNotAnIdentifier(
+                subject_claim.to_owned(),
+            ));
+        }
         let secret = read_secret(secret_file)?;
         if !(issuer_url.starts_with("http://") || issuer_url.starts_with("https://")) {
             return Err(UpstreamError::CallbackUrl);
@@ -172,12 +183,24 @@ impl Upstream {
     }
 }
 
+/// Standard claims that name a person without identifying one: display names users edit at
+/// will, and a boolean. Refused as `--oidc-subject-claim`, since the subject decides whose
+/// tokens a sign-in gets.
+const NOT_IDENTIFIERS: [&str; 6] = [
+    "name",
+    "nickname",
+    "given_name",
+    "family_name",
+    "middle_name",
+    "email_verified",
+];
+
 /// `openid`, plus the standard scope that releases the subject claim when it is not `sub`
 /// (OpenID Connect Core §5.4).
 fn scope_for(subject_claim: &str) -> String {
     let extra = match subject_claim {
-        "email" | "email_verified" => " email",
-        "preferred_username" | "name" | "nickname" | "given_name" | "family_name" => " profile",
+        "email" => " email",
+        "preferred_username" => " profile",
         _ => "",
     };
     format!("openid{extra}")
@@ -271,5 +294,34 @@ mod tests {
         assert_eq!(scope_for("email"), "openid email");
         assert_eq!(scope_for("preferred_username"), "openid profile");
         assert_eq!(scope_for("employee_id"), "openid");
+    }
+
+    #[test]
+    fn a_display_name_cannot_be_the_subject() {
+        let dir = tempfile::tempdir().expect("dir");
+        for claim in ["name", "nickname", "given_name", "family_name", " name "] {
+            let error = Upstream::from_options(
+                &UpstreamOptions {
+                    subject_claim: claim.into(),
+                    ..options(dir.path(), "s3cret")
+                },
+                "https://issuer.example.com",
+            )
+            .expect_err(claim);
+            assert!(
+                error.to_string().contains("not an identifier"),
+                "{claim}: {error}"
+            );
+        }
+        for claim in ["sub", "email", "preferred_username", "employee_id"] {
+            let upstream = Upstream::from_options(
+                &UpstreamOptions {
+                    subject_claim: claim.into(),
+                    ..options(dir.path(), "s3cret")
+                },
+                "https://issuer.example.com",
+            );
+            assert!(matches!(upstream, Ok(Some(_))), "{claim}");
+        }
     }
 }

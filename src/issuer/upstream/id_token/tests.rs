@@ -63,7 +63,7 @@ fn jwks(signers: &[&Signer]) -> JwkSet {
 fn claims() -> serde_json::Value {
     json!({
         "iss": ISSUER, "sub": "user-1234", "aud": CLIENT, "nonce": NONCE,
-        "iat": NOW - 5, "exp": NOW + 300, "email": "alice@example.com",
+        "iat": NOW - 5, "exp": NOW + 300, "email": "alice@example.com", "email_verified": true,
     })
 }
 
@@ -322,6 +322,46 @@ fn the_subject_comes_from_the_configured_claim() {
     };
     assert_eq!(by("email").as_deref(), Ok("alice@example.com"));
     assert_eq!(by("employee_id"), Err(IdTokenError::Subject));
+    let email_subject = Expected {
+        subject_claim: "email",
+        ..expected()
+    };
+    for verified in [json!(false), json!("false"), json!(null)] {
+        let unverified = sign(
+            &key,
+            Some("k1"),
+            &with(|c| {
+                c.insert("email_verified".into(), verified.clone());
+            }),
+        );
+        assert_eq!(
+            validate(&unverified, &keys, &email_subject),
+            Err(IdTokenError::EmailNotVerified),
+            "{verified}"
+        );
+    }
+    let without = sign(
+        &key,
+        Some("k1"),
+        &with(|c| {
+            c.remove("email_verified");
+        }),
+    );
+    assert_eq!(
+        validate(&without, &keys, &email_subject),
+        Err(IdTokenError::EmailNotVerified)
+    );
+    let as_text = sign(
+        &key,
+        Some("k1"),
+        &with(|c| {
+            c.insert("email_verified".into(), json!("true"));
+        }),
+    );
+    assert_eq!(
+        validate(&as_text, &keys, &email_subject).as_deref(),
+        Ok("alice@example.com")
+    );
     let numeric = sign(
         &key,
         Some("k1"),
