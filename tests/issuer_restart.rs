@@ -1,7 +1,8 @@
 //! The standalone issuer as users run it: the real binary, a folder of policies, a data dir.
 //! Refresh tokens issued before a restart — graceful or `kill -9` — still work after it, with
 //! the same signing keys, and revoked access tokens stay revoked; and a change on disk takes effect without a restart. Signing keys
-//! rotate on schedule in `keys.json`, published before they sign, across a restart.
+//! rotate on schedule in `keys.json`, published before they sign, across a restart. Its
+//! Prometheus metrics are on the `--metrics-listen` port, never on the public one.
 
 mod fixtures;
 
@@ -337,4 +338,47 @@ async fn standalone_keys_rotate_on_schedule_published_first_and_kept_across_a_re
     let after = worker_kid(&again.base).await;
     assert_ne!(after, old, "a restart does not go back to the retired key");
     assert!(jwks_kids(&again.base).await.contains(&old));
+}
+
+/// `GET /metrics` is served over HTTP on the `--metrics-listen` port, as OpenMetrics (or
+/// Prometheus) text that counts the tokens issued, and not on the public port.
+#[tokio::test]
+async fn metrics_are_served_on_the_metrics_port_and_not_on_the_public_one() {
+    let dir = folder_with_policies(STANDARD);
+    let issuer = start(dir.path()).await;
+    for _ in 0..2 {
+        worker_token(&issuer.base).await;
+    }
+    let response = reqwest::get(format!("{}/metrics", issuer.metrics))
+        .await
+        .expect("GET /metrics on the metrics port");
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text")
+            || content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let text = response.text().await.expect("text");
+    let issued = r#"tokenwarden_issuer_token_requests_total{grant="client_credentials",audience="https://banking.example.com",outcome="issued"} 2"#;
+    assert!(
+        text.lines().any(|line| line == issued),
+        "{issued} in:\n{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|line| line == "# TYPE tokenwarden_issuer_token_requests counter"),
+        "{text}"
+    );
+    if content_type.starts_with("application/openmetrics-text") {
+        assert_eq!(text.lines().last(), Some("# EOF"), "{text}");
+    }
+
+    let public = reqwest::get(format!("{}/metrics", issuer.base))
+        .await
+        .expect("GET /metrics on the public port");
+    assert_eq!(public.status(), 404, "/metrics on the public port");
 }
