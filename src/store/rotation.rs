@@ -39,7 +39,12 @@ impl Transition {
     }
 }
 
-/// The expiry that applies to `family` at `now` under `rules`, if any.
+/// The expiry that applies to `family` at `now`, if any: under `rules`, so a policy shortened
+/// since its last use applies at once; and at the latest at the deadline stored at its last
+/// use (`keep_until`, from the rules in force then), which is also when clean-up deletes it.
+/// So a policy lengthened since applies from the family's next refresh, and whether a family
+/// still works never depends on whether clean-up has run. That stored deadline is reported as
+/// the idle lifetime's, which is what ends most families.
 pub fn expiry(family: &Family, now: UnixTime, rules: &RefreshRules) -> Option<ExpiryKind> {
     if now
         >= family
@@ -47,11 +52,18 @@ pub fn expiry(family: &Family, now: UnixTime, rules: &RefreshRules) -> Option<Ex
             .saturating_add(rules.absolute_lifetime_secs)
     {
         Some(ExpiryKind::Absolute)
-    } else if now >= family.last_used_at.saturating_add(rules.idle_lifetime_secs) {
+    } else if now >= family.last_used_at.saturating_add(rules.idle_lifetime_secs)
+        || now >= family.keep_until
+    {
         Some(ExpiryKind::Idle)
     } else {
         None
     }
+}
+
+/// When [`expiry`] ends `family` under `rules`, if it is not used before.
+pub fn expires_at(family: &Family, rules: &RefreshRules) -> UnixTime {
+    keep_until(family, rules).min(family.keep_until)
 }
 
 /// A new family for `new`, started at `now`, kept as long as `rules` say.

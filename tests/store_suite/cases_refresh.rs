@@ -283,3 +283,35 @@ async fn race<S: Store + Clone + 'static>(
     })
     .await
 }
+
+/// Longer lifetimes apply from a family's next refresh: one whose deadline under the rules of
+/// its last use has passed stays expired (as clean-up, which goes by that deadline, would have
+/// it either way), one refreshed before then lives by the longer rules. Shorter lifetimes apply
+/// at once.
+pub async fn changed_lifetimes_apply_to_a_family_from_its_next_refresh<H: Harness>(h: &H) {
+    let store = h.open().await;
+    let longer = RefreshRules {
+        idle_lifetime_secs: 500,
+        ..ROTATING
+    };
+    // Idle 100 s when last used at 0: the longer rules do not bring it back at 150.
+    let (_, lapsed) = start_family(&store, 0, ROTATING).await;
+    let (outcome, _) = refresh(&store, lapsed, 150, longer).await;
+    assert_eq!(outcome, RefreshOutcome::Expired(ExpiryKind::Idle));
+
+    // Refreshed at 50 under the longer rules: alive at 400, by them.
+    let (_, used) = start_family(&store, 0, ROTATING).await;
+    let (outcome, next) = refresh(&store, used, 50, longer).await;
+    assert!(is_granted(&outcome), "{outcome:?}");
+    let report = store.purge_expired(400, 100).await.unwrap();
+    assert_eq!(
+        report.families, 1,
+        "only the lapsed family is gone: {report:?}"
+    );
+    let (outcome, next) = refresh(&store, next, 400, longer).await;
+    assert!(is_granted(&outcome), "{outcome:?}");
+
+    // Shorter again: idle 100 s from the refresh at 400.
+    let (outcome, _) = refresh(&store, next, 550, ROTATING).await;
+    assert_eq!(outcome, RefreshOutcome::Expired(ExpiryKind::Idle));
+}

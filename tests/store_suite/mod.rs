@@ -43,6 +43,7 @@ macro_rules! store_suite {
             non_rotating_refresh_keeps_the_same_token_and_records_its_use,
             absolute_lifetime_ends_at_the_second_even_for_a_family_in_use,
             idle_lifetime_ends_at_the_second_after_the_last_refresh,
+            changed_lifetimes_apply_to_a_family_from_its_next_refresh,
             refresh_by_another_client_or_for_another_audience_changes_nothing,
             an_unknown_refresh_token_is_not_found,
             lookup_shows_the_active_token_as_active_and_a_retired_one_as_inactive,

@@ -177,7 +177,7 @@ async fn refresh_token(
         sub: Some(family.subject.clone()),
         aud: Some(family.audience.clone()),
         iss: Some(issuer.issuer_url.to_string()),
-        exp: Some(rotation::keep_until(family, &rules)),
+        exp: Some(rotation::expires_at(family, &rules)),
         iat: Some(view.token.issued_at),
         jti: None,
         token_type: Some("refresh_token"),
