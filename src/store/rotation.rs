@@ -237,6 +237,7 @@ mod tests {
         assert_eq!(expiry(&f, 99, &RULES), None);
         assert_eq!(expiry(&f, 100, &RULES), Some(ExpiryKind::Idle));
         f.last_used_at = 950;
+        f.keep_until = keep_until(&f, &RULES);
         assert_eq!(expiry(&f, 999, &RULES), None);
         assert_eq!(expiry(&f, 1000, &RULES), Some(ExpiryKind::Absolute));
     }
