@@ -9,10 +9,10 @@ mod fixtures;
 mod support;
 
 use fixtures::binary::{
-    RunningIssuer, alice_users_flags, folder_with_policies, free_port, seed_code_in_database,
-    start_standalone_with, start_two_replicas,
+    HttpLoginForm, RunningIssuer, alice_users_flags, folder_with_policies, free_port,
+    seed_code_in_database, start_standalone_with, start_two_replicas,
 };
-use fixtures::{ALICE, STANDARD, VERIFIER, WEB_CB, authorize_path};
+use fixtures::{ALICE, STANDARD, VERIFIER, WEB_CB};
 use support::postgres::postgres;
 use tokenwarden::store::OpaqueToken;
 
@@ -220,58 +220,6 @@ async fn a_revocation_on_one_replica_is_refused_by_the_other_at_once() {
 
 /// The login form shown by A is posted to B, the code B issues is exchanged at A, and the same
 /// POST replayed at A finds the sign-in gone.
-/// The login form one replica showed: its browser cookie and hidden fields.
-struct LoginForm {
-    cookie: String,
-    login: String,
-    csrf: String,
-}
-
-impl LoginForm {
-    async fn from(http: &reqwest::Client, base: &str) -> Self {
-        let page = http
-            .get(format!("{base}{}", authorize_path(&[])))
-            .send()
-            .await
-            .expect("the login page");
-        assert_eq!(page.status(), 200);
-        let cookie = page.headers()["set-cookie"].to_str().expect("ascii");
-        let cookie = cookie.split(';').next().expect("name=value").to_owned();
-        let html = page.text().await.expect("html");
-        let hidden = |name: &str| {
-            let marker = format!(r#"type="hidden" name="{name}" value=""#);
-            let start = html.find(&marker).expect("hidden field") + marker.len();
-            let len = html[start..].find('"').expect("end of value");
-            html[start..start + len].to_owned()
-        };
-        Self {
-            cookie,
-            login: hidden("login"),
-            csrf: hidden("csrf_token"),
-        }
-    }
-
-    /// Posts the form to `base` (either replica) with these credentials.
-    async fn submit(
-        &self,
-        http: &reqwest::Client,
-        base: &str,
-        username: &str,
-        password: &str,
-    ) -> reqwest::Result<reqwest::Response> {
-        http.post(format!("{base}/authorize"))
-            .header("cookie", &self.cookie)
-            .form(&[
-                ("login", self.login.as_str()),
-                ("csrf_token", self.csrf.as_str()),
-                ("username", username),
-                ("password", password),
-            ])
-            .send()
-            .await
-    }
-}
-
 #[tokio::test]
 async fn a_sign_in_begun_on_one_replica_finishes_on_the_other() {
     let replicas = two_replicas().await;
@@ -280,7 +228,7 @@ async fn a_sign_in_begun_on_one_replica_finishes_on_the_other() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    let form = LoginForm::from(&http, a).await;
+    let form = HttpLoginForm::from(&http, a).await;
 
     let reply = form.submit(&http, b, ALICE.0, ALICE.1).await;
     let reply = reply.expect("the form posted to B");
@@ -327,7 +275,7 @@ async fn failed_sign_ins_on_both_replicas_count_together() {
     let replicas = two_replicas().await;
     let (a, b) = (&replicas.a.base, &replicas.b.base);
     let http = reqwest::Client::new();
-    let form = LoginForm::from(&http, a).await;
+    let form = HttpLoginForm::from(&http, a).await;
     // 5 failures lock a username: 3 on A and 2 on B, fewer than 5 on either.
     for base in [a, a, a, b, b] {
         let reply = form.submit(&http, base, ALICE.0, "wrong").await;

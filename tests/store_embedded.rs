@@ -1,5 +1,7 @@
-//! The embedded store: the conformance suite in a temporary directory, and a kill -9 test.
+//! The embedded store: the conformance suite in a temporary directory, a kill -9 test, and
+//! the issuer's store file holding codes and refresh tokens only as hashes.
 
+mod fixtures;
 mod store_suite;
 
 use std::io::{BufRead, BufReader};
@@ -190,4 +192,104 @@ async fn committed_writes_survive_a_kill_9_in_the_middle_of_writing() {
     // And the reopened store takes new writes.
     let (_, token) = start_family(&store, 0, ROTATING).await;
     assert!(store.lookup_refresh_token(token).await.unwrap().is_some());
+}
+
+/// Every file under `dir` (the data dir: the store file, the keys, ...) with its bytes.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read the data dir") {
+        let path = entry.expect("an entry").path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            let bytes = std::fs::read(&path).expect("read a file of the data dir");
+            files.push((path, bytes));
+        }
+    }
+    files
+}
+
+/// Fails if a file under `dir` holds `token` or its secret bytes; and, so that the search is
+/// known to look where the store writes, if none holds `stored`, the key the store keeps it
+/// under.
+fn assert_only_hashed(dir: &std::path::Path, what: &str, token: &str, stored: &TokenHash) {
+    let files = files_under(dir);
+    for (path, bytes) in &files {
+        for form in fixtures::binary::plaintext_forms(token) {
+            assert!(
+                !fixtures::binary::contains(bytes, &form),
+                "{what} is in {} in the clear",
+                path.display()
+            );
+        }
+    }
+    assert!(
+        files
+            .iter()
+            .any(|(_, bytes)| fixtures::binary::contains(bytes, &stored.0)),
+        "the key of {what} is in no file under {}",
+        dir.display()
+    );
+}
+
+/// The issuer (the real binary) keeps the authorization codes and refresh tokens it hands out
+/// in its store file under `--data-dir` only as hashes. The store commits durably before the
+/// answer goes out, so the file is read while the issuer runs, and again after it stopped.
+#[tokio::test]
+async fn the_issuer_keeps_codes_and_refresh_tokens_in_its_store_file_only_as_hashes() {
+    use fixtures::binary::{
+        alice_users_flags, folder_with_policies, free_port, refresh_token_from, sign_in_for_a_code,
+        start_standalone_with,
+    };
+    use tokenwarden::store::OpaqueToken;
+    let dir = folder_with_policies(fixtures::STANDARD);
+    let flags = alice_users_flags(dir.path());
+    let mut issuer = start_standalone_with(dir.path(), free_port(), &flags, &[]).await;
+    let data = dir.path().join("data");
+
+    let code = sign_in_for_a_code(&issuer.base).await;
+    let code_key = OpaqueToken::from_presented(code.as_str()).hash();
+    assert_only_hashed(&data, "the authorization code", &code, &code_key);
+    let first = refresh_token_from(
+        &issuer.base,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", "web"),
+            ("code", &code),
+            ("redirect_uri", fixtures::WEB_CB),
+            ("code_verifier", fixtures::VERIFIER),
+        ],
+    )
+    .await;
+    let second = refresh_token_from(
+        &issuer.base,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "web"),
+            ("refresh_token", &first),
+        ],
+    )
+    .await;
+    let issued = [
+        ("the first refresh token", &first),
+        ("its successor", &second),
+    ];
+    for (what, token) in issued {
+        let key = OpaqueToken::from_presented(token.as_str()).refresh_key();
+        assert_only_hashed(&data, what, token, &key);
+    }
+    assert!(issuer.stop_gracefully(), "the issuer stops");
+    for (what, token) in issued {
+        let key = OpaqueToken::from_presented(token.as_str()).refresh_key();
+        assert_only_hashed(&data, what, token, &key);
+    }
+    for form in fixtures::binary::plaintext_forms(&code) {
+        for (path, bytes) in files_under(&data) {
+            assert!(
+                !fixtures::binary::contains(&bytes, &form),
+                "the code is in {} in the clear",
+                path.display()
+            );
+        }
+    }
 }

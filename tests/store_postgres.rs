@@ -1,8 +1,9 @@
 //! The PostgreSQL store: the conformance suite, each case in a database of its own on the
 //! test server (`support::postgres`), then what only PostgreSQL has: migrations that are
 //! idempotent and safe when two replicas start at once, TLS, and a DSN that never shows its
-//! password.
+//! password; and the issuer's tables holding codes and refresh tokens only as hashes.
 
+mod fixtures;
 mod store_suite;
 mod support;
 
@@ -353,4 +354,109 @@ async fn a_refresh_waiting_on_a_locked_family_gives_up_as_unavailable() {
         matches!(outcome, tokenwarden::store::RefreshOutcome::Rotated { .. }),
         "{outcome:?}"
     );
+}
+
+/// Every row of every table of the database `db` (schema `public`), as (table, the row's text
+/// form): every column, bytea in hex.
+async fn every_row(db: &str) -> Vec<(String, String)> {
+    let client = postgres().client(db).await;
+    let tables = client
+        .query(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
+            &[],
+        )
+        .await
+        .expect("list the tables");
+    let mut rows = Vec::new();
+    for table in tables {
+        let table: String = table.get(0);
+        let sql = format!(r#"SELECT t::text FROM "{table}" t"#);
+        for row in client.query(&sql, &[]).await.expect("read a table") {
+            rows.push((table.clone(), row.get::<_, String>(0)));
+        }
+    }
+    rows
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Fails if a row of `db` holds `token` or its secret bytes (as text or as bytea); and, so
+/// that the search is known to look where the store writes, if none holds `stored`, the key
+/// the store keeps it under.
+async fn assert_only_hashed(db: &str, what: &str, token: &str, stored: &[u8]) {
+    let rows = every_row(db).await;
+    for (table, row) in &rows {
+        assert!(!row.contains(token), "{what} is in {table} in the clear");
+        for form in fixtures::binary::plaintext_forms(token) {
+            assert!(
+                !row.contains(&hex(&form)),
+                "{what} is in {table} in the clear (bytea)"
+            );
+        }
+    }
+    let tables: Vec<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
+    assert!(
+        rows.iter().any(|(_, row)| row.contains(&hex(stored))),
+        "the key of {what} is in no row (tables with rows: {tables:?})"
+    );
+}
+
+/// The issuer (the real binary) on PostgreSQL keeps the authorization codes and refresh
+/// tokens it hands out only as hashes: neither the value sent nor its secret bytes are in
+/// any column of any table.
+#[tokio::test]
+async fn the_issuer_keeps_codes_and_refresh_tokens_in_postgresql_only_as_hashes() {
+    use fixtures::binary::{
+        alice_users_flags, folder_with_policies, free_port, refresh_token_from, sign_in_for_a_code,
+        start_standalone_with,
+    };
+    use tokenwarden::store::OpaqueToken;
+    let server = postgres();
+    let db = server.new_database().await;
+    let url = server.url(&db);
+    let dir = folder_with_policies(fixtures::STANDARD);
+    let flags = alice_users_flags(dir.path());
+    let env = [("TOKENWARDEN_DATABASE_URL", url.as_str())];
+    let issuer = start_standalone_with(dir.path(), free_port(), &flags, &env).await;
+
+    let code = sign_in_for_a_code(&issuer.base).await;
+    let code_key = OpaqueToken::from_presented(code.as_str()).hash();
+    assert_only_hashed(&db, "the authorization code", &code, &code_key.0).await;
+    let first = refresh_token_from(
+        &issuer.base,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", "web"),
+            ("code", &code),
+            ("redirect_uri", fixtures::WEB_CB),
+            ("code_verifier", fixtures::VERIFIER),
+        ],
+    )
+    .await;
+    let second = refresh_token_from(
+        &issuer.base,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "web"),
+            ("refresh_token", &first),
+        ],
+    )
+    .await;
+    for (what, token) in [
+        ("the first refresh token", &first),
+        ("its successor", &second),
+    ] {
+        let key = OpaqueToken::from_presented(token.as_str()).refresh_key();
+        assert_only_hashed(&db, what, token, &key.0).await;
+    }
+    // Exchanged, the code is still nowhere in the clear.
+    for (table, row) in every_row(&db).await {
+        assert!(!row.contains(&code), "the code is in {table} in the clear");
+        for form in fixtures::binary::plaintext_forms(&code) {
+            let form = hex(&form);
+            assert!(!row.contains(&form), "the code is in {table} (bytea)");
+        }
+    }
 }
