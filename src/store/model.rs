@@ -177,6 +177,13 @@ pub enum RevokeOutcome {
     NotFound,
 }
 
+/// How long a code's row is kept after the code was exchanged, at least: the exchange records
+/// what it issued ([`crate::store::Store::record_code_grant`]) after minting, in a transaction
+/// of its own, and clean-up must not delete the row in between (a code exchanged in its last
+/// second would otherwise see its grant revoked as if the code had been used twice). Longer
+/// than any request may take.
+pub const CODE_EXCHANGE_WINDOW_SECS: UnixTime = 120;
+
 /// An authorization code, stored under the hash of its value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthorizationCode {

@@ -311,3 +311,33 @@ pub async fn clean_up_works_in_bounded_batches<H: Harness>(h: &H) {
     assert_eq!(removed, 5);
     assert!(calls >= 3);
 }
+
+/// A code exchanged in its last second: clean-up running between the exchange and the
+/// recording of what it issued (two transactions) keeps the code, so the grant is recorded and
+/// not revoked as a second use would be.
+pub async fn clean_up_between_an_exchange_and_its_grant_keeps_the_code<H: Harness>(h: &H) {
+    let store = h.open().await;
+    let hash = secret();
+    store.put_code(hash, code(60)).await.unwrap();
+    assert_eq!(
+        store.take_code(hash, 59).await.unwrap(),
+        CodeOutcome::Valid(code(60))
+    );
+    store.purge_expired(61, 100).await.unwrap();
+    let grant = CodeGrant {
+        access_token_jti: "jti-late".into(),
+        access_token_expires_at: 659,
+        family: None,
+    };
+    assert!(
+        store.record_code_grant(hash, grant, 61).await.unwrap(),
+        "the grant of a code exchanged once is recorded"
+    );
+    assert!(!store.is_access_token_revoked("jti-late", 62).await.unwrap());
+    assert_eq!(
+        store.take_code(hash, 62).await.unwrap(),
+        CodeOutcome::Replayed,
+        "and a second use still finds it"
+    );
+    assert!(store.is_access_token_revoked("jti-late", 63).await.unwrap());
+}

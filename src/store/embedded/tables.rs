@@ -23,7 +23,9 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::store::StoreError;
-use crate::store::model::{AuthorizationCode, CodeGrant, Family, TokenRecord, UnixTime};
+use crate::store::model::{
+    AuthorizationCode, CODE_EXCHANGE_WINDOW_SECS, CodeGrant, Family, TokenRecord, UnixTime,
+};
 use crate::store::secret::{FamilyId, TokenHash};
 
 /// Bumped when a record's encoding changes incompatibly; checked at open.
@@ -52,7 +54,10 @@ impl StoredCode {
     /// a late second use can still revoke it.
     pub fn keep_until(&self) -> UnixTime {
         let access = self.grant.as_ref().map_or(0, |g| g.access_token_expires_at);
-        self.code.expires_at.max(access)
+        let exchange = self
+            .consumed_at
+            .map_or(0, |at| at.saturating_add(CODE_EXCHANGE_WINDOW_SECS));
+        self.code.expires_at.max(access).max(exchange)
     }
 }
 

@@ -32,9 +32,9 @@ pub use schema::{MIGRATIONS, latest as latest_schema_version};
 
 use super::lockout::{self, Limits, LockoutKey};
 use super::model::{
-    AuthorizationCode, CodeGrant, CodeOutcome, Family, NewFamily, PurgeReport, RefreshOutcome,
-    RefreshRequest, RefreshRules, RefreshTokenView, RevocationReason, RevokeOutcome, TokenRecord,
-    UnixTime,
+    AuthorizationCode, CODE_EXCHANGE_WINDOW_SECS, CodeGrant, CodeOutcome, Family, NewFamily,
+    PurgeReport, RefreshOutcome, RefreshRequest, RefreshRules, RefreshTokenView, RevocationReason,
+    RevokeOutcome, TokenRecord, UnixTime,
 };
 use super::secret::{FamilyId, TokenHash};
 use super::{Store, StoreError, rotation};
@@ -459,8 +459,13 @@ impl Store for PostgresStore {
         }
         execute(
             &tx,
-            "UPDATE authorization_codes SET consumed_at = $2 WHERE hash = $1",
-            &[&&hash.0[..], &time(now)],
+            "UPDATE authorization_codes SET consumed_at = $2, \
+             keep_until = greatest(keep_until, $3) WHERE hash = $1",
+            &[
+                &&hash.0[..],
+                &time(now),
+                &time(now.saturating_add(CODE_EXCHANGE_WINDOW_SECS)),
+            ],
         )
         .await?;
         tx.commit().await?;
