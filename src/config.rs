@@ -157,6 +157,9 @@ pub enum Reason {
     NamespaceNotAllowed,
     /// A granted scope is not defined by the audience's policy.
     UnknownScope,
+    /// With this object the configuration would be more than the issuer reads; the newest
+    /// objects are left out until it fits (the controller only).
+    ConfigurationTooLarge,
 }
 
 impl Reason {
@@ -174,7 +177,8 @@ impl Reason {
             | Self::SecretNotAccessible
             | Self::SecretNotCreated
             | Self::NamespaceNotAllowed
-            | Self::UnknownScope => true,
+            | Self::UnknownScope
+            | Self::ConfigurationTooLarge => true,
         }
     }
 
@@ -190,6 +194,7 @@ impl Reason {
             Self::UnknownAudience => "UnknownAudience",
             Self::NamespaceNotAllowed => "NamespaceNotAllowed",
             Self::UnknownScope => "UnknownScope",
+            Self::ConfigurationTooLarge => "ConfigurationTooLarge",
         }
     }
 }

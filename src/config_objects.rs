@@ -149,9 +149,13 @@ pub enum ObjectsError {
     #[error("encoding the configuration: {0}")]
     Encode(String),
     #[error(
-        "the configuration needs {0} shards, more than {MAX_SHARDS}; that many APIs and clients is beyond what this version supports"
+        "the configuration needs {0} shards, more than the {1} the issuer reads; that many APIs and clients is beyond what this version supports"
     )]
-    TooManyShards(usize),
+    TooManyShards(usize, usize),
+    #[error(
+        "the configuration is {0} bytes uncompressed, more than the {MAX_DECODED_BYTES} the issuer reads"
+    )]
+    TooLargeUncompressed(usize),
     #[error("ConfigMap {name}: {problem}")]
     Malformed { name: String, problem: String },
     #[error("shard {0} belongs to another revision (a write in progress)")]
@@ -203,6 +207,36 @@ impl Encoded {
 /// fastest level: at that size it compresses in half the time of the default level (less
 /// latency from `kubectl apply` to an enforced policy) for about 10 % more bytes.
 pub fn encode(config: &IssuerConfig) -> Result<Encoded, ObjectsError> {
+    encode_within(config, Limits::ISSUER)
+}
+
+/// How the compressed configuration is cut, and into how many shards at most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub shard_bytes: usize,
+    pub max_shards: usize,
+}
+
+impl Limits {
+    /// What the issuer reads: [`MAX_SHARDS`] of [`SHARD_BYTES`].
+    pub const ISSUER: Self = Self {
+        shard_bytes: SHARD_BYTES,
+        max_shards: MAX_SHARDS,
+    };
+}
+
+impl ObjectsError {
+    /// Whether the configuration is more than the issuer reads.
+    pub fn is_too_large(&self) -> bool {
+        matches!(
+            self,
+            Self::TooManyShards(..) | Self::TooLargeUncompressed(_)
+        )
+    }
+}
+
+/// [`encode`] within `limits`.
+pub fn encode_within(config: &IssuerConfig, limits: Limits) -> Result<Encoded, ObjectsError> {
     let failed = |e: std::io::Error| ObjectsError::Encode(e.to_string());
     let mut out = std::io::BufWriter::with_capacity(
         64 * 1024,
@@ -217,9 +251,15 @@ pub fn encode(config: &IssuerConfig) -> Result<Encoded, ObjectsError> {
         .map_err(ObjectsError::Encode)?;
     let hashed = out.into_inner().map_err(|e| failed(e.into_error()))?;
     let compressed = hashed.inner.finish().map_err(failed)?;
-    let shards: Vec<Vec<u8>> = compressed.chunks(SHARD_BYTES).map(<[u8]>::to_vec).collect();
-    if shards.len() > MAX_SHARDS {
-        return Err(ObjectsError::TooManyShards(shards.len()));
+    if u64::try_from(hashed.bytes).unwrap_or(u64::MAX) > MAX_DECODED_BYTES {
+        return Err(ObjectsError::TooLargeUncompressed(hashed.bytes));
+    }
+    let shards: Vec<Vec<u8>> = compressed
+        .chunks(limits.shard_bytes)
+        .map(<[u8]>::to_vec)
+        .collect();
+    if shards.len() > limits.max_shards {
+        return Err(ObjectsError::TooManyShards(shards.len(), limits.max_shards));
     }
     Ok(Encoded {
         sha256: hex(&hashed.sha256.finalize()),

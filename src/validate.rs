@@ -77,7 +77,7 @@ fn field_of(reason: Reason) -> &'static str {
         | Reason::InvalidSecret
         | Reason::SecretNotAccessible
         | Reason::SecretNotCreated => "spec.secretRef",
-        Reason::Enforced => "",
+        Reason::Enforced | Reason::ConfigurationTooLarge => "",
     }
 }
 

@@ -5,7 +5,8 @@
 //!
 //! - [`reconcile`]: one global reconcile, the dispatcher;
 //! - [`secrets`]: client Secrets, found or created; [`keys`]: the signing-keys Secret;
-//! - [`publish`]: the configuration objects, written with server-side apply;
+//! - [`fit`]: the configuration within what the issuer reads, the newest objects left out
+//!   when it is not; [`publish`]: the configuration objects, written with server-side apply;
 //! - [`status`]: what a status should say, and whether it must be written (pure);
 //! - [`leader`]: leader election, so that only one replica reconciles;
 //! - [`changes`]: which watch events call for a reconcile;
@@ -19,6 +20,7 @@
 //! it generated and the status fields it writes; it changes nothing else.
 
 pub mod changes;
+pub mod fit;
 pub mod keys;
 pub mod leader;
 pub mod metrics;

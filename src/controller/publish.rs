@@ -3,7 +3,6 @@
 //! first, the manifest last, then shards no longer needed are deleted.
 
 use super::{ControllerError, FIELD_MANAGER};
-use crate::config::IssuerConfig;
 use crate::config_objects::{self, Encoded, MANIFEST_NAME, Manifest};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -32,17 +31,17 @@ pub struct Published {
     pub shards: usize,
 }
 
-/// Make the configuration objects say `config`. With `verify`, the shards are read back too
-/// (a periodic check that nobody changed or deleted one); otherwise a manifest with the same
-/// checksum means there is nothing to do.
+/// Make the configuration objects say `encoded` (a configuration that fits,
+/// [`super::fit`]). With `verify`, the shards are read back too (a periodic check that nobody
+/// changed or deleted one); otherwise a manifest with the same checksum means there is nothing
+/// to do.
 pub async fn publish(
     api: &Api<ConfigMap>,
     namespace: &str,
-    config: &IssuerConfig,
+    encoded: &Encoded,
     verify: bool,
     own: &OwnManifest,
 ) -> Result<Published, ControllerError> {
-    let encoded = config_objects::encode(config)?;
     let current = api
         .get_opt(MANIFEST_NAME)
         .await
@@ -67,7 +66,7 @@ pub async fn publish(
         return Ok(published);
     }
     let revision = published.revision + 1;
-    write(api, namespace, &encoded, revision, own).await?;
+    write(api, namespace, encoded, revision, own).await?;
     if let Some(old) = current {
         for index in encoded.shards.len() + 1..=old.shards {
             match api

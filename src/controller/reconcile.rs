@@ -7,7 +7,7 @@
 use super::metrics::{KindLabel, Metrics, StepLabel};
 use super::publish::{self, Published};
 use super::secrets::ClientSecrets;
-use super::{ControllerError, FIELD_MANAGER, keys, status};
+use super::{ControllerError, FIELD_MANAGER, fit, keys, status};
 use crate::api::{ApiClient, ApiTokenPolicy, Kind};
 use crate::config::{self, Declared, Verdict};
 use futures::StreamExt as _;
@@ -118,7 +118,9 @@ impl Reconciler {
         steps.keys = lap(&mut mark);
 
         let declared = Declared::from_caches(policies.clone(), clients.clone(), secrets);
-        let mut built = config::build(&declared);
+        let (mut built, encoded) = fit::fit(&declared)
+            .map_err(ControllerError::from)
+            .inspect_err(|_| self.failed("publish"))?;
         self.secrets.explain_missing(&clients, &mut built.verdicts);
         steps.build = lap(&mut mark);
 
@@ -126,7 +128,7 @@ impl Reconciler {
         let published = publish::publish(
             &config_api,
             &self.namespace,
-            &built.config,
+            &encoded,
             verify,
             &self.own_manifest,
         )
