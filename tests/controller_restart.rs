@@ -1,7 +1,8 @@
 //! The controller stopped and started again with nothing changed in between: the new process
 //! reconciles everything from scratch (fresh caches, nothing it remembers) and writes nothing,
 //! since everything it would write is already as it should be: no status, no Event, no
-//! configuration object. A test binary of its own, because it stops and starts its own
+//! configuration object; and one that finds a configuration object deleted puts it back at
+//! once. A test binary of its own, because it stops and starts its own
 //! controller, which every other test of a binary would see.
 
 mod operator;
@@ -108,4 +109,19 @@ async fn a_restarted_controller_writes_no_status_when_nothing_changed() {
         .map(|e| (e.type_, e.reason, e.regarding.and_then(|r| r.name)))
         .collect();
     assert_eq!(events, [], "Events in {ns}");
+
+    // A configuration object deleted while no controller ran is put back by the next one's
+    // first reconcile, not at its first periodic resync minutes later: until then, an issuer
+    // that starts could not load its configuration.
+    assert!(cluster.stop_component(&second.name), "stop controller-2");
+    maps.delete("tokenwarden-issuer-config-1", &Default::default())
+        .await
+        .expect("delete the shard");
+    let _third = start_controller(cluster, "controller-3", &system).await;
+    eventually(CONVERGE, "the deleted shard is back", || async {
+        maps.get_opt("tokenwarden-issuer-config-1")
+            .await
+            .expect("get the shard")
+    })
+    .await;
 }

@@ -260,7 +260,9 @@ pub async fn run(
     };
     let mut backoff = BACKOFF_MIN;
     let mut retry_at: Option<Instant> = None;
-    let mut next_resync = Instant::now() + RESYNC;
+    // The first reconcile verifies too (shards read back, user Secrets read): whatever changed
+    // while no controller ran, a deleted configuration shard above all, is put right at once.
+    let mut next_resync = Instant::now();
     // When the signing keys are next due to be staged, promoted or pruned.
     let mut keys_due: Option<Instant> = None;
     trigger.notify_one();
