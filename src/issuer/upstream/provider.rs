@@ -23,7 +23,7 @@ const CACHE_FOR: Duration = Duration::from_secs(60 * 60);
 pub const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(10);
 /// After a failed fetch, the provider is not asked again for this long: requests meanwhile get
 /// the value fetched before (stale), or the failure at once, instead of each waiting out
-/// another [`HTTP_TIMEOUT`] in turn.
+/// another HTTP timeout (10 s) in turn.
 pub const AFTER_A_FAILURE: Duration = Duration::from_secs(5);
 
 /// A step with the provider that failed.
