@@ -15,7 +15,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -107,7 +107,7 @@ pub struct TokenHash(pub [u8; 32]);
 impl TokenHash {
     /// SHA-256 of `secret`.
     pub fn of(secret: &[u8]) -> Self {
-        let digest = ring::digest::digest(&ring::digest::SHA256, secret);
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret);
         let mut out = [0u8; 32];
         out.copy_from_slice(digest.as_ref());
         Self(out)
