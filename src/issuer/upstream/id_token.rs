@@ -69,6 +69,8 @@ pub enum IdTokenError {
     Expired,
     #[error("the ID token's iat is missing or in the future")]
     IssuedAt,
+    #[error("the ID token is not valid yet (nbf)")]
+    NotYetValid,
     #[error("the ID token's nonce is missing or is not the one sent")]
     Nonce,
     #[error("the ID token has no string claim named by --oidc-subject-claim")]
@@ -192,6 +194,13 @@ fn check_claims(claims: &Value, expected: &Expected<'_>) -> Result<String, IdTok
         .ok_or(IdTokenError::IssuedAt)?;
     if iat > expected.now.saturating_add(CLOCK_SKEW_SECS) {
         return Err(IdTokenError::IssuedAt);
+    }
+    // Optional (RFC 7519 §4.1.5); when present, honoured with the same skew.
+    if let Some(nbf) = claims.get("nbf") {
+        let nbf = nbf.as_u64().ok_or(IdTokenError::NotYetValid)?;
+        if nbf > expected.now.saturating_add(CLOCK_SKEW_SECS) {
+            return Err(IdTokenError::NotYetValid);
+        }
     }
     let nonce = claims
         .get("nonce")

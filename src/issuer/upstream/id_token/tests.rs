@@ -248,6 +248,34 @@ fn a_wrong_or_missing_nonce_is_refused() {
 }
 
 #[test]
+fn a_token_not_valid_yet_is_refused_after_the_allowed_skew() {
+    let key = es256("k1");
+    let keys = jwks(&[&key]);
+    let nbf = |value: serde_json::Value| {
+        sign(
+            &key,
+            Some("k1"),
+            &with(|c| {
+                c.insert("nbf".into(), value);
+            }),
+        )
+    };
+    assert_eq!(check(&nbf(json!(NOW)), &keys).as_deref(), Ok("user-1234"));
+    assert_eq!(
+        check(&nbf(json!(NOW + 60)), &keys).as_deref(),
+        Ok("user-1234")
+    );
+    assert_eq!(
+        check(&nbf(json!(NOW + 61)), &keys),
+        Err(IdTokenError::NotYetValid)
+    );
+    assert_eq!(
+        check(&nbf(json!("soon")), &keys),
+        Err(IdTokenError::NotYetValid)
+    );
+}
+
+#[test]
 fn another_issuer_is_refused() {
     let key = es256("k1");
     let keys = jwks(&[&key]);
