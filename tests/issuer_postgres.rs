@@ -9,8 +9,8 @@ mod fixtures;
 mod support;
 
 use fixtures::binary::{
-    HttpLoginForm, RunningIssuer, alice_users_flags, folder_with_policies, free_port,
-    seed_code_in_database, start_standalone_with, start_two_replicas,
+    HttpLoginForm, RunningIssuer, alice_users_flags, folder_with_policies, free_port, jwks_kids,
+    seed_code_in_database, start_standalone_with, start_two_replicas, worker_kid,
 };
 use fixtures::{ALICE, STANDARD, VERIFIER, WEB_CB};
 use support::postgres::postgres;
@@ -388,48 +388,6 @@ fn an_unreadable_url_file_or_both_flags_stop_the_start_without_showing_the_url()
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
 
-async fn jwks_kids(base: &str) -> Vec<String> {
-    let jwks: serde_json::Value = reqwest::get(format!("{base}/.well-known/jwks.json"))
-        .await
-        .expect("jwks")
-        .json()
-        .await
-        .expect("json");
-    let mut kids: Vec<String> = jwks["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .map(|k| k["kid"].as_str().expect("kid").to_owned())
-        .collect();
-    kids.sort();
-    kids
-}
-
-/// The `kid` of a client_credentials token from `base`.
-async fn signing_kid(base: &str) -> String {
-    let (status, answer) = post(
-        &reqwest::Client::new(),
-        base,
-        "/oauth/token",
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_id", "worker"),
-            ("client_secret", fixtures::SECRET),
-            ("audience", "https://banking.example.com"),
-        ],
-    )
-    .await;
-    assert_eq!(status, 200, "{answer}");
-    let token = answer["access_token"].as_str().expect("a token");
-    let header = token.split('.').next().expect("header");
-    let header: serde_json::Value = serde_json::from_slice(
-        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header)
-            .expect("base64url"),
-    )
-    .expect("header json");
-    header["kid"].as_str().expect("kid").to_owned()
-}
-
 /// Two standalone replicas on one data folder rotate their signing keys as one: one of them
 /// stages the next key, the other puts it in force from the file, so at every moment the key
 /// either one signs with is in the JWKS of both (a client may fetch the JWKS from one replica
@@ -448,7 +406,7 @@ async fn replicas_sharing_a_data_folder_rotate_to_the_same_keys() {
     ];
     let a = start_standalone_with(dir.path(), free_port(), &[], &env).await;
     let b = start_standalone_with(dir.path(), free_port(), &[], &env).await;
-    let first = signing_kid(&a.base).await;
+    let first = worker_kid(&a.base).await;
     let mut rotations = 0;
     let mut last = first.clone();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
@@ -458,7 +416,7 @@ async fn replicas_sharing_a_data_folder_rotate_to_the_same_keys() {
             "{rotations} rotations within 40 s"
         );
         for (signer, other) in [(&a, &b), (&b, &a)] {
-            let kid = signing_kid(&signer.base).await;
+            let kid = worker_kid(&signer.base).await;
             // The other's JWKS is read after the token was signed.
             let published = jwks_kids(&other.base).await;
             assert!(

@@ -7,8 +7,8 @@
 mod fixtures;
 
 use fixtures::binary::{
-    folder_with_policies, free_port, seed_code_in, start_standalone as start,
-    start_standalone_logging_to, start_standalone_with,
+    folder_with_policies, free_port, jwks_kids, seed_code_in, start_standalone as start,
+    start_standalone_logging_to, start_standalone_with, worker_kid,
 };
 use fixtures::{SECRET, STANDARD, VERIFIER};
 use std::process::Stdio;
@@ -269,35 +269,6 @@ async fn a_change_on_disk_takes_effect_without_a_restart_and_an_invalid_one_is_r
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(cc().await["expires_in"], 1200);
-}
-
-async fn jwks_kids(base: &str) -> Vec<String> {
-    let jwks: serde_json::Value = reqwest::get(format!("{base}/.well-known/jwks.json"))
-        .await
-        .expect("jwks")
-        .json()
-        .await
-        .expect("json");
-    jwks["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .map(|k| k["kid"].as_str().expect("kid").to_owned())
-        .collect()
-}
-
-async fn worker_kid(base: &str) -> String {
-    let answer = post(
-        base,
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_id", "worker"),
-            ("client_secret", fixtures::SECRET),
-            ("audience", "https://banking.example.com"),
-        ],
-    )
-    .await;
-    kid(answer["access_token"].as_str().expect("a token"))
 }
 
 #[tokio::test]

@@ -409,7 +409,7 @@ async fn assert_only_hashed(db: &str, what: &str, token: &str, stored: &[u8]) {
 #[tokio::test]
 async fn the_issuer_keeps_codes_and_refresh_tokens_in_postgresql_only_as_hashes() {
     use fixtures::binary::{
-        alice_users_flags, folder_with_policies, free_port, refresh_token_from, sign_in_for_a_code,
+        alice_users_flags, folder_with_policies, free_port, sign_in_for_a_code,
         start_standalone_with,
     };
     use tokenwarden::store::OpaqueToken;
@@ -424,26 +424,7 @@ async fn the_issuer_keeps_codes_and_refresh_tokens_in_postgresql_only_as_hashes(
     let code = sign_in_for_a_code(&issuer.base).await;
     let code_key = OpaqueToken::from_presented(code.as_str()).hash();
     assert_only_hashed(&db, "the authorization code", &code, &code_key.0).await;
-    let first = refresh_token_from(
-        &issuer.base,
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", "web"),
-            ("code", &code),
-            ("redirect_uri", fixtures::WEB_CB),
-            ("code_verifier", fixtures::VERIFIER),
-        ],
-    )
-    .await;
-    let second = refresh_token_from(
-        &issuer.base,
-        &[
-            ("grant_type", "refresh_token"),
-            ("client_id", "web"),
-            ("refresh_token", &first),
-        ],
-    )
-    .await;
+    let (first, second) = fixtures::binary::exchange_and_refresh(&issuer.base, &code).await;
     for (what, token) in [
         ("the first refresh token", &first),
         ("its successor", &second),

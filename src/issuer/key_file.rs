@@ -11,6 +11,7 @@
 
 use super::snapshot::Policies;
 use super::state::{Clock, Keys};
+use crate::tokens::keyset::io;
 use crate::tokens::rotation::{self, Changes, Schedule};
 use crate::tokens::{Algorithm, KeySet, TokenError};
 use arc_swap::ArcSwap;
@@ -116,15 +117,6 @@ impl KeyFile {
 fn stamp(path: &Path) -> Option<Stamp> {
     let metadata = std::fs::metadata(path).ok()?;
     Some((metadata.modified().ok()?, metadata.len()))
-}
-
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> TokenError {
-    let path = path.to_path_buf();
-    move |source| TokenError::Io {
-        action,
-        path,
-        source,
-    }
 }
 
 /// Keep the key file and the keys in force on schedule until `shutdown`.

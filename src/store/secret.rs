@@ -13,9 +13,9 @@
 //! on the embedded store (docs/benchmarks.md). A value of any other shape, such as a refresh
 //! token issued before this format, is keyed by its plain SHA-256, as codes are.
 
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

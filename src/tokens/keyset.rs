@@ -374,7 +374,8 @@ impl KeySet {
     }
 }
 
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> TokenError {
+/// An I/O error on `path` while doing `action`, as a [`TokenError`].
+pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> TokenError {
     let path = path.to_path_buf();
     move |source| TokenError::Io {
         action,
