@@ -23,6 +23,22 @@ async fn leads(base: &str) -> Option<bool> {
     Some(line.ends_with(" 1"))
 }
 
+/// User and system CPU seconds of process `pid` so far (`/proc/PID/stat`, clock ticks of
+/// 1/100 s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // The fields after the command, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("stat")
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    ticks as f64 / 100.0
+}
+
 #[tokio::test]
 async fn one_of_two_controllers_leads_and_the_other_takes_over_when_it_dies() {
     let cluster = support::cluster();
@@ -41,6 +57,15 @@ async fn one_of_two_controllers_leads_and_the_other_takes_over_when_it_dies() {
         "the first replica leads"
     );
     assert_eq!(leads(&second.base).await, Some(false), "the second follows");
+    // Following is waiting: the follower's process uses next to no CPU while nothing changes
+    // (it used to run its loop without pause once its resync time had passed).
+    let follower = cluster
+        .component_pid(&second.name)
+        .expect("the follower's pid");
+    let before = cpu_seconds(follower);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = cpu_seconds(follower) - before;
+    assert!(used < 1.0, "the follower used {used:.2} CPU seconds in 3 s");
     let lease = Api::<Lease>::namespaced(cluster.client(), &system)
         .get("tokenwarden-controller")
         .await

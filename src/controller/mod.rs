@@ -260,9 +260,7 @@ pub async fn run(
     };
     let mut backoff = BACKOFF_MIN;
     let mut retry_at: Option<Instant> = None;
-    // The first reconcile verifies too (shards read back, user Secrets read): whatever changed
-    // while no controller ran, a deleted configuration shard above all, is put right at once.
-    let mut next_resync = Instant::now();
+    let mut next_resync = Instant::now() + RESYNC;
     // When the signing keys are next due to be staged, promoted or pruned.
     let mut keys_due: Option<Instant> = None;
     trigger.notify_one();
@@ -273,7 +271,8 @@ pub async fn run(
             () = trigger.notified() => {}
             // A change of leadership (a closed channel: no election, never changes).
             Ok(()) = leading.changed() => {}
-            () = tokio::time::sleep_until(retry_at.unwrap_or(next_resync).min(next_resync).min(keys_due.unwrap_or(next_resync))) => {}
+            // Timers are the leader's: a follower waits for a change or for leadership.
+            () = tokio::time::sleep_until(retry_at.unwrap_or(next_resync).min(next_resync).min(keys_due.unwrap_or(next_resync))), if was_leading => {}
         }
         let is_leading = *leading.borrow_and_update();
         metrics.leader.set(i64::from(is_leading));
@@ -285,9 +284,13 @@ pub async fn run(
             continue;
         }
         if !was_leading {
-            // A new leader trusts nothing it did not write itself.
+            // A new leader trusts nothing it did not write itself, and its first reconcile
+            // verifies (shards read back, user Secrets read again): whatever changed while no
+            // controller led, a deleted configuration shard above all, is put right at once.
             was_leading = true;
             reconciler.keys.forget();
+            next_resync = Instant::now();
+            retry_at = None;
         }
         // Coalesce a burst of changes, and keep to the backoff after a failure.
         let not_before = retry_at.map_or(Instant::now() + DEBOUNCE, |r| {
