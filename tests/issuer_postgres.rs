@@ -434,3 +434,46 @@ async fn replicas_sharing_a_data_folder_rotate_to_the_same_keys() {
     }
     assert_ne!(last, first);
 }
+
+/// A replica that may not write its data folder (`keys.json` mounted from a Secret, say)
+/// starts read-only: it signs with the keys saved there and says it will not rotate them. As
+/// root the test runs it as `nobody` (root may write anywhere); otherwise the folder is made
+/// read-only.
+#[tokio::test]
+async fn a_replica_that_may_not_write_its_data_folder_uses_the_keys_saved_there() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let server = postgres();
+    let db = server.new_database().await;
+    let url = server.url(&db);
+    let dir = folder_with_policies(STANDARD);
+    let env = [("TOKENWARDEN_DATABASE_URL", url.as_str())];
+    let mut writer = start_standalone_with(dir.path(), free_port(), &[], &env).await;
+    let kids = jwks_kids(&writer.base).await;
+    assert!(writer.stop_gracefully(), "the writer stops");
+
+    let data = dir.path().join("data");
+    let mode = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    mode(dir.path(), 0o755);
+    mode(&dir.path().join("policies"), 0o755);
+    mode(&data.join("keys.json"), 0o444);
+    mode(&data, 0o555);
+    let program = std::path::Path::new(env!("CARGO_BIN_EXE_tokenwarden"));
+    let log = dir.path().join("reader.log");
+    let stderr = std::fs::File::create(&log).expect("the reader's log");
+    let reader = fixtures::binary::start_standalone_through(
+        support::postgres::unprivileged(program),
+        dir.path(),
+        free_port(),
+        &[],
+        &env,
+        stderr.into(),
+    )
+    .await;
+    assert_eq!(jwks_kids(&reader.base).await, kids, "the keys saved there");
+    assert!(kids.contains(&worker_kid(&reader.base).await));
+    let said = std::fs::read_to_string(&log).expect("the reader's log");
+    assert!(said.contains("read-only"), "{said}");
+    mode(&data, 0o755);
+}

@@ -18,23 +18,28 @@ use arc_swap::ArcSwap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// How often the schedule, the file and the policies' longest lifetime are checked. A check
-/// with nothing due and no change on disk reads only the file's metadata and writes nothing.
+/// with nothing due and no change on disk reads the file (a few KiB) and writes nothing.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// `keys.json` of one data folder, and that folder's lock.
 pub struct KeyFile {
     path: PathBuf,
-    lock: File,
-    /// The file as this issuer last saved or read it.
-    seen: Option<Stamp>,
+    /// `None` in a read-only folder where no lock file exists.
+    lock: Option<File>,
+    /// A read-only folder (keys.json from a Secret, say): this issuer puts in force what is
+    /// saved there, and never rotates or saves itself.
+    read_only: bool,
+    /// The content as this issuer last saved or read it.
+    seen: Option<Fingerprint>,
 }
 
-/// A saved key set, told apart from another (each save writes a new file, renamed in place).
-type Stamp = (SystemTime, u64);
+/// SHA-256 of the file's content: a change is seen whatever the file system's time stamps
+/// (one-second granularity, attribute caches on NFS); the file is a few KiB.
+type Fingerprint = [u8; 32];
 
 /// What one [`KeyFile::check`] found.
 struct Checked {
@@ -46,24 +51,38 @@ struct Checked {
 
 impl KeyFile {
     /// The keys of the data folder `dir`: loaded, or generated and saved when there are none,
-    /// under the folder's lock. Returns the key set and whether it was generated.
+    /// under the folder's lock. Returns the key set and whether it was generated. A folder this
+    /// issuer may not write is used read-only: `keys.json` must be there.
     pub fn open(dir: &Path, now: u64) -> Result<(Self, KeySet, bool), TokenError> {
         let lock_path = dir.join("keys.lock");
-        let lock = File::options()
+        let writable = File::options()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(&lock_path)
-            .map_err(io("open", &lock_path))?;
+            .open(&lock_path);
+        let (lock, read_only) = match writable {
+            Ok(lock) => (Some(lock), false),
+            Err(e) if read_only_folder(&e) => (File::open(&lock_path).ok(), true),
+            Err(e) => return Err(io("open", &lock_path)(e)),
+        };
         let mut file = Self {
             path: dir.join("keys.json"),
             lock,
+            read_only,
             seen: None,
         };
-        let generated = !file.path.exists();
+        let generated = !read_only && !file.path.exists();
         let set = file.locked(|file| {
-            let set = KeySet::load_or_generate(&file.path, &Algorithm::ALL, now)?;
-            file.seen = stamp(&file.path);
+            let set = if file.read_only {
+                tracing::warn!(
+                    folder = %dir.display(),
+                    "the data folder is read-only: this issuer does not rotate the signing keys; it follows keys.json as something else saves it"
+                );
+                KeySet::load(&file.path)?
+            } else {
+                KeySet::load_or_generate(&file.path, &Algorithm::ALL, now)?
+            };
+            file.seen = fingerprint(&file.path)?;
             Ok(set)
         })?;
         Ok((file, set, generated))
@@ -80,19 +99,27 @@ impl KeyFile {
         longest_lifetime: u64,
     ) -> Result<Option<Checked>, TokenError> {
         self.locked(|file| {
-            let on_disk = stamp(&file.path);
+            let on_disk = fingerprint(&file.path)?;
             let adopted = on_disk.is_some() && on_disk != file.seen;
             let mut set = if adopted {
                 KeySet::load(&file.path)?
             } else {
                 current.clone()
             };
+            if file.read_only {
+                file.seen = on_disk;
+                return Ok(adopted.then_some(Checked {
+                    set,
+                    changes: Changes::default(),
+                    adopted,
+                }));
+            }
             let changes = rotation::advance(&mut set, schedule, now, longest_lifetime)?;
             // A file someone removed is written again, from the keys in force.
             if changes.any() || on_disk.is_none() {
                 set.save(&file.path)?;
             }
-            file.seen = stamp(&file.path);
+            file.seen = fingerprint(&file.path)?;
             Ok((adopted || changes.any()).then_some(Checked {
                 set,
                 changes,
@@ -106,17 +133,42 @@ impl KeyFile {
         work: impl FnOnce(&mut Self) -> Result<T, TokenError>,
     ) -> Result<T, TokenError> {
         let lock_path = self.path.with_file_name("keys.lock");
-        self.lock.lock().map_err(io("lock", &lock_path))?;
+        if let Some(lock) = &self.lock {
+            lock.lock().map_err(io("lock", &lock_path))?;
+        }
         let result = work(self);
         // Closing the file would release it too; an error here leaves it to that.
-        let _ = self.lock.unlock();
+        if let Some(lock) = &self.lock {
+            let _ = lock.unlock();
+        }
         result
     }
 }
 
-fn stamp(path: &Path) -> Option<Stamp> {
-    let metadata = std::fs::metadata(path).ok()?;
-    Some((metadata.modified().ok()?, metadata.len()))
+/// Whether opening a file for writing failed because the folder is read-only to us.
+fn read_only_folder(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+    )
+}
+
+/// The file's fingerprint; `None` when there is no such file. Any other error is an error, not
+/// a missing file (which would be written again from the keys in force).
+fn fingerprint(path: &Path) -> Result<Option<Fingerprint>, TokenError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let bytes = zeroize::Zeroizing::new(bytes);
+            Ok(Some(
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes)
+                    .as_ref()
+                    .try_into()
+                    .expect("SHA-256 is 32 bytes"),
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io("read", path)(e)),
+    }
 }
 
 /// Keep the key file and the keys in force on schedule until `shutdown`.

@@ -222,6 +222,13 @@ impl Postgres {
     }
 }
 
+/// `program`, run as [`UNPRIVILEGED`] when this process is root (else as this user), for a
+/// test that needs a process without the rights of the files it did not make.
+pub fn unprivileged(program: &Path) -> Command {
+    let run_as = unprivileged_ids().unwrap_or_else(|message| panic!("{message}"));
+    as_server_user(run_as, program)
+}
+
 /// `program`, run as the unprivileged user when `run_as` says so.
 fn as_server_user(run_as: Option<(u32, u32)>, program: &Path) -> Command {
     match run_as {
