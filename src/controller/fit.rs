@@ -1,8 +1,11 @@
 //! Fitting the configuration into what the issuer reads ([`config_objects::MAX_SHARDS`]
 //! ConfigMaps, [`config_objects::MAX_DECODED_BYTES`] uncompressed). When all the declared
 //! objects do not fit, the oldest that do are published and the newer ones are refused with
-//! `ConfigurationTooLarge`, as the older of two conflicting objects wins: so one tenant's
-//! oversized objects stop only their own, and everything already enforced stays enforced.
+//! `ConfigurationTooLarge`, as the older of two conflicting objects wins: oversized objects
+//! then leave out the newest objects (whoever's they are) instead of stopping every reconcile.
+//! A client kept whose audience's newer policy was left out says `UnknownAudience`. Finding the
+//! cut builds and encodes the configuration about log2(objects) times: CPU work, which the
+//! reconcile runs off the async runtime.
 
 use crate::api::{ApiClient, ApiTokenPolicy, Kind};
 use crate::config::{self, Built, Declared, Reason, Verdict};

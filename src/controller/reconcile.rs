@@ -10,6 +10,7 @@ use super::secrets::ClientSecrets;
 use super::{ControllerError, FIELD_MANAGER, fit, keys, status};
 use crate::api::{ApiClient, ApiTokenPolicy, Kind};
 use crate::config::{self, Declared, Verdict};
+use crate::config_objects::ObjectsError;
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -118,7 +119,11 @@ impl Reconciler {
         steps.keys = lap(&mut mark);
 
         let declared = Declared::from_caches(policies.clone(), clients.clone(), secrets);
-        let (mut built, encoded) = fit::fit(&declared)
+        // Building and compressing is CPU work (about 130 ms at 10,000 objects, several times
+        // that when the configuration has to be cut): off the runtime that renews the Lease.
+        let (mut built, encoded) = tokio::task::spawn_blocking(move || fit::fit(&declared))
+            .await
+            .map_err(|e| ControllerError::from(ObjectsError::Encode(e.to_string())))?
             .map_err(ControllerError::from)
             .inspect_err(|_| self.failed("publish"))?;
         self.secrets.explain_missing(&clients, &mut built.verdicts);
