@@ -657,7 +657,8 @@ spec:
 
 /// A namespace in `clientSecretNamespaces` whose Secrets the controller may not list (its Role
 /// deleted, as when someone removes the namespace) does not keep the controller from
-/// reconciling the others: the first reconcile waits for that watch only so long.
+/// reconciling the others: the first reconcile waits for that watch only so long, and a client
+/// there is `SecretNotAccessible` instead of failing every pass.
 #[tokio::test]
 async fn a_secret_namespace_the_controller_cannot_list_does_not_stop_the_others() {
     let _turn = ONE_CONTROLLER.lock().await;
@@ -690,11 +691,19 @@ async fn a_secret_namespace_the_controller_cannot_list_does_not_stop_the_others(
     // Ready means it reconciled.
     ready(cluster, controller).await;
     let audience = format!("https://{apps}.example.com");
+    // A client in the namespace it may not read too: that client's problem, not the pass's.
     apply(
         cluster,
         &documents(&[
             policy_yaml(&apps, &audience, None),
             machine_client_yaml(&apps, "job", None, &audience),
+            policy_yaml(&lost, &format!("https://{lost}.example.com"), None),
+            machine_client_yaml(
+                &lost,
+                "stranded",
+                None,
+                &format!("https://{lost}.example.com"),
+            ),
         ]),
     )
     .expect("apply");
@@ -711,6 +720,14 @@ async fn a_secret_namespace_the_controller_cannot_list_does_not_stop_the_others(
     cluster
         .run_kubectl(&["get", "secret", "job-oauth", "-n", &apps])
         .expect("the generated Secret");
+    let (status, reason, _) = eventually(CONVERGE, "the stranded client's verdict", || async {
+        client_ready(cluster, &lost, "stranded").await
+    })
+    .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "SecretNotAccessible")
+    );
 
     cluster.stop_component("blind-controller");
     cluster

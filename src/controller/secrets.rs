@@ -107,6 +107,9 @@ pub struct ClientSecrets {
     fetched: HashMap<(String, String), (Arc<Secret>, Instant)>,
     /// Secrets the API server refused to create or complete in the last pass, and its words.
     refused: HashMap<(String, String), String>,
+    /// Namespaces of the scope where the last pass was forbidden to read Secrets (403: the
+    /// Role there deleted, say): their clients are that namespace's problem, not the pass's.
+    forbidden: BTreeSet<String>,
 }
 
 impl ClientSecrets {
@@ -117,6 +120,7 @@ impl ClientSecrets {
             labelled,
             fetched: HashMap::new(),
             refused: HashMap::new(),
+            forbidden: BTreeSet::new(),
         }
     }
 
@@ -133,6 +137,7 @@ impl ClientSecrets {
         if verify {
             self.fetched.clear();
         }
+        self.forbidden.clear();
         let mut just_read = self.read_unknown(clients, now).await?;
         let mut secrets = Secrets::new();
         let mut generated = Generated::default();
@@ -143,7 +148,7 @@ impl ClientSecrets {
                 continue;
             };
             let namespace = client.namespace().unwrap_or_default();
-            if !self.scope.contains(&namespace) {
+            if !self.scope.contains(&namespace) || self.forbidden.contains(&namespace) {
                 continue;
             }
             let key = (namespace.clone(), secret_ref.name.clone());
@@ -151,6 +156,9 @@ impl ClientSecrets {
                 Some(found) => found,
                 None => self.lookup(&namespace, &secret_ref.name, now).await?,
             };
+            if self.forbidden.contains(&namespace) {
+                continue;
+            }
             let secret = match found {
                 Some(secret) => secret,
                 None => match self.create(client, &secret_ref.name, &secret_ref.key).await {
@@ -241,6 +249,13 @@ impl ClientSecrets {
                     "the controller may not read Secrets in namespace {:?}, so Secret {}/{name} is not used; add the namespace to its --secret-namespaces (the chart's controller.clientSecretNamespaces)",
                     verdict.namespace, verdict.namespace
                 );
+            } else if self.forbidden.contains(&verdict.namespace) {
+                verdict.reason = Reason::SecretNotAccessible;
+                verdict.stalled = true;
+                verdict.message = format!(
+                    "the API server forbids the controller to read Secrets in namespace {:?} (403), so Secret {}/{name} is not used; grant it get, list, watch, create and patch on Secrets there (the chart's Role in each namespace of controller.clientSecretNamespaces)",
+                    verdict.namespace, verdict.namespace
+                );
             } else if let Some(message) = self.refused.get(&(verdict.namespace.clone(), name)) {
                 verdict.reason = Reason::SecretNotCreated;
                 verdict.stalled = true;
@@ -268,10 +283,10 @@ impl ClientSecrets {
             })
             .collect();
         let client = &self.client;
-        let read: Vec<((String, String), Option<Secret>)> =
+        let read: Vec<((String, String), Readable)> =
             futures::stream::iter(unknown.into_iter().map(|(namespace, name)| async move {
                 let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-                let secret = api.get_opt(&name).await.map_err(ControllerError::Api)?;
+                let secret = readable(api.get_opt(&name).await)?;
                 Ok::<_, ControllerError>(((namespace, name), secret))
             }))
             .buffer_unordered(READ_CONCURRENCY)
@@ -279,6 +294,10 @@ impl ClientSecrets {
             .await?;
         let mut just_read = HashMap::with_capacity(read.len());
         for (key, secret) in read {
+            let Ok(secret) = secret else {
+                self.forbidden.insert(key.0);
+                continue;
+            };
             let secret = secret.map(|mut secret| {
                 secret.metadata.managed_fields = None;
                 Arc::new(secret)
@@ -318,7 +337,14 @@ impl ClientSecrets {
         }
         let key = (namespace.to_owned(), name.to_owned());
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        let Some(mut secret) = api.get_opt(name).await.map_err(ControllerError::Api)? else {
+        let answer = match readable(api.get_opt(name).await)? {
+            Ok(answer) => answer,
+            Err(Forbidden) => {
+                self.forbidden.insert(key.0);
+                return Ok(None);
+            }
+        };
+        let Some(mut secret) = answer else {
             self.fetched.remove(&key);
             return Ok(None);
         };
@@ -460,6 +486,21 @@ fn redacted(error: kube::Error, secret: &str) -> kube::Error {
             kube::Error::Api(status)
         }
         other => other,
+    }
+}
+
+/// A Secret GET's answer: the Secret or none; `Err(Forbidden)` for a 403, which is its
+/// namespace's problem (see [`ClientSecrets::explain_missing`]), not the pass's.
+type Readable = Result<Option<Secret>, Forbidden>;
+
+/// The API server forbade reading a Secret.
+struct Forbidden;
+
+fn readable(answer: Result<Option<Secret>, kube::Error>) -> Result<Readable, ControllerError> {
+    match answer {
+        Ok(secret) => Ok(Ok(secret)),
+        Err(kube::Error::Api(status)) if status.code == 403 => Ok(Err(Forbidden)),
+        Err(e) => Err(ControllerError::Api(e)),
     }
 }
 
