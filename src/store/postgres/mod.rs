@@ -662,18 +662,30 @@ impl Store for PostgresStore {
             Ok(u64::try_from(n).unwrap_or(0))
         };
         // Each kind in its own short statement; rows locked by a refresh are skipped, and
-        // `FOR UPDATE` sees a family refreshed meanwhile with its new `keep_until`.
-        let families = self
-            .query(
-                "WITH doomed AS (SELECT id FROM families WHERE keep_until <= $1 \
-                   ORDER BY keep_until LIMIT $2 FOR UPDATE SKIP LOCKED), \
-                 tokens AS (DELETE FROM refresh_tokens \
-                   WHERE family IN (SELECT id FROM doomed) RETURNING 1), \
-                 gone AS (DELETE FROM families WHERE id IN (SELECT id FROM doomed) RETURNING 1) \
-                 SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM tokens)",
-                &[&time(now), &limit],
-            )
-            .await?;
+        // `FOR UPDATE` sees a family refreshed meanwhile with its new `keep_until`. A family
+        // keeps every token it ever rotated through (thousands for a month of five-minute
+        // refreshes), so one batch of families may be millions of rows: that statement is
+        // exempt from the sessions' `statement_timeout`, or a batch too big for it would be
+        // tried again, and fail again, for ever. The rows it locks are expired ones.
+        let families = {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
+            let statement = tx
+                .prepare_cached(
+                    "WITH doomed AS (SELECT id FROM families WHERE keep_until <= $1 \
+                       ORDER BY keep_until LIMIT $2 FOR UPDATE SKIP LOCKED), \
+                     tokens AS (DELETE FROM refresh_tokens \
+                       WHERE family IN (SELECT id FROM doomed) RETURNING 1), \
+                     gone AS (DELETE FROM families WHERE id IN (SELECT id FROM doomed) \
+                       RETURNING 1) \
+                     SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM tokens)",
+                )
+                .await?;
+            let rows = tx.query(&statement, &[&time(now), &limit]).await?;
+            tx.commit().await?;
+            rows
+        };
         let codes = self
             .purge_rows("authorization_codes", "hash", "keep_until", now, limit)
             .await?;
