@@ -25,6 +25,9 @@ pub const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(10);
 /// the value fetched before (stale), or the failure at once, instead of each waiting out
 /// another HTTP timeout (10 s) in turn.
 pub const AFTER_A_FAILURE: Duration = Duration::from_secs(5);
+/// The oldest copy used when the provider fails: past a day, a failure is told as it is (a key
+/// the provider withdrew must not stay trusted while it is down).
+pub const STALE_AT_MOST: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A step with the provider that failed.
 #[derive(Debug, thiserror::Error)]
@@ -121,8 +124,8 @@ impl<T: Clone> Fetched<T> {
         }
         let since = state.failed?.elapsed();
         (since < AFTER_A_FAILURE).then(|| match &state.value {
-            Some((value, _)) => Ok(value.clone()),
-            None => Err(ProviderError::FailedJustNow {
+            Some((value, at)) if at.elapsed() < STALE_AT_MOST => Ok(value.clone()),
+            _ => Err(ProviderError::FailedJustNow {
                 step: self.step,
                 since,
             }),
@@ -130,8 +133,8 @@ impl<T: Clone> Fetched<T> {
     }
 
     /// The value fetched less than `fresh_for` ago, else fetched now by `fetch`. A failed
-    /// fetch answers with the older value when there is one (the provider's discovery document
-    /// and keys change rarely; a key it no longer has fails validation anyway).
+    /// fetch answers with the older value when there is one younger than [`STALE_AT_MOST`]
+    /// (the provider's discovery document and keys change rarely).
     async fn get<F>(&self, fresh_for: Duration, fetch: F) -> Result<T, ProviderError>
     where
         F: AsyncFnOnce() -> Result<T, ProviderError>,
@@ -155,11 +158,11 @@ impl<T: Clone> Fetched<T> {
             Err(e) => {
                 state.failed = Some(Instant::now());
                 match &state.value {
-                    Some((stale, _)) => {
+                    Some((stale, at)) if at.elapsed() < STALE_AT_MOST => {
                         tracing::warn!(error = %e, "the upstream OpenID Provider failed; using what it sent before");
                         Ok(stale.clone())
                     }
-                    None => Err(e),
+                    _ => Err(e),
                 }
             }
         }
