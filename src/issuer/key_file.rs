@@ -106,6 +106,9 @@ impl KeyFile {
             } else {
                 current.clone()
             };
+            // Whatever the file says, the keys that signed here stay published until their
+            // tokens expire (a file removed and made anew by a replica starting, say).
+            let kept = adopted && set.keep_published(current, now, schedule.clock_skew);
             if file.read_only {
                 file.seen = on_disk;
                 return Ok(adopted.then_some(Checked {
@@ -116,7 +119,7 @@ impl KeyFile {
             }
             let changes = rotation::advance(&mut set, schedule, now, longest_lifetime)?;
             // A file someone removed is written again, from the keys in force.
-            if changes.any() || on_disk.is_none() {
+            if changes.any() || kept || on_disk.is_none() {
                 set.save(&file.path)?;
             }
             file.seen = fingerprint(&file.path)?;

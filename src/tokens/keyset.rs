@@ -161,6 +161,44 @@ impl KeySet {
         true
     }
 
+    /// Keeps published every key of `before` that signed and that this set no longer has: an
+    /// active key becomes retired (published for the longest lifetime it signed, plus `skew`),
+    /// a retired one stays as it was. For a set read from a file someone else wrote, so that
+    /// tokens the keys in force here signed keep verifying whatever the file says. Next keys
+    /// signed nothing and are not kept. Returns whether anything was added.
+    pub fn keep_published(&mut self, before: &KeySet, now: u64, skew: u64) -> bool {
+        let mut known: std::collections::HashSet<String> = self
+            .active
+            .iter()
+            .chain(self.next.iter())
+            .flatten()
+            .map(|key| key.kid().to_owned())
+            .chain(self.retired.iter().map(|r| r.jwk.kid.clone()))
+            .collect();
+        let mut added = false;
+        for alg in Algorithm::ALL {
+            if let Some(key) = &before.active[alg.index()]
+                && known.insert(key.kid().to_owned())
+            {
+                self.retired.push(RetiredKey {
+                    jwk: key.jwk().clone(),
+                    retired_at: now,
+                    publish_until: now
+                        .saturating_add(before.longest_lifetime[alg.index()])
+                        .saturating_add(skew),
+                });
+                added = true;
+            }
+        }
+        for retired in &before.retired {
+            if known.insert(retired.jwk.kid.clone()) {
+                self.retired.push(retired.clone());
+                added = true;
+            }
+        }
+        added
+    }
+
     /// Generates a key for every algorithm in `algs` that has none. Returns whether anything
     /// was added (so the caller knows to save).
     pub fn ensure(&mut self, algs: &[Algorithm], now: u64) -> Result<bool, TokenError> {

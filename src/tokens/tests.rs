@@ -399,3 +399,30 @@ fn a_minter_is_shared_across_threads_without_locks() {
         handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(jtis.len(), 4);
 }
+
+/// A set read from a file someone else wrote keeps the keys that signed here published, for
+/// the longest lifetime they signed, so their tokens still verify through its JWKS.
+#[test]
+fn keys_that_signed_stay_published_in_a_set_written_elsewhere() {
+    let mine = full_set();
+    let token = mine
+        .minter()
+        .mint(Algorithm::Es256, &claims(), 600, NOW)
+        .expect("mint")
+        .token;
+    let mut theirs = KeySet::new();
+    theirs.ensure(&[Algorithm::Es256], NOW).expect("a key");
+    assert!(verify(&jwks_json(&theirs, NOW + 1), Algorithm::Es256, &token).is_err());
+
+    assert!(theirs.keep_published(&mine, NOW + 1, 300));
+    assert!(
+        !theirs.keep_published(&mine, NOW + 1, 300),
+        "once is enough"
+    );
+    assert!(verify(&jwks_json(&theirs, NOW + 1), Algorithm::Es256, &token).is_ok());
+    // Their own key still signs.
+    assert_ne!(
+        theirs.signing_key(Algorithm::Es256).expect("theirs").kid(),
+        mine.signing_key(Algorithm::Es256).expect("mine").kid()
+    );
+}
