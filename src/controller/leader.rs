@@ -2,8 +2,10 @@
 //! are safe: every replica keeps its caches warm, only the leader reconciles.
 //!
 //! The Lease `tokenwarden-controller` in the controller's namespace names its holder and when
-//! it last renewed. The holder renews every [`RENEW_EVERY`]; a replica takes over a Lease not
-//! renewed for its `leaseDurationSeconds` ([`LEASE_DURATION`]). Every write is a replace with
+//! it last renewed. The holder renews every [`RENEW_EVERY`]; a replica takes over a Lease it
+//! has seen unchanged for its `leaseDurationSeconds` ([`LEASE_DURATION`]) by its own clock, so
+//! the clocks of two nodes need not agree (a replica that starts beside a Lease left by a dead
+//! holder waits that long once). Every write is a replace with
 //! the resourceVersion read, so two replicas cannot both win. A leader that cannot renew for
 //! [`RENEW_DEADLINE`] (shorter than [`LEASE_DURATION`]; a call that hangs counts as failed)
 //! steps down; at a graceful shutdown it releases the Lease so another
@@ -12,7 +14,7 @@
 use super::ControllerError;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ObjectMeta};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -43,8 +45,11 @@ pub enum Decision {
     Follow,
 }
 
-/// The decision for `me` at `now` on the Lease as read (`None`: there is none).
-pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Decision {
+/// The decision for `me` on the Lease as read (`None`: there is none), which this replica has
+/// seen unchanged for `unchanged_for` (by its own clock). Another holder's Lease expires when
+/// it has not changed for its `leaseDurationSeconds` as this replica observed it, never by the
+/// holder's time stamps: clocks of two nodes need not agree (as client-go decides).
+pub fn decide(spec: Option<&LeaseSpec>, me: &str, unchanged_for: Duration) -> Decision {
     let Some(spec) = spec else {
         return Decision::Acquire;
     };
@@ -54,13 +59,12 @@ pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Decision {
         Some(_) => {
             let duration = spec
                 .lease_duration_seconds
-                .map_or(LEASE_DURATION.as_secs() as i64, i64::from);
-            let renewed = spec.renew_time.as_ref().or(spec.acquire_time.as_ref());
-            match renewed {
-                Some(MicroTime(at)) if *at + SignedDuration::from_secs(duration) > now => {
-                    Decision::Follow
-                }
-                _ => Decision::Acquire,
+                .and_then(|s| u64::try_from(s).ok())
+                .map_or(LEASE_DURATION, Duration::from_secs);
+            if unchanged_for >= duration {
+                Decision::Acquire
+            } else {
+                Decision::Follow
             }
         }
     }
@@ -81,11 +85,33 @@ pub fn next_attempt_after(leading: bool, succeeded: bool) -> Duration {
 pub struct Elector {
     api: Api<Lease>,
     identity: String,
+    /// The Lease's resourceVersion as last read, and when this replica first read it so.
+    seen: std::sync::Mutex<Option<(String, tokio::time::Instant)>>,
 }
 
 impl Elector {
     pub fn new(api: Api<Lease>, identity: String) -> Self {
-        Self { api, identity }
+        Self {
+            api,
+            identity,
+            seen: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// How long the Lease has been at `version` as this replica saw it.
+    fn unchanged_for(&self, version: Option<&str>) -> Duration {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let version = version.unwrap_or_default();
+        match &*seen {
+            Some((known, since)) if known == version => since.elapsed(),
+            _ => {
+                *seen = Some((version.to_owned(), tokio::time::Instant::now()));
+                Duration::ZERO
+            }
+        }
     }
 
     /// Take part until `shutdown`, telling `leading` whether this replica leads.
@@ -150,10 +176,15 @@ impl Elector {
             .get_opt(LEASE_NAME)
             .await
             .map_err(ControllerError::Api)?;
+        let unchanged_for = self.unchanged_for(
+            current
+                .as_ref()
+                .and_then(|l| l.metadata.resource_version.as_deref()),
+        );
         let decision = decide(
             current.as_ref().and_then(|l| l.spec.as_ref()),
             &self.identity,
-            now,
+            unchanged_for,
         );
         let spec = |acquired: Option<MicroTime>, transitions: i32| LeaseSpec {
             holder_identity: Some(self.identity.clone()),
@@ -264,19 +295,34 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_missing_or_released_lease_is_taken() {
-        assert_eq!(decide(None, "a", at(100)), Decision::Acquire);
-        let released = LeaseSpec::default();
-        assert_eq!(decide(Some(&released), "a", at(100)), Decision::Acquire);
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
     }
 
     #[test]
-    fn the_holder_renews_and_the_others_follow_until_it_expires() {
+    fn a_missing_or_released_lease_is_taken() {
+        assert_eq!(decide(None, "a", secs(0)), Decision::Acquire);
+        let released = LeaseSpec::default();
+        assert_eq!(decide(Some(&released), "a", secs(0)), Decision::Acquire);
+    }
+
+    #[test]
+    fn the_holder_renews_and_the_others_follow_until_it_has_not_changed_for_its_duration() {
         let lease = held_by("a", 100);
-        assert_eq!(decide(Some(&lease), "a", at(105)), Decision::Renew);
-        assert_eq!(decide(Some(&lease), "b", at(105)), Decision::Follow);
-        assert_eq!(decide(Some(&lease), "b", at(114)), Decision::Follow);
-        assert_eq!(decide(Some(&lease), "b", at(115)), Decision::Acquire);
+        assert_eq!(decide(Some(&lease), "a", secs(5)), Decision::Renew);
+        assert_eq!(decide(Some(&lease), "b", secs(5)), Decision::Follow);
+        assert_eq!(decide(Some(&lease), "b", secs(14)), Decision::Follow);
+        assert_eq!(decide(Some(&lease), "b", secs(15)), Decision::Acquire);
+    }
+
+    /// The holder's time stamps do not count: a lease renewed "long ago" by the holder's clock
+    /// (this replica's clock runs ahead) is followed until it stops changing.
+    #[test]
+    fn clocks_that_disagree_do_not_hand_over_a_live_lease() {
+        let renewed_an_hour_ago = held_by("a", 100);
+        assert_eq!(
+            decide(Some(&renewed_an_hour_ago), "b", secs(1)),
+            Decision::Follow
+        );
     }
 }
