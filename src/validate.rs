@@ -88,6 +88,18 @@ pub fn run(paths: &[PathBuf]) -> ExitCode {
         println!("{problem}");
     }
     let count = |kind: Kind| loaded.locations.keys().filter(|k| k.0 == kind).count();
+    // An empty folder is valid (kubeconform agrees), but a pipeline pointed at the wrong one
+    // should hear of it.
+    if problems.is_empty() && crate::manifests::files(paths).is_empty() {
+        eprintln!(
+            "warning: no .yaml or .yml file found under {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if problems.is_empty() {
         println!(
             "ok: {} ApiTokenPolicy and {} ApiClient objects are valid",

@@ -141,6 +141,27 @@ fn a_missing_path_is_an_error() {
     );
 }
 
+/// An empty folder is valid, as kubeconform has it, but the run says it found no file: a
+/// pipeline pointed at the wrong folder should not pass in silence.
+#[test]
+fn an_empty_folder_is_valid_and_said_to_be_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "notes.txt", "not a manifest");
+    let (code, text) = validate(&[dir.path()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("ok: 0 ApiTokenPolicy and 0 ApiClient objects are valid"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "warning: no .yaml or .yml file found under {}",
+            dir.path().display()
+        )),
+        "{text}"
+    );
+}
+
 #[test]
 fn two_policies_with_one_audience_are_reported_on_the_newer() {
     let dir = tempfile::tempdir().expect("tempdir");
