@@ -15,13 +15,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 async fn post(base: &str, form: &[(&str, &str)]) -> serde_json::Value {
-    let response = reqwest::Client::new()
-        .post(format!("{base}/oauth/token"))
-        .form(form)
-        .send()
-        .await
-        .expect("token request");
-    response.json().await.expect("json")
+    fixtures::binary::token_answer(base, form).await.1
 }
 
 /// Exchange the code `seed_code_in` stored as "the-code" for `web`.
