@@ -325,3 +325,71 @@ async fn an_id_token_with_another_nonce_or_a_bad_signature_from_the_provider_get
         );
     }
 }
+
+/// A store that refuses the trip to the provider (PostgreSQL turned read-only, as a demoted
+/// primary is) is the sign-in being unavailable for a moment (503), not the provider being
+/// down (502): the provider is up, and the password form's sign-in read still works.
+#[tokio::test]
+async fn a_store_that_cannot_keep_the_trip_is_unavailable_not_the_provider() {
+    let server = postgres();
+    let db = server.new_database().await;
+    let url = server.url(&db);
+    let env = [("TOKENWARDEN_DATABASE_URL", url.as_str())];
+    let dir = folder_with_policies(&policies());
+    let port = free_port();
+    let provider = start_provider_tampering(&format!("http://127.0.0.1:{port}/callback/oidc"), "");
+    let mut flags = oidc_flags(&provider, dir.path());
+    flags.extend(fixtures::binary::alice_users_flags(dir.path()));
+    let issuer = start_standalone_with(dir.path(), port, &flags, &env).await;
+
+    // The login page, with both the password form and the provider's button.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let page = http
+        .get(authorize_url(
+            &issuer.base,
+            "https://todo.example.com",
+            "todos:read",
+        ))
+        .send()
+        .await
+        .expect("the login page");
+    assert_eq!(page.status(), 200);
+    let cookie = page.headers()["set-cookie"].to_str().expect("ascii");
+    let cookie = cookie.split(';').next().expect("name=value").to_owned();
+    let html = page.text().await.expect("html");
+    assert!(html.contains(r#"name="connector" value="oidc""#), "{html}");
+    let hidden = |name: &str| {
+        let marker = format!(r#"type="hidden" name="{name}" value=""#);
+        let start = html.find(&marker).expect("hidden field") + marker.len();
+        let len = html[start..].find('"').expect("end of value");
+        html[start..start + len].to_owned()
+    };
+    let (login, csrf) = (hidden("login"), hidden("csrf_token"));
+
+    server
+        .admin_execute(&format!(
+            "ALTER DATABASE {db} SET default_transaction_read_only = on; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+        ))
+        .await;
+    for attempt in 0..3 {
+        let answer = http
+            .post(format!("{}/authorize", issuer.base))
+            .header("cookie", &cookie)
+            .form(&[
+                ("login", login.as_str()),
+                ("csrf_token", csrf.as_str()),
+                ("connector", "oidc"),
+            ])
+            .send()
+            .await
+            .expect("press the provider's button");
+        let status = answer.status();
+        let text = answer.text().await.expect("page");
+        assert_eq!(status, 503, "attempt {attempt}: {text}");
+        assert!(text.contains("Sign-in is unavailable right now"), "{text}");
+    }
+}

@@ -94,7 +94,10 @@ pub async fn show(
             let (login_id, browser) = (started.login_id.expose(), browser.expose());
             match depart(&issuer, upstream, login_id, browser, from, now).await {
                 Ok(url) => redirect(StatusCode::FOUND, &url),
-                Err(message) => page::error(StatusCode::BAD_GATEWAY, message),
+                Err(NoDeparture::ProviderDown) => {
+                    page::error(StatusCode::BAD_GATEWAY, PROVIDER_DOWN)
+                }
+                Err(NoDeparture::Store(e)) => unavailable(e),
             }
         }
         _ => {
@@ -117,8 +120,16 @@ pub async fn show(
     response
 }
 
+/// Why the browser cannot be sent to the provider.
+enum NoDeparture {
+    /// The provider cannot be used (502, logged).
+    ProviderDown,
+    /// The trip cannot be stored (503, [`unavailable`]).
+    Store(crate::store::StoreError),
+}
+
 /// Send the browser of sign-in `login_id` to the provider: the URL of its authorization
-/// endpoint with a fresh `state`, `nonce` and PKCE challenge. The error is for the user.
+/// endpoint with a fresh `state`, `nonce` and PKCE challenge.
 async fn depart(
     issuer: &Issuer,
     upstream: &Upstream,
@@ -126,17 +137,14 @@ async fn depart(
     browser: &str,
     from: Option<LockoutKey>,
     now: u64,
-) -> Result<String, &'static str> {
+) -> Result<String, NoDeparture> {
     let metadata = upstream.provider.metadata().await.map_err(|e| {
         tracing::error!(error = %e, "the upstream OpenID Provider cannot be used");
-        PROVIDER_DOWN
+        NoDeparture::ProviderDown
     })?;
     let departure = pending::depart(&issuer.store, login_id, browser, from, now)
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot start an upstream sign-in");
-            PROVIDER_DOWN
-        })?;
+        .map_err(NoDeparture::Store)?;
     let query = form_urlencoded::Serializer::new(String::new())
         .append_pair("response_type", "code")
         .append_pair("client_id", &upstream.client_id)
@@ -216,7 +224,8 @@ pub async fn submit(
         let from = address.map(throttle::address_key);
         return match depart(&issuer, upstream, login_id, browser, from, now).await {
             Ok(url) => redirect(StatusCode::SEE_OTHER, &url),
-            Err(message) => form_page("", message, StatusCode::BAD_GATEWAY),
+            Err(NoDeparture::ProviderDown) => form_page("", PROVIDER_DOWN, StatusCode::BAD_GATEWAY),
+            Err(NoDeparture::Store(e)) => unavailable(e),
         };
     }
     let (Some(username), Some(password)) = (form.get("username"), form.get("password")) else {
