@@ -441,3 +441,36 @@ async fn the_issuer_keeps_codes_and_refresh_tokens_in_postgresql_only_as_hashes(
         }
     }
 }
+
+/// A value of a type this build does not expect (a column changed behind its back) is a
+/// database error (500, logged as an error), not the store being away (503, try again): no
+/// retry would mend it.
+#[tokio::test]
+async fn a_column_of_another_type_is_an_error_not_an_outage() {
+    let (db, store) = store_on_a_new_database().await;
+    let (_, first) = start_family(&store, 0, ROTATING).await;
+    postgres()
+        .client(&db)
+        .await
+        .batch_execute(
+            "ALTER TABLE families ALTER COLUMN client_id TYPE bytea USING client_id::bytea",
+        )
+        .await
+        .expect("change a column's type");
+    // A new pool, so no statement prepared before the change is in the way.
+    let store = PostgresStore::connect(&DatabaseUrl::new(postgres().url(&db)))
+        .await
+        .expect("connect again");
+    let error = store
+        .lookup_refresh_token(first)
+        .await
+        .expect_err("a family whose client_id is bytea");
+    assert!(
+        matches!(error, StoreError::Database(_)),
+        "not a database error: {error:?}"
+    );
+    assert!(
+        format!("{error:?}").contains("FromSql"),
+        "not the column's type: {error:?}"
+    );
+}

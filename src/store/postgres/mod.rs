@@ -725,7 +725,12 @@ impl Store for PostgresStore {
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
         let Some(code) = error.code() else {
-            // No SQLSTATE: the connection broke, timed out or was closed.
+            // No SQLSTATE: the connection broke, timed out or was closed (try again), or a
+            // value or row did not have the shape this build expects (a bug, or the schema
+            // changed behind its back: retrying will not mend it).
+            if is_shape_error(&error) {
+                return StoreError::Database(Box::new(error));
+            }
             return StoreError::Unavailable(Box::new(error));
         };
         if *code == SqlState::UNIQUE_VIOLATION {
@@ -747,6 +752,22 @@ impl From<tokio_postgres::Error> for StoreError {
             StoreError::Database(Box::new(error))
         }
     }
+}
+
+/// Whether `error` is about the shape of what was sent or read: a parameter or a column of
+/// another type, a column or row count this build did not expect. tokio-postgres has no public
+/// error kind; its text (the kind first, then the cause) is the only sign.
+fn is_shape_error(error: &tokio_postgres::Error) -> bool {
+    let text = error.to_string();
+    [
+        "error serializing parameter",
+        "error deserializing column",
+        "invalid column",
+        "query returned an unexpected number of",
+        "expected ",
+    ]
+    .iter()
+    .any(|kind| text.starts_with(kind))
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
