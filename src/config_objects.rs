@@ -43,8 +43,11 @@ pub const SIGNING_KEYS_KEY: &str = "keys.json";
 pub const SHARD_BYTES: usize = 768 * 1024;
 /// Most shards a configuration may have (24 MiB compressed); RBAC grants names up to this.
 pub const MAX_SHARDS: usize = 32;
-/// Largest uncompressed configuration a reader accepts (a guard against a gzip bomb).
-pub const MAX_DECODED_BYTES: u64 = 512 * 1024 * 1024;
+/// Largest uncompressed configuration a reader accepts (a guard against a gzip bomb), and so
+/// the largest the controller publishes: 10,000 APIs and clients take about 2 MiB, and reading
+/// this much takes up to twice as much memory while it lasts, well inside the issuer's
+/// default limit (512 MiB).
+pub const MAX_DECODED_BYTES: u64 = 64 * 1024 * 1024;
 /// The namespace when neither `--namespace` nor the pod's service account says one.
 pub const DEFAULT_NAMESPACE: &str = "tokenwarden-system";
 

@@ -250,3 +250,27 @@ fn the_namespace_is_the_flag_else_the_pods_else_tokenwarden_system() {
     assert_eq!(given(None), "payments", "in a pod");
     assert_eq!(given(Some("tw")), "tw", "the flag first");
 }
+
+/// A shard that decompresses to more than the issuer reads (a gzip bomb, or a configuration
+/// beyond the limit) is refused without reading it all, whatever its checksum says.
+#[test]
+fn more_than_the_limit_uncompressed_is_refused() {
+    let zeros = vec![0u8; usize::try_from(MAX_DECODED_BYTES).expect("fits") + 1024];
+    let mut gzip = GzEncoder::new(Vec::new(), Compression::fast());
+    gzip.write_all(&zeros).expect("gzip");
+    let compressed = gzip.finish().expect("gzip");
+    assert!(compressed.len() < SHARD_BYTES, "one shard holds it");
+    let encoded = Encoded {
+        sha256: hex(&Sha256::digest(&zeros)),
+        uncompressed_bytes: zeros.len(),
+        compressed_bytes: compressed.len(),
+        shards: vec![compressed],
+    };
+    let error = assemble(&encoded.manifest(1), &objects(&encoded)).expect_err("too large");
+    assert!(
+        error
+            .to_string()
+            .contains("larger than 67108864 bytes uncompressed"),
+        "{error}"
+    );
+}
