@@ -507,3 +507,30 @@ spec:
     let answer = client_credentials(&issuer.base, &second_id, &second, &audience).await;
     assert_eq!(lifetime(&answer), 600, "{answer}");
 }
+
+/// An issuer pointed at a namespace where no controller writes (a wrong `--namespace`) is not
+/// ready, says that its signing keys are missing, and logs which objects it did not find.
+#[tokio::test]
+async fn an_issuer_in_a_namespace_without_the_controllers_objects_says_what_is_missing() {
+    controller().await;
+    let cluster = support::cluster();
+    let empty = cluster.new_namespace("no-controller").await;
+    let data = tempfile::tempdir().expect("data dir");
+    let issuer = operator::spawn_issuer(cluster, &format!("issuer-{empty}"), &empty, data.path());
+    let (status, body) = eventually(CONVERGE, "the issuer answers /readyz", || async {
+        let answer = reqwest::get(format!("{}/readyz", issuer.base)).await.ok()?;
+        let status = answer.status().as_u16();
+        Some((status, answer.text().await.ok()?))
+    })
+    .await;
+    assert_eq!((status, body.as_str()), (503, "no signing keys loaded yet"));
+    eventually(CONVERGE, "the log names what is missing", || async {
+        let log = std::fs::read_to_string(&issuer.log).ok()?;
+        (log.contains("tokenwarden-signing-keys")
+            && log.contains("tokenwarden-issuer-config")
+            && log.contains("not found"))
+        .then_some(())
+    })
+    .await;
+    assert!(support::cluster().stop_component(&issuer.name));
+}

@@ -15,13 +15,16 @@
 use super::snapshot::{ConfigSource, Policies};
 use super::state::{Clock, Keys};
 use crate::config::IssuerConfig;
-use crate::config_objects::{self, MANIFEST_NAME, Manifest, SIGNING_KEYS_KEY, SIGNING_KEYS_SECRET};
+use crate::config_objects::{
+    self, MANIFEST_NAME, Manifest, ObjectsError, SIGNING_KEYS_KEY, SIGNING_KEYS_SECRET,
+};
 use crate::tokens::KeySet;
 use arc_swap::ArcSwap;
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Client;
 use kube::api::Api;
+use kube::runtime::watcher::Event;
 use kube::runtime::{WatchStreamExt as _, watcher};
 use std::future::Future;
 use std::sync::Arc;
@@ -69,25 +72,25 @@ impl ConfigSource for ClusterSource {
             |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
         let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let mut manifest = Followed::new("ConfigMap", MANIFEST_NAME, &self.namespace);
         let mut manifests = std::pin::pin!(
             watcher(maps.clone(), by_name(MANIFEST_NAME))
                 .backoff(crate::watch_backoff::WatchBackoff::default())
-                .applied_objects()
+                .filter_map(move |event| std::future::ready(manifest.object(event)))
         );
+        let mut keys = Followed::new("Secret", SIGNING_KEYS_SECRET, &self.namespace);
         let mut key_sets = std::pin::pin!(
             watcher(secrets, by_name(SIGNING_KEYS_SECRET))
                 .backoff(crate::watch_backoff::WatchBackoff::default())
-                .applied_objects()
+                .filter_map(move |event| std::future::ready(keys.object(event)))
         );
         let mut shutdown = std::pin::pin!(shutdown);
         let mut progress = Progress::default();
         let mut retry_wait = RETRY_MIN;
+        // When to read a manifest's shards again: a deadline, so that other events in between
+        // do not put it off.
+        let mut retry_at = tokio::time::Instant::now();
         loop {
-            let retry_sleep = tokio::time::sleep(if progress.retry.is_some() {
-                retry_wait
-            } else {
-                Duration::from_secs(3600)
-            });
             tokio::select! {
                 () = &mut shutdown => return,
                 Some(event) = manifests.next() => match event {
@@ -95,6 +98,7 @@ impl ConfigSource for ClusterSource {
                         Ok(manifest) => {
                             retry_wait = RETRY_MIN;
                             self.take(&maps, manifest, &mut progress, &policies).await;
+                            retry_at = tokio::time::Instant::now() + retry_wait;
                         }
                         Err(e) => tracing::error!(error = %e, "the configuration manifest is unreadable; keeping the configuration in force"),
                     },
@@ -104,10 +108,11 @@ impl ConfigSource for ClusterSource {
                     Ok(secret) => self.take_keys(&secret, &mut progress, &policies),
                     Err(e) => tracing::warn!(error = %e, "watching the signing keys failed; keeping the keys in force, retrying"),
                 },
-                () = retry_sleep => {
+                () = tokio::time::sleep_until(retry_at), if progress.retry.is_some() => {
                     if let Some(manifest) = progress.retry.take() {
                         retry_wait = (retry_wait * 2).min(RETRY_MAX);
                         self.take(&maps, manifest, &mut progress, &policies).await;
+                        retry_at = tokio::time::Instant::now() + retry_wait;
                     }
                 }
             }
@@ -144,10 +149,27 @@ impl ClusterSource {
                 }
             }
         }
-        let config = match config_objects::assemble(&manifest, &shards) {
-            Ok(config) => config,
-            Err(e) => {
+        // Decompressing and decoding is CPU work (tens of milliseconds at 10,000 objects): off
+        // the runtime that answers token requests.
+        let read = manifest.clone();
+        let assembled =
+            tokio::task::spawn_blocking(move || config_objects::assemble(&read, &shards)).await;
+        let config = match assembled {
+            Ok(Ok(config)) => config,
+            // Shards of another revision, or not there yet: a write in progress.
+            Ok(Err(e @ (ObjectsError::ShardMismatch(_) | ObjectsError::ShardMissing(_)))) => {
                 tracing::info!(revision = manifest.revision, reason = %e, "configuration not complete yet; will read it again");
+                progress.retry = Some(manifest);
+                return;
+            }
+            // Complete but wrong: reading it again gives the same bytes. The controller's next
+            // revision (its periodic check rewrites shards that do not verify) is awaited.
+            Ok(Err(e)) => {
+                tracing::error!(revision = manifest.revision, error = %e, "the configuration in the cluster does not verify; keeping the one in force until the next revision");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(revision = manifest.revision, error = %e, "reading the configuration failed; will read it again");
                 progress.retry = Some(manifest);
                 return;
             }
@@ -190,6 +212,67 @@ impl ClusterSource {
             Err(e) => {
                 tracing::error!(error = %e, "the signing keys do not parse; keeping the keys in force")
             }
+        }
+    }
+}
+
+/// One watched object's events, told apart: the object when it comes, and a listing that
+/// found none logged, since the issuer cannot be ready without it (most often: `--namespace`
+/// is not the controller's).
+struct Followed {
+    kind: &'static str,
+    name: &'static str,
+    namespace: String,
+    /// Whether the listing in progress brought the object.
+    listed: bool,
+}
+
+impl Followed {
+    fn new(kind: &'static str, name: &'static str, namespace: &str) -> Self {
+        Self {
+            kind,
+            name,
+            namespace: namespace.to_owned(),
+            listed: false,
+        }
+    }
+
+    /// The object `event` brings, or its error; `None` for the rest.
+    fn object<K>(
+        &mut self,
+        event: Result<Event<K>, watcher::Error>,
+    ) -> Option<Result<K, watcher::Error>> {
+        let (kind, name, namespace) = (self.kind, self.name, self.namespace.as_str());
+        match event {
+            Ok(Event::Apply(object) | Event::InitApply(object)) => {
+                self.listed = true;
+                Some(Ok(object))
+            }
+            Ok(Event::Delete(_)) => {
+                tracing::warn!(
+                    kind,
+                    name,
+                    namespace,
+                    "deleted; keeping what was loaded from it"
+                );
+                None
+            }
+            Ok(Event::Init) => {
+                self.listed = false;
+                None
+            }
+            Ok(Event::InitDone) => {
+                if !self.listed {
+                    tracing::warn!(
+                        kind,
+                        name,
+                        namespace,
+                        "not found; the issuer is ready once the controller has written it (is --namespace the controller's?)"
+                    );
+                }
+                None
+            }
+            Err(e) => Some(Err(e)),
         }
     }
 }

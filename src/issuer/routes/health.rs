@@ -2,6 +2,7 @@
 //! signing keys exist, so a token request can succeed.
 
 use crate::issuer::state::Issuer;
+use crate::tokens::Algorithm;
 use axum::extract::State;
 use axum::http::StatusCode;
 
@@ -11,10 +12,17 @@ pub async fn healthz() -> &'static str {
 
 pub async fn readyz(State(issuer): State<Issuer>) -> (StatusCode, &'static str) {
     if !issuer.policies.is_loaded() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no configuration loaded yet",
-        );
+        // In cluster mode a configuration waits for the signing keys: say which is missing.
+        let keys = &issuer.keys.load().set;
+        let message = if Algorithm::ALL
+            .iter()
+            .all(|a| keys.signing_key(*a).is_none())
+        {
+            "no signing keys loaded yet"
+        } else {
+            "no configuration loaded yet"
+        };
+        return (StatusCode::SERVICE_UNAVAILABLE, message);
     }
     (StatusCode::OK, "ok")
 }
