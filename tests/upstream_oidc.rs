@@ -347,27 +347,11 @@ async fn a_store_that_cannot_keep_the_trip_is_unavailable_not_the_provider() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    let page = http
-        .get(authorize_url(
-            &issuer.base,
-            "https://todo.example.com",
-            "todos:read",
-        ))
-        .send()
-        .await
-        .expect("the login page");
-    assert_eq!(page.status(), 200);
-    let cookie = page.headers()["set-cookie"].to_str().expect("ascii");
-    let cookie = cookie.split(';').next().expect("name=value").to_owned();
-    let html = page.text().await.expect("html");
-    assert!(html.contains(r#"name="connector" value="oidc""#), "{html}");
-    let hidden = |name: &str| {
-        let marker = format!(r#"type="hidden" name="{name}" value=""#);
-        let start = html.find(&marker).expect("hidden field") + marker.len();
-        let len = html[start..].find('"').expect("end of value");
-        html[start..start + len].to_owned()
-    };
-    let (login, csrf) = (hidden("login"), hidden("csrf_token"));
+    let form = fixtures::binary::HttpLoginForm::open(
+        &http,
+        &authorize_url(&issuer.base, "https://todo.example.com", "todos:read"),
+    )
+    .await;
 
     server
         .admin_execute(&format!(
@@ -376,15 +360,8 @@ async fn a_store_that_cannot_keep_the_trip_is_unavailable_not_the_provider() {
         ))
         .await;
     for attempt in 0..3 {
-        let answer = http
-            .post(format!("{}/authorize", issuer.base))
-            .header("cookie", &cookie)
-            .form(&[
-                ("login", login.as_str()),
-                ("csrf_token", csrf.as_str()),
-                ("connector", "oidc"),
-            ])
-            .send()
+        let answer = form
+            .post(&http, &issuer.base, &[("connector", "oidc")])
             .await
             .expect("press the provider's button");
         let status = answer.status();
