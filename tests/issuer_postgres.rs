@@ -285,7 +285,13 @@ async fn failed_sign_ins_on_both_replicas_count_together() {
         let reply = form.submit(&http, base, ALICE.0, ALICE.1).await;
         let reply = reply.expect("posted");
         assert_eq!(reply.status(), 429, "locked on every replica");
-        assert_eq!(reply.headers()["retry-after"], "60");
+        // 60 s from the lockout, counted down in whole seconds by the time it is asked.
+        let wait: u64 = reply.headers()["retry-after"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("seconds");
+        assert!((55..=60).contains(&wait), "Retry-After {wait}");
     }
     let rows: i64 = postgres()
         .client(&replicas.db)
@@ -400,8 +406,10 @@ async fn replicas_sharing_a_data_folder_rotate_to_the_same_keys() {
     let dir = folder_with_policies(STANDARD);
     let env = [
         ("TOKENWARDEN_DATABASE_URL", url.as_str()),
-        ("TOKENWARDEN_KEY_ROTATION_INTERVAL", "4s"),
-        ("TOKENWARDEN_KEY_PUBLISH_LEAD", "2s"),
+        // The lead leaves the other replica several of its one-second checks to take up a
+        // staged key before it signs, on a machine busy with other tests.
+        ("TOKENWARDEN_KEY_ROTATION_INTERVAL", "6s"),
+        ("TOKENWARDEN_KEY_PUBLISH_LEAD", "4s"),
         ("TOKENWARDEN_KEY_CLOCK_SKEW", "1s"),
     ];
     let a = start_standalone_with(dir.path(), free_port(), &[], &env).await;
@@ -410,7 +418,7 @@ async fn replicas_sharing_a_data_folder_rotate_to_the_same_keys() {
     let mut rotations = 0;
     let mut last = first.clone();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
-    while rotations < 3 {
+    while rotations < 2 {
         assert!(
             std::time::Instant::now() < deadline,
             "{rotations} rotations within 40 s"
