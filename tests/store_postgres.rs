@@ -234,12 +234,7 @@ async fn a_write_refused_by_a_read_only_server_is_unavailable() {
         .put_sign_in(store_suite::secret(), vec![1], None, 100, 0)
         .await
         .expect("a write while the database is writable");
-    postgres()
-        .admin_execute(&format!(
-            "ALTER DATABASE {db} SET default_transaction_read_only = on; \
-             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
-        ))
-        .await;
+    postgres().make_read_only(&db).await;
     // The first attempts may meet the ended sessions (unavailable too); then a new session
     // meets the read-only server.
     for _ in 0..10 {

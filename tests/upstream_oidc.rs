@@ -353,12 +353,7 @@ async fn a_store_that_cannot_keep_the_trip_is_unavailable_not_the_provider() {
     )
     .await;
 
-    server
-        .admin_execute(&format!(
-            "ALTER DATABASE {db} SET default_transaction_read_only = on; \
-             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
-        ))
-        .await;
+    server.make_read_only(&db).await;
     for attempt in 0..3 {
         let answer = form
             .post(&http, &issuer.base, &[("connector", "oidc")])

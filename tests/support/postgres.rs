@@ -109,6 +109,16 @@ impl Postgres {
         let _ = driver.await;
     }
 
+    /// Turns database `db` read-only as a demoted primary is: new sessions refuse writes
+    /// (SQLSTATE 25006), and the sessions open now are ended, as a failover ends them.
+    pub async fn make_read_only(&self, db: &str) {
+        self.admin_execute(&format!(
+            "ALTER DATABASE {db} SET default_transaction_read_only = on; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+        ))
+        .await;
+    }
+
     /// A plain client of database `db`, for tests that look at the tables themselves.
     pub async fn client(&self, db: &str) -> tokio_postgres::Client {
         let (client, connection) = tokio_postgres::connect(&self.url(db), tokio_postgres::NoTls)
