@@ -171,6 +171,16 @@ pub enum ObjectsError {
     Decode(String),
 }
 
+impl ObjectsError {
+    /// Whether the configuration is more than the issuer reads.
+    pub fn is_too_large(&self) -> bool {
+        matches!(
+            self,
+            Self::TooManyShards(..) | Self::TooLargeUncompressed(_)
+        )
+    }
+}
+
 /// The manifest's fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
@@ -226,16 +236,6 @@ impl Limits {
         shard_bytes: SHARD_BYTES,
         max_shards: MAX_SHARDS,
     };
-}
-
-impl ObjectsError {
-    /// Whether the configuration is more than the issuer reads.
-    pub fn is_too_large(&self) -> bool {
-        matches!(
-            self,
-            Self::TooManyShards(..) | Self::TooLargeUncompressed(_)
-        )
-    }
 }
 
 /// [`encode`] within `limits`.

@@ -71,8 +71,8 @@ impl KeyFile {
             read_only,
             seen: None,
         };
-        let generated = !read_only && !file.path.exists();
-        let set = file.locked(|file| {
+        let (set, generated) = file.locked(|file| {
+            let generated = !file.read_only && !file.path.exists();
             let set = if file.read_only {
                 tracing::warn!(
                     folder = %dir.display(),
@@ -83,7 +83,7 @@ impl KeyFile {
                 KeySet::load_or_generate(&file.path, &Algorithm::ALL, now)?
             };
             file.seen = fingerprint(&file.path)?;
-            Ok(set)
+            Ok((set, generated))
         })?;
         Ok((file, set, generated))
     }
@@ -119,10 +119,12 @@ impl KeyFile {
             }
             let changes = rotation::advance(&mut set, schedule, now, longest_lifetime)?;
             // A file someone removed is written again, from the keys in force.
-            if changes.any() || kept || on_disk.is_none() {
+            file.seen = if changes.any() || kept || on_disk.is_none() {
                 set.save(&file.path)?;
-            }
-            file.seen = fingerprint(&file.path)?;
+                fingerprint(&file.path)?
+            } else {
+                on_disk
+            };
             Ok((adopted || changes.any()).then_some(Checked {
                 set,
                 changes,

@@ -48,6 +48,11 @@ struct Entry<V> {
 }
 
 impl<V> Table<V> {
+    /// How many entries `holder` has.
+    fn held_by(&self, holder: LockoutKey) -> usize {
+        self.held.get(&holder).copied().unwrap_or(0)
+    }
+
     fn remove(&mut self, key: &TokenHash) -> Option<Entry<V>> {
         let entry = self.entries.remove(key)?;
         if let Some(holder) = entry.holder
@@ -101,10 +106,10 @@ impl<V> Expiring<V> {
         let mut table = self.lock();
         table.remove(&key);
         if let Some(holder) = holder
-            && table.held.get(&holder).copied().unwrap_or(0) >= self.per_holder
+            && table.held_by(holder) >= self.per_holder
         {
             table.drop_expired(now);
-            if table.held.get(&holder).copied().unwrap_or(0) >= self.per_holder
+            if table.held_by(holder) >= self.per_holder
                 && let Some(first) = table
                     .entries
                     .iter()

@@ -90,6 +90,16 @@ struct FetchState<T> {
     failed: Option<Instant>,
 }
 
+impl<T> FetchState<T> {
+    /// The value fetched before, if younger than [`STALE_AT_MOST`]: what a failure answers.
+    fn stale(&self) -> Option<&T> {
+        self.value
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < STALE_AT_MOST)
+            .map(|(value, _)| value)
+    }
+}
+
 impl<T: Clone> Fetched<T> {
     fn new(step: &'static str) -> Self {
         Self {
@@ -123,9 +133,9 @@ impl<T: Clone> Fetched<T> {
             return Some(Ok(value.clone()));
         }
         let since = state.failed?.elapsed();
-        (since < AFTER_A_FAILURE).then(|| match &state.value {
-            Some((value, at)) if at.elapsed() < STALE_AT_MOST => Ok(value.clone()),
-            _ => Err(ProviderError::FailedJustNow {
+        (since < AFTER_A_FAILURE).then(|| match state.stale() {
+            Some(value) => Ok(value.clone()),
+            None => Err(ProviderError::FailedJustNow {
                 step: self.step,
                 since,
             }),
@@ -157,12 +167,12 @@ impl<T: Clone> Fetched<T> {
             }
             Err(e) => {
                 state.failed = Some(Instant::now());
-                match &state.value {
-                    Some((stale, at)) if at.elapsed() < STALE_AT_MOST => {
+                match state.stale() {
+                    Some(stale) => {
                         tracing::warn!(error = %e, "the upstream OpenID Provider failed; using what it sent before");
                         Ok(stale.clone())
                     }
-                    _ => Err(e),
+                    None => Err(e),
                 }
             }
         }
