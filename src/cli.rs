@@ -24,11 +24,13 @@ pub enum Command {
         )]
         output_dirs: Vec<std::path::PathBuf>,
     },
-    /// Run the operator: reconcile ApiTokenPolicy and ApiClient into the issuer's configuration.
+    /// Run the operator: reconcile ApiTokenPolicy and ApiClient, within the AudienceGuardrails,
+    /// into the issuer's configuration.
     Controller(crate::controller::ControllerOptions),
     /// Run the token issuer (standalone with --policies, else following the cluster).
     Issuer(Box<crate::issuer::IssuerOptions>),
-    /// Check ApiTokenPolicy and ApiClient YAML offline, as the API server would.
+    /// Check ApiTokenPolicy, ApiClient and AudienceGuardrail YAML offline, as the API server
+    /// and the controller would (give the platform's AudienceGuardrails among the paths).
     Validate {
         /// Files or folders (searched for *.yaml and *.yml) to check.
         #[arg(required = true)]

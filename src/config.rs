@@ -9,8 +9,10 @@
 #[doc(hidden)]
 pub mod at_scale;
 
+use crate::api::guardrail::{self, Breach, GuardrailBreach};
 use crate::api::{
-    ApiClient, ApiTokenPolicy, ClientType, GrantType, Kind, RefreshTokenSettings, SigningAlgorithm,
+    ApiClient, ApiTokenPolicy, AudienceGuardrail, ClientType, GrantType, Kind,
+    RefreshTokenSettings, SigningAlgorithm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
@@ -30,6 +32,8 @@ pub struct Declared {
     /// Shared, not copied: the controller passes its watch caches as they are.
     pub policies: Vec<Arc<ApiTokenPolicy>>,
     pub clients: Vec<Arc<ApiClient>>,
+    /// The platform team's guardrails. None: every audience is first come, first served.
+    pub guardrails: Vec<Arc<AudienceGuardrail>>,
     /// Secrets by (namespace, name). `None`: secrets are not known (as in `validate`), so
     /// client secrets are not checked and such clients carry no secret hash.
     pub secrets: Option<Secrets>,
@@ -160,6 +164,16 @@ pub enum Reason {
     /// With this object the configuration would be more than the issuer reads; the newest
     /// objects are left out until it fits (the controller only).
     ConfigurationTooLarge,
+    /// An AudienceGuardrail reserves the policy's audience for other namespaces.
+    AudienceReserved,
+    /// An AudienceGuardrail lets the policy's namespace declare only other audiences.
+    AudienceNotAllowed,
+    /// `tokenExpirationSeconds` is above an AudienceGuardrail's maximum.
+    TokenLifetimeAboveMaximum,
+    /// `offlineAccess: true` where an AudienceGuardrail forbids it.
+    OfflineAccessForbidden,
+    /// A `signingAlgorithm` that an AudienceGuardrail does not allow.
+    SigningAlgorithmNotAllowed,
 }
 
 impl Reason {
@@ -178,7 +192,12 @@ impl Reason {
             | Self::SecretNotCreated
             | Self::NamespaceNotAllowed
             | Self::UnknownScope
-            | Self::ConfigurationTooLarge => true,
+            | Self::ConfigurationTooLarge
+            | Self::AudienceReserved
+            | Self::AudienceNotAllowed
+            | Self::TokenLifetimeAboveMaximum
+            | Self::OfflineAccessForbidden
+            | Self::SigningAlgorithmNotAllowed => true,
         }
     }
 
@@ -195,6 +214,22 @@ impl Reason {
             Self::NamespaceNotAllowed => "NamespaceNotAllowed",
             Self::UnknownScope => "UnknownScope",
             Self::ConfigurationTooLarge => "ConfigurationTooLarge",
+            Self::AudienceReserved => "AudienceReserved",
+            Self::AudienceNotAllowed => "AudienceNotAllowed",
+            Self::TokenLifetimeAboveMaximum => "TokenLifetimeAboveMaximum",
+            Self::OfflineAccessForbidden => "OfflineAccessForbidden",
+            Self::SigningAlgorithmNotAllowed => "SigningAlgorithmNotAllowed",
+        }
+    }
+
+    /// The reason for a policy that breaks a guardrail's rule.
+    pub fn of_breach(breach: &Breach) -> Self {
+        match breach {
+            Breach::AudienceReserved => Self::AudienceReserved,
+            Breach::AudienceNotAllowed => Self::AudienceNotAllowed,
+            Breach::TokenLifetimeAboveMaximum { .. } => Self::TokenLifetimeAboveMaximum,
+            Breach::OfflineAccessForbidden => Self::OfflineAccessForbidden,
+            Breach::SigningAlgorithmNotAllowed => Self::SigningAlgorithmNotAllowed,
         }
     }
 }
@@ -271,13 +306,16 @@ impl Declared {
     pub fn from_caches(
         mut policies: Vec<Arc<ApiTokenPolicy>>,
         mut clients: Vec<Arc<ApiClient>>,
+        mut guardrails: Vec<Arc<AudienceGuardrail>>,
         secrets: Secrets,
     ) -> Self {
         in_name_order(&mut policies);
         in_name_order(&mut clients);
+        in_name_order(&mut guardrails);
         Self {
             policies,
             clients,
+            guardrails,
             secrets: Some(secrets),
         }
     }
@@ -307,8 +345,11 @@ pub fn build(declared: &Declared) -> Built {
     let mut owners: BTreeMap<String, &ApiTokenPolicy> = BTreeMap::new();
     for policy in by_age(&declared.policies) {
         let audience = &policy.spec.audience;
-        let (reason, message) = match owners.get(audience) {
-            Some(owner) => (
+        // A policy that breaks a guardrail owns nothing, so with ownership declared an audience
+        // belongs to its namespaces whatever the creation times say.
+        let (reason, message) = match (guardrail_breach(declared, policy), owners.get(audience)) {
+            (Some(breach), _) => (Reason::of_breach(&breach.breach), breach.message),
+            (None, Some(owner)) => (
                 Reason::AudienceConflict,
                 format!(
                     "audience {audience:?} is already declared by the older ApiTokenPolicy {}/{}; give this API another audience or delete one of them",
@@ -316,7 +357,7 @@ pub fn build(declared: &Declared) -> Built {
                     owner.name_any()
                 ),
             ),
-            None => {
+            (None, None) => {
                 owners.insert(audience.clone(), policy);
                 built
                     .config
@@ -401,6 +442,15 @@ fn verdict<T: kube::Resource>(kind: Kind, object: &T, reason: Reason, message: S
         message,
         stalled: reason.needs_a_person(),
     }
+}
+
+/// The first rule of the first guardrail (by name) that `policy` breaks.
+fn guardrail_breach(declared: &Declared, policy: &ApiTokenPolicy) -> Option<GuardrailBreach> {
+    let namespace = policy.namespace().unwrap_or_default();
+    declared
+        .guardrails
+        .iter()
+        .find_map(|g| guardrail::check(g, &namespace, &policy.spec))
 }
 
 fn api_config(policy: &ApiTokenPolicy) -> ApiConfig {
@@ -603,10 +653,94 @@ mod tests {
             vec![first.clone(), second.clone()],
             vec![second.clone(), first.clone()],
         ] {
-            let built = build(&Declared::from_caches(listed, vec![], Secrets::new()));
+            let built = build(&Declared::from_caches(
+                listed,
+                vec![],
+                vec![],
+                Secrets::new(),
+            ));
             assert_eq!(reason_of(&built, "first"), Reason::Enforced);
             assert_eq!(reason_of(&built, "second"), Reason::AudienceConflict);
         }
+    }
+
+    fn guardrail(namespaces: &[&str], audiences: &[&str]) -> Arc<AudienceGuardrail> {
+        Arc::new(AudienceGuardrail::new(
+            "team",
+            crate::api::AudienceGuardrailSpec {
+                namespaces: namespaces.iter().map(|s| (*s).into()).collect(),
+                audiences: audiences.iter().map(|s| (*s).into()).collect(),
+                max_token_expiration_seconds: Some(300),
+                offline_access: crate::api::OfflineAccessRule::Allowed,
+                signing_algorithms: vec![],
+            },
+        ))
+    }
+
+    #[test]
+    fn with_ownership_declared_the_owners_newer_policy_wins_over_an_older_claim_from_elsewhere() {
+        let mut owner = policy(
+            "payments",
+            "banking",
+            "https://bank.example.com",
+            Some(2_000),
+        );
+        owner.spec.token_expiration_seconds = 300;
+        let declared = Declared {
+            policies: vec![
+                policy(
+                    "squatter",
+                    "banking",
+                    "https://bank.example.com",
+                    Some(1_000),
+                )
+                .into(),
+                owner.into(),
+            ],
+            guardrails: vec![guardrail(&["payments"], &["https://bank.example.com"])],
+            ..Declared::default()
+        };
+        let built = build(&declared);
+        let squatter = built
+            .verdicts
+            .iter()
+            .find(|v| v.namespace == "squatter")
+            .expect("verdict");
+        assert_eq!(squatter.reason, Reason::AudienceReserved);
+        assert!(squatter.stalled);
+        assert!(
+            squatter.message.contains("AudienceGuardrail team"),
+            "{}",
+            squatter.message
+        );
+        assert_eq!(reason_of(&built, "banking"), Reason::AudienceReserved);
+        let owner = built
+            .verdicts
+            .iter()
+            .find(|v| v.namespace == "payments")
+            .expect("verdict");
+        assert_eq!(owner.reason, Reason::Enforced);
+        assert_eq!(
+            built.config.apis["https://bank.example.com"].token_expiration_seconds,
+            300
+        );
+    }
+
+    #[test]
+    fn a_policy_beyond_a_guardrails_bounds_is_not_enforced_and_its_clients_get_nothing() {
+        let declared = Declared {
+            policies: vec![policy("payments", "api", "https://bank.example.com", None).into()],
+            clients: vec![
+                client("payments", "worker", &[("https://bank.example.com", &[])]).into(),
+            ],
+            guardrails: vec![guardrail(&["payments"], &["https://bank.example.com"])],
+            secrets: None,
+        };
+        let built = build(&declared);
+        assert_eq!(reason_of(&built, "api"), Reason::TokenLifetimeAboveMaximum);
+        assert!(built.config.apis.is_empty());
+        assert_eq!(reason_of(&built, "worker"), Reason::UnknownAudience);
+        assert!(built.config.clients["payments.worker"].audiences.is_empty());
     }
 
     #[test]
@@ -626,6 +760,7 @@ mod tests {
             let declared = Declared {
                 policies: vec![open.clone().into()],
                 clients: vec![client("apps", "worker", &grants).into()],
+                guardrails: Vec::new(),
                 secrets: None,
             };
             let built = build(&declared);
@@ -659,6 +794,7 @@ mod tests {
                 )
                 .into(),
             ],
+            guardrails: Vec::new(),
             secrets: None,
         };
         let built = build(&declared);
@@ -679,6 +815,7 @@ mod tests {
                 client("apps", "a", &[("https://nowhere", &[])]).into(),
                 client("apps", "b", &[("https://api", &["write"])]).into(),
             ],
+            guardrails: Vec::new(),
             secrets: None,
         };
         let built = build(&declared);
@@ -711,6 +848,7 @@ mod tests {
                 client("apps", "short", &[]).into(),
                 client("apps", "none", &[]).into(),
             ],
+            guardrails: Vec::new(),
             secrets: Some(secrets),
         };
         let built = build(&declared);

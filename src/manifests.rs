@@ -3,7 +3,7 @@
 //! standalone mode. Every problem names its file, document and field; a bad document is left
 //! out and the rest still load.
 
-use crate::api::{self, ApiClient, ApiTokenPolicy, FieldError, Kind};
+use crate::api::{self, ApiClient, ApiTokenPolicy, AudienceGuardrail, FieldError, Kind};
 use crate::config::Declared;
 use serde::Deserialize;
 use serde_json::Value;
@@ -48,11 +48,18 @@ impl fmt::Display for Problem {
     }
 }
 
-fn is_named<'a>(
-    namespace: &'a str,
-    name: &'a str,
-) -> impl Fn(&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool + 'a {
-    move |m| m.namespace.as_deref() == Some(namespace) && m.name.as_deref() == Some(name)
+/// Whether `object` is the one named `namespace`/`name` (`namespace` empty: cluster-scoped).
+fn is_named<T: kube::Resource>(object: &T, namespace: &str, name: &str) -> bool {
+    let meta = object.meta();
+    meta.namespace.as_deref().unwrap_or_default() == namespace && meta.name.as_deref() == Some(name)
+}
+
+fn find<'a, T: kube::Resource>(objects: &'a [Arc<T>], key: &ObjectKey) -> Option<&'a Arc<T>> {
+    objects.iter().find(|o| is_named(&***o, &key.1, &key.2))
+}
+
+fn to_json<T: serde::Serialize>(object: &T) -> Option<Value> {
+    serde_json::to_value(object).ok()
 }
 
 /// Everything read from a set of paths.
@@ -77,31 +84,24 @@ pub type ObjectKey = (Kind, String, String);
 impl Loaded {
     /// The admitted object `key` as JSON, as admission sees it.
     pub fn object(&self, key: &ObjectKey) -> Option<Value> {
-        let (kind, namespace, name) = key;
-        let same = is_named(namespace, name);
-        match kind {
-            Kind::ApiTokenPolicy => self
-                .declared
-                .policies
-                .iter()
-                .find(|p| same(&p.metadata))
-                .and_then(|p| serde_json::to_value(&**p).ok()),
-            Kind::ApiClient => self
-                .declared
-                .clients
-                .iter()
-                .find(|c| same(&c.metadata))
-                .and_then(|c| serde_json::to_value(&**c).ok()),
+        let declared = &self.declared;
+        match key.0 {
+            Kind::ApiTokenPolicy => find(&declared.policies, key).and_then(|o| to_json(&**o)),
+            Kind::ApiClient => find(&declared.clients, key).and_then(|o| to_json(&**o)),
+            Kind::AudienceGuardrail => find(&declared.guardrails, key).and_then(|o| to_json(&**o)),
         }
     }
 
     /// Leave the object `key` out, as if its document had not been admitted.
     pub fn remove(&mut self, key: &ObjectKey) {
-        let (kind, namespace, name) = key;
-        let same = is_named(namespace, name);
-        match kind {
-            Kind::ApiTokenPolicy => self.declared.policies.retain(|p| !same(&p.metadata)),
-            Kind::ApiClient => self.declared.clients.retain(|c| !same(&c.metadata)),
+        fn drop<T: kube::Resource>(objects: &mut Vec<Arc<T>>, key: &ObjectKey) {
+            objects.retain(|o| !is_named(&**o, &key.1, &key.2));
+        }
+        let declared = &mut self.declared;
+        match key.0 {
+            Kind::ApiTokenPolicy => drop(&mut declared.policies, key),
+            Kind::ApiClient => drop(&mut declared.clients, key),
+            Kind::AudienceGuardrail => drop(&mut declared.guardrails, key),
         }
         self.locations.remove(key);
     }
@@ -109,23 +109,14 @@ impl Loaded {
     /// Add the object `key` as `other` has it, from where `other` read it; false if `other`
     /// has no such object.
     pub fn copy_from(&mut self, other: &Loaded, key: &ObjectKey) -> bool {
-        let (kind, namespace, name) = key;
-        let same = is_named(namespace, name);
-        let copied = match kind {
-            Kind::ApiTokenPolicy => other
-                .declared
-                .policies
-                .iter()
-                .find(|p| same(&p.metadata))
-                .map(|p| self.declared.policies.push(p.clone()))
-                .is_some(),
-            Kind::ApiClient => other
-                .declared
-                .clients
-                .iter()
-                .find(|c| same(&c.metadata))
-                .map(|c| self.declared.clients.push(c.clone()))
-                .is_some(),
+        fn copy<T: kube::Resource>(to: &mut Vec<Arc<T>>, from: &[Arc<T>], key: &ObjectKey) -> bool {
+            find(from, key).map(|o| to.push(o.clone())).is_some()
+        }
+        let (to, from) = (&mut self.declared, &other.declared);
+        let copied = match key.0 {
+            Kind::ApiTokenPolicy => copy(&mut to.policies, &from.policies, key),
+            Kind::ApiClient => copy(&mut to.clients, &from.clients, key),
+            Kind::AudienceGuardrail => copy(&mut to.guardrails, &from.guardrails, key),
         };
         if let Some(location) = other.locations.get(key).filter(|_| copied) {
             self.locations.insert(key.clone(), location.clone());
@@ -276,21 +267,25 @@ fn load_document(location: Location, mut value: Value, loaded: &mut Loaded) {
         });
         return;
     };
-    if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut)
-        && !metadata.contains_key("namespace")
-    {
-        metadata.insert("namespace".into(), DEFAULT_NAMESPACE.into());
+    let ours = Kind::of(&api_version, &kind);
+    if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+        if ours.is_some_and(|k| !k.is_namespaced()) {
+            // As kubectl: a cluster-scoped object has no namespace, whatever the file says.
+            metadata.remove("namespace");
+        } else if !metadata.contains_key("namespace") {
+            metadata.insert("namespace".into(), DEFAULT_NAMESPACE.into());
+        }
     }
     if api_version == "v1" && kind == "Secret" {
         load_secret(&value, loaded);
         return;
     }
-    let Some(kind) = Kind::of(&api_version, &kind) else {
+    let Some(kind) = ours else {
         if api_version.starts_with(&format!("{}/", api::GROUP)) {
             let error = FieldError {
                 path: String::new(),
                 message: format!(
-                    "no kind {kind:?} in version {api_version:?}: {} has ApiTokenPolicy and ApiClient",
+                    "no kind {kind:?} in version {api_version:?}: {} has ApiTokenPolicy, ApiClient and AudienceGuardrail",
                     api::API_VERSION
                 ),
             };
@@ -305,7 +300,7 @@ fn load_document(location: Location, mut value: Value, loaded: &mut Loaded) {
     };
     let namespace = text(&value["metadata"], "namespace").unwrap_or_default();
     let name = text(&value["metadata"], "name").unwrap_or_default();
-    let object = format!("{} {namespace}/{name}", kind.as_str());
+    let object = object_name(kind, &namespace, &name);
     let admitted = match api::admit(kind, &value) {
         Ok(admitted) => admitted,
         Err(errors) => {
@@ -341,6 +336,8 @@ fn load_document(location: Location, mut value: Value, loaded: &mut Loaded) {
             .map(|p| loaded.declared.policies.push(Arc::new(p))),
         Kind::ApiClient => serde_json::from_value::<ApiClient>(admitted)
             .map(|c| loaded.declared.clients.push(Arc::new(c))),
+        Kind::AudienceGuardrail => serde_json::from_value::<AudienceGuardrail>(admitted)
+            .map(|g| loaded.declared.guardrails.push(Arc::new(g))),
     };
     match typed {
         Ok(()) => {
@@ -354,6 +351,15 @@ fn load_document(location: Location, mut value: Value, loaded: &mut Loaded) {
                 message: format!("cannot decode: {e}"),
             },
         }),
+    }
+}
+
+/// How problems name an object: `Kind namespace/name`, or `Kind name` when cluster-scoped.
+pub fn object_name(kind: Kind, namespace: &str, name: &str) -> String {
+    if kind.is_namespaced() {
+        format!("{} {namespace}/{name}", kind.as_str())
+    } else {
+        format!("{} {name}", kind.as_str())
     }
 }
 

@@ -16,6 +16,7 @@ pub fn check(paths: &[PathBuf]) -> (Loaded, Vec<Problem>) {
     let declared = Declared {
         policies: loaded.declared.policies.clone(),
         clients: loaded.declared.clients.clone(),
+        guardrails: loaded.declared.guardrails.clone(),
         // Secrets are usually not in Git; they are checked where they live.
         secrets: None,
     };
@@ -50,11 +51,10 @@ pub fn check(paths: &[PathBuf]) -> (Loaded, Vec<Problem>) {
         }
         problems.push(Problem {
             location: location.clone(),
-            object: Some(format!(
-                "{} {}/{}",
-                verdict.kind.as_str(),
-                verdict.namespace,
-                verdict.name
+            object: Some(manifests::object_name(
+                verdict.kind,
+                &verdict.namespace,
+                &verdict.name,
             )),
             error: FieldError {
                 path: field_of(verdict.reason).to_owned(),
@@ -68,7 +68,12 @@ pub fn check(paths: &[PathBuf]) -> (Loaded, Vec<Problem>) {
 
 fn field_of(reason: Reason) -> &'static str {
     match reason {
-        Reason::AudienceConflict => "spec.audience",
+        Reason::AudienceConflict | Reason::AudienceReserved | Reason::AudienceNotAllowed => {
+            "spec.audience"
+        }
+        Reason::TokenLifetimeAboveMaximum => "spec.tokenExpirationSeconds",
+        Reason::OfflineAccessForbidden => "spec.offlineAccess",
+        Reason::SigningAlgorithmNotAllowed => "spec.signingAlgorithm",
         Reason::ClientIdConflict => "spec.clientId",
         Reason::UnknownAudience | Reason::NamespaceNotAllowed | Reason::UnknownScope => {
             "spec.audiences"
@@ -101,8 +106,12 @@ pub fn run(paths: &[PathBuf]) -> ExitCode {
         );
     }
     if problems.is_empty() {
+        let guardrails = match count(Kind::AudienceGuardrail) {
+            0 => String::new(),
+            n => format!(", within {n} AudienceGuardrail objects"),
+        };
         println!(
-            "ok: {} ApiTokenPolicy and {} ApiClient objects are valid",
+            "ok: {} ApiTokenPolicy and {} ApiClient objects are valid{guardrails}",
             count(Kind::ApiTokenPolicy),
             count(Kind::ApiClient)
         );

@@ -228,3 +228,38 @@ fn a_problem_in_one_file_does_not_hide_the_others() {
         "{text}"
     );
 }
+
+#[test]
+fn a_policy_that_breaks_an_audience_guardrail_given_alongside_is_reported_with_the_rule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guardrail = write(
+        dir.path(),
+        "platform.yaml",
+        "apiVersion: tokenwarden.dev/v1alpha1\nkind: AudienceGuardrail\n\
+         metadata: {name: payments, namespace: ignored-for-a-cluster-scoped-kind}\n\
+         spec: {namespaces: [payments], audiences: [\"https://*.payments.example.com\"]}\n",
+    );
+    let policy = write(
+        dir.path(),
+        "team.yaml",
+        "apiVersion: tokenwarden.dev/v1alpha1\nkind: ApiTokenPolicy\n\
+         metadata: {name: claim, namespace: marketing}\n\
+         spec: {audience: https://bank.payments.example.com}\n",
+    );
+    let (code, text) = validate(&[&policy]);
+    assert_eq!(code, 0, "without the guardrail the policy is valid: {text}");
+    let (code, text) = validate(&[&guardrail, &policy]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(
+            "team.yaml: document 1 (ApiTokenPolicy marketing/claim): spec.audience: AudienceReserved: audience https://bank.payments.example.com is reserved by AudienceGuardrail payments for the namespaces payments"
+        ),
+        "{text}"
+    );
+    let (code, text) = validate(&[&guardrail]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("ok: 0 ApiTokenPolicy and 0 ApiClient objects are valid, within 1 AudienceGuardrail objects"),
+        "{text}"
+    );
+}

@@ -99,9 +99,11 @@ struct Schemas {
 fn schemas(kind: Kind) -> &'static Schemas {
     static POLICY: OnceLock<Schemas> = OnceLock::new();
     static CLIENT: OnceLock<Schemas> = OnceLock::new();
+    static GUARDRAIL: OnceLock<Schemas> = OnceLock::new();
     let cell = match kind {
         Kind::ApiTokenPolicy => &POLICY,
         Kind::ApiClient => &CLIENT,
+        Kind::AudienceGuardrail => &GUARDRAIL,
     };
     cell.get_or_init(|| {
         let crd = kind.crd();

@@ -88,6 +88,7 @@ pub fn declared(n: usize) -> Declared {
     Declared {
         policies,
         clients,
+        guardrails: Vec::new(),
         secrets: Some(secrets),
     }
 }

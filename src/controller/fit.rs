@@ -121,6 +121,8 @@ fn oldest(declared: &Declared, kept: &[ObjectKey]) -> Declared {
             .filter(|c| has(Kind::ApiClient, c.namespace(), c.name_any()))
             .cloned()
             .collect::<Vec<Arc<ApiClient>>>(),
+        // Guardrails are rules, not published objects: every cut keeps them all.
+        guardrails: declared.guardrails.clone(),
         secrets: declared.secrets.clone(),
     }
 }

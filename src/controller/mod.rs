@@ -1,5 +1,5 @@
-//! `tokenwarden controller`: the operator. It follows every ApiTokenPolicy and ApiClient in
-//! the cluster, computes the issuer's configuration with the same pure function standalone
+//! `tokenwarden controller`: the operator. It follows every ApiTokenPolicy, ApiClient and
+//! AudienceGuardrail in the cluster, computes the issuer's configuration with the same pure function standalone
 //! mode uses ([`crate::config::build`]), writes it into ConfigMaps in `--namespace`
 //! ([`crate::config_objects`]) and tells every object whether it is enforced.
 //!
@@ -29,7 +29,7 @@ pub mod reconcile;
 pub mod secrets;
 pub mod status;
 
-use crate::api::{ApiClient, ApiTokenPolicy};
+use crate::api::{ApiClient, ApiTokenPolicy, AudienceGuardrail};
 use crate::config_objects::{self, MANIFEST_NAME, ObjectsError};
 use axum::Router;
 use axum::extract::State;
@@ -196,6 +196,11 @@ pub async fn run(
         watcher::Config::default(),
         &trigger,
     );
+    let guardrails = follow(
+        Api::<AudienceGuardrail>::all(client.clone()),
+        watcher::Config::default(),
+        &trigger,
+    );
     let secret_scope = SecretScope::new(options.secret_namespaces.as_deref());
     let labelled: Vec<Store<Secret>> = secret_scope
         .apis(&client)
@@ -232,9 +237,10 @@ pub async fn run(
     };
     tokio::select! {
         () = shutdown.cancelled() => return finish(server, election).await,
-        _ = futures::future::join3(
+        _ = futures::future::join4(
             policies.wait_until_ready(),
             clients.wait_until_ready(),
+            guardrails.wait_until_ready(),
             secrets_listed,
         ) => {}
     }
@@ -256,6 +262,7 @@ pub async fn run(
         namespace,
         policies,
         clients,
+        guardrails,
         metrics: metrics.clone(),
     };
     let mut backoff = BACKOFF_MIN;

@@ -8,7 +8,7 @@ use super::metrics::{KindLabel, Metrics, StepLabel};
 use super::publish::{self, Published};
 use super::secrets::ClientSecrets;
 use super::{ControllerError, FIELD_MANAGER, fit, keys, status};
-use crate::api::{ApiClient, ApiTokenPolicy, Kind};
+use crate::api::{ApiClient, ApiTokenPolicy, AudienceGuardrail, Kind};
 use crate::config::{self, Declared, Verdict};
 use crate::config_objects::ObjectsError;
 use futures::StreamExt as _;
@@ -67,6 +67,7 @@ pub struct Reconciler {
     pub namespace: String,
     pub policies: Store<ApiTokenPolicy>,
     pub clients: Store<ApiClient>,
+    pub guardrails: Store<AudienceGuardrail>,
     pub secrets: ClientSecrets,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
@@ -118,7 +119,12 @@ impl Reconciler {
         }
         steps.keys = lap(&mut mark);
 
-        let declared = Declared::from_caches(policies.clone(), clients.clone(), secrets);
+        let declared = Declared::from_caches(
+            policies.clone(),
+            clients.clone(),
+            self.guardrails.state(),
+            secrets,
+        );
         // Building and compressing is CPU work (about 130 ms at 10,000 objects, several times
         // that when the configuration has to be cut): off the runtime that renews the Lease.
         let (mut built, encoded) = tokio::task::spawn_blocking(move || fit::fit(&declared))
@@ -222,6 +228,8 @@ impl Reconciler {
                     );
                     StatusWrite::needed(Kind::ApiClient, *c, stored, &desired)
                 }),
+                // Guardrails are rules without a status: no verdict is about one.
+                Kind::AudienceGuardrail => None,
             }
         });
         let mut total = 0;
@@ -253,6 +261,7 @@ impl Reconciler {
                 .patch_status(&write.name, &params, &Patch::Apply(&write.body))
                 .await
                 .map(drop),
+            Kind::AudienceGuardrail => return Ok(()),
         };
         match result {
             Ok(()) => {}

@@ -104,7 +104,7 @@ fn refuse_forbidden_updates(loaded: &mut Loaded, last_good: &Loaded) {
             continue;
         };
         if let Err(errors) = api::admit_update(key.0, &new, &old) {
-            let object = format!("{} {}/{}", key.0.as_str(), key.1, key.2);
+            let object = manifests::object_name(key.0, &key.1, &key.2);
             let problems = errors.into_iter().map(|error| Problem {
                 location: location.clone(),
                 object: Some(object.clone()),
