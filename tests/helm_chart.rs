@@ -600,3 +600,31 @@ async fn helm_template_renders_manifests_the_api_server_accepts() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test]
+async fn the_issuer_drains_for_its_configured_period_within_a_grace_period_that_covers_it() {
+    for (values, drain) in [("{}", 5), ("issuer: {shutdown: {drainSeconds: 12}}", 12)] {
+        let objects = render(support::cluster(), "tw", "tw-system", values).expect("helm template");
+        let issuer = find(&objects, "Deployment", "issuer");
+        assert!(
+            args_of(issuer).contains(&format!("--shutdown-drain-seconds={drain}")),
+            "{values}"
+        );
+        let grace = issuer["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+            .as_i64()
+            .expect("a grace period");
+        assert_eq!(
+            grace,
+            drain + 35,
+            "drain, the 30 s request timeout, 5 s spare"
+        );
+    }
+    let refused = render(
+        support::cluster(),
+        "tw",
+        "tw-system",
+        "issuer: {shutdown: {drainSeconds: 301}}",
+    )
+    .expect_err("the schema bounds the drain");
+    assert!(refused.contains("drainSeconds"), "{refused}");
+}

@@ -107,6 +107,82 @@ async fn a_closed_log_pipe_neither_breaks_requests_nor_stops_shutdown() {
     assert!(issuer.stop_gracefully(), "a clean exit on SIGTERM");
 }
 
+/// SIGTERM with a drain period, as the chart sets it: `/readyz` fails at once (so a Service
+/// stops sending new requests), tokens are still issued for the whole period and every answer
+/// closes its connection (so kept-alive clients move to another replica), then the process
+/// exits cleanly, not before.
+#[tokio::test]
+async fn on_sigterm_readiness_fails_at_once_and_the_issuer_serves_through_the_drain_then_exits() {
+    let dir = folder_with_policies(STANDARD);
+    let drain = ["--shutdown-drain-seconds".to_owned(), "2".to_owned()];
+    let mut issuer = start_standalone_with(dir.path(), free_port(), &drain, &[]).await;
+    let http = reqwest::Client::new();
+    let token = |http: reqwest::Client, base: String| async move {
+        let response = http
+            .post(format!("{base}/oauth/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "worker"),
+                ("client_secret", SECRET),
+            ])
+            .send()
+            .await
+            .expect("an answer");
+        let closes = response
+            .headers()
+            .get("connection")
+            .is_some_and(|v| v == "close");
+        let json: serde_json::Value = response.json().await.expect("json");
+        (json["access_token"].is_string(), closes)
+    };
+    assert_eq!(
+        token(http.clone(), issuer.base.clone()).await,
+        (true, false)
+    );
+
+    assert!(issuer.terminate(), "SIGTERM sent");
+    let sent = Instant::now();
+    loop {
+        let ready = http
+            .get(format!("{}/readyz", issuer.base))
+            .send()
+            .await
+            .expect("still answering");
+        if ready.status() == 503 {
+            assert_eq!(ready.text().await.expect("text"), "shutting down");
+            break;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_millis(500),
+            "readiness fails at once"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        token(http.clone(), issuer.base.clone()).await,
+        (true, true),
+        "served while draining, closing the connection"
+    );
+    tokio::time::sleep(Duration::from_millis(1_500).saturating_sub(sent.elapsed())).await;
+    assert_eq!(token(http.clone(), issuer.base.clone()).await, (true, true));
+    let status = loop {
+        if let Some(status) = issuer.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(10),
+            "exits after the drain"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{}", issuer.log_text());
+    assert!(
+        sent.elapsed() >= Duration::from_secs(2),
+        "not before the drain period ends: {:?}",
+        sent.elapsed()
+    );
+}
+
 /// The standalone issuer on a new port, under one `--issuer-url` across restarts: an access
 /// token's `iss` must stay the issuer's for introspection to find it active.
 async fn start_named(dir: &std::path::Path) -> fixtures::binary::RunningIssuer {

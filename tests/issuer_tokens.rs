@@ -545,3 +545,56 @@ async fn the_metrics_count_token_requests_by_grant_audience_and_outcome_never_ra
     }
     assert!(!metrics.contains("attacker"), "{metrics}");
 }
+
+#[tokio::test]
+async fn readyz_fails_while_draining_and_every_answer_then_closes_its_connection() {
+    let issuer = TestIssuer::new(&policies_for("ES256"));
+    let ready = issuer.get("/readyz").await;
+    assert_eq!((ready.status.as_u16(), ready.text.as_str()), (200, "ok"));
+    assert!(ready.headers.get("connection").is_none());
+
+    issuer.issuer.draining.start();
+    let ready = issuer.get("/readyz").await;
+    assert_eq!(
+        (ready.status.as_u16(), ready.text.as_str()),
+        (503, "shutting down")
+    );
+    let token = issuer
+        .post(
+            "/oauth/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("audience", "https://api-600.example.com"),
+            ],
+            Some(("worker", SECRET)),
+        )
+        .await;
+    assert!(token.ok()["access_token"].is_string(), "still served");
+    assert_eq!(token.headers["connection"], "close");
+}
+
+#[tokio::test]
+async fn readyz_fails_while_a_policy_names_an_algorithm_without_an_active_key() {
+    let issuer = TestIssuer::new(&policies_for("PS256"));
+    assert_eq!(issuer.get("/readyz").await.status.as_u16(), 200);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let only_es256 = tokenwarden::tokens::KeySet::load_or_generate(
+        &dir.path().join("keys.json"),
+        &[tokenwarden::tokens::Algorithm::Es256],
+        fixtures::T0,
+    )
+    .expect("keys");
+    issuer
+        .issuer
+        .keys
+        .store(std::sync::Arc::new(tokenwarden::issuer::Keys::new(
+            only_es256,
+            fixtures::T0,
+        )));
+    let ready = issuer.get("/readyz").await;
+    assert_eq!(ready.status.as_u16(), 503);
+    assert_eq!(
+        ready.text,
+        "no active PS256 signing key, which a policy names"
+    );
+}

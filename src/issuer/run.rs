@@ -8,7 +8,7 @@ use super::cluster::ClusterSource;
 use super::key_file::KeyFile;
 use super::snapshot::{ConfigSource, Policies};
 use super::standalone::DirectorySource;
-use super::state::{Clock, Issuer, Keys};
+use super::state::{Clock, Draining, Issuer, Keys};
 use super::upstream::{Upstream, UpstreamOptions};
 use super::users::Users;
 use crate::store::{AnyStore, DatabaseUrl, EmbeddedStore, PostgresStore, Store, StoreError};
@@ -80,6 +80,18 @@ pub struct IssuerOptions {
     /// The issuer identifier (`iss`). Default: `http://<listen>`.
     #[arg(long, env = "TOKENWARDEN_ISSUER_URL", value_name = "URL")]
     pub issuer_url: Option<String>,
+    /// Seconds the issuer keeps serving after SIGTERM or SIGINT, with `/readyz` failing and
+    /// every answer closing its connection, so that Services and load balancers move clients
+    /// to other replicas before it stops accepting; then requests in flight finish and it
+    /// exits. 0: stop accepting at once (requests in flight still finish).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_SHUTDOWN_DRAIN_SECONDS",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u64).range(0..=300),
+        value_name = "SECONDS"
+    )]
+    pub shutdown_drain_seconds: u64,
     /// Standalone mode rotates `keys.json` itself; in cluster mode the controller rotates.
     #[command(flatten)]
     pub rotation: crate::tokens::rotation::RotationOptions,
@@ -206,6 +218,7 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
         clock,
         metrics: Arc::default(),
         upstream,
+        draining: Draining::default(),
     };
     let listener = bind(options.listen).await?;
     let metrics_listener = bind(options.metrics_listen).await?;
@@ -220,6 +233,12 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
         "issuer started"
     );
 
+    // The signal starts the drain; the servers and background tasks stop when it ends.
+    let shutdown = drain(
+        shutdown,
+        issuer.draining.clone(),
+        Duration::from_secs(options.shutdown_drain_seconds),
+    );
     let stop = shutdown.clone();
     let stopped = async move { stop.cancelled().await };
     match source {
@@ -315,6 +334,25 @@ async fn discover(upstream: Arc<Upstream>) {
             "the upstream OpenID Provider cannot be used yet; sign-ins through it will retry"
         ),
     }
+}
+
+/// A token cancelled `period` after `signal` is: meanwhile the issuer is [`Draining`].
+fn drain(signal: CancellationToken, draining: Draining, period: Duration) -> CancellationToken {
+    let stop = CancellationToken::new();
+    let stopping = stop.clone();
+    tokio::spawn(async move {
+        signal.cancelled().await;
+        draining.start();
+        if !period.is_zero() {
+            tracing::info!(
+                drain_seconds = period.as_secs(),
+                "draining: not ready, still serving, then finishing the requests in flight"
+            );
+            tokio::time::sleep(period).await;
+        }
+        stopping.cancel();
+    });
+    stop
 }
 
 async fn cancelled(token: CancellationToken) {

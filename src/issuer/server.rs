@@ -53,7 +53,27 @@ pub fn router(issuer: Issuer) -> Router {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            issuer.clone(),
+            close_while_draining,
+        ))
         .with_state(issuer)
+}
+
+/// While the issuer drains ([`super::state::Draining`]), every answer closes its connection,
+/// so that a client that keeps connections alive opens its next one to another replica.
+async fn close_while_draining(
+    State(issuer): State<Issuer>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    if issuer.draining.is_draining() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// The size and time limits of every request.

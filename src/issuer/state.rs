@@ -9,7 +9,7 @@ use crate::store::AnyStore;
 use crate::tokens::{Jwks, KeySet, Minter, Verifier};
 use arc_swap::ArcSwap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The time, as unix seconds. Handlers read it once per request and pass it down.
@@ -69,6 +69,22 @@ impl Keys {
     }
 }
 
+/// Whether the issuer is shutting down: from the signal on, `/readyz` fails (so load balancers
+/// and Services stop sending new requests) and answers close their connections, while the
+/// issuer still serves for the drain period and lets requests in flight finish.
+#[derive(Clone, Debug, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    pub fn start(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 /// The issuer's shared state.
 #[derive(Clone, Debug)]
 pub struct Issuer {
@@ -84,4 +100,5 @@ pub struct Issuer {
     pub metrics: Arc<Metrics>,
     /// The upstream OpenID Connect connector, when `--oidc-issuer` is set.
     pub upstream: Option<Arc<Upstream>>,
+    pub draining: Draining,
 }

@@ -1,19 +1,25 @@
-//! Liveness and readiness. Live: the process answers. Ready: a configuration is loaded and
-//! signing keys exist, so a token request can succeed.
+//! Liveness and readiness. Live: the process answers. Ready: a configuration is loaded, there
+//! is an active signing key for every algorithm its policies name (so every token request it
+//! allows can succeed), and the issuer is not shutting down.
 
 use crate::issuer::state::Issuer;
 use crate::tokens::Algorithm;
 use axum::extract::State;
 use axum::http::StatusCode;
+use std::borrow::Cow;
 
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
-pub async fn readyz(State(issuer): State<Issuer>) -> (StatusCode, &'static str) {
+pub async fn readyz(State(issuer): State<Issuer>) -> (StatusCode, Cow<'static, str>) {
+    let not_ready = |why: Cow<'static, str>| (StatusCode::SERVICE_UNAVAILABLE, why);
+    if issuer.draining.is_draining() {
+        return not_ready("shutting down".into());
+    }
+    let keys = &issuer.keys.load().set;
     if !issuer.policies.is_loaded() {
         // In cluster mode a configuration waits for the signing keys: say which is missing.
-        let keys = &issuer.keys.load().set;
         let message = if Algorithm::ALL
             .iter()
             .all(|a| keys.signing_key(*a).is_none())
@@ -22,7 +28,17 @@ pub async fn readyz(State(issuer): State<Issuer>) -> (StatusCode, &'static str) 
         } else {
             "no configuration loaded yet"
         };
-        return (StatusCode::SERVICE_UNAVAILABLE, message);
+        return not_ready(message.into());
     }
-    (StatusCode::OK, "ok")
+    let snapshot = issuer.policies.current();
+    let unsigned = snapshot
+        .config
+        .apis
+        .values()
+        .map(|api| api.signing_algorithm)
+        .find(|alg| keys.signing_key(*alg).is_none());
+    if let Some(alg) = unsigned {
+        return not_ready(format!("no active {alg} signing key, which a policy names").into());
+    }
+    (StatusCode::OK, "ok".into())
 }
