@@ -224,6 +224,8 @@ fn a_manifest_of_an_unknown_format_or_shard_count_is_refused() {
         ("shards", "0"),
         ("shards", "33"),
         ("format", "zstd-json-v9"),
+        // postcard without the fields v2 added: misread, not refused, if it were accepted.
+        ("format", "gzip-postcard-v1"),
     ] {
         let mut map = good.clone();
         map.data
