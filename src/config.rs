@@ -72,6 +72,9 @@ pub struct ApiConfig {
     pub signing_algorithm: SigningAlgorithm,
     pub scopes: BTreeSet<String>,
     pub refresh_tokens: RefreshTokenSettings,
+    /// The descriptions the policy gives its scopes, shown where a user agrees to a sign-in.
+    #[serde(default)]
+    pub scope_descriptions: BTreeMap<String, String>,
 }
 
 /// One client, as accepted.
@@ -80,6 +83,9 @@ pub struct ApiConfig {
 pub struct ClientConfig {
     pub client_id: String,
     pub namespace: String,
+    /// `spec.displayName`, shown with the client id where a user agrees to a sign-in.
+    #[serde(default)]
+    pub display_name: Option<String>,
     pub client_type: ClientType,
     /// SHA-256 of the client secret (Confidential clients whose Secret is known).
     #[serde(default, with = "hex_hash")]
@@ -95,6 +101,7 @@ impl std::fmt::Debug for ClientConfig {
         f.debug_struct("ClientConfig")
             .field("client_id", &self.client_id)
             .field("namespace", &self.namespace)
+            .field("display_name", &self.display_name)
             .field("client_type", &self.client_type)
             .field("secret_sha256", &self.secret_sha256.map(|_| "<redacted>"))
             .field("grant_types", &self.grant_types)
@@ -462,6 +469,11 @@ fn api_config(policy: &ApiTokenPolicy) -> ApiConfig {
         signing_algorithm: spec.signing_algorithm,
         scopes: spec.scopes.iter().map(|s| s.name.clone()).collect(),
         refresh_tokens: spec.refresh_tokens.clone(),
+        scope_descriptions: spec
+            .scopes
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.description.clone()?)))
+            .collect(),
     }
 }
 
@@ -543,6 +555,7 @@ fn client_config(
     let config = ClientConfig {
         client_id,
         namespace,
+        display_name: client.spec.display_name.clone(),
         client_type: client.spec.client_type,
         secret_sha256,
         grant_types: client.spec.grant_types.iter().copied().collect(),

@@ -6,7 +6,7 @@
 //! MiB even in a compact binary serialisation, so the configuration is serialised with
 //! postcard (serde's derives, no field names), gzip-compressed and cut into fixed-name shards:
 //!
-//! - `tokenwarden-issuer-config` (the manifest): `data.format` (`gzip-postcard-v1`),
+//! - `tokenwarden-issuer-config` (the manifest): `data.format` (`gzip-postcard-v2`),
 //!   `data.revision` (grows by one with every change), `data.sha256` (of the uncompressed
 //!   bytes) and `data.shards` (how many shards).
 //! - `tokenwarden-issuer-config-1` .. `-N`: `binaryData["config.postcard.gz"]`, one slice of
@@ -101,7 +101,10 @@ impl Format {
     /// The manifest's `data.format`.
     pub fn name(self) -> &'static str {
         match self {
-            Format::Postcard => "gzip-postcard-v1",
+            // postcard has no field names: a field added to the configuration is a new
+            // version, so that an issuer of another version refuses it instead of misreading
+            // it (v2: ClientConfig.displayName, ApiConfig.scopeDescriptions).
+            Format::Postcard => "gzip-postcard-v2",
             Format::Json => "gzip-json-v1",
         }
     }

@@ -126,75 +126,105 @@ async fn a_wrong_password_and_an_unknown_user_get_the_same_generic_answer() {
     assert_eq!(retry.status, StatusCode::SEE_OTHER);
 }
 
-#[tokio::test]
-async fn pkce_is_required_and_plain_is_refused_back_at_the_client() {
-    let issuer = TestIssuer::with_users(STANDARD);
-    for changes in [
-        &[("code_challenge", "")][..],
-        &[("code_challenge_method", "")],
-        &[("code_challenge_method", "plain")],
+/// The errors a request can have once its client and redirect URI are known, with the code
+/// each sends back.
+const REQUEST_ERRORS: &[(&[(&str, &str)], &str)] = &[
+    (&[("code_challenge", "")], "invalid_request"),
+    (&[("code_challenge_method", "")], "invalid_request"),
+    (&[("code_challenge_method", "plain")], "invalid_request"),
+    (
         &[
             ("code_challenge", VERIFIER),
             ("code_challenge_method", "plain"),
         ],
-    ] {
+        "invalid_request",
+    ),
+    (&[("response_type", "token")], "unsupported_response_type"),
+    (&[("scope", "admin")], "invalid_scope"),
+    (
+        &[("audience", "https://banking.example.com")],
+        "invalid_target",
+    ),
+    (
+        &[("resource", "https://nowhere.example.com")],
+        "invalid_target",
+    ),
+    (&[("prompt", "none")], "login_required"),
+];
+
+#[tokio::test]
+async fn errors_of_a_first_party_clients_request_go_back_to_it_at_once_with_state_and_iss() {
+    let issuer = TestIssuer::with_users(STANDARD).with_first_party("apps/web");
+    for (changes, code) in REQUEST_ERRORS {
         let reply = issuer.browser().get(&authorize_path(changes)).await;
         assert_eq!(reply.status, StatusCode::FOUND, "{changes:?}");
         let (target, params) = reply.redirect();
         assert_eq!(target, WEB_CB);
-        assert_eq!(params["error"], "invalid_request");
+        assert_eq!(params["error"], *code, "{changes:?}");
+        assert_eq!(params["state"], "xyz");
+        assert_eq!(params["iss"], ISSUER_URL);
+    }
+}
+
+/// RFC 9700 §4.11.2: any team may register a client with any redirect URI, so an error in a
+/// request the user has not acted on is not sent there by itself: the page says what is
+/// wrong and who asked, and the user may follow a link back with `error`, `state` and `iss`.
+#[tokio::test]
+async fn errors_of_other_clients_requests_show_a_page_and_go_back_only_if_the_user_follows_its_link()
+ {
+    let yaml = STANDARD.replace(
+        "  clientId: web\n",
+        "  clientId: web\n  displayName: \"To-do <b>Web</b>\"\n",
+    );
+    // The same client id in another namespace is not the first-party one.
+    let issuer = TestIssuer::with_users(&yaml).with_first_party("platform/web");
+    for (changes, code) in REQUEST_ERRORS {
+        let reply = issuer.browser().get(&authorize_path(changes)).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{changes:?}");
+        assert!(!reply.headers.contains_key(header::LOCATION), "{changes:?}");
+        let html = &reply.text;
+        assert!(html.contains("Sign-in cannot continue"), "{html}");
+        assert!(
+            html.contains("<strong>To-do &lt;b&gt;Web&lt;/b&gt;</strong>")
+                && html.contains("(<code>web</code>)"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<strong>https://app.example.com</strong>"),
+            "{html}"
+        );
+        let start = html
+            .find(r#"<a class="secondary" href=""#)
+            .expect("a link back")
+            + r#"<a class="secondary" href=""#.len();
+        let href = html[start..start + html[start..].find('"').expect("end")].replace("&amp;", "&");
+        assert!(href.starts_with(&format!("{WEB_CB}?")), "{href}");
+        let params = fixtures::query(&href);
+        assert_eq!(params["error"], *code, "{changes:?}");
         assert_eq!(params["state"], "xyz");
         assert_eq!(params["iss"], ISSUER_URL);
     }
 }
 
 #[tokio::test]
-async fn a_malformed_query_goes_back_to_the_client_when_its_return_address_is_trusted() {
-    let issuer = TestIssuer::with_users(STANDARD);
-    for extra in ["&scope=todos:write", "&x=%FF", "&nonce=a&nonce=b"] {
-        let path = authorize_path(&[]) + extra;
-        let reply = issuer.browser().get(&path).await;
-        assert_eq!(reply.status, StatusCode::FOUND, "{extra}");
-        let (target, params) = reply.redirect();
-        assert_eq!(target, WEB_CB);
-        assert_eq!(params["error"], "invalid_request");
-        assert_eq!(params["state"], "xyz");
-    }
-    // Without a trusted return address, a page, never a redirect.
-    for extra in [
-        "&client_id=web",
-        "&redirect_uri=https://evil.example.com/cb",
-    ] {
-        let path = authorize_path(&[]) + extra;
-        let reply = issuer.browser().get(&path).await;
-        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{extra}");
-        assert!(reply.headers.get(header::LOCATION).is_none());
-    }
-}
-
-#[tokio::test]
-async fn other_request_errors_go_back_to_the_client_with_their_codes() {
-    let issuer = TestIssuer::with_users(STANDARD);
-    for (changes, code) in [
-        (
-            &[("response_type", "token")][..],
-            "unsupported_response_type",
-        ),
-        (&[("scope", "admin")], "invalid_scope"),
-        (
-            &[("audience", "https://banking.example.com")],
-            "invalid_target",
-        ),
-        (
-            &[("resource", "https://nowhere.example.com")],
-            "invalid_target",
-        ),
-        (&[("prompt", "none")], "login_required"),
-    ] {
-        let reply = issuer.browser().get(&authorize_path(changes)).await;
-        let (_, params) = reply.redirect();
-        assert_eq!(params["error"], code, "{changes:?}");
-        assert_eq!(params["state"], "xyz");
+async fn a_malformed_query_gets_an_error_page_and_never_a_redirect() {
+    let first_party = TestIssuer::with_users(STANDARD).with_first_party("apps/web");
+    let other = TestIssuer::with_users(STANDARD);
+    for issuer in [&first_party, &other] {
+        for extra in [
+            "&scope=todos:write",
+            "&x=%FF",
+            "&nonce=a&nonce=b",
+            "&client_id=web",
+            "&redirect_uri=https://evil.example.com/cb",
+        ] {
+            let path = authorize_path(&[]) + extra;
+            let reply = issuer.browser().get(&path).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{extra}");
+            assert!(reply.headers.get(header::LOCATION).is_none(), "{extra}");
+            assert!(reply.text.contains("The sign-in request is malformed."));
+            assert!(!reply.text.contains("href="), "no way back: {}", reply.text);
+        }
     }
 }
 
@@ -528,10 +558,16 @@ async fn a_hostile_state_username_audience_and_scope_are_escaped_on_the_page_and
 
 #[tokio::test]
 async fn without_users_the_client_gets_access_denied() {
-    let issuer = TestIssuer::standard();
+    let issuer = TestIssuer::standard().with_first_party("apps/web");
     let reply = issuer.browser().get(&authorize_path(&[])).await;
     let (_, params) = reply.redirect();
     assert_eq!(params["error"], "access_denied");
+    // Another client, only through the page's link.
+    let issuer = TestIssuer::standard();
+    let reply = issuer.browser().get(&authorize_path(&[])).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(!reply.headers.contains_key(header::LOCATION));
+    assert!(reply.text.contains("error=access_denied"), "{}", reply.text);
 }
 
 #[tokio::test]
@@ -820,10 +856,73 @@ async fn a_callback_with_an_unknown_state_or_without_a_connector_is_an_error_pag
 
 #[tokio::test]
 async fn with_only_the_provider_and_it_down_authorize_shows_an_error_page() {
-    let issuer = TestIssuer::standard().with_upstream(&unreachable_provider());
+    let issuer = TestIssuer::standard()
+        .with_upstream(&unreachable_provider())
+        .with_first_party("apps/web");
     let reply = issuer.browser().get(&authorize_path(&[])).await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
     assert!(reply.text.contains("identity provider cannot be reached"));
+}
+
+/// With only the provider, a client the platform does not vouch for could otherwise get a
+/// code silently for anyone with a session there: the page shows who asks for which API and
+/// scopes, and only its button (with the form's CSRF token and cookie) leaves for the provider.
+#[tokio::test]
+async fn with_only_the_provider_another_clients_request_waits_on_a_page_for_the_users_agreement() {
+    let yaml = STANDARD
+        .replace(
+            "  clientId: web\n",
+            "  clientId: web\n  displayName: \"To-do <b>Web</b>\"\n",
+        )
+        .replace(
+            r#"{name: "todos:read"}"#,
+            r#"{name: "todos:read", description: "Read your <to-do> lists"}"#,
+        );
+    let issuer = TestIssuer::new(&yaml).with_upstream(&unreachable_provider());
+    let mut browser = issuer.browser();
+    let page = browser.get(&authorize_path(&[])).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(!page.headers.contains_key(header::LOCATION));
+    let html = &page.text;
+    for needle in [
+        "to continue to <strong>To-do &lt;b&gt;Web&lt;/b&gt;</strong> <span class=\"client-id\">(<code>web</code>)</span>",
+        "will get access to <strong>https://todo.example.com</strong>",
+        "<li><code>todos:read</code>: Read your &lt;to-do&gt; lists</li>",
+        "offline access",
+        r#"name="connector" value="oidc""#,
+        r#"name="cancel""#,
+    ] {
+        assert!(html.contains(needle), "missing {needle}:\n{html}");
+    }
+    assert!(!html.contains(r#"name="password""#));
+    let form = page.login_form();
+
+    // Without the form's cookie (another browser) or with another CSRF token: refused.
+    let forged = issuer.browser().press_upstream(&form).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(!forged.headers.contains_key(header::LOCATION));
+    let wrong = fixtures::LoginForm {
+        csrf_token: "A".repeat(43),
+        ..form.clone()
+    };
+    let forged = browser.press_upstream(&wrong).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+
+    // The button leaves for the provider (down here: its page says so).
+    let pressed = browser.press_upstream(&form).await;
+    assert_eq!(pressed.status, StatusCode::BAD_GATEWAY, "{}", pressed.text);
+    assert!(pressed.text.contains("identity provider cannot be reached"));
+}
+
+/// A first-party client goes straight to the provider, as before (down here: 502 at once).
+#[tokio::test]
+async fn with_only_the_provider_a_first_party_client_goes_straight_there() {
+    let issuer = TestIssuer::standard()
+        .with_upstream(&unreachable_provider())
+        .with_first_party("apps/web");
+    let reply = issuer.browser().get(&authorize_path(&[])).await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text);
+    assert!(!reply.text.contains(r#"name="connector""#));
 }
 
 /// The server's own refusals on the pages are the pages' error page, with their headers: a
@@ -921,7 +1020,9 @@ async fn silent_provider() -> String {
 /// 40 s and met the 30 s request timeout (408).
 #[tokio::test]
 async fn sign_ins_while_the_provider_hangs_share_one_failed_fetch() {
-    let issuer = TestIssuer::standard().with_upstream(&silent_provider().await);
+    let issuer = TestIssuer::standard()
+        .with_upstream(&silent_provider().await)
+        .with_first_party("apps/web");
     let replies = futures::future::join_all(
         (0..4).map(|_| async { issuer.browser().get(&authorize_path(&[])).await }),
     )

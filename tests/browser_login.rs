@@ -3,7 +3,10 @@
 //! connectors — static users and a real upstream OpenID Provider (node-oidc-provider). The
 //! page offers both, in a sensible Tab order with labelled fields; a wrong password is
 //! announced and the right one then signs in; the upstream sign-in comes back with a code;
-//! a tampered `state` ends on an error page and never at the application. The codes are
+//! a tampered `state` ends on an error page and never at the application. With only the
+//! provider, a client that is not first-party stops at tokenwarden's page (its display name,
+//! client id, API and scopes) until the user presses the button, a cross-site POST of that
+//! button is refused, and a first-party client goes straight to the provider. The codes are
 //! exchanged here for tokens of the right user.
 //!
 //! Screenshots of the pages are kept under `<cargo target dir>/tmp/browser-screenshots/`
@@ -18,12 +21,37 @@ use fixtures::upstream::{
 use fixtures::{ALICE, authorize_path, claims, query};
 
 fn authorize_url(base: &str) -> String {
+    authorize_url_for(base, "web")
+}
+
+fn authorize_url_for(base: &str, client_id: &str) -> String {
     let path = authorize_path(&[
+        ("client_id", client_id),
         ("redirect_uri", APP_CB),
         ("state", "browser-state"),
         ("audience", "https://todo.example.com"),
     ]);
     format!("{base}{path}")
+}
+
+/// [`policies`] and a public client `portal`, which the platform names first-party.
+fn policies_with_portal() -> String {
+    format!(
+        r#"{}
+---
+apiVersion: tokenwarden.dev/v1alpha1
+kind: ApiClient
+metadata: {{name: portal, namespace: apps}}
+spec:
+  clientId: portal
+  type: Public
+  grantTypes: [authorization_code]
+  redirectUris: ["{APP_CB}"]
+  audiences:
+    - {{audience: https://todo.example.com, scopes: ["todos:read"]}}
+"#,
+        policies()
+    )
 }
 
 /// Exchange the code the application received; the access token's `sub` and whether a
@@ -52,6 +80,13 @@ async fn a_browser_signs_in_with_a_password_and_through_the_upstream_provider() 
     let mut flags = oidc_flags(&provider, dir.path());
     flags.extend(alice_users_flags(dir.path()));
     let issuer = start_standalone_with(dir.path(), port, &flags, &[]).await;
+    // Only the provider: `web` is not first-party, `portal` is.
+    let only_dir = folder_with_policies(&policies_with_portal());
+    let only_port = free_port();
+    let only_provider = start_provider(&format!("http://127.0.0.1:{only_port}/callback/oidc"));
+    let mut only_flags = oidc_flags(&only_provider, only_dir.path());
+    only_flags.extend(["--first-party-clients".to_owned(), "apps/portal".to_owned()]);
+    let upstream_only = start_standalone_with(only_dir.path(), only_port, &only_flags, &[]).await;
 
     let screenshots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
     std::fs::create_dir_all(&screenshots).expect("screenshots dir");
@@ -65,6 +100,11 @@ async fn a_browser_signs_in_with_a_password_and_through_the_upstream_provider() 
         "user": ALICE.0,
         "password": ALICE.1,
         "upstreamUser": "frank",
+        "upstreamOnlyBase": upstream_only.base,
+        "agreementUrl": authorize_url(&upstream_only.base),
+        "firstPartyUrl": authorize_url_for(&upstream_only.base, "portal"),
+        "onlyProviderIssuer": only_provider.issuer,
+        "attackerOrigin": "http://attacker.test",
     });
     let walking = tokio::process::Command::new("node")
         .arg(node.join("browser.mjs"))
@@ -131,7 +171,64 @@ async fn a_browser_signs_in_with_a_password_and_through_the_upstream_provider() 
         "the browser stays on the error page: {settled}"
     );
 
+    let agreement = &result["agreement"];
+    assert_eq!(agreement["status"], 200, "{agreement}");
+    assert!(
+        agreement["url"]
+            .as_str()
+            .expect("url")
+            .starts_with(&format!("{}/authorize?", upstream_only.base)),
+        "{agreement}"
+    );
+    assert_eq!(
+        agreement["lead"], "to continue to To-do Web (web)",
+        "{agreement}"
+    );
+    let access = agreement["access"].as_str().expect("the access section");
+    assert!(
+        access.starts_with("To-do Web (web) will get access to https://todo.example.com:")
+            && access.contains("todos:read: Read your to-do lists")
+            && access.contains("offline access"),
+        "{agreement}"
+    );
+    assert_eq!(agreement["offersPassword"], false);
+    assert_eq!(
+        agreement["sentBeforeAgreeing"],
+        serde_json::json!([]),
+        "nothing goes to the provider or the application before the button"
+    );
+    assert_eq!(agreement["forged"]["status"], 403, "{agreement}");
+    assert_eq!(agreement["sentAfterForgery"], serde_json::json!([]));
+    let (subject, _) = exchange_at(
+        &upstream_only.base,
+        agreement["application"].as_str().expect("url"),
+    )
+    .await;
+    assert_eq!(subject, "frank");
+
+    let first_party = &result["firstParty"];
+    assert!(
+        first_party["landedAt"]
+            .as_str()
+            .expect("url")
+            .starts_with(&only_provider.issuer),
+        "{first_party}"
+    );
+    let chain = first_party["chain"].as_array().expect("the redirect chain");
+    let starts = |hop: &serde_json::Value, prefix: &str| {
+        hop["url"].as_str().is_some_and(|u| u.starts_with(prefix))
+    };
+    assert!(
+        starts(&chain[0], &format!("{}/authorize?", upstream_only.base))
+            && chain[0]["status"] == 302
+            && starts(&chain[1], &format!("{}/auth?", only_provider.issuer)),
+        "straight from /authorize to the provider: {first_party}"
+    );
+    let application = first_party["application"].as_str().expect("url");
+    assert!(query(application).contains_key("code"), "{application}");
+
     for shot in [
+        &agreement["screenshot"],
         &login["screenshot"],
         &login["errorScreenshot"],
         &tampered["screenshot"],

@@ -208,7 +208,11 @@ async fn a_team_with_rights_in_its_own_namespace_cannot_claim_a_reserved_audienc
     let cluster = support::cluster();
     install_admission_policy(cluster);
     let owner = cluster.new_namespace("owner").await;
+    // Two namespaces of bob's: one that no guardrail names, one whose guardrail bounds it (a
+    // claim from the second would break both guardrails, and the API server names either).
+    let intruder = cluster.new_namespace("intruder").await;
     let team = cluster.new_namespace("team").await;
+    team_rights(cluster, &intruder, support::BOB);
     team_rights(cluster, &team, support::BOB);
     let owned = format!("https://api.{owner}.example.com");
     apply(
@@ -233,8 +237,8 @@ async fn a_team_with_rights_in_its_own_namespace_cannot_claim_a_reserved_audienc
     )
     .expect("the owner's policy");
 
-    // Claiming the owner's audience in the team's namespace.
-    let claim = policy_yaml(&team, "claim", &format!("audience: \"{owned}\""));
+    // Claiming the owner's audience in bob's namespace.
+    let claim = policy_yaml(&intruder, "claim", &format!("audience: \"{owned}\""));
     let refusal = refused_within(cluster, &claim).await;
     assert!(
         refusal.contains("is reserved by AudienceGuardrail"),

@@ -46,6 +46,7 @@ issuer:
   oidc: {issuer: https://login.example.com, clientId: tokenwarden, clientSecret: {existingSecret: tokenwarden-oidc}, subjectClaim: email}
   ingress: {enabled: true, className: nginx, host: auth.example.com, tlsSecretName: auth-tls}
   trustedProxies: [10.244.0.0/16, 192.0.2.10]
+  firstPartyClients: [platform/portal, platform/platform.console]
 networkPolicy: {enabled: true}
 serviceMonitor: {enabled: true, labels: {release: prometheus}}
 "#;
@@ -200,6 +201,7 @@ async fn helm_template_with_every_option_on_renders_postgresql_upstream_sign_in_
         "--oidc-subject-claim=email",
         "--issuer-url=https://auth.example.com",
         "--trusted-proxies=10.244.0.0/16,192.0.2.10",
+        "--first-party-clients=platform/portal,platform/platform.console",
     ] {
         assert!(
             args.iter().any(|a| a == expected),
@@ -421,6 +423,8 @@ schema_refuses! {
         "issuer.url=https://auth.example.com/auth" => "at '/issuer/url'";
     schema_refuses_upstream_sign_in_without_a_public_issuer_url:
         "issuer.oidc.issuer=https://login.example.com,issuer.oidc.clientId=tw,issuer.oidc.clientSecret.existingSecret=oidc" => "at '/issuer/url': minLength", "at '/issuer/ingress/enabled': value must be true";
+    schema_refuses_a_first_party_client_without_its_namespace:
+        "issuer.firstPartyClients={portal}" => "at '/issuer/firstPartyClients/0'";
     schema_refuses_several_controllers_without_leader_election:
         "controller.replicas=2,controller.leaderElection=false" => "at '/controller/replicas': value must be 1";
 }

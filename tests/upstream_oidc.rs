@@ -73,10 +73,45 @@ impl Browser {
         Self { http, visited }
     }
 
-    /// Open `url` and answer the provider's login and consent pages as `user`; returns the
-    /// last response (a redirect the browser stopped at).
+    /// Open `url` (an `/authorize` request of `web`, which is not first-party) and agree on
+    /// tokenwarden's page: press its button. Returns the provider's login page.
+    async fn agree(&self, url: &str) -> reqwest::Response {
+        let page = self.http.get(url).send().await.expect("authorize");
+        assert_eq!(page.status(), 200);
+        let at = page.url().clone();
+        let html = page.text().await.expect("html");
+        assert!(
+            html.contains(r#"name="connector" value="oidc""#),
+            "expected tokenwarden's page at {at}:\n{html}"
+        );
+        let hidden = |name: &str| {
+            let marker = format!(r#"type="hidden" name="{name}" value=""#);
+            let start = html.find(&marker).expect("hidden field") + marker.len();
+            html[start..start + html[start..].find('"').expect("end")].to_owned()
+        };
+        let (login, csrf_token) = (hidden("login"), hidden("csrf_token"));
+        let action = at.join("/authorize").expect("the form's action");
+        self.http
+            .post(action)
+            .form(&[
+                ("login", login.as_str()),
+                ("csrf_token", csrf_token.as_str()),
+                ("connector", "oidc"),
+            ])
+            .send()
+            .await
+            .expect("press the provider's button")
+    }
+
+    /// Open `url`, agree on tokenwarden's page, and answer the provider's login and consent
+    /// pages as `user`; returns the last response (a redirect the browser stopped at).
     async fn sign_in_upstream(&self, url: &str, user: &str) -> reqwest::Response {
-        let mut page = self.http.get(url).send().await.expect("authorize");
+        let page = self.agree(url).await;
+        self.answer_provider(page, user).await
+    }
+
+    /// Answer the provider's login and consent pages, starting at `page`, as `user`.
+    async fn answer_provider(&self, mut page: reqwest::Response, user: &str) -> reqwest::Response {
         for prompt in ["login", "consent"] {
             assert_eq!(page.status(), 200, "the provider's {prompt} page");
             let action = page.url().clone();
@@ -176,6 +211,100 @@ async fn an_upstream_sign_in_gets_tokens_with_a_refresh_token_exactly_when_the_p
     );
 }
 
+/// A client the platform does not vouch for could get a code silently for anyone with a
+/// session at the provider, if `/authorize` went there at once. It stops at tokenwarden's page,
+/// which shows the client, the API and the scopes; nothing goes to the provider or the
+/// application until the user presses the button, and a POST without the page's CSRF token
+/// and cookie is refused. A first-party client goes straight to the provider.
+#[tokio::test]
+async fn a_client_that_is_not_first_party_waits_for_the_users_agreement_and_a_first_party_one_does_not()
+ {
+    let setup = setup_with(&["--first-party-clients", "platform/web"], "").await;
+    let base = &setup.issuer.base;
+    let url = authorize_url(
+        base,
+        "https://todo.example.com",
+        "todos:read offline_access",
+    );
+    let browser = Browser::new(false);
+    let page = browser.http.get(&url).send().await.expect("authorize");
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.url().as_str().starts_with(base.as_str()),
+        "{}",
+        page.url()
+    );
+    let html = page.text().await.expect("html");
+    for needle in [
+        "<strong>To-do Web</strong> <span class=\"client-id\">(<code>web</code>)</span>",
+        "<strong>https://todo.example.com</strong>",
+        "<li><code>todos:read</code>: Read your to-do lists</li>",
+        "offline access",
+    ] {
+        assert!(html.contains(needle), "missing {needle}:\n{html}");
+    }
+    assert!(
+        browser.visited.lock().expect("lock").is_empty(),
+        "the browser was sent on before the user agreed"
+    );
+
+    // Another site makes the victim's browser post the button without the page's token.
+    let hidden = |name: &str| {
+        let marker = format!(r#"type="hidden" name="{name}" value=""#);
+        let start = html.find(&marker).expect("hidden field") + marker.len();
+        html[start..start + html[start..].find('"').expect("end")].to_owned()
+    };
+    let forged = browser
+        .http
+        .post(format!("{base}/authorize"))
+        .form(&[
+            ("login", hidden("login").as_str()),
+            (
+                "csrf_token",
+                "forged-token-0123456789abcdefghijklmnopqrstuv",
+            ),
+            ("connector", "oidc"),
+        ])
+        .send()
+        .await
+        .expect("forged post");
+    assert_eq!(forged.status(), 403);
+    let foreign = Browser::new(false)
+        .http
+        .post(format!("{base}/authorize"))
+        .form(&[
+            ("login", hidden("login").as_str()),
+            ("csrf_token", hidden("csrf_token").as_str()),
+            ("connector", "oidc"),
+        ])
+        .send()
+        .await
+        .expect("post from another browser");
+    assert_eq!(foreign.status(), 403);
+    assert!(browser.visited.lock().expect("lock").is_empty());
+
+    // Agreed: the provider, then the code.
+    let last = browser.sign_in_upstream(&url, "carol").await;
+    let back = location(&last);
+    assert!(back.starts_with(APP_CB), "{back}");
+    let tokens = exchange(base, &query(&back)["code"]).await;
+    assert!(tokens["access_token"].is_string(), "{tokens}");
+
+    // First-party: straight to the provider's login page, no page of tokenwarden's.
+    let setup = setup_with(&["--first-party-clients", "apps/web"], "").await;
+    let url = authorize_url(&setup.issuer.base, "https://todo.example.com", "todos:read");
+    let browser = Browser::new(false);
+    let page = browser.http.get(&url).send().await.expect("authorize");
+    let visited = browser.visited.lock().expect("lock").clone();
+    assert!(
+        visited.first().is_some_and(|u| u.contains("/auth?")),
+        "sent straight to the provider: {visited:?}"
+    );
+    let last = browser.answer_provider(page, "carol").await;
+    let back = location(&last);
+    assert!(query(&back).contains_key("code"), "{back}");
+}
+
 /// Replica B sends the browser to the provider; the provider sends it back to replica A (the
 /// issuer URL both are configured with, as behind one ingress), which finishes the sign-in
 /// from the trip B left in the database.
@@ -236,7 +365,7 @@ async fn refusing_at_the_provider_sends_access_denied_to_the_application() {
     let setup = setup().await;
     let browser = Browser::new(false);
     let url = authorize_url(&setup.issuer.base, "https://todo.example.com", "todos:read");
-    let login = browser.http.get(&url).send().await.expect("authorize");
+    let login = browser.agree(&url).await;
     assert_eq!(login.status(), 200);
     let abort = format!("{}/abort", login.url());
     let last = browser.http.get(abort).send().await.expect("abort");

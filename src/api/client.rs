@@ -37,6 +37,14 @@ pub struct ApiClientSpec {
     #[schemars(length(min = 1, max = 253), pattern(r"^[A-Za-z0-9][A-Za-z0-9._~:-]*$"))]
     pub client_id: Option<String>,
 
+    /// The application's name as people know it, shown with the client id on the page where
+    /// a user agrees to sign in to it. 1 to 100 characters, without control, format or line
+    /// separator characters and without leading or trailing spaces. Default: the client id
+    /// alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 100), pattern(r"^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp} ]([^\p{Cc}\p{Cf}\p{Zl}\p{Zp}]*[^\p{Cc}\p{Cf}\p{Zl}\p{Zp} ])?$"))]
+    pub display_name: Option<String>,
+
     /// Confidential clients authenticate with a secret; Public clients use PKCE only.
     #[serde(default, rename = "type")]
     pub client_type: ClientType,

@@ -22,6 +22,7 @@ pub fn machine_client(namespace: &str, name: &str, audiences: Vec<AudienceGrant>
         name,
         ApiClientSpec {
             client_id: None,
+            display_name: None,
             client_type: ClientType::Confidential,
             secret_ref: None,
             grant_types: vec![GrantType::ClientCredentials],

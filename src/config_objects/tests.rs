@@ -59,6 +59,7 @@ fn small() -> (IssuerConfig, Encoded) {
             signing_algorithm: Default::default(),
             scopes: BTreeSet::from(["read".to_owned()]),
             refresh_tokens: Default::default(),
+            scope_descriptions: Default::default(),
         },
     );
     for (client_id, secret_sha256) in [("machine", Some([7u8; 32])), ("spa", None)] {
@@ -67,6 +68,7 @@ fn small() -> (IssuerConfig, Encoded) {
             crate::config::ClientConfig {
                 client_id: client_id.into(),
                 namespace: "team".into(),
+                display_name: None,
                 client_type: if secret_sha256.is_some() {
                     ClientType::Confidential
                 } else {
@@ -222,6 +224,8 @@ fn a_manifest_of_an_unknown_format_or_shard_count_is_refused() {
         ("shards", "0"),
         ("shards", "33"),
         ("format", "zstd-json-v9"),
+        // postcard without the fields v2 added: misread, not refused, if it were accepted.
+        ("format", "gzip-postcard-v1"),
     ] {
         let mut map = good.clone();
         map.data

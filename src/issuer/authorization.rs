@@ -2,12 +2,17 @@
 //! `audience`), validated as a pure function of the configuration and the parameters, and the
 //! redirect that answers it (RFC 6749 §4.1.2, RFC 9207 `iss`).
 //!
-//! Owns: which requests may reach the login page and what a code will be issued for. Must not
-//! touch HTTP, the store or the clock. The order of the checks matters: until the client and
-//! its redirect URI are known good, nothing is sent back to the redirect URI (§4.1.2.1), so an
-//! attacker cannot use the issuer as an open redirector.
+//! Owns: which requests may reach the login page, what a code will be issued for, and where an
+//! error may go. Must not touch HTTP, the store or the clock. The order of the checks matters:
+//! until the client and its redirect URI are known good, nothing is sent back to the redirect
+//! URI (RFC 6749 §4.1.2.1), so an attacker cannot use the issuer as an open redirector. And a
+//! registered redirect URI is not yet a trusted one (RFC 9700 §4.11.2): any team may register
+//! a client with any URI, so before the user has acted, an error goes back at once only to a
+//! first-party client ([`unprompted`]); for any other, the user is shown the error and who
+//! asked, and chooses whether to return.
 
 use super::error::{ErrorCode, OAuthError};
+use super::first_party::FirstPartyClients;
 use super::form::Form;
 use super::protocol::{self, OFFLINE_ACCESS};
 use crate::api::GrantType;
@@ -102,6 +107,51 @@ pub enum Rejection {
         state: Option<String>,
         error: OAuthError,
     },
+    /// The redirect URI is the client's own, but nobody vouches for it and the user has not
+    /// acted yet: show the error and the client, and let the user choose to return there
+    /// (RFC 9700 §4.11.2: "MAY inform the user and rely on the user").
+    Confirm {
+        client_id: String,
+        redirect_uri: String,
+        state: Option<String>,
+        error: OAuthError,
+    },
+}
+
+/// A rejection of a request the user has not acted on yet (`GET /authorize`): an error goes
+/// back to the redirect URI at once only when the client is first-party; any other client's
+/// registered URI may be anyone's phishing site, so the user is asked first
+/// ([`Rejection::Confirm`]).
+pub fn unprompted(
+    config: &IssuerConfig,
+    first_party: &FirstPartyClients,
+    form: &Form,
+    rejection: Rejection,
+) -> Rejection {
+    let Rejection::Redirect {
+        redirect_uri,
+        state,
+        error,
+    } = rejection
+    else {
+        return rejection;
+    };
+    let client = form.get("client_id").and_then(|id| config.clients.get(id));
+    match client {
+        Some(client) if first_party.contains(client) => Rejection::Redirect {
+            redirect_uri,
+            state,
+            error,
+        },
+        Some(client) => Rejection::Confirm {
+            client_id: client.client_id.clone(),
+            redirect_uri,
+            state,
+            error,
+        },
+        // A Redirect is made only for a known client; should that change, a page.
+        None => Rejection::Untrusted(Untrusted::UnknownClient),
+    }
 }
 
 /// The client and the redirect URI of a request, when both can be trusted: the client is
@@ -128,19 +178,26 @@ fn trusted_return<'f>(
     Ok((client, redirect_uri))
 }
 
+/// Whether the user may be sent on without seeing who asks (in upstream-only mode, straight to
+/// the provider): only for a first-party client. Any other client is shown with its API and
+/// scopes first, and the user agrees with the page's button.
+pub fn skips_agreement(
+    config: &IssuerConfig,
+    first_party: &FirstPartyClients,
+    request: &AuthorizationRequest,
+) -> bool {
+    config
+        .clients
+        .get(&request.client_id)
+        .is_some_and(|client| first_party.contains(client))
+}
+
 /// The rejection of a query [`Form::parse`] refused (a repeated parameter, bad encoding, a
-/// value too long): sent back to the client as `invalid_request` when its `client_id` and
-/// `redirect_uri` can still be read and trusted (RFC 6749 §4.1.2.1), else an error page.
-pub fn malformed(config: &IssuerConfig, query: &[u8]) -> Rejection {
-    let form = Form::parse_lenient(query);
-    match trusted_return(config, &form) {
-        Ok((_, redirect_uri)) => Rejection::Redirect {
-            redirect_uri: redirect_uri.to_owned(),
-            state: form.get("state").map(str::to_owned),
-            error: OAuthError::invalid_request("the request is malformed or repeats a parameter"),
-        },
-        Err(_) => Rejection::Untrusted(Untrusted::Malformed),
-    }
+/// value too long): always an error page. Nothing in a query that does not parse establishes
+/// the client or its redirect URI (with a parameter repeated, which one was meant is
+/// anyone's guess), so nothing is sent anywhere.
+pub fn malformed() -> Rejection {
+    Rejection::Untrusted(Untrusted::Malformed)
 }
 
 /// Validate an authorization request. `form` is the parsed query.

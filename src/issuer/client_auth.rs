@@ -124,6 +124,7 @@ mod tests {
                 ClientConfig {
                     client_id: id.into(),
                     namespace: "apps".into(),
+                    display_name: None,
                     client_type,
                     secret_sha256: secret.map(|s| hash_client_secret(s.as_bytes())),
                     grant_types: [GrantType::ClientCredentials].into(),

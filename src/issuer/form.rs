@@ -64,31 +64,6 @@ impl Form {
         Ok(Self { params })
     }
 
-    /// What can be read of a form [`Form::parse`] refused: the parameters sent once whose name
-    /// and value decode, within the size limits; repeated ones are left out entirely. Only for
-    /// finding out where to send the error (`client_id`, `redirect_uri`, `state`), never for
-    /// acting on the request.
-    pub fn parse_lenient(bytes: &[u8]) -> Self {
-        let mut params: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        if bytes.len() > MAX_BODY_BYTES {
-            return Self { params };
-        }
-        for pair in bytes.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
-            let (name, value) = match pair.iter().position(|b| *b == b'=') {
-                Some(i) => (&pair[..i], &pair[i + 1..]),
-                None => (pair, &b""[..]),
-            };
-            let (Ok(name), Ok(value)) = (decode(name), decode(value)) else {
-                continue;
-            };
-            if value.len() <= MAX_VALUE_BYTES {
-                params.entry(name).or_default().push(value);
-            }
-        }
-        params.retain(|_, values| values.len() == 1);
-        Self { params }
-    }
-
     /// The value of a parameter; an empty value counts as absent (RFC 6749 §3.1).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.params
@@ -182,15 +157,6 @@ mod tests {
         );
         let long = format!("a={}", "x".repeat(MAX_VALUE_BYTES + 1));
         assert!(Form::parse(long.as_bytes()).is_err());
-    }
-
-    #[test]
-    fn a_lenient_parse_keeps_what_was_sent_once_and_reads_cleanly() {
-        let form = Form::parse_lenient(b"client_id=web&scope=a&scope=b&x=%ff&state=s%20t");
-        assert_eq!(form.get("client_id"), Some("web"));
-        assert_eq!(form.get("state"), Some("s t"));
-        assert_eq!(form.get("scope"), None, "repeated: left out");
-        assert_eq!(form.get("x"), None, "not UTF-8: left out");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! - [`protocol`]: the decisions (which API, which scopes, may a refresh token exist), pure.
 //! - [`authorization`]: the authorization request and its redirect, pure.
-//! - [`client_auth`]: who the client is; [`users`]: who the person is.
+//! - [`client_auth`]: who the client is; [`users`]: who the person is; [`first_party`]: the
+//!   clients the platform vouches for.
 //! - [`login`]: the password form and its CSRF binding; [`sign_ins`]: sign-ins in progress,
 //!   sealed in the store so any replica can finish them; [`throttle`]: brute-force limits,
 //!   by username and by [`client_address`];
@@ -20,6 +21,7 @@ pub mod client_address;
 pub mod client_auth;
 pub mod cluster;
 pub mod error;
+pub mod first_party;
 pub mod form;
 pub mod key_file;
 pub mod login;

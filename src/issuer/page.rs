@@ -13,8 +13,11 @@ use std::sync::LazyLock;
 /// What the login form shows. No `Debug`: it holds the sign-in id and the CSRF token.
 pub struct LoginView<'a> {
     pub client_id: &'a str,
+    /// The client's `spec.displayName`, shown before its id.
+    pub client_name: Option<&'a str>,
     pub audience: &'a str,
-    pub scopes: Vec<&'a str>,
+    /// The API scopes asked for, each with the policy's description when it has one.
+    pub scopes: Vec<(&'a str, Option<&'a str>)>,
     pub offline_access: bool,
     pub login_id: &'a str,
     pub csrf_token: &'a str,
@@ -55,9 +58,31 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// What an error page that offers the way back shows ([`error_with_return`]).
+pub struct ReturnView<'a> {
+    pub client_id: &'a str,
+    pub client_name: Option<&'a str>,
+    /// A fixed description of what is wrong with the request.
+    pub message: &'a str,
+    /// The error response at the client's redirect URI.
+    pub return_url: &'a str,
+}
+
+/// The client as people see it: its display name, then its id; or its id alone.
+fn client_label(client_id: &str, client_name: Option<&str>) -> String {
+    match client_name {
+        Some(name) => format!(
+            r#"<strong>{}</strong> <span class="client-id">(<code>{}</code>)</span>"#,
+            escape(name),
+            escape(client_id)
+        ),
+        None => format!("<strong>{}</strong>", escape(client_id)),
+    }
+}
+
 /// The login form, with `status` (200 first, 401 after a failure, 429 when locked out).
 pub fn login(view: &LoginView<'_>, status: StatusCode) -> Response {
-    let client = escape(view.client_id);
+    let client = client_label(view.client_id, view.client_name);
     let (alert, invalid) = match view.error {
         Some(message) => (
             format!(
@@ -76,7 +101,14 @@ pub fn login(view: &LoginView<'_>, status: StatusCode) -> Response {
     let mut access: String = view
         .scopes
         .iter()
-        .map(|s| format!("<li><code>{}</code></li>", escape(s)))
+        .map(|(name, description)| match description {
+            Some(description) => format!(
+                "<li><code>{}</code>: {}</li>",
+                escape(name),
+                escape(description)
+            ),
+            None => format!("<li><code>{}</code></li>", escape(name)),
+        })
         .collect();
     if view.offline_access {
         access.push_str("<li>Staying signed in (offline access)</li>");
@@ -145,9 +177,9 @@ pub fn login(view: &LoginView<'_>, status: StatusCode) -> Response {
     };
     let body = format!(
         r#"<h1>Sign in</h1>
-<p class="lead">to continue to <strong>{client}</strong></p>
+<p class="lead">to continue to {client}</p>
 {alert}{upstream}{divider}{password}<section class="access" aria-labelledby="access-title">
-<h2 id="access-title"><strong>{client}</strong> will get access to <strong>{audience}</strong>:</h2>
+<h2 id="access-title">{client} will get access to <strong>{audience}</strong>:</h2>
 <ul>{access}</ul>
 </section>"#,
         audience = escape(view.audience),
@@ -183,6 +215,25 @@ pub fn error(status: StatusCode, message: &str) -> Response {
     render(status, "Sign-in error", &body, "form-action 'none'")
 }
 
+/// The error page of a request that the client's redirect URI may hear about, though no one
+/// vouches for that URI: the error, who sent the request, and a link back that the user may
+/// follow (RFC 9700 §4.11.2). Nothing goes there unless the user chooses to.
+pub fn error_with_return(status: StatusCode, view: &ReturnView<'_>) -> Response {
+    let destination = form_action_source(view.return_url)
+        .map(|origin| format!("<strong>{}</strong>", escape(&origin)))
+        .unwrap_or_else(|| "the application's address".to_owned());
+    let body = format!(
+        r#"<h1>Sign-in cannot continue</h1>
+<p class="alert" role="alert">The sign-in to {client} cannot continue: {message}.</p>
+<p class="lead">If you trust this application, you may return to it at {destination} and let it know. Otherwise, close this page.</p>
+<a class="secondary" href="{url}" rel="noreferrer">Return to the application</a>"#,
+        client = client_label(view.client_id, view.client_name),
+        message = escape(view.message),
+        url = escape(view.return_url),
+    );
+    render(status, "Sign-in error", &body, "form-action 'none'")
+}
+
 const STYLE: &str = r#":root{color-scheme:light dark;--bg:#f3f5f9;--card:#fff;--text:#182031;--muted:#5a6476;--border:#d3d9e3;--accent:#2d5be3;--on-accent:#fff;--alert-bg:#fdeded;--alert-text:#9a1b1b;--ring:rgba(45,91,227,.35)}
 @media (prefers-color-scheme:dark){:root{--bg:#0e131d;--card:#171f2e;--text:#e5e9f1;--muted:#9ba5b6;--border:#2b3547;--accent:#7195ff;--on-accent:#0b1020;--alert-bg:#3b1818;--alert-text:#ffbcbc;--ring:rgba(113,149,255,.4)}}
 *{box-sizing:border-box}
@@ -202,6 +253,8 @@ button:focus-visible{outline:3px solid var(--ring);outline-offset:2px}
 .primary{margin-top:24px;border:0;background:var(--accent);color:var(--on-accent)}
 .primary:hover{filter:brightness(1.08)}
 .secondary{margin-top:8px;border:1px solid var(--border);background:transparent;color:var(--text);font-weight:500}
+a.secondary{display:block;padding:11px 12px;border-radius:8px;text-align:center;text-decoration:none}
+.client-id{color:var(--muted)}
 .sso button{display:flex;align-items:center;justify-content:center;gap:10px;margin-top:0}
 .sso svg{width:18px;height:18px;flex:none}
 .sso strong{color:inherit}
@@ -329,8 +382,9 @@ mod tests {
     fn view(upstream: Option<UpstreamButton<'static>>, password: bool) -> LoginView<'static> {
         LoginView {
             client_id: "web",
+            client_name: None,
             audience: "https://todo.example.com",
-            scopes: vec!["todos:read"],
+            scopes: vec![("todos:read", None)],
             offline_access: false,
             login_id: "login-id",
             csrf_token: "csrf",

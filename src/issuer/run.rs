@@ -77,6 +77,16 @@ pub struct IssuerOptions {
         default_value = ""
     )]
     pub trusted_proxies: super::client_address::TrustedProxies,
+    /// Clients the platform vouches for (comma-separated `<namespace>/<clientId>`): they
+    /// skip the page where a user agrees to a sign-in before going to the upstream provider,
+    /// and errors in their requests go straight back to their redirect URI. Default: none.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_FIRST_PARTY_CLIENTS",
+        value_name = "NAMESPACE/CLIENT_ID,...",
+        default_value = ""
+    )]
+    pub first_party_clients: super::first_party::FirstPartyClients,
     /// The issuer identifier (`iss`). Default: `http://<listen>`.
     #[arg(long, env = "TOKENWARDEN_ISSUER_URL", value_name = "URL")]
     pub issuer_url: Option<String>,
@@ -215,6 +225,7 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
         store: store.clone(),
         users: Arc::new(users),
         trusted_proxies: Arc::new(options.trusted_proxies.clone()),
+        first_party: Arc::new(options.first_party_clients.clone()),
         clock,
         metrics: Arc::default(),
         upstream,

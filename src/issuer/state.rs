@@ -96,6 +96,9 @@ pub struct Issuer {
     pub users: Arc<Users>,
     /// Whose `X-Forwarded-For` names the client ([`super::client_address`]).
     pub trusted_proxies: Arc<super::client_address::TrustedProxies>,
+    /// The clients that skip the user's agreement and whose errors are sent back at once
+    /// ([`super::first_party`]).
+    pub first_party: Arc<super::first_party::FirstPartyClients>,
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
     /// The upstream OpenID Connect connector, when `--oidc-issuer` is set.

@@ -4,12 +4,21 @@
 //
 // Input: the JSON in the environment variable WALK:
 //   {chromium, screenshots, appCallback, staticUrl, upstreamUrl, providerIssuer, user, password,
-//    upstreamUser}
+//    upstreamUser, upstreamOnlyBase, agreementUrl, firstPartyUrl, onlyProviderIssuer,
+//    attackerOrigin}
 // Scenarios, each in a fresh browser context (no shared cookies):
 //   static   — the login page offers both connectors; a wrong password is refused with an
 //              announced error, then the right one signs in: the code reaches the application.
 //   upstream — "Continue with <provider>", the provider's login and consent, back with a code.
 //   tampered — the same, with the `state` changed on the way back: tokenwarden's error page.
+//   agreement — an issuer with only the provider (`upstreamOnlyBase`), a client that is not
+//              first-party (`agreementUrl`): tokenwarden's page shows the client, the API and
+//              the scopes, and nothing goes to the provider or the application until the
+//              button is pressed; the same button posted from another site (`attackerOrigin`)
+//              with the page's own hidden fields is refused (no cookie crosses sites); then the
+//              button, the provider, and the code.
+//   firstParty — the same issuer, a first-party client (`firstPartyUrl`): straight to the
+//              provider, then the code.
 import { chromium } from 'playwright-core';
 import { join } from 'node:path';
 
@@ -72,6 +81,11 @@ async function tabOrder(page, count) {
 
 async function upstreamLogin(page) {
   await page.getByRole('button', { name: /Continue with/ }).click();
+  await providerLogin(page);
+}
+
+/** The provider's own login and consent pages. */
+async function providerLogin(page) {
   await page.locator('input[name="login"]').fill(walk.upstreamUser);
   await page.locator('input[name="password"]').fill('any password');
   await page.locator('button[type="submit"]').click();
@@ -179,6 +193,71 @@ process.on('unhandledRejection', fail);
   await page.waitForLoadState('networkidle');
   result.tampered.reachedApplication = reachedApplication;
   result.tampered.finalUrl = page.url();
+  await ctx.close();
+}
+
+// agreement
+{
+  const { ctx, page, atApplication } = await context();
+  const sent = [];
+  ctx.on('request', (request) => {
+    const url = request.url();
+    if (url.startsWith(walk.onlyProviderIssuer) || url.startsWith(walk.appCallback)) sent.push(url);
+  });
+  const first = await page.goto(walk.agreementUrl);
+  const hidden = async (name) => page.locator(`input[type="hidden"][name="${name}"]`).first().getAttribute('value');
+  result.agreement = {
+    status: first.status(),
+    url: page.url(),
+    lead: (await page.locator('p.lead').first().textContent()).trim(),
+    access: (await page.locator('section.access').textContent()).replace(/\s+/g, ' ').trim(),
+    offersPassword: await page.locator('input[name="password"]').count() > 0,
+    screenshot: await shot(page, 'upstream-agreement'),
+  };
+  await page.waitForLoadState('networkidle');
+  result.agreement.sentBeforeAgreeing = [...sent];
+
+  // Another site posts the button's form with the page's own hidden fields.
+  const login = await hidden('login');
+  const csrf = await hidden('csrf_token');
+  await ctx.route(`${walk.attackerOrigin}/**`, async (route) => {
+    await route.fulfill({
+      status: 200,
+      contentType: 'text/html',
+      body: `<!doctype html><form method="post" action="${walk.upstreamOnlyBase}/authorize">
+<input type="hidden" name="login" value="${login}"><input type="hidden" name="csrf_token" value="${csrf}">
+<button type="submit" name="connector" value="oidc">Win a prize</button></form>`,
+    });
+  });
+  const attacker = await ctx.newPage();
+  await attacker.goto(`${walk.attackerOrigin}/prize`);
+  const [forged] = await Promise.all([
+    attacker.waitForResponse((r) => r.url().startsWith(`${walk.upstreamOnlyBase}/authorize`)),
+    attacker.getByRole('button', { name: 'Win a prize' }).click(),
+  ]);
+  result.agreement.forged = { status: forged.status() };
+  await attacker.waitForLoadState('networkidle');
+  await attacker.close();
+  result.agreement.sentAfterForgery = [...sent];
+
+  current = page;
+  await upstreamLogin(page);
+  result.agreement.application = await within(atApplication, 'the code at the application');
+  await ctx.close();
+}
+
+// firstParty
+{
+  const { ctx, page, atApplication } = await context();
+  const first = await page.goto(walk.firstPartyUrl);
+  // The navigation's redirect chain, first to last.
+  const chain = [];
+  for (let request = first.request(); request; request = request.redirectedFrom()) {
+    chain.unshift({ url: request.url(), status: (await request.response())?.status() ?? null });
+  }
+  result.firstParty = { landedAt: page.url(), chain };
+  await providerLogin(page);
+  result.firstParty.application = await within(atApplication, 'the code at the application');
   await ctx.close();
 }
 

@@ -15,10 +15,12 @@ fn config() -> IssuerConfig {
         signing_algorithm: SigningAlgorithm::Rs256,
         scopes: ["read", "write"].map(String::from).into(),
         refresh_tokens: RefreshTokenSettings::default(),
+        scope_descriptions: Default::default(),
     };
     let client = |id: &str, grants: &[GrantType], audiences: &[&str]| ClientConfig {
         client_id: id.into(),
         namespace: "apps".into(),
+        display_name: None,
         client_type: ClientType::Public,
         secret_sha256: None,
         grant_types: grants.iter().copied().collect(),
@@ -297,6 +299,50 @@ proptest! {
                 prop_assert!(client.redirect_uris.contains(&redirect_uri));
             }
             Err(Rejection::Untrusted(_)) => {}
+            Err(Rejection::Confirm { .. }) => prop_assert!(false, "validate never asks the user"),
         }
     }
+}
+
+#[test]
+fn before_the_user_acts_an_error_goes_back_at_once_only_to_a_first_party_client() {
+    let form = request(&[("response_type", "token")]);
+    let rejection = validate(&config(), &form).expect_err("refused");
+    let first_party: FirstPartyClients = "apps/web".parse().expect("valid");
+    let elsewhere: FirstPartyClients = "platform/web".parse().expect("valid");
+    assert!(matches!(
+        unprompted(&config(), &first_party, &form, rejection.clone()),
+        Rejection::Redirect { .. }
+    ));
+    match unprompted(&config(), &elsewhere, &form, rejection) {
+        Rejection::Confirm {
+            client_id,
+            redirect_uri,
+            state,
+            error,
+        } => {
+            assert_eq!((client_id.as_str(), redirect_uri.as_str()), ("web", CB));
+            assert_eq!(state.as_deref(), Some("xyz"));
+            assert_eq!(error.code, ErrorCode::UnsupportedResponseType);
+        }
+        other => panic!("expected the user to be asked, got {other:?}"),
+    }
+    let untrusted = validate(&config(), &request(&[("client_id", "nobody")])).expect_err("no");
+    assert_eq!(
+        unprompted(&config(), &first_party, &form, untrusted.clone()),
+        untrusted
+    );
+}
+
+#[test]
+fn only_a_first_party_client_skips_the_users_agreement() {
+    let valid = validate(&config(), &request(&[])).expect("valid");
+    let listed = |entries: &str| entries.parse::<FirstPartyClients>().expect("valid");
+    assert!(skips_agreement(&config(), &listed("apps/web"), &valid));
+    assert!(!skips_agreement(&config(), &listed("other/web"), &valid));
+    assert!(!skips_agreement(
+        &config(),
+        &FirstPartyClients::default(),
+        &valid
+    ));
 }

@@ -11,6 +11,7 @@ fn api(audience: &str, offline: bool) -> ApiConfig {
         signing_algorithm: SigningAlgorithm::Es256,
         scopes: ["read", "write"].map(String::from).into(),
         refresh_tokens: RefreshTokenSettings::default(),
+        scope_descriptions: Default::default(),
     }
 }
 
@@ -18,6 +19,7 @@ fn client(grants: &[GrantType], audiences: &[(&str, &[&str])]) -> ClientConfig {
     ClientConfig {
         client_id: "apps.web".into(),
         namespace: "apps".into(),
+        display_name: None,
         client_type: ClientType::Public,
         secret_sha256: None,
         grant_types: grants.iter().copied().collect(),

@@ -12,6 +12,7 @@
 //! [`throttle`]: crate::issuer::throttle
 //! [`upstream`]: crate::issuer::upstream
 
+use crate::config::IssuerConfig;
 use crate::issuer::authorization::{self, AuthorizationRequest, Rejection};
 use crate::issuer::error::{ErrorCode, OAuthError};
 use crate::issuer::form::Form;
@@ -50,28 +51,33 @@ pub async fn show(
     let query = query.unwrap_or_default();
     let snapshot = issuer.policies.current();
     let Ok(form) = Form::parse(query.as_bytes()) else {
-        return reject(
-            &issuer,
-            authorization::malformed(&snapshot.config, query.as_bytes()),
-        );
+        return reject(&issuer, authorization::malformed());
+    };
+    // The user has not acted yet: an error goes back at once to a first-party client only.
+    let unprompted = |rejection| {
+        let rejection =
+            authorization::unprompted(&snapshot.config, &issuer.first_party, &form, rejection);
+        reject(&issuer, rejection)
     };
     let request = match authorization::validate(&snapshot.config, &form) {
         Ok(request) => request,
-        Err(rejection) => return reject(&issuer, rejection),
+        Err(rejection) => return unprompted(rejection),
     };
     if issuer.users.is_empty() && issuer.upstream.is_none() {
         tracing::warn!(
             "an authorization request arrived, but no one can sign in (--users, --oidc-issuer)"
         );
-        return redirect_error(
-            &issuer,
-            &request,
-            OAuthError::new(
+        return unprompted(Rejection::Redirect {
+            redirect_uri: request.redirect_uri.clone(),
+            state: request.state.clone(),
+            error: OAuthError::new(
                 ErrorCode::AccessDenied,
                 "no sign-in method is configured on this issuer",
             ),
-        );
+        });
     }
+    let skips_agreement =
+        authorization::skips_agreement(&snapshot.config, &issuer.first_party, &request);
     let secure = issuer.issuer_url.starts_with("https://");
     // One cookie per browser, reused by every form it opens (two tabs both work).
     let browser = match login::cookie_value(cookie_headers(&headers), secure) {
@@ -89,8 +95,10 @@ pub async fn show(
             Err(e) => return unavailable(e),
         };
     let mut response = match &issuer.upstream {
-        // The provider is the only way in: go there without a page.
-        Some(upstream) if issuer.users.is_empty() => {
+        // The provider is the only way in, and the platform vouches for the client: go there
+        // without a page. Any other client is shown first, and the user agrees with the
+        // provider's button (a POST with the form's CSRF token and cookie).
+        Some(upstream) if issuer.users.is_empty() && skips_agreement => {
             let (login_id, browser) = (started.login_id.expose(), browser.expose());
             match depart(&issuer, upstream, login_id, browser, from, now).await {
                 Ok(url) => redirect(StatusCode::FOUND, &url),
@@ -104,6 +112,7 @@ pub async fn show(
             let endpoint = authorization_endpoint(&issuer);
             let view = view(
                 &issuer,
+                &snapshot.config,
                 &request,
                 (started.login_id.expose(), started.csrf_token.expose()),
                 "",
@@ -200,10 +209,12 @@ pub async fn submit(
         }
     };
     let endpoint = authorization_endpoint(&issuer);
+    let snapshot = issuer.policies.current();
     let form_page = |username: &str, error: &str, status: StatusCode| {
         page::login(
             &view(
                 &issuer,
+                &snapshot.config,
                 &pending.request,
                 (login_id, csrf_token),
                 username,
@@ -353,6 +364,7 @@ pub(crate) async fn complete(
 
 fn view<'a>(
     issuer: &'a Issuer,
+    config: &'a IssuerConfig,
     request: &'a AuthorizationRequest,
     (login_id, csrf_token): (&'a str, &'a str),
     username: &'a str,
@@ -369,8 +381,22 @@ fn view<'a>(
                 .collect(),
         }),
         client_id: &request.client_id,
+        client_name: config
+            .clients
+            .get(&request.client_id)
+            .and_then(|c| c.display_name.as_deref()),
         audience: &request.audience,
-        scopes: request.api_scopes().collect(),
+        scopes: request
+            .api_scopes()
+            .map(|scope| {
+                let description = config
+                    .apis
+                    .get(&request.audience)
+                    .and_then(|api| api.scope_descriptions.get(scope))
+                    .map(String::as_str);
+                (scope, description)
+            })
+            .collect(),
         offline_access: request.offline_access(),
         login_id,
         csrf_token,
@@ -383,6 +409,34 @@ fn view<'a>(
 pub(crate) fn reject(issuer: &Issuer, rejection: Rejection) -> Response {
     match rejection {
         Rejection::Untrusted(cause) => page::error(StatusCode::BAD_REQUEST, cause.message()),
+        Rejection::Confirm {
+            client_id,
+            redirect_uri,
+            state,
+            error,
+        } => {
+            let snapshot = issuer.policies.current();
+            let client_name = snapshot
+                .config
+                .clients
+                .get(&client_id)
+                .and_then(|c| c.display_name.as_deref());
+            let return_url = authorization::error_url(
+                &redirect_uri,
+                &error,
+                state.as_deref(),
+                &issuer.issuer_url,
+            );
+            page::error_with_return(
+                StatusCode::BAD_REQUEST,
+                &page::ReturnView {
+                    client_id: &client_id,
+                    client_name,
+                    message: error.description,
+                    return_url: &return_url,
+                },
+            )
+        }
         Rejection::Redirect {
             redirect_uri,
             state,
