@@ -138,7 +138,7 @@ async fn a_revoked_access_token_introspects_inactive() {
     let claims = active.json;
     assert_eq!(claims["active"], true);
     assert_eq!(claims["client_id"], "worker");
-    assert_eq!(claims["sub"], "worker");
+    assert_eq!(claims["sub"], "worker@clients");
     assert_eq!(claims["aud"], BANKING);
     assert_eq!(claims["iss"], fixtures::ISSUER_URL);
     assert_eq!(claims["scope"], "accounts:read");

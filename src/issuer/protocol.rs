@@ -6,10 +6,42 @@
 use super::error::OAuthError;
 use crate::api::GrantType;
 use crate::config::{ApiConfig, ClientConfig, IssuerConfig};
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 /// The scope that asks for a refresh token (OpenID Connect Core §11).
 pub const OFFLINE_ACCESS: &str = "offline_access";
+
+/// What every client's subject ends with: `<client_id>@clients` (the form Auth0 uses). No user
+/// subject may end with it ([`is_reserved_for_clients`]), so a client's `sub` never equals a
+/// user's (RFC 9068 §5).
+pub const CLIENT_SUBJECT_SUFFIX: &str = "@clients";
+
+/// Whom an access token is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subject<'a> {
+    /// The client itself (client_credentials): its client id.
+    Client(&'a str),
+    /// A user (authorization_code, refresh_token): the subject the connector gave.
+    User(&'a str),
+}
+
+impl Subject<'_> {
+    /// The `sub` claim (RFC 9068 §2.2): the user's subject as it is, or `<client_id>@clients`
+    /// for a client, which no user subject can be. The one place `sub` is decided.
+    pub fn claim(&self) -> Cow<'_, str> {
+        match self {
+            Self::Client(client_id) => Cow::Owned(format!("{client_id}{CLIENT_SUBJECT_SUFFIX}")),
+            Self::User(subject) => Cow::Borrowed(subject),
+        }
+    }
+}
+
+/// Whether a user subject takes the form reserved for clients, and must be refused: from the
+/// users file when it is loaded, from the upstream provider at sign-in.
+pub fn is_reserved_for_clients(user_subject: &str) -> bool {
+    user_subject.ends_with(CLIENT_SUBJECT_SUFFIX)
+}
 
 /// Pick the API a token request is for: `audience` (as Auth0) or `resource` (RFC 8707), which
 /// may be given together only if they agree. Without either, a client granted exactly one

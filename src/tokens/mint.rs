@@ -20,7 +20,7 @@ const JTI_BYTES: usize = 16;
 pub struct AccessTokenClaims<'a> {
     /// `iss`: the issuer URL.
     pub issuer: &'a str,
-    /// `sub`: the client id for client_credentials, the user for user grants.
+    /// `sub`: as `crate::issuer::protocol::Subject::claim` decides it.
     pub subject: &'a str,
     /// `aud`: the policy's audience.
     pub audience: &'a str,

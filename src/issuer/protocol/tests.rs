@@ -231,3 +231,17 @@ fn a_confidential_client_may_introspect_its_own_tokens_and_those_for_its_audienc
     let public = client(ALL, &[("https://a", &[])]);
     assert!(!may_introspect(&public, "apps.web", Some("https://a")));
 }
+
+#[test]
+fn a_clients_subject_is_its_client_id_at_clients_and_a_users_is_their_own() {
+    assert_eq!(Subject::Client("alice").claim(), "alice@clients");
+    assert_eq!(Subject::User("alice").claim(), "alice");
+    assert_ne!(
+        Subject::Client("alice").claim(),
+        Subject::User("alice").claim(),
+        "a client named like a user gets another sub"
+    );
+    assert!(is_reserved_for_clients(&Subject::Client("x").claim()));
+    assert!(!is_reserved_for_clients("alice@example.com"));
+    assert!(!is_reserved_for_clients("clients"));
+}

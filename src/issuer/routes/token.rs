@@ -9,7 +9,7 @@ use crate::issuer::client_auth;
 use crate::issuer::error::{OAuthError, forbid_caching};
 use crate::issuer::form::Form;
 use crate::issuer::metrics::GrantLabels;
-use crate::issuer::protocol::{self, FamilyGrant, GrantedScopes, OFFLINE_ACCESS};
+use crate::issuer::protocol::{self, FamilyGrant, GrantedScopes, OFFLINE_ACCESS, Subject};
 use crate::issuer::state::Issuer;
 use crate::store::{
     CodeGrant, CodeOutcome, FamilyId, NewFamily, OpaqueToken, RefreshOutcome, RefreshRequest,
@@ -195,7 +195,7 @@ impl GrantRequest<'_> {
         let minted = mint(
             self.issuer,
             api,
-            &self.client.client_id,
+            Subject::Client(&self.client.client_id),
             &self.client.client_id,
             &scope,
             self.now,
@@ -257,7 +257,7 @@ impl GrantRequest<'_> {
         let minted = mint(
             self.issuer,
             api,
-            &granted.subject,
+            Subject::User(&granted.subject),
             &self.client.client_id,
             &scope,
             self.now,
@@ -385,7 +385,7 @@ impl GrantRequest<'_> {
         let minted = mint(
             self.issuer,
             api,
-            &subject,
+            Subject::User(&subject),
             &self.client.client_id,
             &scope,
             self.now,
@@ -454,15 +454,16 @@ pub fn refresh_rules(api: &ApiConfig) -> RefreshRules {
 fn mint(
     issuer: &Issuer,
     api: &ApiConfig,
-    subject: &str,
+    subject: Subject<'_>,
     client_id: &str,
     scope: &str,
     now: u64,
 ) -> Result<MintedToken, OAuthError> {
     let keys = issuer.keys.load();
+    let subject = subject.claim();
     let claims = AccessTokenClaims {
         issuer: &issuer.issuer_url,
-        subject,
+        subject: &subject,
         audience: &api.audience,
         client_id,
         scope,
