@@ -10,7 +10,8 @@
 pub mod at_scale;
 
 use crate::api::{
-    ApiClient, ApiTokenPolicy, ClientType, GrantType, Kind, RefreshTokenSettings, SigningAlgorithm,
+    ApiClient, ApiTokenPolicy, ClientType, GrantType, Kind, RefreshTokenSettings, RotationMode,
+    SigningAlgorithm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
@@ -157,6 +158,9 @@ pub enum Reason {
     NamespaceNotAllowed,
     /// A granted scope is not defined by the audience's policy.
     UnknownScope,
+    /// A Public client that may refresh is granted an audience whose policy keeps refresh
+    /// tokens `NonRotating` with offline access: the grant is dropped (RFC 9700 §4.14.2).
+    RotationRequired,
     /// With this object the configuration would be more than the issuer reads; the newest
     /// objects are left out until it fits (the controller only).
     ConfigurationTooLarge,
@@ -178,6 +182,7 @@ impl Reason {
             | Self::SecretNotCreated
             | Self::NamespaceNotAllowed
             | Self::UnknownScope
+            | Self::RotationRequired
             | Self::ConfigurationTooLarge => true,
         }
     }
@@ -194,6 +199,7 @@ impl Reason {
             Self::UnknownAudience => "UnknownAudience",
             Self::NamespaceNotAllowed => "NamespaceNotAllowed",
             Self::UnknownScope => "UnknownScope",
+            Self::RotationRequired => "RotationRequired",
             Self::ConfigurationTooLarge => "ConfigurationTooLarge",
         }
     }
@@ -465,6 +471,10 @@ fn client_config(
             ));
             continue;
         }
+        if let Some(problem) = rotation_required(client, policy) {
+            problems.push(problem);
+            continue;
+        }
         let defined: BTreeSet<&str> = policy.spec.scopes.iter().map(|s| s.name.as_str()).collect();
         let unknown: Vec<&str> = grant
             .scopes
@@ -500,6 +510,27 @@ fn client_config(
         audiences,
     };
     (config, problems)
+}
+
+/// A Public client that may use the refresh_token grant cannot hold a refresh token that never
+/// rotates: with no secret, rotation and reuse detection are all that limit a stolen one
+/// (RFC 9700 §4.14.2). The schema of one object cannot see the other, so the rule lives here;
+/// the issuer rotates for Public clients whatever the policy says as well
+/// ([`crate::issuer::routes::token::refresh_rules`]).
+fn rotation_required(client: &ApiClient, policy: &ApiTokenPolicy) -> Option<Problem> {
+    let refreshes = client.spec.client_type == ClientType::Public
+        && client.spec.grant_types.contains(&GrantType::RefreshToken)
+        && policy.spec.offline_access;
+    (refreshes && policy.spec.refresh_tokens.rotation == RotationMode::NonRotating).then(|| {
+        (
+            Reason::RotationRequired,
+            format!(
+                "ApiTokenPolicy {}/{} keeps refresh tokens NonRotating, and a Public client's must rotate (RFC 9700 §4.14.2): set its spec.refreshTokens.rotation to Rotating, or remove refresh_token from this client's spec.grantTypes",
+                policy.namespace().unwrap_or_default(),
+                policy.name_any()
+            ),
+        )
+    })
 }
 
 fn secret_hash(
@@ -730,6 +761,93 @@ mod tests {
         );
         let back: IssuerConfig = serde_json::from_str(&json).expect("round trip");
         assert_eq!(back, built.config);
+    }
+
+    #[test]
+    fn a_public_client_that_refreshes_loses_an_audience_whose_refresh_tokens_never_rotate() {
+        let mut fixed = policy("apis", "fixed", "https://fixed", None);
+        fixed.spec.offline_access = true;
+        fixed.spec.refresh_tokens.rotation = RotationMode::NonRotating;
+        fixed.spec.allowed_client_namespaces = vec!["*".into()];
+        let mut rotating = fixed.clone();
+        rotating.metadata.name = Some("rotating".into());
+        rotating.spec.audience = "https://rotating".into();
+        rotating.spec.refresh_tokens.rotation = RotationMode::Rotating;
+        let mut offline_off = fixed.clone();
+        offline_off.metadata.name = Some("online".into());
+        offline_off.spec.audience = "https://online".into();
+        offline_off.spec.offline_access = false;
+        let grants: &[(&str, &[&str])] = &[
+            ("https://fixed", &["read"]),
+            ("https://rotating", &["read"]),
+            ("https://online", &["read"]),
+        ];
+        let spa = |name: &str, grant_types: Vec<GrantType>, client_type: ClientType| {
+            let mut c = client("apps", name, grants);
+            c.spec.client_type = client_type;
+            c.spec.secret_ref = None;
+            c.spec.grant_types = grant_types;
+            c
+        };
+        let declared = Declared {
+            policies: vec![fixed.into(), rotating.into(), offline_off.into()],
+            clients: vec![
+                spa(
+                    "spa",
+                    vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+                    ClientType::Public,
+                )
+                .into(),
+                spa(
+                    "no-refresh",
+                    vec![GrantType::AuthorizationCode],
+                    ClientType::Public,
+                )
+                .into(),
+                spa(
+                    "server",
+                    vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+                    ClientType::Confidential,
+                )
+                .into(),
+            ],
+            secrets: None,
+        };
+        let built = build(&declared);
+        let spa = built
+            .verdicts
+            .iter()
+            .find(|v| v.name == "spa")
+            .expect("spa");
+        assert_eq!(spa.reason, Reason::RotationRequired);
+        assert!(spa.stalled, "only a person can fix it");
+        assert!(
+            spa.message.contains("ApiTokenPolicy apis/fixed"),
+            "{}",
+            spa.message
+        );
+        assert!(
+            spa.message.contains("spec.refreshTokens.rotation"),
+            "{}",
+            spa.message
+        );
+        assert_eq!(
+            built.config.clients["apps.spa"]
+                .audiences
+                .keys()
+                .collect::<Vec<_>>(),
+            ["https://online", "https://rotating"],
+            "only that audience is dropped"
+        );
+        for other in ["no-refresh", "server"] {
+            assert_eq!(reason_of(&built, other), Reason::Enforced, "{other}");
+            assert_eq!(
+                built.config.clients[&format!("apps.{other}")]
+                    .audiences
+                    .len(),
+                3
+            );
+        }
     }
 
     #[test]

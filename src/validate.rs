@@ -70,9 +70,10 @@ fn field_of(reason: Reason) -> &'static str {
     match reason {
         Reason::AudienceConflict => "spec.audience",
         Reason::ClientIdConflict => "spec.clientId",
-        Reason::UnknownAudience | Reason::NamespaceNotAllowed | Reason::UnknownScope => {
-            "spec.audiences"
-        }
+        Reason::UnknownAudience
+        | Reason::NamespaceNotAllowed
+        | Reason::UnknownScope
+        | Reason::RotationRequired => "spec.audiences",
         Reason::SecretNotFound
         | Reason::InvalidSecret
         | Reason::SecretNotAccessible

@@ -4,7 +4,7 @@
 //! it is tested without a socket.
 
 use super::error::OAuthError;
-use crate::api::GrantType;
+use crate::api::{ClientType, GrantType, RotationMode};
 use crate::config::{ApiConfig, ClientConfig, IssuerConfig};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -182,6 +182,14 @@ pub fn may_issue_refresh_token(
         && api.offline_access
         && client.grant_types.contains(&GrantType::RefreshToken)
         && offline_access_requested
+}
+
+/// Does a refresh retire the token presented and return a new one? As the policy says, except
+/// that a Public client's refresh tokens always rotate (RFC 9700 §4.14.2): without a secret,
+/// rotation and its reuse detection are all that limit a stolen one. `config::build` already
+/// refuses such a grant; this holds whatever configuration the issuer is given.
+pub fn refresh_rotates(api: &ApiConfig, client_type: ClientType) -> bool {
+    api.refresh_tokens.rotation == RotationMode::Rotating || client_type == ClientType::Public
 }
 
 /// Whom a refresh token family was issued to, and for what.

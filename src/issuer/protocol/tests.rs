@@ -245,3 +245,14 @@ fn a_clients_subject_is_its_client_id_at_clients_and_a_users_is_their_own() {
     assert!(!is_reserved_for_clients("alice@example.com"));
     assert!(!is_reserved_for_clients("clients"));
 }
+
+#[test]
+fn a_public_clients_refresh_tokens_rotate_whatever_the_policy_says() {
+    let mut api = api("https://a", true);
+    api.refresh_tokens.rotation = crate::api::RotationMode::NonRotating;
+    assert!(refresh_rotates(&api, ClientType::Public));
+    assert!(!refresh_rotates(&api, ClientType::Confidential));
+    api.refresh_tokens.rotation = crate::api::RotationMode::Rotating;
+    assert!(refresh_rotates(&api, ClientType::Public));
+    assert!(refresh_rotates(&api, ClientType::Confidential));
+}

@@ -164,7 +164,7 @@ async fn refresh_token(
     let Some(api) = api else {
         return Ok(Some(Introspection::inactive()));
     };
-    let rules = refresh_rules(api);
+    let rules = refresh_rules(api, client.client_type);
     if !protocol::may_introspect(client, &family.client_id, None) || !view.is_active(now, &rules) {
         return Ok(Some(Introspection::inactive()));
     }

@@ -3,7 +3,7 @@
 //! this file reads the request, calls the store and the minter in the right order, and writes
 //! the response. No token leaves before what it depends on is stored.
 
-use crate::api::{GrantType, RotationMode};
+use crate::api::{ClientType, GrantType};
 use crate::config::{ApiConfig, ClientConfig};
 use crate::issuer::client_auth;
 use crate::issuer::error::{OAuthError, forbid_caching};
@@ -338,7 +338,11 @@ impl GrantRequest<'_> {
         let outcome = self
             .issuer
             .store
-            .refresh(request, self.now, refresh_rules(api))
+            .refresh(
+                request,
+                self.now,
+                refresh_rules(api, self.client.client_type),
+            )
             .await
             .map_err(store_error)?;
         let mut returned = match &outcome {
@@ -433,18 +437,23 @@ async fn new_family(
     };
     let family = issuer
         .store
-        .create_family(family, token.refresh_key(), now, refresh_rules(api))
+        .create_family(
+            family,
+            token.refresh_key(),
+            now,
+            refresh_rules(api, client.client_type),
+        )
         .await
         .map_err(store_error)?;
     Ok((token, family.id))
 }
 
-/// The policy's refresh settings as the store's rules.
-pub fn refresh_rules(api: &ApiConfig) -> RefreshRules {
+/// The policy's refresh settings as the store's rules, for a family of a client of this type.
+pub fn refresh_rules(api: &ApiConfig, client_type: ClientType) -> RefreshRules {
     let seconds = |s: i64| u64::try_from(s).unwrap_or(0);
     let settings = &api.refresh_tokens;
     RefreshRules {
-        rotating: settings.rotation == RotationMode::Rotating,
+        rotating: protocol::refresh_rotates(api, client_type),
         absolute_lifetime_secs: seconds(settings.absolute_lifetime_seconds),
         idle_lifetime_secs: seconds(settings.idle_lifetime_seconds),
         reuse_interval_secs: seconds(settings.reuse_interval_seconds),
