@@ -69,6 +69,10 @@ pub struct ApiConfig {
     pub signing_algorithm: SigningAlgorithm,
     pub scopes: BTreeSet<String>,
     pub refresh_tokens: RefreshTokenSettings,
+    /// Client ids that may introspect this API's access tokens: the policy's
+    /// `introspectionClients`, resolved in its namespace.
+    #[serde(default)]
+    pub introspection_clients: BTreeSet<String>,
 }
 
 /// One client, as accepted.
@@ -395,6 +399,7 @@ pub fn build(declared: &Declared) -> Built {
         verdict.stalled |= stalled;
         built.verdicts.push(verdict);
     }
+    resolve_introspection_clients(&mut built.config, &owners, &client_owners);
     built
 }
 
@@ -418,6 +423,41 @@ fn api_config(policy: &ApiTokenPolicy) -> ApiConfig {
         signing_algorithm: spec.signing_algorithm,
         scopes: spec.scopes.iter().map(|s| s.name.clone()).collect(),
         refresh_tokens: spec.refresh_tokens.clone(),
+        introspection_clients: BTreeSet::new(),
+    }
+}
+
+/// Each API's `introspectionClients`, from ApiClient names in its policy's namespace to the
+/// client ids of the clients accepted under those names. A name with no such client (not yet
+/// applied, or one that lost its client id to an older client) gives nothing: the API's
+/// tokens are shown to the clients that are there.
+fn resolve_introspection_clients(
+    config: &mut IssuerConfig,
+    owners: &BTreeMap<String, &ApiTokenPolicy>,
+    client_owners: &BTreeMap<String, &ApiClient>,
+) {
+    let by_name: BTreeMap<(String, String), &str> = client_owners
+        .iter()
+        .filter(|(client_id, _)| config.clients.contains_key(*client_id))
+        .map(|(client_id, c)| {
+            (
+                (c.namespace().unwrap_or_default(), c.name_any()),
+                client_id.as_str(),
+            )
+        })
+        .collect();
+    for (audience, policy) in owners {
+        let Some(api) = config.apis.get_mut(audience) else {
+            continue;
+        };
+        let namespace = policy.namespace().unwrap_or_default();
+        api.introspection_clients = policy
+            .spec
+            .introspection_clients
+            .iter()
+            .filter_map(|name| by_name.get(&(namespace.clone(), name.clone())))
+            .map(|client_id| (*client_id).to_owned())
+            .collect();
     }
 }
 
@@ -585,6 +625,7 @@ mod tests {
                 }],
                 refresh_tokens: RefreshTokenSettings::default(),
                 allowed_client_namespaces: vec![],
+                introspection_clients: vec![],
             },
         );
         p.metadata.namespace = Some(ns.into());
@@ -848,6 +889,39 @@ mod tests {
                 3
             );
         }
+    }
+
+    #[test]
+    fn introspection_clients_are_resolved_by_name_in_the_policys_namespace_only() {
+        let mut banking = policy("payments", "banking", "https://banking", None);
+        banking.spec.introspection_clients = vec![
+            "banking-api".into(),
+            "ledger".into(),
+            "not-applied-yet".into(),
+        ];
+        let mut api = client("payments", "banking-api", &[]);
+        api.spec.client_id = Some("banking-resource-server".into());
+        // Same name, another namespace: not the policy's.
+        let squatter = client("other", "ledger", &[]);
+        // A client that lost its client id to an older one is not the name's client either.
+        let mut older = client("other", "first", &[]);
+        older.spec.client_id = Some("taken".into());
+        let mut loser = client("payments", "ledger", &[]);
+        loser.spec.client_id = Some("taken".into());
+        let declared = Declared {
+            policies: vec![banking.into()],
+            clients: vec![api.into(), squatter.into(), older.into(), loser.into()],
+            secrets: None,
+        };
+        let built = build(&declared);
+        assert_eq!(
+            built.config.apis["https://banking"]
+                .introspection_clients
+                .iter()
+                .collect::<Vec<_>>(),
+            ["banking-resource-server"]
+        );
+        assert_eq!(reason_of(&built, "banking"), Reason::Enforced);
     }
 
     #[test]

@@ -59,6 +59,7 @@ fn small() -> (IssuerConfig, Encoded) {
             signing_algorithm: Default::default(),
             scopes: BTreeSet::from(["read".to_owned()]),
             refresh_tokens: Default::default(),
+            introspection_clients: Default::default(),
         },
     );
     for (client_id, secret_sha256) in [("machine", Some([7u8; 32])), ("spa", None)] {

@@ -267,18 +267,34 @@ pub fn redirect_uri_registered(client: &ClientConfig, redirect_uri: &str) -> boo
     client.redirect_uris.iter().any(|r| r == redirect_uri)
 }
 
-/// May `client` introspect a token issued to `token_client_id` for `audience` (RFC 7662 §4)?
-/// Yes if the token was issued to it, or if it may itself ask for tokens for that audience
-/// (the API's own client, checking the tokens presented to it). Refresh tokens are shown to
-/// their own client only: pass `audience: None`.
-pub fn may_introspect(
-    client: &ClientConfig,
-    token_client_id: &str,
-    audience: Option<&str>,
-) -> bool {
-    client.client_type == crate::api::ClientType::Confidential
-        && (client.client_id == token_client_id
-            || audience.is_some_and(|a| client.audiences.contains_key(a)))
+/// The API of an access token for `audience` issued to `client_id`, while both are still in
+/// the configuration: a token whose policy or client was deleted still verifies, but what it
+/// was issued under is gone, so introspection reports it inactive.
+pub fn api_of_access_token<'c>(
+    config: &'c IssuerConfig,
+    audience: &str,
+    client_id: &str,
+) -> Option<&'c ApiConfig> {
+    config
+        .apis
+        .get(audience)
+        .filter(|_| config.clients.contains_key(client_id))
+}
+
+/// May `caller` see an access token for `api` (RFC 7662 §4)? Only if the API's policy names
+/// it in `introspectionClients`: the authorization server "MUST determine whether or not the
+/// token can be used at the protected resource making the introspection request", and an
+/// access token is used at its API alone. So not the client the token was issued to (it is no
+/// resource server of the API, unless listed), nor a client merely granted the audience.
+pub fn may_introspect_access_token(caller: &ClientConfig, api: &ApiConfig) -> bool {
+    caller.client_type == ClientType::Confidential
+        && api.introspection_clients.contains(&caller.client_id)
+}
+
+/// May `caller` see a refresh token of a family issued to `family_client_id`? A refresh token
+/// is used at this issuer alone, by its own client: so that client only.
+pub fn may_introspect_refresh_token(caller: &ClientConfig, family_client_id: &str) -> bool {
+    caller.client_type == ClientType::Confidential && caller.client_id == family_client_id
 }
 
 #[cfg(test)]

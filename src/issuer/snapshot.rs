@@ -96,6 +96,7 @@ mod tests {
                 signing_algorithm: Default::default(),
                 scopes: Default::default(),
                 refresh_tokens: Default::default(),
+                introspection_clients: Default::default(),
             },
         );
         assert_eq!(policies.replace(changed), 2);

@@ -15,6 +15,7 @@ fn config() -> IssuerConfig {
         signing_algorithm: SigningAlgorithm::Rs256,
         scopes: ["read", "write"].map(String::from).into(),
         refresh_tokens: RefreshTokenSettings::default(),
+        introspection_clients: Default::default(),
     };
     let client = |id: &str, grants: &[GrantType], audiences: &[&str]| ClientConfig {
         client_id: id.into(),

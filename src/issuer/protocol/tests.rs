@@ -11,6 +11,7 @@ fn api(audience: &str, offline: bool) -> ApiConfig {
         signing_algorithm: SigningAlgorithm::Es256,
         scopes: ["read", "write"].map(String::from).into(),
         refresh_tokens: RefreshTokenSettings::default(),
+        introspection_clients: Default::default(),
     }
 }
 
@@ -218,18 +219,32 @@ fn lifetime_is_the_policys_token_expiration() {
 }
 
 #[test]
-fn a_confidential_client_may_introspect_its_own_tokens_and_those_for_its_audiences() {
+fn only_the_resource_servers_an_api_names_may_introspect_its_access_tokens() {
     let mut rs = client(&[GrantType::ClientCredentials], &[("https://a", &[])]);
     rs.client_type = ClientType::Confidential;
-    assert!(may_introspect(&rs, "apps.web", Some("https://b")));
-    assert!(may_introspect(&rs, "someone-else", Some("https://a")));
-    assert!(!may_introspect(&rs, "someone-else", Some("https://b")));
-    // Refresh tokens: their own client only.
-    assert!(!may_introspect(&rs, "someone-else", None));
-    assert!(may_introspect(&rs, "apps.web", None));
-    // A public client may not introspect at all, not even its own tokens.
+    let mut a = api("https://a", false);
+    // Granted the audience, and the token may be its own: not enough.
+    assert!(!may_introspect_access_token(&rs, &a));
+    a.introspection_clients.insert("apps.web".into());
+    assert!(may_introspect_access_token(&rs, &a));
+    assert!(!may_introspect_access_token(&rs, &api("https://b", false)));
+    // A public client may not introspect at all, even where it is named.
     let public = client(ALL, &[("https://a", &[])]);
-    assert!(!may_introspect(&public, "apps.web", Some("https://a")));
+    assert!(!may_introspect_access_token(&public, &a));
+    // Refresh tokens: their own client only.
+    assert!(may_introspect_refresh_token(&rs, "apps.web"));
+    assert!(!may_introspect_refresh_token(&rs, "someone-else"));
+    assert!(!may_introspect_refresh_token(&public, "apps.web"));
+}
+
+#[test]
+fn an_access_token_whose_policy_or_client_is_gone_has_no_api() {
+    let mut config = config(&[api("https://a", false)]);
+    let web = client(ALL, &[("https://a", &[])]);
+    config.clients.insert(web.client_id.clone(), web);
+    assert!(api_of_access_token(&config, "https://a", "apps.web").is_some());
+    assert!(api_of_access_token(&config, "https://gone", "apps.web").is_none());
+    assert!(api_of_access_token(&config, "https://a", "deleted-client").is_none());
 }
 
 #[test]

@@ -198,6 +198,7 @@ impl GrantRequest<'_> {
             Subject::Client(&self.client.client_id),
             &self.client.client_id,
             &scope,
+            None,
             self.now,
         )?;
         Ok(response(api, minted, api_scopes, None))
@@ -254,23 +255,31 @@ impl GrantRequest<'_> {
         let mut scopes = protocol::parse_scope(Some(&granted.scope));
         let offline_asked = scopes.remove(OFFLINE_ACCESS);
         let scope = protocol::scope_string(&scopes);
+        // The access token names the family it comes with, so that ending the family ends it.
+        let family = if protocol::may_issue_refresh_token(
+            GrantType::AuthorizationCode,
+            api,
+            self.client,
+            offline_asked,
+        ) {
+            Some(FamilyId::generate().map_err(store_error)?)
+        } else {
+            None
+        };
         let minted = mint(
             self.issuer,
             api,
             Subject::User(&granted.subject),
             &self.client.client_id,
             &scope,
+            family,
             self.now,
         )?;
-        let refresh_token = if protocol::may_issue_refresh_token(
-            GrantType::AuthorizationCode,
-            api,
-            self.client,
-            offline_asked,
-        ) {
-            Some(
+        let refresh_token = match family {
+            Some(id) => Some(
                 new_family(
                     self.issuer,
+                    id,
                     api,
                     self.client,
                     &granted.subject,
@@ -278,9 +287,8 @@ impl GrantRequest<'_> {
                     self.now,
                 )
                 .await?,
-            )
-        } else {
-            None
+            ),
+            None => None,
         };
         let grant = CodeGrant {
             access_token_jti: minted.jti.clone(),
@@ -368,6 +376,7 @@ impl GrantRequest<'_> {
             .form
             .get("scope")
             .is_none_or(|asked| asked.split(' ').any(|s| s == OFFLINE_ACCESS));
+        let mut family = Some(view.family.id);
         if !protocol::may_issue_refresh_token(
             GrantType::RefreshToken,
             api,
@@ -380,6 +389,8 @@ impl GrantRequest<'_> {
                 .await
                 .map_err(store_error)?;
             returned = None;
+            // The family ends here; the access token outlives it as a plain one.
+            family = None;
         }
         let subject = outcome
             .granted()
@@ -392,6 +403,7 @@ impl GrantRequest<'_> {
             Subject::User(&subject),
             &self.client.client_id,
             &scope,
+            family,
             self.now,
         )?;
         Ok(response(api, minted, scopes, returned))
@@ -417,16 +429,16 @@ fn response(
     }
 }
 
-/// Start a refresh-token family; the token is stored (as a hash) before it is returned.
+/// Start the refresh-token family `id`; the token is stored (as a hash) before it is returned.
 async fn new_family(
     issuer: &Issuer,
+    id: FamilyId,
     api: &ApiConfig,
     client: &ClientConfig,
     subject: &str,
     scopes: &BTreeSet<String>,
     now: u64,
 ) -> Result<(OpaqueToken, FamilyId), OAuthError> {
-    let id = FamilyId::generate().map_err(store_error)?;
     let token = OpaqueToken::generate_refresh(id).map_err(store_error)?;
     let family = NewFamily {
         id,
@@ -466,16 +478,19 @@ fn mint(
     subject: Subject<'_>,
     client_id: &str,
     scope: &str,
+    family: Option<FamilyId>,
     now: u64,
 ) -> Result<MintedToken, OAuthError> {
     let keys = issuer.keys.load();
     let subject = subject.claim();
+    let session = family.map(|id| id.to_string());
     let claims = AccessTokenClaims {
         issuer: &issuer.issuer_url,
         subject: &subject,
         audience: &api.audience,
         client_id,
         scope,
+        session: session.as_deref(),
     };
     keys.minter
         .mint(
