@@ -556,7 +556,7 @@ fn client_config(
 /// rotates: with no secret, rotation and reuse detection are all that limit a stolen one
 /// (RFC 9700 §4.14.2). The schema of one object cannot see the other, so the rule lives here;
 /// the issuer rotates for Public clients whatever the policy says as well
-/// ([`crate::issuer::routes::token::refresh_rules`]).
+/// ([`crate::issuer::protocol::refresh_rotates`]).
 fn rotation_required(client: &ApiClient, policy: &ApiTokenPolicy) -> Option<Problem> {
     let refreshes = client.spec.client_type == ClientType::Public
         && client.spec.grant_types.contains(&GrantType::RefreshToken)

@@ -14,8 +14,9 @@
 //!   to.
 //!
 //! Readers also accept the earlier `gzip-postcard-v1` (before APIs named their introspection
-//! clients, [`v1`]) and `gzip-json-v1` (JSON under `config.json.gz`), so issuers keep following
-//! a controller of a previous version during a rolling upgrade.
+//! clients; read with the types of then, in `src/config_objects/v1.rs`) and `gzip-json-v1`
+//! (JSON under `config.json.gz`), so issuers keep following a controller of a previous version
+//! during a rolling upgrade.
 //!
 //! The controller writes the shards first and the manifest last, so a reader that sees a
 //! manifest finds its shards; a shard whose `sha256` differs belongs to a write in progress
@@ -91,8 +92,8 @@ pub enum Format {
     /// postcard: about half the bytes of JSON, encoded five times and decoded twice as fast
     /// (`benches/config_objects.rs`).
     Postcard,
-    /// postcard as the previous version laid the configuration out ([`v1`]); read for
-    /// rolling upgrades.
+    /// postcard as the previous version laid the configuration out (`src/config_objects/v1.rs`);
+    /// read for rolling upgrades.
     PostcardV1,
     /// JSON, written by versions before the postcard format; read for rolling upgrades.
     Json,
