@@ -16,10 +16,11 @@ fn mint(c: &mut Criterion) {
     let minter = set.minter();
     let claims = AccessTokenClaims {
         issuer: "https://issuer.example.com",
-        subject: "payments.billing-worker",
+        subject: "payments.billing-worker@clients",
         audience: "https://banking.example.com",
         client_id: "payments.billing-worker",
         scope: "accounts:read accounts:write",
+        session: None,
     };
     for alg in Algorithm::ALL {
         let mut group = c.benchmark_group(alg.as_str());

@@ -12,7 +12,7 @@ pub mod at_scale;
 use crate::api::guardrail::{self, Breach, GuardrailBreach};
 use crate::api::{
     ApiClient, ApiTokenPolicy, AudienceGuardrail, ClientType, GrantType, Kind,
-    RefreshTokenSettings, SigningAlgorithm,
+    RefreshTokenSettings, RotationMode, SigningAlgorithm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
@@ -75,6 +75,10 @@ pub struct ApiConfig {
     /// The descriptions the policy gives its scopes, shown where a user agrees to a sign-in.
     #[serde(default)]
     pub scope_descriptions: BTreeMap<String, String>,
+    /// Client ids that may introspect this API's access tokens: the policy's
+    /// `introspectionClients`, resolved in its namespace.
+    #[serde(default)]
+    pub introspection_clients: BTreeSet<String>,
 }
 
 /// One client, as accepted.
@@ -168,6 +172,9 @@ pub enum Reason {
     NamespaceNotAllowed,
     /// A granted scope is not defined by the audience's policy.
     UnknownScope,
+    /// A Public client that may refresh is granted an audience whose policy keeps refresh
+    /// tokens `NonRotating` with offline access: the grant is dropped (RFC 9700 §4.14.2).
+    RotationRequired,
     /// With this object the configuration would be more than the issuer reads; the newest
     /// objects are left out until it fits (the controller only).
     ConfigurationTooLarge,
@@ -199,6 +206,7 @@ impl Reason {
             | Self::SecretNotCreated
             | Self::NamespaceNotAllowed
             | Self::UnknownScope
+            | Self::RotationRequired
             | Self::ConfigurationTooLarge
             | Self::AudienceReserved
             | Self::AudienceNotAllowed
@@ -220,6 +228,7 @@ impl Reason {
             Self::UnknownAudience => "UnknownAudience",
             Self::NamespaceNotAllowed => "NamespaceNotAllowed",
             Self::UnknownScope => "UnknownScope",
+            Self::RotationRequired => "RotationRequired",
             Self::ConfigurationTooLarge => "ConfigurationTooLarge",
             Self::AudienceReserved => "AudienceReserved",
             Self::AudienceNotAllowed => "AudienceNotAllowed",
@@ -437,6 +446,7 @@ pub fn build(declared: &Declared) -> Built {
         verdict.stalled |= stalled;
         built.verdicts.push(verdict);
     }
+    resolve_introspection_clients(&mut built.config, &owners, &client_owners);
     built
 }
 
@@ -474,6 +484,41 @@ fn api_config(policy: &ApiTokenPolicy) -> ApiConfig {
             .iter()
             .filter_map(|s| Some((s.name.clone(), s.description.clone()?)))
             .collect(),
+        introspection_clients: BTreeSet::new(),
+    }
+}
+
+/// Each API's `introspectionClients`, from ApiClient names in its policy's namespace to the
+/// client ids of the clients accepted under those names. A name with no such client (not yet
+/// applied, or one that lost its client id to an older client) gives nothing: the API's
+/// tokens are shown to the clients that are there.
+fn resolve_introspection_clients(
+    config: &mut IssuerConfig,
+    owners: &BTreeMap<String, &ApiTokenPolicy>,
+    client_owners: &BTreeMap<String, &ApiClient>,
+) {
+    let by_name: BTreeMap<(String, String), &str> = client_owners
+        .iter()
+        .filter(|(client_id, _)| config.clients.contains_key(*client_id))
+        .map(|(client_id, c)| {
+            (
+                (c.namespace().unwrap_or_default(), c.name_any()),
+                client_id.as_str(),
+            )
+        })
+        .collect();
+    for (audience, policy) in owners {
+        let Some(api) = config.apis.get_mut(audience) else {
+            continue;
+        };
+        let namespace = policy.namespace().unwrap_or_default();
+        api.introspection_clients = policy
+            .spec
+            .introspection_clients
+            .iter()
+            .filter_map(|name| by_name.get(&(namespace.clone(), name.clone())))
+            .map(|client_id| (*client_id).to_owned())
+            .collect();
     }
 }
 
@@ -527,6 +572,10 @@ fn client_config(
             ));
             continue;
         }
+        if let Some(problem) = rotation_required(client, policy) {
+            problems.push(problem);
+            continue;
+        }
         let defined: BTreeSet<&str> = policy.spec.scopes.iter().map(|s| s.name.as_str()).collect();
         let unknown: Vec<&str> = grant
             .scopes
@@ -563,6 +612,27 @@ fn client_config(
         audiences,
     };
     (config, problems)
+}
+
+/// A Public client that may use the refresh_token grant cannot hold a refresh token that never
+/// rotates: with no secret, rotation and reuse detection are all that limit a stolen one
+/// (RFC 9700 §4.14.2). The schema of one object cannot see the other, so the rule lives here;
+/// the issuer rotates for Public clients whatever the policy says as well
+/// ([`crate::issuer::protocol::refresh_rotates`]).
+fn rotation_required(client: &ApiClient, policy: &ApiTokenPolicy) -> Option<Problem> {
+    let refreshes = client.spec.client_type == ClientType::Public
+        && client.spec.grant_types.contains(&GrantType::RefreshToken)
+        && policy.spec.offline_access;
+    (refreshes && policy.spec.refresh_tokens.rotation == RotationMode::NonRotating).then(|| {
+        (
+            Reason::RotationRequired,
+            format!(
+                "ApiTokenPolicy {}/{} keeps refresh tokens NonRotating, and a Public client's must rotate (RFC 9700 §4.14.2): set its spec.refreshTokens.rotation to Rotating, or remove refresh_token from this client's spec.grantTypes",
+                policy.namespace().unwrap_or_default(),
+                policy.name_any()
+            ),
+        )
+    })
 }
 
 fn secret_hash(
@@ -617,6 +687,7 @@ mod tests {
                 }],
                 refresh_tokens: RefreshTokenSettings::default(),
                 allowed_client_namespaces: vec![],
+                introspection_clients: vec![],
             },
         );
         p.metadata.namespace = Some(ns.into());
@@ -881,6 +952,128 @@ mod tests {
         );
         let back: IssuerConfig = serde_json::from_str(&json).expect("round trip");
         assert_eq!(back, built.config);
+    }
+
+    #[test]
+    fn a_public_client_that_refreshes_loses_an_audience_whose_refresh_tokens_never_rotate() {
+        let mut fixed = policy("apis", "fixed", "https://fixed", None);
+        fixed.spec.offline_access = true;
+        fixed.spec.refresh_tokens.rotation = RotationMode::NonRotating;
+        fixed.spec.allowed_client_namespaces = vec!["*".into()];
+        let mut rotating = fixed.clone();
+        rotating.metadata.name = Some("rotating".into());
+        rotating.spec.audience = "https://rotating".into();
+        rotating.spec.refresh_tokens.rotation = RotationMode::Rotating;
+        let mut offline_off = fixed.clone();
+        offline_off.metadata.name = Some("online".into());
+        offline_off.spec.audience = "https://online".into();
+        offline_off.spec.offline_access = false;
+        let grants: &[(&str, &[&str])] = &[
+            ("https://fixed", &["read"]),
+            ("https://rotating", &["read"]),
+            ("https://online", &["read"]),
+        ];
+        let spa = |name: &str, grant_types: Vec<GrantType>, client_type: ClientType| {
+            let mut c = client("apps", name, grants);
+            c.spec.client_type = client_type;
+            c.spec.secret_ref = None;
+            c.spec.grant_types = grant_types;
+            c
+        };
+        let declared = Declared {
+            policies: vec![fixed.into(), rotating.into(), offline_off.into()],
+            clients: vec![
+                spa(
+                    "spa",
+                    vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+                    ClientType::Public,
+                )
+                .into(),
+                spa(
+                    "no-refresh",
+                    vec![GrantType::AuthorizationCode],
+                    ClientType::Public,
+                )
+                .into(),
+                spa(
+                    "server",
+                    vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+                    ClientType::Confidential,
+                )
+                .into(),
+            ],
+            guardrails: Vec::new(),
+            secrets: None,
+        };
+        let built = build(&declared);
+        let spa = built
+            .verdicts
+            .iter()
+            .find(|v| v.name == "spa")
+            .expect("spa");
+        assert_eq!(spa.reason, Reason::RotationRequired);
+        assert!(spa.stalled, "only a person can fix it");
+        assert!(
+            spa.message.contains("ApiTokenPolicy apis/fixed"),
+            "{}",
+            spa.message
+        );
+        assert!(
+            spa.message.contains("spec.refreshTokens.rotation"),
+            "{}",
+            spa.message
+        );
+        assert_eq!(
+            built.config.clients["apps.spa"]
+                .audiences
+                .keys()
+                .collect::<Vec<_>>(),
+            ["https://online", "https://rotating"],
+            "only that audience is dropped"
+        );
+        for other in ["no-refresh", "server"] {
+            assert_eq!(reason_of(&built, other), Reason::Enforced, "{other}");
+            assert_eq!(
+                built.config.clients[&format!("apps.{other}")]
+                    .audiences
+                    .len(),
+                3
+            );
+        }
+    }
+
+    #[test]
+    fn introspection_clients_are_resolved_by_name_in_the_policys_namespace_only() {
+        let mut banking = policy("payments", "banking", "https://banking", None);
+        banking.spec.introspection_clients = vec![
+            "banking-api".into(),
+            "ledger".into(),
+            "not-applied-yet".into(),
+        ];
+        let mut api = client("payments", "banking-api", &[]);
+        api.spec.client_id = Some("banking-resource-server".into());
+        // Same name, another namespace: not the policy's.
+        let squatter = client("other", "ledger", &[]);
+        // A client that lost its client id to an older one is not the name's client either.
+        let mut older = client("other", "first", &[]);
+        older.spec.client_id = Some("taken".into());
+        let mut loser = client("payments", "ledger", &[]);
+        loser.spec.client_id = Some("taken".into());
+        let declared = Declared {
+            policies: vec![banking.into()],
+            clients: vec![api.into(), squatter.into(), older.into(), loser.into()],
+            guardrails: Vec::new(),
+            secrets: None,
+        };
+        let built = build(&declared);
+        assert_eq!(
+            built.config.apis["https://banking"]
+                .introspection_clients
+                .iter()
+                .collect::<Vec<_>>(),
+            ["banking-resource-server"]
+        );
+        assert_eq!(reason_of(&built, "banking"), Reason::Enforced);
     }
 
     #[test]

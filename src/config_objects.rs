@@ -13,8 +13,10 @@
 //!   the compressed bytes each, and `data.sha256` naming the configuration the slice belongs
 //!   to.
 //!
-//! Readers also accept the earlier `gzip-json-v1` (JSON under `config.json.gz`), so issuers
-//! keep following a controller of the previous version during a rolling upgrade.
+//! Readers also accept the earlier `gzip-postcard-v1` (before APIs named their introspection
+//! clients; read with the types of then, in `src/config_objects/v1.rs`) and `gzip-json-v1`
+//! (JSON under `config.json.gz`), so issuers keep following a controller of a previous version
+//! during a rolling upgrade.
 //!
 //! The controller writes the shards first and the manifest last, so a reader that sees a
 //! manifest finds its shards; a shard whose `sha256` differs belongs to a write in progress
@@ -90,6 +92,9 @@ pub enum Format {
     /// postcard: about half the bytes of JSON, encoded five times and decoded twice as fast
     /// (`benches/config_objects.rs`).
     Postcard,
+    /// postcard as the previous version laid the configuration out (`src/config_objects/v1.rs`);
+    /// read for rolling upgrades.
+    PostcardV1,
     /// JSON, written by versions before the postcard format; read for rolling upgrades.
     Json,
 }
@@ -103,8 +108,10 @@ impl Format {
         match self {
             // postcard has no field names: a field added to the configuration is a new
             // version, so that an issuer of another version refuses it instead of misreading
-            // it (v2: ClientConfig.displayName, ApiConfig.scopeDescriptions).
+            // it (v2: ApiConfig.introspectionClients and scopeDescriptions,
+            // ClientConfig.displayName); v1 is still read (`v1`).
             Format::Postcard => "gzip-postcard-v2",
+            Format::PostcardV1 => "gzip-postcard-v1",
             Format::Json => "gzip-json-v1",
         }
     }
@@ -112,13 +119,13 @@ impl Format {
     /// The key of the compressed slice in a shard's `binaryData`.
     pub fn shard_key(self) -> &'static str {
         match self {
-            Format::Postcard => "config.postcard.gz",
+            Format::Postcard | Format::PostcardV1 => "config.postcard.gz",
             Format::Json => "config.json.gz",
         }
     }
 
     fn from_name(name: &str) -> Option<Format> {
-        [Format::Postcard, Format::Json]
+        [Format::Postcard, Format::PostcardV1, Format::Json]
             .into_iter()
             .find(|f| f.name() == name)
     }
@@ -126,6 +133,9 @@ impl Format {
     fn serialize(self, config: &IssuerConfig, out: impl Write) -> Result<(), String> {
         match self {
             Format::Postcard => postcard::to_io(config, out)
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Format::PostcardV1 => postcard::to_io(&v1::IssuerConfigV1::from(config), out)
                 .map(drop)
                 .map_err(|e| e.to_string()),
             Format::Json => serde_json::to_writer(out, config).map_err(|e| e.to_string()),
@@ -136,6 +146,11 @@ impl Format {
         match self {
             Format::Postcard => match postcard::take_from_bytes(bytes) {
                 Ok((config, [])) => Ok(config),
+                Ok((_, rest)) => Err(format!("{} bytes after the end", rest.len())),
+                Err(e) => Err(e.to_string()),
+            },
+            Format::PostcardV1 => match postcard::take_from_bytes::<v1::IssuerConfigV1>(bytes) {
+                Ok((config, [])) => Ok(config.into()),
                 Ok((_, rest)) => Err(format!("{} bytes after the end", rest.len())),
                 Err(e) => Err(e.to_string()),
             },
@@ -429,3 +444,4 @@ pub fn assemble(
 
 #[cfg(test)]
 mod tests;
+mod v1;

@@ -75,9 +75,10 @@ fn field_of(reason: Reason) -> &'static str {
         Reason::OfflineAccessForbidden => "spec.offlineAccess",
         Reason::SigningAlgorithmNotAllowed => "spec.signingAlgorithm",
         Reason::ClientIdConflict => "spec.clientId",
-        Reason::UnknownAudience | Reason::NamespaceNotAllowed | Reason::UnknownScope => {
-            "spec.audiences"
-        }
+        Reason::UnknownAudience
+        | Reason::NamespaceNotAllowed
+        | Reason::UnknownScope
+        | Reason::RotationRequired => "spec.audiences",
         Reason::SecretNotFound
         | Reason::InvalidSecret
         | Reason::SecretNotAccessible

@@ -260,6 +260,37 @@ async fn refresh_with_scope(issuer: &TestIssuer, token: &str, scope: &str) -> fi
     issuer.post("/oauth/token", &form, None).await
 }
 
+/// A refresh token of `backend` (confidential: its refresh tokens may stay NonRotating).
+async fn backend_refresh_token(issuer: &TestIssuer) -> String {
+    let code = "backend-code";
+    let cb = "https://backend.example.com/cb";
+    issuer
+        .seed_code(code, "backend", cb, TODO, "todos:read offline_access")
+        .await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", cb),
+        ("code_verifier", fixtures::VERIFIER),
+    ];
+    let reply = issuer
+        .post("/oauth/token", &form, Some(("backend", SECRET)))
+        .await;
+    reply.ok()["refresh_token"]
+        .as_str()
+        .expect("a refresh token")
+        .to_owned()
+}
+
+/// A refresh by `backend`, with `scope` if given.
+async fn refresh_backend(issuer: &TestIssuer, token: &str, scope: Option<&str>) -> fixtures::Reply {
+    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", token)];
+    form.extend(scope.map(|s| ("scope", s)));
+    issuer
+        .post("/oauth/token", &form, Some(("backend", SECRET)))
+        .await
+}
+
 #[tokio::test]
 async fn a_refresh_that_leaves_out_offline_access_ends_its_family_in_either_rotation_mode() {
     for rotation in ["Rotating", "NonRotating"] {
@@ -267,13 +298,13 @@ async fn a_refresh_that_leaves_out_offline_access_ends_its_family_in_either_rota
             "{absoluteLifetimeSeconds: 864000",
             &format!("{{rotation: {rotation}, absoluteLifetimeSeconds: 864000"),
         ));
-        let first = issuer.web_refresh_token().await;
-        let reply = issuer.refresh_web(&first).await;
+        let first = backend_refresh_token(&issuer).await;
+        let reply = refresh_backend(&issuer, &first, None).await;
         let newest = match reply.ok()["refresh_token"].as_str() {
             Some(rotated) => rotated.to_owned(),
             None => first.clone(),
         };
-        let last = refresh_with_scope(&issuer, &newest, "todos:read").await;
+        let last = refresh_backend(&issuer, &newest, Some("todos:read")).await;
         let body = last.ok();
         assert!(body.get("refresh_token").is_none(), "{rotation}");
         assert_eq!(body["scope"], "todos:read", "{rotation}");
@@ -283,7 +314,7 @@ async fn a_refresh_that_leaves_out_offline_access_ends_its_family_in_either_rota
         );
         for token in [&first, &newest] {
             assert_eq!(
-                issuer.refresh_web(token).await.error(),
+                refresh_backend(&issuer, token, None).await.error(),
                 "invalid_grant",
                 "{rotation}"
             );
@@ -292,17 +323,37 @@ async fn a_refresh_that_leaves_out_offline_access_ends_its_family_in_either_rota
 }
 
 #[tokio::test]
-async fn non_rotating_refresh_tokens_stay_the_same() {
+async fn non_rotating_refresh_tokens_of_a_confidential_client_stay_the_same() {
     let issuer = TestIssuer::new(&STANDARD.replace(
         "{absoluteLifetimeSeconds: 864000",
         "{rotation: NonRotating, absoluteLifetimeSeconds: 864000",
     ));
-    let token = issuer.web_refresh_token().await;
+    let token = backend_refresh_token(&issuer).await;
     for _ in 0..3 {
-        let reply = issuer.refresh_web(&token).await;
+        let reply = refresh_backend(&issuer, &token, None).await;
         assert!(reply.ok().get("refresh_token").is_none());
         issuer.clock().advance(60);
     }
+}
+
+/// RFC 9700 §4.14.2: a Public client's refresh tokens rotate. A policy made NonRotating
+/// takes its audience from the Public client that may refresh (`config::build`), so the
+/// family it holds refreshes no more.
+#[tokio::test]
+async fn a_public_client_loses_an_api_whose_refresh_tokens_stop_rotating() {
+    let issuer = TestIssuer::standard();
+    let token = issuer.web_refresh_token().await;
+    issuer.rewrite(&STANDARD.replace(
+        "{absoluteLifetimeSeconds: 864000",
+        "{rotation: NonRotating, absoluteLifetimeSeconds: 864000",
+    ));
+    assert_eq!(issuer.refresh_web(&token).await.error(), "invalid_grant");
+    let token = backend_refresh_token(&issuer).await;
+    let reply = refresh_backend(&issuer, &token, None).await;
+    assert!(
+        reply.ok().get("refresh_token").is_none(),
+        "backend keeps it"
+    );
 }
 
 #[tokio::test]

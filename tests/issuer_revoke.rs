@@ -9,11 +9,15 @@ use fixtures::{Reply, SECRET, STANDARD, TestIssuer, VERIFIER};
 const BANKING: &str = "https://banking.example.com";
 const TODO: &str = "https://todo.example.com";
 
-/// STANDARD plus `banking-api`, the banking API's own confidential client: it may ask for
-/// banking tokens, so it may introspect tokens others got for that audience.
+/// STANDARD plus `banking-api`, the banking API's own confidential client, which the banking
+/// policy names as its resource server instead of `worker`.
 fn with_resource_server() -> TestIssuer {
-    TestIssuer::new(&format!(
-        "{STANDARD}---
+    TestIssuer::new(&resource_server_yaml())
+}
+
+fn resource_server_yaml() -> String {
+    format!(
+        "{}---
 apiVersion: tokenwarden.dev/v1alpha1
 kind: ApiClient
 metadata: {{name: banking-api, namespace: apps}}
@@ -22,8 +26,12 @@ spec:
   secretRef: {{name: worker-oauth}}
   grantTypes: [client_credentials]
   audiences: [{{audience: {BANKING}}}]
-"
-    ))
+",
+        STANDARD.replace(
+            "introspectionClients: [worker]",
+            "introspectionClients: [banking-api]"
+        )
+    )
 }
 
 async fn worker_access_token(issuer: &TestIssuer) -> String {
@@ -138,7 +146,7 @@ async fn a_revoked_access_token_introspects_inactive() {
     let claims = active.json;
     assert_eq!(claims["active"], true);
     assert_eq!(claims["client_id"], "worker");
-    assert_eq!(claims["sub"], "worker");
+    assert_eq!(claims["sub"], "worker@clients");
     assert_eq!(claims["aud"], BANKING);
     assert_eq!(claims["iss"], fixtures::ISSUER_URL);
     assert_eq!(claims["scope"], "accounts:read");
@@ -201,13 +209,27 @@ async fn another_client_cannot_revoke_or_introspect_someone_elses_token() {
     assert_eq!(reply.error(), "unauthorized_client");
 }
 
+/// RFC 7662 §4: the token is shown to the resource servers of its API, which its policy names
+/// in `introspectionClients`; to nobody else, not even the client it was issued to.
 #[tokio::test]
-async fn the_api_client_of_an_audience_may_introspect_tokens_issued_for_it() {
+async fn only_the_resource_servers_a_policy_names_may_introspect_its_access_tokens() {
     let issuer = with_resource_server();
     let access = worker_access_token(&issuer).await;
     let reply = introspect(&issuer, &access, "banking-api").await;
     assert_eq!(reply.ok()["active"], true);
     assert_eq!(reply.json["client_id"], "worker");
+    assert_eq!(reply.json["sub"], "worker@clients");
+    for other in ["worker", "backend"] {
+        assert_inactive(&introspect(&issuer, &access, other).await);
+    }
+    // Without the policy's list, being granted the audience is not enough.
+    issuer.rewrite(&resource_server_yaml().replace("  introspectionClients: [banking-api]\n", ""));
+    assert_inactive(&introspect(&issuer, &access, "banking-api").await);
+    issuer.rewrite(&resource_server_yaml());
+    assert_eq!(
+        introspect(&issuer, &access, "banking-api").await.json["active"],
+        true
+    );
     // Seeing is not owning: it may not revoke it.
     let reply = revoke(
         &issuer,
@@ -216,6 +238,133 @@ async fn the_api_client_of_an_audience_may_introspect_tokens_issued_for_it() {
     )
     .await;
     assert_eq!(reply.error(), "unauthorized_client");
+}
+
+/// `web` (public) signs `alice` in with offline access: the first access token and refresh
+/// token.
+async fn web_sign_in(issuer: &TestIssuer, code: &str) -> (String, String) {
+    issuer
+        .seed_code(
+            code,
+            "web",
+            fixtures::WEB_CB,
+            TODO,
+            "todos:read offline_access",
+        )
+        .await;
+    let reply = issuer.exchange_web(code).await;
+    let body = reply.ok();
+    let token = |name: &str| body[name].as_str().expect(name).to_owned();
+    (token("access_token"), token("refresh_token"))
+}
+
+/// Ending a refresh-token family ends the access tokens minted from it: revoking its refresh
+/// token (RFC 7009), and presenting a retired one again (RFC 9700 §4.14.2). `backend` is the
+/// to-do API's resource server.
+#[tokio::test]
+async fn access_tokens_of_a_revoked_refresh_family_introspect_inactive() {
+    let issuer = TestIssuer::standard();
+    let (first_access, first_refresh) = web_sign_in(&issuer, "code-1").await;
+    let rotated = issuer.refresh_web(&first_refresh).await;
+    let second_access = rotated.ok()["access_token"]
+        .as_str()
+        .expect("at")
+        .to_owned();
+    let second_refresh = rotated.json["refresh_token"]
+        .as_str()
+        .expect("rt")
+        .to_owned();
+    for access in [&first_access, &second_access] {
+        assert_eq!(
+            introspect(&issuer, access, "backend").await.ok()["active"],
+            true
+        );
+    }
+    assert_ok_no_store(&revoke_as_web(&issuer, &second_refresh).await);
+    for access in [&first_access, &second_access] {
+        assert_inactive(&introspect(&issuer, access, "backend").await);
+    }
+
+    // Reuse detection: the retired token presented again revokes the family.
+    let (_, first_refresh) = web_sign_in(&issuer, "code-2").await;
+    let rotated = issuer.refresh_web(&first_refresh).await;
+    let access = rotated.ok()["access_token"]
+        .as_str()
+        .expect("at")
+        .to_owned();
+    assert_eq!(
+        introspect(&issuer, &access, "backend").await.json["active"],
+        true
+    );
+    assert_eq!(
+        issuer.refresh_web(&first_refresh).await.error(),
+        "invalid_grant"
+    );
+    assert_inactive(&introspect(&issuer, &access, "backend").await);
+
+    // A token from a sign-in without offline access belongs to no family, and stays.
+    issuer
+        .seed_code("code-3", "web", fixtures::WEB_CB, TODO, "todos:read")
+        .await;
+    let reply = issuer.exchange_web("code-3").await;
+    let plain = reply.ok()["access_token"].as_str().expect("at").to_owned();
+    assert!(fixtures::claims(&plain).get("sid").is_none());
+    assert_eq!(
+        introspect(&issuer, &plain, "backend").await.json["active"],
+        true
+    );
+}
+
+/// A family ends at its deadline too: its access tokens with it, whether or not clean-up
+/// has removed it yet.
+#[tokio::test]
+async fn access_tokens_of_an_expired_refresh_family_introspect_inactive() {
+    // Idle lifetime 600 s, below the access tokens' 86400 s.
+    let issuer = TestIssuer::new(
+        &STANDARD.replace("idleLifetimeSeconds: 86400", "idleLifetimeSeconds: 600"),
+    );
+    let (access, _) = web_sign_in(&issuer, "code").await;
+    issuer.clock().advance(599);
+    assert_eq!(
+        introspect(&issuer, &access, "backend").await.json["active"],
+        true
+    );
+    issuer.clock().advance(1);
+    assert_inactive(&introspect(&issuer, &access, "backend").await);
+}
+
+/// A token still verifies after its client or its policy is deleted, but what it was issued
+/// under is gone.
+#[tokio::test]
+async fn an_access_token_whose_client_or_policy_was_deleted_introspects_inactive() {
+    let issuer = with_resource_server();
+    let access = worker_access_token(&issuer).await;
+    let without_worker =
+        resource_server_yaml().replace("clientId: worker\n", "clientId: worker-2\n");
+    issuer.rewrite(&without_worker);
+    assert_inactive(&introspect(&issuer, &access, "banking-api").await);
+    issuer.rewrite(&resource_server_yaml());
+    assert_eq!(
+        introspect(&issuer, &access, "banking-api").await.json["active"],
+        true,
+        "the client is back"
+    );
+
+    let (access, _) = web_sign_in(&issuer, "code").await;
+    assert_eq!(
+        introspect(&issuer, &access, "backend").await.json["active"],
+        true
+    );
+    // The policy deleted (and another declared for another audience).
+    issuer.rewrite(
+        &resource_server_yaml()
+            .replace(
+                "{name: todo, namespace: apps}",
+                "{name: todo-2, namespace: apps}",
+            )
+            .replace(TODO, "https://todo-2.example.com"),
+    );
+    assert_inactive(&introspect(&issuer, &access, "backend").await);
 }
 
 #[tokio::test]

@@ -78,7 +78,8 @@ async fn tokens_of_every_algorithm_and_lifetime_verify_against_the_jwks_over_htt
             let claims = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
                 .unwrap_or_else(|e| panic!("{alg} {lifetime}: {e}"))
                 .claims;
-            assert_eq!(claims["sub"], "worker");
+            // A client's subject cannot be a user's (RFC 9068 §5).
+            assert_eq!(claims["sub"], "worker@clients");
             assert_eq!(claims["client_id"], "worker");
             assert_eq!(claims["aud"], audience.as_str());
             assert_eq!(claims["scope"], "read");
@@ -183,6 +184,38 @@ async fn the_api_is_chosen_by_audience_or_resource_and_an_unknown_one_is_invalid
         (400, "invalid_target")
     );
     client_credentials(&standard, &[]).await.ok();
+}
+
+/// RFC 9068 §5: a client named like a user must not get that user's `sub`.
+#[tokio::test]
+async fn a_client_with_a_users_name_gets_a_sub_of_its_own() {
+    let issuer =
+        TestIssuer::new(&fixtures::STANDARD.replace("clientId: worker", "clientId: alice"));
+    let reply = issuer
+        .post(
+            "/oauth/token",
+            &[("grant_type", "client_credentials")],
+            Some(("alice", SECRET)),
+        )
+        .await;
+    let client = fixtures::claims(reply.ok()["access_token"].as_str().expect("token"));
+    assert_eq!(client["sub"], "alice@clients");
+    assert_eq!(client["client_id"], "alice", "the client id stays bare");
+
+    // The user alice (the seeded code's subject) keeps hers.
+    issuer
+        .seed_code(
+            "code",
+            "web",
+            "https://app.example.com/cb",
+            "https://todo.example.com",
+            "todos:read",
+        )
+        .await;
+    let reply = issuer.exchange_web("code").await;
+    let user = fixtures::claims(reply.ok()["access_token"].as_str().expect("token"));
+    assert_eq!(user["sub"], "alice");
+    assert_ne!(user["sub"], client["sub"]);
 }
 
 #[tokio::test]

@@ -455,6 +455,31 @@ async fn an_id_token_with_another_nonce_or_a_bad_signature_from_the_provider_get
     }
 }
 
+/// RFC 9068 §5: `<client_id>@clients` is the subject of clients' own tokens, so a user whose
+/// subject at the provider ends with `@clients` would share one: the sign-in fails as an
+/// answer that cannot be verified, and the log says why without naming the subject.
+#[tokio::test]
+async fn a_provider_subject_in_the_form_reserved_for_clients_gets_no_code() {
+    let setup = setup().await;
+    let browser = Browser::new(false);
+    let url = authorize_url(&setup.issuer.base, "https://todo.example.com", "todos:read");
+    let last = browser
+        .sign_in_upstream(&url, "billing-worker@clients")
+        .await;
+    assert_eq!(last.status(), 502, "{}", last.url());
+    assert!(!last.headers().contains_key("location"));
+    let html = last.text().await.expect("html");
+    assert!(html.contains("could not be verified"), "{html}");
+    let visited = browser.visited.lock().expect("lock").clone();
+    assert!(
+        !visited.iter().any(|u| u.starts_with(APP_CB)),
+        "the application got an answer: {visited:?}"
+    );
+    let log = setup.issuer.log_text();
+    assert!(log.contains("ends with @clients"), "{log}");
+    assert!(!log.contains("billing-worker@clients"), "{log}");
+}
+
 /// A store that refuses the trip to the provider (PostgreSQL turned read-only, as a demoted
 /// primary is) is the sign-in being unavailable for a moment (503), not the provider being
 /// down (502): the provider is up, and the password form's sign-in read still works.

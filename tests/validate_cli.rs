@@ -205,6 +205,29 @@ fn a_client_granted_an_undeclared_audience_is_reported() {
 }
 
 #[test]
+fn a_public_client_refreshing_at_an_api_whose_refresh_tokens_never_rotate_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        "apiVersion: tokenwarden.dev/v1alpha1\nkind: ApiTokenPolicy\n\
+         metadata: {name: todo, namespace: apps}\n\
+         spec: {audience: https://todo.example.com, offlineAccess: true, refreshTokens: {rotation: NonRotating}}\n\
+         ---\n\
+         apiVersion: tokenwarden.dev/v1alpha1\nkind: ApiClient\n\
+         metadata: {name: spa, namespace: apps}\n\
+         spec: {type: Public, grantTypes: [authorization_code, refresh_token], redirectUris: [https://app.example.com/cb], audiences: [{audience: https://todo.example.com}]}\n",
+    );
+    let (code, text) = validate(&[&file]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("(ApiClient apps/spa): spec.audiences: RotationRequired"),
+        "{text}"
+    );
+    assert!(text.contains("ApiTokenPolicy apps/todo"), "{text}");
+}
+
+#[test]
 fn a_problem_in_one_file_does_not_hide_the_others() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(

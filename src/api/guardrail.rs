@@ -257,6 +257,7 @@ mod tests {
             scopes: vec![],
             refresh_tokens: RefreshTokenSettings::default(),
             allowed_client_namespaces: vec![],
+            introspection_clients: vec![],
         }
     }
 

@@ -19,6 +19,8 @@ pub const DEFAULT_ABSOLUTE_LIFETIME_SECONDS: i64 = 2_592_000;
 pub const DEFAULT_IDLE_LIFETIME_SECONDS: i64 = 1_296_000;
 /// Longest grace period in which a rotated refresh token may be presented again.
 pub const MAX_REUSE_INTERVAL_SECONDS: i64 = 60;
+/// Most ApiClients a policy may name in `introspectionClients`.
+pub const MAX_INTROSPECTION_CLIENTS: u32 = 64;
 
 /// The token policy of one API. The `audience` is the API's identifier and the `aud` claim of
 /// its access tokens.
@@ -78,6 +80,21 @@ pub struct ApiTokenPolicySpec {
         extend("x-kubernetes-list-type" = "set")
     )]
     pub allowed_client_namespaces: Vec<String>,
+
+    /// Names of ApiClients in this policy's namespace that may introspect this API's access
+    /// tokens (RFC 7662): the API's own resource servers. Names, not client ids, so no other
+    /// team can take the place of one. Every other caller is told `active: false`. Empty: no
+    /// client may introspect this API's access tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = MAX_INTROSPECTION_CLIENTS),
+        inner(
+            length(min = 1, max = 253),
+            pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        ),
+        extend("x-kubernetes-list-type" = "set")
+    )]
+    pub introspection_clients: Vec<String>,
 }
 
 fn default_token_expiration_seconds() -> i64 {

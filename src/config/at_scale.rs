@@ -58,6 +58,7 @@ pub fn declared(n: usize) -> Declared {
                     ],
                     refresh_tokens: Default::default(),
                     allowed_client_namespaces: vec!["*".into()],
+                    introspection_clients: vec![],
                 },
             );
             p.metadata.namespace = Some(namespace(i));

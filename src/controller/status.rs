@@ -300,6 +300,7 @@ mod tests {
             Reason::SecretNotCreated,
             Reason::NamespaceNotAllowed,
             Reason::UnknownScope,
+            Reason::RotationRequired,
             Reason::ConfigurationTooLarge,
         ] {
             assert!(reason.needs_a_person(), "{}", reason.as_str());

@@ -4,12 +4,44 @@
 //! it is tested without a socket.
 
 use super::error::OAuthError;
-use crate::api::GrantType;
+use crate::api::{ClientType, GrantType, RotationMode};
 use crate::config::{ApiConfig, ClientConfig, IssuerConfig};
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 /// The scope that asks for a refresh token (OpenID Connect Core §11).
 pub const OFFLINE_ACCESS: &str = "offline_access";
+
+/// What every client's subject ends with: `<client_id>@clients` (the form Auth0 uses). No user
+/// subject may end with it ([`is_reserved_for_clients`]), so a client's `sub` never equals a
+/// user's (RFC 9068 §5).
+pub const CLIENT_SUBJECT_SUFFIX: &str = "@clients";
+
+/// Whom an access token is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subject<'a> {
+    /// The client itself (client_credentials): its client id.
+    Client(&'a str),
+    /// A user (authorization_code, refresh_token): the subject the connector gave.
+    User(&'a str),
+}
+
+impl Subject<'_> {
+    /// The `sub` claim (RFC 9068 §2.2): the user's subject as it is, or `<client_id>@clients`
+    /// for a client, which no user subject can be. The one place `sub` is decided.
+    pub fn claim(&self) -> Cow<'_, str> {
+        match self {
+            Self::Client(client_id) => Cow::Owned(format!("{client_id}{CLIENT_SUBJECT_SUFFIX}")),
+            Self::User(subject) => Cow::Borrowed(subject),
+        }
+    }
+}
+
+/// Whether a user subject takes the form reserved for clients, and must be refused: from the
+/// users file when it is loaded, from the upstream provider at sign-in.
+pub fn is_reserved_for_clients(user_subject: &str) -> bool {
+    user_subject.ends_with(CLIENT_SUBJECT_SUFFIX)
+}
 
 /// Pick the API a token request is for: `audience` (as Auth0) or `resource` (RFC 8707), which
 /// may be given together only if they agree. Without either, a client granted exactly one
@@ -152,6 +184,14 @@ pub fn may_issue_refresh_token(
         && offline_access_requested
 }
 
+/// Does a refresh retire the token presented and return a new one? As the policy says, except
+/// that a Public client's refresh tokens always rotate (RFC 9700 §4.14.2): without a secret,
+/// rotation and its reuse detection are all that limit a stolen one. `config::build` already
+/// refuses such a grant; this holds whatever configuration the issuer is given.
+pub fn refresh_rotates(api: &ApiConfig, client_type: ClientType) -> bool {
+    api.refresh_tokens.rotation == RotationMode::Rotating || client_type == ClientType::Public
+}
+
 /// Whom a refresh token family was issued to, and for what.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FamilyGrant<'a> {
@@ -227,18 +267,34 @@ pub fn redirect_uri_registered(client: &ClientConfig, redirect_uri: &str) -> boo
     client.redirect_uris.iter().any(|r| r == redirect_uri)
 }
 
-/// May `client` introspect a token issued to `token_client_id` for `audience` (RFC 7662 §4)?
-/// Yes if the token was issued to it, or if it may itself ask for tokens for that audience
-/// (the API's own client, checking the tokens presented to it). Refresh tokens are shown to
-/// their own client only: pass `audience: None`.
-pub fn may_introspect(
-    client: &ClientConfig,
-    token_client_id: &str,
-    audience: Option<&str>,
-) -> bool {
-    client.client_type == crate::api::ClientType::Confidential
-        && (client.client_id == token_client_id
-            || audience.is_some_and(|a| client.audiences.contains_key(a)))
+/// The API of an access token for `audience` issued to `client_id`, while both are still in
+/// the configuration: a token whose policy or client was deleted still verifies, but what it
+/// was issued under is gone, so introspection reports it inactive.
+pub fn api_of_access_token<'c>(
+    config: &'c IssuerConfig,
+    audience: &str,
+    client_id: &str,
+) -> Option<&'c ApiConfig> {
+    config
+        .apis
+        .get(audience)
+        .filter(|_| config.clients.contains_key(client_id))
+}
+
+/// May `caller` see an access token for `api` (RFC 7662 §4)? Only if the API's policy names
+/// it in `introspectionClients`: the authorization server "MUST determine whether or not the
+/// token can be used at the protected resource making the introspection request", and an
+/// access token is used at its API alone. So not the client the token was issued to (it is no
+/// resource server of the API, unless listed), nor a client merely granted the audience.
+pub fn may_introspect_access_token(caller: &ClientConfig, api: &ApiConfig) -> bool {
+    caller.client_type == ClientType::Confidential
+        && api.introspection_clients.contains(&caller.client_id)
+}
+
+/// May `caller` see a refresh token of a family issued to `family_client_id`? A refresh token
+/// is used at this issuer alone, by its own client: so that client only.
+pub fn may_introspect_refresh_token(caller: &ClientConfig, family_client_id: &str) -> bool {
+    caller.client_type == ClientType::Confidential && caller.client_id == family_client_id
 }
 
 #[cfg(test)]

@@ -97,6 +97,7 @@ mod tests {
                 scopes: Default::default(),
                 refresh_tokens: Default::default(),
                 scope_descriptions: Default::default(),
+                introspection_clients: Default::default(),
             },
         );
         assert_eq!(policies.replace(changed), 2);

@@ -119,6 +119,13 @@ impl Users {
             if by_name.contains_key(&user.username) {
                 return Err(invalid("the username appears twice".into()));
             }
+            if crate::issuer::protocol::is_reserved_for_clients(user.subject()) {
+                return Err(invalid(format!(
+                    "subject {:?} ends with {:?}, which only clients' tokens carry (so that no user is mistaken for a client); give this user another subject",
+                    user.subject(),
+                    crate::issuer::protocol::CLIENT_SUBJECT_SUFFIX
+                )));
+            }
             by_name.insert(user.username.clone(), user);
         }
         Ok(Self {
@@ -287,6 +294,30 @@ mod tests {
         let users = users();
         let text = format!("{users:?}");
         assert!(text.contains("alice") && !text.contains("$argon2id$") && !text.contains("$2"));
+    }
+
+    #[test]
+    fn a_user_whose_subject_looks_like_a_clients_is_refused_by_name() {
+        let hash = argon2id("x");
+        for (text, expected) in [
+            (
+                format!(
+                    "- {{username: alice, passwordHash: '{hash}'}}\n- {{username: bob, passwordHash: '{hash}', subject: worker@clients}}\n"
+                ),
+                "user 2 (bob): subject \"worker@clients\" ends with \"@clients\"",
+            ),
+            (
+                format!("- {{username: worker@clients, passwordHash: '{hash}'}}\n"),
+                "user 1 (worker@clients): subject \"worker@clients\"",
+            ),
+        ] {
+            let error = load(&text).expect_err(&text).to_string();
+            assert!(error.contains("users.yaml"), "{error}");
+            assert!(error.contains(expected), "{error}");
+        }
+        let elsewhere =
+            format!("- {{username: a, passwordHash: '{hash}', subject: a@clients.example}}\n");
+        assert!(load(&elsewhere).is_ok(), "only the suffix is reserved");
     }
 
     #[test]

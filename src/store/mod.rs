@@ -114,6 +114,13 @@ pub trait Store: Send + Sync {
         hash: TokenHash,
     ) -> impl Future<Output = Result<Option<RefreshTokenView>, StoreError>> + Send;
 
+    /// The family with this id, revoked or not, until clean-up removes it: introspection asks
+    /// whether the family an access token was minted from still stands.
+    fn lookup_family(
+        &self,
+        id: FamilyId,
+    ) -> impl Future<Output = Result<Option<Family>, StoreError>> + Send;
+
     /// RFC 7009: revokes the whole family of the token, if it was issued to `client_id`.
     fn revoke_refresh_token(
         &self,
@@ -271,6 +278,10 @@ impl Store for AnyStore {
         hash: TokenHash,
     ) -> Result<Option<RefreshTokenView>, StoreError> {
         delegate!(self, s => s.lookup_refresh_token(hash))
+    }
+
+    async fn lookup_family(&self, id: FamilyId) -> Result<Option<Family>, StoreError> {
+        delegate!(self, s => s.lookup_family(id))
     }
 
     async fn revoke_refresh_token(

@@ -59,6 +59,17 @@ pub struct Family {
     pub revoked: Option<Revocation>,
 }
 
+impl Family {
+    /// Whether access tokens minted from this family may still be active at `now`: it is not
+    /// revoked (by RFC 7009, a replay, a code used twice, or a refresh that gave up offline
+    /// access) and its stored deadline has not passed. That deadline is when clean-up removes
+    /// it, so the answer never depends on whether clean-up has run: a family that is gone
+    /// stands no more either.
+    pub fn stands_at(&self, now: UnixTime) -> bool {
+        self.revoked.is_none() && now < self.keep_until
+    }
+}
+
 /// Why and when a family was revoked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revocation {

@@ -170,18 +170,28 @@ impl Serialize for FamilyId {
     }
 }
 
-impl<'de> Deserialize<'de> for FamilyId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
+impl std::str::FromStr for FamilyId {
+    type Err = &'static str;
+
+    /// 32 hex digits, as [`fmt::Display`] writes them (and an access token's `sid` carries).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        const SHAPE: &str = "a family id has 32 hex digits";
         let mut out = [0u8; 16];
         if text.len() != 32 || !text.is_ascii() {
-            return Err(serde::de::Error::custom("a family id has 32 hex digits"));
+            return Err(SHAPE);
         }
         for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
-                .map_err(serde::de::Error::custom)?;
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| SHAPE)?;
         }
         Ok(Self(out))
+    }
+}
+
+impl<'de> Deserialize<'de> for FamilyId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 

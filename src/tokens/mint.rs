@@ -1,5 +1,6 @@
 //! Minting RFC 9068 access tokens: a compact JWS with header `{"alg","typ":"at+jwt","kid"}`
-//! and claims `iss sub aud client_id iat exp jti scope`, with `exp = iat + lifetime` exactly.
+//! and claims `iss sub aud client_id iat exp jti scope` (and `sid` for a token minted from a
+//! refresh-token family), with `exp = iat + lifetime` exactly.
 //!
 //! The [`Minter`] holds the parsed signing keys and each key's encoded header, behind one
 //! `Arc`: cloning it is cheap, and minting takes no lock and parses no key.
@@ -20,7 +21,7 @@ const JTI_BYTES: usize = 16;
 pub struct AccessTokenClaims<'a> {
     /// `iss`: the issuer URL.
     pub issuer: &'a str,
-    /// `sub`: the client id for client_credentials, the user for user grants.
+    /// `sub`: as `crate::issuer::protocol::Subject::claim` decides it.
     pub subject: &'a str,
     /// `aud`: the policy's audience.
     pub audience: &'a str,
@@ -28,6 +29,9 @@ pub struct AccessTokenClaims<'a> {
     pub client_id: &'a str,
     /// `scope`: space-separated granted scopes (emitted as given, even when empty).
     pub scope: &'a str,
+    /// `sid`: the refresh-token family the token was minted from, if any (not a secret), so
+    /// that ending the family ends the token at introspection too.
+    pub session: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -40,6 +44,8 @@ struct Claims<'a> {
     exp: u64,
     jti: &'a str,
     scope: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<&'a str>,
 }
 
 /// A signed access token and the values the issuer reports or stores about it.
@@ -136,6 +142,7 @@ impl Minter {
             exp,
             jti: &jti,
             scope: claims.scope,
+            sid: claims.session,
         })
         .map_err(TokenError::Claims)?;
 

@@ -17,6 +17,7 @@ fn claims() -> AccessTokenClaims<'static> {
         audience: AUD,
         client_id: "payments.billing-worker",
         scope: "accounts:read accounts:write",
+        session: None,
     }
 }
 

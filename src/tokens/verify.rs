@@ -30,6 +30,9 @@ pub struct VerifiedClaims {
     pub exp: u64,
     pub jti: String,
     pub scope: String,
+    /// The refresh-token family the token was minted from, if any.
+    #[serde(default)]
+    pub sid: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -207,6 +210,7 @@ mod tests {
             audience: "https://api.example.com",
             client_id: "web",
             scope: "read",
+            session: Some("0123456789abcdef0123456789abcdef"),
         }
     }
 
@@ -243,6 +247,7 @@ mod tests {
                     exp: NOW + 600,
                     jti: minted.jti.clone(),
                     scope: "read".into(),
+                    sid: Some("0123456789abcdef0123456789abcdef".into()),
                 },
                 "{alg}"
             );

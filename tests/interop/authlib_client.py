@@ -88,7 +88,7 @@ for method in ("client_secret_basic", "client_secret_post"):
     check(token["token_type"] == "Bearer" and token["expires_in"] == 600, f"{method}: token")
     check("refresh_token" not in token, "client_credentials gives no refresh token")
     claims = verify(token["access_token"], BANKING, "ES256", 600)
-    check(claims["sub"] == "worker" and claims["client_id"] == "worker", "sub and client_id")
+    check(claims["sub"] == "worker@clients" and claims["client_id"] == "worker", "sub and client_id")
     check(claims["scope"] == "accounts:read", "scope")
 
 # A wrong secret is refused.

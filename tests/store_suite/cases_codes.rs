@@ -98,6 +98,33 @@ pub async fn a_grant_recorded_after_a_second_use_of_its_code_is_revoked_at_once<
     assert_eq!(outcome, RefreshOutcome::Revoked);
 }
 
+/// Introspection asks whether the family an access token was minted from still stands.
+pub async fn a_family_is_found_by_its_id_with_its_revocation_until_clean_up<H: Harness>(h: &H) {
+    let store = h.open().await;
+    // ROTATING: idle 100 s, so the family's deadline is 100.
+    let (family, first) = start_family(&store, 0, ROTATING).await;
+    let found = store
+        .lookup_family(family.id)
+        .await
+        .unwrap()
+        .expect("found");
+    assert_eq!(found, family);
+    assert!(found.stands_at(99) && !found.stands_at(100));
+    let unknown = FamilyId::generate().expect("entropy");
+    assert_eq!(store.lookup_family(unknown).await.unwrap(), None);
+
+    store.revoke_refresh_token(first, CLIENT, 30).await.unwrap();
+    let revoked = store.lookup_family(family.id).await.unwrap().expect("kept");
+    assert_eq!(
+        revoked.revoked.map(|r| (r.reason, r.at)),
+        Some((RevocationReason::ClientRequest, 30))
+    );
+    assert!(!revoked.stands_at(31));
+
+    store.purge_expired(100, 100).await.unwrap();
+    assert_eq!(store.lookup_family(family.id).await.unwrap(), None);
+}
+
 pub async fn revoking_any_token_of_a_family_revokes_the_whole_family<H: Harness>(h: &H) {
     let store = h.open().await;
     let rules = RefreshRules {

@@ -53,6 +53,7 @@ macro_rules! store_suite {
             codes_expire_at_their_expiry_second,
             a_grant_recorded_after_a_second_use_of_its_code_is_revoked_at_once,
             clean_up_between_an_exchange_and_its_grant_keeps_the_code,
+            a_family_is_found_by_its_id_with_its_revocation_until_clean_up,
             revoking_any_token_of_a_family_revokes_the_whole_family,
             revoking_a_token_of_another_client_changes_nothing,
             access_token_revocations_hold_until_the_token_expires,

@@ -16,6 +16,7 @@ fn config() -> IssuerConfig {
         scopes: ["read", "write"].map(String::from).into(),
         refresh_tokens: RefreshTokenSettings::default(),
         scope_descriptions: Default::default(),
+        introspection_clients: Default::default(),
     };
     let client = |id: &str, grants: &[GrantType], audiences: &[&str]| ClientConfig {
         client_id: id.into(),

@@ -12,6 +12,7 @@ fn api(audience: &str, offline: bool) -> ApiConfig {
         scopes: ["read", "write"].map(String::from).into(),
         refresh_tokens: RefreshTokenSettings::default(),
         scope_descriptions: Default::default(),
+        introspection_clients: Default::default(),
     }
 }
 
@@ -220,16 +221,55 @@ fn lifetime_is_the_policys_token_expiration() {
 }
 
 #[test]
-fn a_confidential_client_may_introspect_its_own_tokens_and_those_for_its_audiences() {
+fn only_the_resource_servers_an_api_names_may_introspect_its_access_tokens() {
     let mut rs = client(&[GrantType::ClientCredentials], &[("https://a", &[])]);
     rs.client_type = ClientType::Confidential;
-    assert!(may_introspect(&rs, "apps.web", Some("https://b")));
-    assert!(may_introspect(&rs, "someone-else", Some("https://a")));
-    assert!(!may_introspect(&rs, "someone-else", Some("https://b")));
-    // Refresh tokens: their own client only.
-    assert!(!may_introspect(&rs, "someone-else", None));
-    assert!(may_introspect(&rs, "apps.web", None));
-    // A public client may not introspect at all, not even its own tokens.
+    let mut a = api("https://a", false);
+    // Granted the audience, and the token may be its own: not enough.
+    assert!(!may_introspect_access_token(&rs, &a));
+    a.introspection_clients.insert("apps.web".into());
+    assert!(may_introspect_access_token(&rs, &a));
+    assert!(!may_introspect_access_token(&rs, &api("https://b", false)));
+    // A public client may not introspect at all, even where it is named.
     let public = client(ALL, &[("https://a", &[])]);
-    assert!(!may_introspect(&public, "apps.web", Some("https://a")));
+    assert!(!may_introspect_access_token(&public, &a));
+    // Refresh tokens: their own client only.
+    assert!(may_introspect_refresh_token(&rs, "apps.web"));
+    assert!(!may_introspect_refresh_token(&rs, "someone-else"));
+    assert!(!may_introspect_refresh_token(&public, "apps.web"));
+}
+
+#[test]
+fn an_access_token_whose_policy_or_client_is_gone_has_no_api() {
+    let mut config = config(&[api("https://a", false)]);
+    let web = client(ALL, &[("https://a", &[])]);
+    config.clients.insert(web.client_id.clone(), web);
+    assert!(api_of_access_token(&config, "https://a", "apps.web").is_some());
+    assert!(api_of_access_token(&config, "https://gone", "apps.web").is_none());
+    assert!(api_of_access_token(&config, "https://a", "deleted-client").is_none());
+}
+
+#[test]
+fn a_clients_subject_is_its_client_id_at_clients_and_a_users_is_their_own() {
+    assert_eq!(Subject::Client("alice").claim(), "alice@clients");
+    assert_eq!(Subject::User("alice").claim(), "alice");
+    assert_ne!(
+        Subject::Client("alice").claim(),
+        Subject::User("alice").claim(),
+        "a client named like a user gets another sub"
+    );
+    assert!(is_reserved_for_clients(&Subject::Client("x").claim()));
+    assert!(!is_reserved_for_clients("alice@example.com"));
+    assert!(!is_reserved_for_clients("clients"));
+}
+
+#[test]
+fn a_public_clients_refresh_tokens_rotate_whatever_the_policy_says() {
+    let mut api = api("https://a", true);
+    api.refresh_tokens.rotation = crate::api::RotationMode::NonRotating;
+    assert!(refresh_rotates(&api, ClientType::Public));
+    assert!(!refresh_rotates(&api, ClientType::Confidential));
+    api.refresh_tokens.rotation = crate::api::RotationMode::Rotating;
+    assert!(refresh_rotates(&api, ClientType::Public));
+    assert!(refresh_rotates(&api, ClientType::Confidential));
 }

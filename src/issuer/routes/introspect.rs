@@ -1,11 +1,14 @@
 //! `POST /oauth/introspect` (RFC 7662), for authenticated confidential clients only.
 //!
 //! An access token is active while its signature verifies with a published key, its `iss` is
-//! this issuer, `now < exp`, and its `jti` was not revoked. A refresh token is active while it
-//! is its family's current token, the family is not revoked, and the policy of its audience
-//! still allows offline access and has not let it expire. Anything else — unknown, malformed,
-//! expired, revoked, or a token the caller may not see ([`protocol::may_introspect`]) — is
-//! `{"active": false}` and nothing more (§2.2, §4).
+//! this issuer, `now < exp`, its policy and its client are still configured, its `jti` was not
+//! revoked, and the refresh-token family it was minted from (its `sid`), if any, still stands
+//! ([`crate::store::Family::stands_at`]). A refresh token is active while it is its family's
+//! current token, the family is not revoked, and the policy of its audience still allows
+//! offline access and has not let it expire. Anything else — unknown, malformed, expired,
+//! revoked, or a token the caller may not see ([`protocol::may_introspect_access_token`]:
+//! the resource servers the API's policy names; [`protocol::may_introspect_refresh_token`]:
+//! the token's own client) — is `{"active": false}` and nothing more (§2.2, §4).
 
 use super::revoke::Hint;
 use super::token::{find_refresh_token, refresh_rules, require_form_content_type, store_error};
@@ -16,7 +19,7 @@ use crate::issuer::error::{OAuthError, forbid_caching};
 use crate::issuer::form::Form;
 use crate::issuer::protocol::{self, OFFLINE_ACCESS};
 use crate::issuer::state::Issuer;
-use crate::store::{Store, rotation};
+use crate::store::{FamilyId, Store, rotation};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -92,7 +95,7 @@ async fn handle(
     {
         return Ok(answer);
     }
-    if let Some(answer) = access_token(issuer, client, token, now).await? {
+    if let Some(answer) = access_token(issuer, &snapshot.config, client, token, now).await? {
         return Ok(answer);
     }
     if hint != Hint::RefreshToken
@@ -107,6 +110,7 @@ async fn handle(
 /// see, or a revoked one.
 async fn access_token(
     issuer: &Issuer,
+    config: &IssuerConfig,
     client: &ClientConfig,
     token: &str,
     now: u64,
@@ -119,7 +123,8 @@ async fn access_token(
     else {
         return Ok(None);
     };
-    if !protocol::may_introspect(client, &claims.client_id, Some(&claims.aud)) {
+    let api = protocol::api_of_access_token(config, &claims.aud, &claims.client_id);
+    if !api.is_some_and(|api| protocol::may_introspect_access_token(client, api)) {
         return Ok(Some(Introspection::inactive()));
     }
     if issuer
@@ -127,6 +132,11 @@ async fn access_token(
         .is_access_token_revoked(&claims.jti, now)
         .await
         .map_err(store_error)?
+    {
+        return Ok(Some(Introspection::inactive()));
+    }
+    if let Some(sid) = &claims.sid
+        && !family_stands(issuer, sid, now).await?
     {
         return Ok(Some(Introspection::inactive()));
     }
@@ -142,6 +152,16 @@ async fn access_token(
         jti: Some(claims.jti),
         token_type: Some("Bearer"),
     }))
+}
+
+/// Whether the refresh-token family an access token names still stands: revoked (RFC 7009,
+/// reuse detection) or past its deadline, its access tokens are inactive too.
+async fn family_stands(issuer: &Issuer, sid: &str, now: u64) -> Result<bool, OAuthError> {
+    let Ok(id) = sid.parse::<FamilyId>() else {
+        return Ok(false);
+    };
+    let family = issuer.store.lookup_family(id).await.map_err(store_error)?;
+    Ok(family.is_some_and(|family| family.stands_at(now)))
 }
 
 /// `None`: no refresh token has this value. `Some(inactive)`: one that is not active, or not
@@ -164,8 +184,10 @@ async fn refresh_token(
     let Some(api) = api else {
         return Ok(Some(Introspection::inactive()));
     };
-    let rules = refresh_rules(api);
-    if !protocol::may_introspect(client, &family.client_id, None) || !view.is_active(now, &rules) {
+    let rules = refresh_rules(api, client.client_type);
+    if !protocol::may_introspect_refresh_token(client, &family.client_id)
+        || !view.is_active(now, &rules)
+    {
         return Ok(Some(Introspection::inactive()));
     }
     let mut scopes = protocol::parse_scope(Some(&family.scope));

@@ -3,13 +3,13 @@
 //! this file reads the request, calls the store and the minter in the right order, and writes
 //! the response. No token leaves before what it depends on is stored.
 
-use crate::api::{GrantType, RotationMode};
+use crate::api::{ClientType, GrantType};
 use crate::config::{ApiConfig, ClientConfig};
 use crate::issuer::client_auth;
 use crate::issuer::error::{OAuthError, forbid_caching};
 use crate::issuer::form::Form;
 use crate::issuer::metrics::GrantLabels;
-use crate::issuer::protocol::{self, FamilyGrant, GrantedScopes, OFFLINE_ACCESS};
+use crate::issuer::protocol::{self, FamilyGrant, GrantedScopes, OFFLINE_ACCESS, Subject};
 use crate::issuer::state::Issuer;
 use crate::store::{
     CodeGrant, CodeOutcome, FamilyId, NewFamily, OpaqueToken, RefreshOutcome, RefreshRequest,
@@ -195,9 +195,10 @@ impl GrantRequest<'_> {
         let minted = mint(
             self.issuer,
             api,
-            &self.client.client_id,
+            Subject::Client(&self.client.client_id),
             &self.client.client_id,
             &scope,
+            None,
             self.now,
         )?;
         Ok(response(api, minted, api_scopes, None))
@@ -254,23 +255,31 @@ impl GrantRequest<'_> {
         let mut scopes = protocol::parse_scope(Some(&granted.scope));
         let offline_asked = scopes.remove(OFFLINE_ACCESS);
         let scope = protocol::scope_string(&scopes);
-        let minted = mint(
-            self.issuer,
-            api,
-            &granted.subject,
-            &self.client.client_id,
-            &scope,
-            self.now,
-        )?;
-        let refresh_token = if protocol::may_issue_refresh_token(
+        // The access token names the family it comes with, so that ending the family ends it.
+        let family = if protocol::may_issue_refresh_token(
             GrantType::AuthorizationCode,
             api,
             self.client,
             offline_asked,
         ) {
-            Some(
+            Some(FamilyId::generate().map_err(store_error)?)
+        } else {
+            None
+        };
+        let minted = mint(
+            self.issuer,
+            api,
+            Subject::User(&granted.subject),
+            &self.client.client_id,
+            &scope,
+            family,
+            self.now,
+        )?;
+        let refresh_token = match family {
+            Some(id) => Some(
                 new_family(
                     self.issuer,
+                    id,
                     api,
                     self.client,
                     &granted.subject,
@@ -278,9 +287,8 @@ impl GrantRequest<'_> {
                     self.now,
                 )
                 .await?,
-            )
-        } else {
-            None
+            ),
+            None => None,
         };
         let grant = CodeGrant {
             access_token_jti: minted.jti.clone(),
@@ -338,7 +346,11 @@ impl GrantRequest<'_> {
         let outcome = self
             .issuer
             .store
-            .refresh(request, self.now, refresh_rules(api))
+            .refresh(
+                request,
+                self.now,
+                refresh_rules(api, self.client.client_type),
+            )
             .await
             .map_err(store_error)?;
         let mut returned = match &outcome {
@@ -364,6 +376,7 @@ impl GrantRequest<'_> {
             .form
             .get("scope")
             .is_none_or(|asked| asked.split(' ').any(|s| s == OFFLINE_ACCESS));
+        let mut family = Some(view.family.id);
         if !protocol::may_issue_refresh_token(
             GrantType::RefreshToken,
             api,
@@ -376,6 +389,8 @@ impl GrantRequest<'_> {
                 .await
                 .map_err(store_error)?;
             returned = None;
+            // The family ends here; the access token outlives it as a plain one.
+            family = None;
         }
         let subject = outcome
             .granted()
@@ -385,9 +400,10 @@ impl GrantRequest<'_> {
         let minted = mint(
             self.issuer,
             api,
-            &subject,
+            Subject::User(&subject),
             &self.client.client_id,
             &scope,
+            family,
             self.now,
         )?;
         Ok(response(api, minted, scopes, returned))
@@ -413,16 +429,16 @@ fn response(
     }
 }
 
-/// Start a refresh-token family; the token is stored (as a hash) before it is returned.
+/// Start the refresh-token family `id`; the token is stored (as a hash) before it is returned.
 async fn new_family(
     issuer: &Issuer,
+    id: FamilyId,
     api: &ApiConfig,
     client: &ClientConfig,
     subject: &str,
     scopes: &BTreeSet<String>,
     now: u64,
 ) -> Result<(OpaqueToken, FamilyId), OAuthError> {
-    let id = FamilyId::generate().map_err(store_error)?;
     let token = OpaqueToken::generate_refresh(id).map_err(store_error)?;
     let family = NewFamily {
         id,
@@ -433,18 +449,23 @@ async fn new_family(
     };
     let family = issuer
         .store
-        .create_family(family, token.refresh_key(), now, refresh_rules(api))
+        .create_family(
+            family,
+            token.refresh_key(),
+            now,
+            refresh_rules(api, client.client_type),
+        )
         .await
         .map_err(store_error)?;
     Ok((token, family.id))
 }
 
-/// The policy's refresh settings as the store's rules.
-pub fn refresh_rules(api: &ApiConfig) -> RefreshRules {
+/// The policy's refresh settings as the store's rules, for a family of a client of this type.
+pub fn refresh_rules(api: &ApiConfig, client_type: ClientType) -> RefreshRules {
     let seconds = |s: i64| u64::try_from(s).unwrap_or(0);
     let settings = &api.refresh_tokens;
     RefreshRules {
-        rotating: settings.rotation == RotationMode::Rotating,
+        rotating: protocol::refresh_rotates(api, client_type),
         absolute_lifetime_secs: seconds(settings.absolute_lifetime_seconds),
         idle_lifetime_secs: seconds(settings.idle_lifetime_seconds),
         reuse_interval_secs: seconds(settings.reuse_interval_seconds),
@@ -454,18 +475,22 @@ pub fn refresh_rules(api: &ApiConfig) -> RefreshRules {
 fn mint(
     issuer: &Issuer,
     api: &ApiConfig,
-    subject: &str,
+    subject: Subject<'_>,
     client_id: &str,
     scope: &str,
+    family: Option<FamilyId>,
     now: u64,
 ) -> Result<MintedToken, OAuthError> {
     let keys = issuer.keys.load();
+    let subject = subject.claim();
+    let session = family.map(|id| id.to_string());
     let claims = AccessTokenClaims {
         issuer: &issuer.issuer_url,
-        subject,
+        subject: &subject,
         audience: &api.audience,
         client_id,
         scope,
+        session: session.as_deref(),
     };
     keys.minter
         .mint(

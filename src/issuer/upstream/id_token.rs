@@ -79,6 +79,10 @@ pub enum IdTokenError {
         "the ID token's email is not verified (email_verified is not true), so it cannot be the subject"
     )]
     EmailNotVerified,
+    #[error(
+        "the ID token's subject ends with @clients, which only clients' tokens carry, so it cannot be a user's"
+    )]
+    ReservedSubject,
 }
 
 impl IdTokenError {
@@ -222,13 +226,18 @@ fn check_claims(claims: &Value, expected: &Expected<'_>) -> Result<String, IdTok
             return Err(IdTokenError::EmailNotVerified);
         }
     }
-    match claims.get(expected.subject_claim) {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+    let subject = match claims.get(expected.subject_claim) {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
         // Some providers name users by number (a numeric `sub` is not OpenID Connect, but an
         // `employee_id` claim may well be).
-        Some(Value::Number(n)) if n.is_u64() || n.is_i64() => Ok(n.to_string()),
-        _ => Err(IdTokenError::Subject),
+        Some(Value::Number(n)) if n.is_u64() || n.is_i64() => n.to_string(),
+        _ => return Err(IdTokenError::Subject),
+    };
+    // A user whose subject looked like a client's would share its `sub` (RFC 9068 §5).
+    if crate::issuer::protocol::is_reserved_for_clients(&subject) {
+        return Err(IdTokenError::ReservedSubject);
     }
+    Ok(subject)
 }
 
 #[cfg(test)]

@@ -199,6 +199,10 @@ impl Store for EmbeddedStore {
         })
     }
 
+    async fn lookup_family(&self, id: FamilyId) -> Result<Option<Family>, StoreError> {
+        self.read(move |tx| get_family(&tx.open_table(FAMILIES)?, id))
+    }
+
     async fn revoke_refresh_token(
         &self,
         hash: TokenHash,

@@ -386,6 +386,14 @@ impl Store for PostgresStore {
         }
     }
 
+    async fn lookup_family(&self, id: FamilyId) -> Result<Option<Family>, StoreError> {
+        let sql = format!("SELECT {FAMILY_COLUMNS} FROM families WHERE id = $1");
+        match self.query(&sql, &[&&id.0[..]]).await?.first() {
+            Some(row) => schema::family(row).map(Some),
+            None => Ok(None),
+        }
+    }
+
     async fn revoke_refresh_token(
         &self,
         hash: TokenHash,

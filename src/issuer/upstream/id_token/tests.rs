@@ -412,6 +412,31 @@ fn the_subject_comes_from_the_configured_claim() {
 }
 
 #[test]
+fn a_subject_in_the_form_reserved_for_clients_is_refused() {
+    let key = es256("k1");
+    let keys = jwks(&[&key]);
+    for subject in [json!("worker@clients"), json!("@clients")] {
+        let token = sign(
+            &key,
+            Some("k1"),
+            &with(|c| {
+                c.insert("sub".into(), subject.clone());
+            }),
+        );
+        assert_eq!(
+            check(&token, &keys),
+            Err(IdTokenError::ReservedSubject),
+            "{subject}"
+        );
+    }
+    let error = IdTokenError::ReservedSubject.to_string();
+    assert!(
+        !error.contains("worker"),
+        "the log line names no subject: {error}"
+    );
+}
+
+#[test]
 fn keys_of_unknown_types_beside_the_right_one_do_no_harm() {
     let key = es256("k1");
     let mut document = json!({"keys": [
