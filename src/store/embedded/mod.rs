@@ -46,16 +46,7 @@ use tables::{
 /// Name of the database file inside the data directory.
 pub const FILE_NAME: &str = "tokenwarden.redb";
 
-/// Most sign-ins in progress kept at once (password forms and trips to the upstream provider
-/// together); when a new one would exceed it, the expired go, and if none has, the new one is
-/// refused (`StoreError::Unavailable`: the page says to try again shortly), so a flood of
-/// `GET /authorize` cannot push out the sign-ins of people already at the form.
-pub const MAX_SIGN_INS: usize = 8192;
-
-/// Most of those one client address holds (IPv6 by /64, as the brute-force limits count it);
-/// beyond it, that address's own sign-in expiring first goes. A flood of `GET /authorize` from
-/// one address so churns its own share, and the other addresses' sign-ins are untouched.
-pub const MAX_SIGN_INS_PER_ADDRESS: usize = MAX_SIGN_INS / 16;
+pub use super::{MAX_SIGN_INS, MAX_SIGN_INS_PER_ADDRESS};
 
 /// Most keys (usernames and client addresses) whose failed sign-ins are counted at once.
 pub const MAX_LOCKOUT_KEYS: usize = 20_000;
