@@ -443,6 +443,117 @@ async fn replicas_sharing_a_data_folder_rotate_to_the_same_keys() {
     assert_ne!(last, first);
 }
 
+/// A data folder that group or others may use, and that this issuer may not make private
+/// (another user owns it), stops the start with an error naming the folder and its mode; the
+/// issuer does not run with it. As root the test runs the issuer as `nobody` on a folder root
+/// made 0777; otherwise on `/tmp` (root's, 1777).
+#[tokio::test]
+async fn a_data_folder_open_to_others_that_cannot_be_made_private_stops_the_start() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = folder_with_policies(STANDARD);
+    let mode = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    mode(dir.path(), 0o755);
+    mode(&dir.path().join("policies"), 0o755);
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let (data, expected) = if root {
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).expect("the data folder");
+        mode(&data, 0o777);
+        (data, "has mode 0777")
+    } else {
+        (std::path::PathBuf::from("/tmp"), "has mode 1777")
+    };
+    let lock_was_there = data.join("keys.lock").exists();
+    let program = std::path::Path::new(env!("CARGO_BIN_EXE_tokenwarden"));
+    let mut child = support::postgres::unprivileged(program)
+        .args(["issuer", "--policies"])
+        .arg(dir.path().join("policies"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the issuer");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().expect("kill");
+            panic!("the issuer started on a data folder open to others");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut said)
+        .expect("the issuer's errors");
+    if !lock_was_there {
+        let _ = std::fs::remove_file(data.join("keys.lock"));
+    }
+    assert!(!status.success(), "{said}");
+    let folder = format!("{} {expected}", data.display());
+    assert!(said.contains(&folder), "{folder} in: {said}");
+    assert!(said.contains("cannot be made 0700"), "{said}");
+}
+
+/// A data folder another user owns that others may not write, as Kubernetes mounts a volume
+/// (root's, group the pod's `fsGroup`, 2775), cannot be made 0700 by the issuer: it starts
+/// all the same, says so naming the folder and its mode, and its files with secrets are 0600.
+/// As root the test runs the issuer as `nobody` on such a folder; otherwise the folder is the
+/// issuer's own, and it is made 0700.
+#[tokio::test]
+async fn a_volume_owned_by_root_with_the_issuers_group_is_used_and_its_files_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = folder_with_policies(STANDARD);
+    let mode = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("the data folder");
+    let ids = support::postgres::unprivileged_ids().expect("the unprivileged user");
+    if let Some((_, gid)) = ids {
+        std::os::unix::fs::chown(&data, Some(0), Some(gid)).expect("chown");
+    }
+    mode(dir.path(), 0o755);
+    mode(&dir.path().join("policies"), 0o755);
+    mode(&data, 0o2775);
+    let program = std::path::Path::new(env!("CARGO_BIN_EXE_tokenwarden"));
+    let log = dir.path().join("volume.log");
+    let stderr = std::fs::File::create(&log).expect("the issuer's log");
+    let issuer = fixtures::binary::start_standalone_through(
+        support::postgres::unprivileged(program),
+        dir.path(),
+        free_port(),
+        &[],
+        &[],
+        stderr.into(),
+    )
+    .await;
+    assert!(!jwks_kids(&issuer.base).await.is_empty(), "it signs");
+    let said = std::fs::read_to_string(&log).expect("the issuer's log");
+    let folder_mode = std::fs::metadata(&data).expect("data").permissions().mode() & 0o7777;
+    if ids.is_some() {
+        assert_eq!(folder_mode, 0o2775, "left as it is");
+        let warned = said.lines().any(|line| {
+            line.contains("WARN")
+                && line.contains(&format!("path={}", data.display()))
+                && line.contains("found=2775")
+        });
+        assert!(warned, "{said}");
+    } else {
+        assert_eq!(folder_mode, 0o700, "its own folder is made private");
+    }
+    for file in ["keys.json", "tokenwarden.redb"] {
+        let meta = std::fs::metadata(data.join(file)).expect("the file is there");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{file}");
+    }
+}
+
 /// A replica that may not write its data folder (`keys.json` mounted from a Secret, say)
 /// starts read-only: it signs with the keys saved there and says it will not rotate them. As
 /// root the test runs it as `nobody` (root may write anywhere); otherwise the folder is made
