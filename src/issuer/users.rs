@@ -5,7 +5,7 @@
 //! is thrown away).
 //!
 //! Hashes too cheap to stop offline guessing are refused when the file is loaded
-//! ([`hash_strength`]: OWASP's Password Storage Cheat Sheet minimums). bcrypt reads at most
+//! (`hash_strength`: OWASP's Password Storage Cheat Sheet minimums). bcrypt reads at most
 //! 72 bytes of a password, so a longer one is refused rather than compared by its prefix.
 
 use serde::Deserialize;
