@@ -16,6 +16,7 @@
 //! - [`manifests`]: reading YAML files as the API server would admit them.
 //! - [`validate`]: the offline check for GitOps pipelines.
 //! - [`watch_backoff`]: the retry backoff of the controller's and the issuer's watches.
+//! - [`file_modes`]: the data folder 0700 and its files with secrets 0600.
 //! - [`cli`]: the subcommands.
 
 pub mod api;
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod config_objects;
 pub mod controller;
+pub mod file_modes;
 pub mod issuer;
 pub mod manifests;
 pub mod store;

@@ -689,6 +689,30 @@ async fn behind_a_trusted_proxy_failures_count_by_the_forwarded_address() {
     assert_eq!(other, StatusCode::SEE_OTHER);
 }
 
+#[tokio::test]
+async fn garbled_forwarded_headers_from_a_trusted_proxy_never_lock_out_the_proxy() {
+    let mut issuer = TestIssuer::with_users(STANDARD);
+    issuer.issuer.trusted_proxies = std::sync::Arc::new("127.0.0.0/8".parse().expect("valid"));
+    let form = RealPortForm::of(&issuer).await;
+    form.fail_20_times(|i| {
+        Some(
+            if i % 2 == 0 {
+                "unknown"
+            } else {
+                "198.51.100.7, ::1::"
+            }
+            .to_owned(),
+        )
+    })
+    .await;
+    // Garbled requests share one count of their own, and it is full.
+    let garbled = form.post(ALICE.0, ALICE.1, Some("unknown")).await;
+    assert_eq!(garbled, StatusCode::TOO_MANY_REQUESTS);
+    // The proxy's own address was not counted: a request it sends for itself signs in.
+    let proxy = form.post(ALICE.0, ALICE.1, None).await;
+    assert_eq!(proxy, StatusCode::SEE_OTHER);
+}
+
 /// `text` as it goes into a query in raw form: stray `&`, `=` and `+` and every `%` (bad
 /// escapes too) as they are; only the bytes that no URI may hold (non-ASCII, controls, space,
 /// `#`, ...) percent-encoded, so that the request can be made at all.

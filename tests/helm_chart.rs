@@ -399,6 +399,8 @@ schema_refuses! {
         "issuer.oidc.issuer=https://login.example.com" => "at '/issuer/oidc/clientId': minLength", "at '/issuer/oidc/clientSecret/existingSecret': minLength";
     schema_refuses_a_display_name_as_the_subject_claim:
         "issuer.oidc.subjectClaim=nickname" => "at '/issuer/oidc/subjectClaim': 'not' failed";
+    schema_refuses_preferred_username_as_the_subject_claim:
+        "issuer.oidc.subjectClaim=preferred_username" => "at '/issuer/oidc/subjectClaim': 'not' failed";
     schema_refuses_an_upstream_issuer_that_is_not_https:
         "issuer.oidc.issuer=http://login.example.com" => "at '/issuer/oidc/issuer'";
     schema_refuses_an_invalid_namespace_name:

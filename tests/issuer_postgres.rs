@@ -443,6 +443,72 @@ async fn replicas_sharing_a_data_folder_rotate_to_the_same_keys() {
     assert_ne!(last, first);
 }
 
+/// A data folder another user owns, as Kubernetes mounts a volume (root's, group the pod's
+/// `fsGroup`, 2775; or 0777, as an `emptyDir` or a local-path volume of kind and k3s), cannot
+/// be made 0700 by the issuer: it starts all the same, says so naming the folder and its mode,
+/// and its files with secrets are its own and 0600. As root the test runs the issuer as
+/// `nobody` on such a folder; otherwise the folder is the issuer's own, and it is made 0700.
+#[tokio::test]
+async fn a_volume_owned_by_root_is_used_and_its_files_are_private() {
+    for volume_mode in [0o2775, 0o777] {
+        a_volume_of_mode_is_used_and_its_files_are_private(volume_mode).await;
+    }
+}
+
+async fn a_volume_of_mode_is_used_and_its_files_are_private(volume_mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = folder_with_policies(STANDARD);
+    let mode = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("the data folder");
+    let ids = support::postgres::unprivileged_ids().expect("the unprivileged user");
+    if let Some((_, gid)) = ids {
+        std::os::unix::fs::chown(&data, Some(0), Some(gid)).expect("chown");
+    }
+    mode(dir.path(), 0o755);
+    mode(&dir.path().join("policies"), 0o755);
+    mode(&data, volume_mode);
+    let program = std::path::Path::new(env!("CARGO_BIN_EXE_tokenwarden"));
+    let log = dir.path().join("volume.log");
+    let stderr = std::fs::File::create(&log).expect("the issuer's log");
+    let issuer = fixtures::binary::start_standalone_through(
+        support::postgres::unprivileged(program),
+        dir.path(),
+        free_port(),
+        &[],
+        &[],
+        stderr.into(),
+    )
+    .await;
+    assert!(!jwks_kids(&issuer.base).await.is_empty(), "it signs");
+    let said = std::fs::read_to_string(&log).expect("the issuer's log");
+    let folder_mode = std::fs::metadata(&data).expect("data").permissions().mode() & 0o7777;
+    if ids.is_some() {
+        assert_eq!(folder_mode, volume_mode, "left as it is");
+        let warned = said.lines().any(|line| {
+            line.contains("WARN")
+                && line.contains(&format!("path={}", data.display()))
+                && line.contains(&format!("found={volume_mode:04o}"))
+        });
+        assert!(warned, "{said}");
+    } else {
+        assert_eq!(folder_mode, 0o700, "its own folder is made private");
+    }
+    for file in ["keys.json", "tokenwarden.redb"] {
+        let meta = std::fs::metadata(data.join(file)).expect("the file is there");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{file}");
+        if let Some((uid, _)) = ids {
+            assert_eq!(
+                std::os::unix::fs::MetadataExt::uid(&meta),
+                uid,
+                "{file} is the issuer's"
+            );
+        }
+    }
+}
+
 /// A replica that may not write its data folder (`keys.json` mounted from a Secret, say)
 /// starts read-only: it signs with the keys saved there and says it will not rotate them. As
 /// root the test runs it as `nobody` (root may write anywhere); otherwise the folder is made

@@ -423,3 +423,50 @@ async fn metrics_are_served_on_the_metrics_port_and_not_on_the_public_one() {
         .expect("GET /metrics on the public port");
     assert_eq!(public.status(), 404, "/metrics on the public port");
 }
+
+/// The data directory is created 0700, the signing keys and the embedded database 0600. When
+/// they were left open to group or others (an older version, a copy, a chmod), the next start
+/// says so, naming each path and both modes, and takes those bits away.
+#[tokio::test]
+async fn the_data_directory_is_private_and_loose_modes_are_tightened_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = folder_with_policies(STANDARD);
+    let data = dir.path().join("data");
+    // Each path, its mode as created, and a looser one.
+    let files = [
+        (data.clone(), 0o700, 0o755),
+        (data.join("keys.json"), 0o600, 0o644),
+        (data.join("tokenwarden.redb"), 0o600, 0o640),
+    ];
+    let modes = || -> Vec<u32> {
+        files
+            .iter()
+            .map(|(path, _, _)| {
+                let meta = std::fs::metadata(path).expect("the file is there");
+                meta.permissions().mode() & 0o777
+            })
+            .collect()
+    };
+    let private: Vec<u32> = files.iter().map(|(_, mode, _)| *mode).collect();
+    let mut issuer = start(dir.path()).await;
+    assert!(issuer.stop_gracefully(), "the issuer stops");
+    assert_eq!(modes(), private, "as created");
+
+    for (path, _, loose) in &files {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(*loose)).expect("chmod");
+    }
+    let again = start(dir.path()).await;
+    assert_eq!(modes(), private, "tightened");
+    let log = again.log_text();
+    for (path, private, loose) in &files {
+        let (found, now) = (format!("found={loose:04o}"), format!("now={private:04o}"));
+        let path = format!("path={}", path.display());
+        let said = log.lines().any(|line| {
+            line.contains("WARN")
+                && line.split(' ').any(|field| field == path)
+                && line.contains(&found)
+                && line.contains(&now)
+        });
+        assert!(said, "no warning for {path} {found} {now}:\n{log}");
+    }
+}

@@ -33,39 +33,6 @@ impl Harness for Embedded {
 
 store_suite!(Embedded::new());
 
-/// All sign-ins in use and none expired: a new one is refused as unavailable (503 on the page),
-/// and every one in progress stays; once one expires there is room again.
-#[tokio::test]
-async fn a_full_table_of_sign_ins_refuses_new_ones_and_keeps_those_in_progress() {
-    use tokenwarden::store::StoreError;
-    use tokenwarden::store::embedded::MAX_SIGN_INS;
-    let harness = Embedded::new();
-    let store = harness.open().await;
-    let first = store_suite::secret();
-    store
-        .put_sign_in(first, vec![1], None, 100, 0)
-        .await
-        .unwrap();
-    for _ in 1..MAX_SIGN_INS {
-        let key = store_suite::secret();
-        store.put_sign_in(key, vec![2], None, 600, 0).await.unwrap();
-    }
-    let refused = store
-        .put_sign_in(store_suite::secret(), vec![3], None, 600, 10)
-        .await;
-    assert!(
-        matches!(refused, Err(StoreError::Unavailable(_))),
-        "{refused:?}"
-    );
-    assert_eq!(store.get_sign_in(first, 10).await.unwrap(), Some(vec![1]));
-    let late = store_suite::secret();
-    store
-        .put_sign_in(late, vec![4], None, 700, 100)
-        .await
-        .unwrap();
-    assert_eq!(store.get_sign_in(late, 100).await.unwrap(), Some(vec![4]));
-}
-
 /// Set for the child process of the kill -9 test: the data directory it writes to.
 const CHILD_DIR: &str = "TOKENWARDEN_STORE_KILL_TEST_DIR";
 

@@ -92,7 +92,11 @@ impl From<IssuerConfigV1> for IssuerConfig {
             .collect();
         Self {
             apis,
-            clients: old.clients.into_iter().map(|(id, c)| (id, c.into())).collect(),
+            clients: old
+                .clients
+                .into_iter()
+                .map(|(id, c)| (id, c.into()))
+                .collect(),
         }
     }
 }
@@ -117,7 +121,11 @@ impl From<&IssuerConfig> for IssuerConfigV1 {
             .collect();
         Self {
             apis,
-            clients: config.clients.iter().map(|(id, c)| (id.clone(), c.into())).collect(),
+            clients: config
+                .clients
+                .iter()
+                .map(|(id, c)| (id.clone(), c.into()))
+                .collect(),
         }
     }
 }

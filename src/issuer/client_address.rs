@@ -7,11 +7,22 @@
 //! on the left and cannot be trusted; the client is the rightmost entry that is not itself a
 //! trusted proxy. Must not trust the header from any other peer: a client talking to the
 //! issuer directly could otherwise pick a fresh address for every guess.
+//!
+//! A header from a trusted proxy that cannot be read (an entry that is not an address, or
+//! bytes that are not text) names nobody: the request is counted under [`GARBLED`], one
+//! address shared by every such request, never under the proxy's own address (twenty garbled
+//! guesses would lock out everyone behind the proxy) nor under the last entry read (an
+//! attacker could then choose it).
 
 use axum::http::HeaderMap;
 use ipnet::IpNet;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
+
+/// The address of requests whose `X-Forwarded-For`, from a trusted proxy, cannot be read: the
+/// unspecified address, which no TCP peer has, so these requests share one brute-force count
+/// of their own.
+pub const GARBLED: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 
 /// The proxies whose `X-Forwarded-For` is believed. Empty: none, the peer is the client.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -43,7 +54,8 @@ impl TrustedProxies {
     }
 
     /// The client's address: `peer`, unless `peer` is trusted and `X-Forwarded-For` names
-    /// someone before it. A header that cannot be read leaves the peer.
+    /// someone before it. [`GARBLED`] when the header, from a trusted peer, cannot be read
+    /// up to the client's entry.
     pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         if !self.trusts(peer) {
             return peer;
@@ -57,12 +69,12 @@ impl TrustedProxies {
             .collect::<Result<_, _>>()
         {
             Ok(lines) => lines,
-            Err(_) => return peer,
+            Err(_) => return GARBLED,
         };
         let entries = lines.iter().flat_map(|line| line.split(','));
         for entry in entries.rev() {
             let Ok(address) = IpAddr::from_str(entry.trim()) else {
-                return client;
+                return GARBLED;
             };
             client = canonical(address);
             if !self.trusts(client) {
@@ -135,12 +147,38 @@ mod tests {
     }
 
     #[test]
-    fn a_garbled_entry_stops_the_walk_at_the_last_address_read() {
+    fn a_garbled_entry_from_a_trusted_proxy_is_the_garbled_address_never_the_proxys() {
         let proxies: TrustedProxies = "10.0.0.0/8".parse().expect("valid");
-        let headers = forwarded(&["198.51.100.7, unknown, 10.0.0.6"]);
-        assert_eq!(proxies.client(ip("10.0.0.5"), &headers), ip("10.0.0.6"));
+        let peer = ip("10.0.0.5");
+        for lines in [
+            &["unknown"][..],
+            &["198.51.100.7, unknown, 10.0.0.6"],
+            &["198.51.100.7", ""],
+            &["198.51.100.7:4711"],
+            &["198.51.100.7", "10.0.0.6, 10.0.0.256"],
+        ] {
+            assert_eq!(
+                proxies.client(peer, &forwarded(lines)),
+                GARBLED,
+                "{lines:?}"
+            );
+        }
+        let mut not_text = HeaderMap::new();
+        let bytes = HeaderValue::from_bytes(b"198.51.100.7\xff").expect("opaque bytes");
+        not_text.append("x-forwarded-for", bytes);
+        assert_eq!(proxies.client(peer, &not_text), GARBLED);
+        // Garbage to the left of the client's entry was written by the client: not read.
+        let forged_left = forwarded(&["unknown, 198.51.100.7, 10.0.0.6"]);
+        assert_eq!(proxies.client(peer, &forged_left), ip("198.51.100.7"));
+        // Only entries of trusted proxies: the leftmost one sent the request.
         let all_trusted = forwarded(&["10.0.0.7"]);
-        assert_eq!(proxies.client(ip("10.0.0.5"), &all_trusted), ip("10.0.0.7"));
+        assert_eq!(proxies.client(peer, &all_trusted), ip("10.0.0.7"));
+        // From an untrusted peer the header is not read at all.
+        let untrusted = ip("198.51.100.9");
+        assert_eq!(
+            proxies.client(untrusted, &forwarded(&["unknown"])),
+            untrusted
+        );
     }
 
     #[test]

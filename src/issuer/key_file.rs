@@ -11,6 +11,7 @@
 
 use super::snapshot::Policies;
 use super::state::{Clock, Keys};
+use crate::file_modes;
 use crate::tokens::keyset::io;
 use crate::tokens::rotation::{self, Changes, Schedule};
 use crate::tokens::{Algorithm, KeySet, TokenError};
@@ -53,6 +54,9 @@ impl KeyFile {
     /// The keys of the data folder `dir`: loaded, or generated and saved when there are none,
     /// under the folder's lock. Returns the key set and whether it was generated. A folder this
     /// issuer may not write is used read-only: `keys.json` must be there.
+    ///
+    /// The folder and `keys.json` are made private first (0700 and 0600, [`file_modes`]);
+    /// a read-only folder is only checked.
     pub fn open(dir: &Path, now: u64) -> Result<(Self, KeySet, bool), TokenError> {
         let lock_path = dir.join("keys.lock");
         let writable = File::options()
@@ -62,11 +66,27 @@ impl KeyFile {
             .open(&lock_path);
         let (lock, read_only) = match writable {
             Ok(lock) => (Some(lock), false),
-            Err(e) if read_only_folder(&e) => (File::open(&lock_path).ok(), true),
+            Err(e) if read_only_folder(&e) => {
+                let file_system = e.kind() == std::io::ErrorKind::ReadOnlyFilesystem;
+                // A missing keys.json is reported by the load below.
+                for path in [dir, &dir.join("keys.json")] {
+                    if path.exists() {
+                        file_modes::check_read_only(path, file_system)?;
+                    }
+                }
+                (File::open(&lock_path).ok(), true)
+            }
             Err(e) => return Err(io("open", &lock_path)(e)),
         };
+        let keys = dir.join("keys.json");
+        if !read_only {
+            file_modes::make_private(dir)?;
+            if keys.exists() {
+                file_modes::make_private(&keys)?;
+            }
+        }
         let mut file = Self {
-            path: dir.join("keys.json"),
+            path: keys,
             lock,
             read_only,
             seen: None,

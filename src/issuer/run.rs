@@ -116,11 +116,8 @@ pub enum StartError {
         "cluster mode (no --policies): cannot find the cluster (KUBECONFIG, ~/.kube/config or the pod's service account): {0}; pass --policies DIR for standalone mode"
     )]
     Cluster(#[source] kube::Error),
-    #[error("cannot create the data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("{0}")]
+    DataDir(#[from] crate::file_modes::FileModeError),
     #[error("signing keys: {0}")]
     Keys(#[from] crate::tokens::TokenError),
     #[error("cannot read --database-url-file {path}: {source}")]
@@ -168,10 +165,7 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
         .clone()
         .unwrap_or_else(|| format!("http://{}", options.listen));
     check_issuer_url(&issuer_url).map_err(StartError::IssuerUrl)?;
-    std::fs::create_dir_all(&options.data_dir).map_err(|source| StartError::DataDir {
-        path: options.data_dir.clone(),
-        source,
-    })?;
+    crate::file_modes::create_private_dir(&options.data_dir)?;
     let schedule = options.rotation.schedule().map_err(StartError::Rotation)?;
     let clock = Clock::System;
     let now = clock.now();

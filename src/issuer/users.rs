@@ -3,6 +3,10 @@
 //! bcrypt hashes. Passwords are verified against the hash only; an unknown username costs the
 //! same work as a wrong password (it is checked against a real hash of the file, whose result
 //! is thrown away).
+//!
+//! Hashes too cheap to stop offline guessing are refused when the file is loaded
+//! (`hash_strength`: OWASP's Password Storage Cheat Sheet minimums). bcrypt reads at most
+//! 72 bytes of a password, so a longer one is refused rather than compared by its prefix.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -85,6 +89,18 @@ impl std::fmt::Debug for Users {
     }
 }
 
+/// The least bcrypt cost (log2 of the rounds) a users file may use: OWASP's minimum.
+pub const MIN_BCRYPT_COST: u32 = 10;
+
+/// OWASP's argon2id configurations of equal strength, as (t, the least m in KiB at that t):
+/// m=19456 KiB with t=2 is the one usually quoted; a higher t may use less memory. p is not
+/// counted: the lanes share the m blocks.
+const ARGON2ID_MINIMUMS: [(u32, u32); 5] =
+    [(1, 47104), (2, 19456), (3, 12288), (4, 9216), (5, 7168)];
+
+/// bcrypt reads at most this many bytes of a password.
+pub const BCRYPT_MAX_PASSWORD_BYTES: usize = 72;
+
 /// A well-formed argon2id hash of a random password (default costs), the decoy of an empty
 /// list.
 const DECOY_HASH: &str =
@@ -109,13 +125,7 @@ impl Users {
                 path: shown.clone(),
                 message: format!("user {} ({}): {message}", i + 1, user.username),
             };
-            if !(user.password_hash.starts_with("$argon2id$")
-                || user.password_hash.starts_with("$2"))
-            {
-                return Err(invalid(
-                    "passwordHash must be an argon2id or bcrypt hash".into(),
-                ));
-            }
+            hash_strength(&user.password_hash).map_err(&invalid)?;
             if by_name.contains_key(&user.username) {
                 return Err(invalid("the username appears twice".into()));
             }
@@ -166,6 +176,45 @@ impl Users {
     }
 }
 
+/// Whether `hash` is an argon2id or bcrypt hash of at least OWASP's minimum cost; else what
+/// is wrong, naming the parameter and never quoting the hash.
+fn hash_strength(hash: &str) -> Result<(), String> {
+    if hash.starts_with("$argon2id$") {
+        let params = argon2::PasswordHash::new(hash)
+            .ok()
+            .and_then(|parsed| argon2::Params::try_from(&parsed).ok())
+            .ok_or("passwordHash is not a well-formed argon2id hash")?;
+        let (m, t) = (params.m_cost(), params.t_cost());
+        let least = ARGON2ID_MINIMUMS
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= t)
+            .map_or(u32::MAX, |(_, least)| *least);
+        if m < least {
+            return Err(format!(
+                "passwordHash: argon2id memory cost m={m} KiB is below {least} KiB, the least \
+                 OWASP's Password Storage Cheat Sheet allows at t={t} (m=19456,t=2,p=1 or an \
+                 equivalent); hash the password again"
+            ));
+        }
+        Ok(())
+    } else if hash.starts_with("$2") {
+        let parts: bcrypt::HashParts = hash
+            .parse()
+            .map_err(|_| "passwordHash is not a well-formed bcrypt hash")?;
+        let cost = parts.get_cost();
+        if cost < MIN_BCRYPT_COST {
+            return Err(format!(
+                "passwordHash: bcrypt cost {cost} is below the minimum of {MIN_BCRYPT_COST}; \
+                 hash the password again"
+            ));
+        }
+        Ok(())
+    } else {
+        Err("passwordHash must be an argon2id or bcrypt hash".into())
+    }
+}
+
 fn verify_hash(hash: &str, password: &str) -> bool {
     if hash.starts_with("$argon2") {
         use argon2::PasswordVerifier as _;
@@ -175,7 +224,11 @@ fn verify_hash(hash: &str, password: &str) -> bool {
                 .is_ok()
         })
     } else {
-        bcrypt::verify(password, hash).unwrap_or(false)
+        // bcrypt would compare only the first 72 bytes of a longer password. The hash is
+        // computed all the same, so that the refusal costs what a wrong password costs, for a
+        // known user as for an unknown one (checked against a decoy).
+        let matches = bcrypt::verify(password, hash).unwrap_or(false);
+        matches && password.len() <= BCRYPT_MAX_PASSWORD_BYTES
     }
 }
 
@@ -200,10 +253,10 @@ mod tests {
     use super::*;
     use argon2::password_hash::{PasswordHasher as _, SaltString};
 
-    /// An argon2id hash with small costs, so tests stay fast; verification reads the costs from
-    /// the hash itself.
+    /// An argon2id hash at the least costs a users file may use; verification reads the costs
+    /// from the hash itself.
     fn argon2id(password: &str) -> String {
-        let params = argon2::Params::new(1024, 1, 1, None).expect("params");
+        let params = argon2::Params::new(19456, 2, 1, None).expect("params");
         let argon =
             argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let salt = SaltString::encode_b64(b"tokenwarden-test").expect("salt");
@@ -225,9 +278,94 @@ mod tests {
             "- {{username: alice, passwordHash: '{}', email: alice@example.com}}\n\
              - {{username: bob, passwordHash: '{}', subject: user-0002}}\n",
             argon2id("alice-password"),
-            bcrypt::hash("bob-password", 4).expect("bcrypt"),
+            bcrypt::hash("bob-password", MIN_BCRYPT_COST).expect("bcrypt"),
         );
         load(&text).expect("valid users")
+    }
+
+    /// `hash` with its costs changed: enough for loading, which reads the costs only.
+    fn with_costs(hash: &str, from: &str, to: &str) -> String {
+        assert!(hash.contains(from), "{hash}");
+        hash.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn a_bcrypt_password_longer_than_72_bytes_is_refused_even_if_its_first_72_bytes_match() {
+        let password = "p".repeat(BCRYPT_MAX_PASSWORD_BYTES);
+        let text = format!(
+            "- {{username: carol, passwordHash: '{}'}}\n",
+            bcrypt::hash(&password, MIN_BCRYPT_COST).expect("bcrypt"),
+        );
+        let users = load(&text).expect("valid users");
+        assert!(
+            users.verify("carol", &password).is_some(),
+            "72 bytes sign in"
+        );
+        assert!(users.verify("carol", &format!("{password}x")).is_none());
+        assert!(users.verify("carol", &format!("{password}p")).is_none());
+        // An unknown user with a long password is checked against the same decoy as ever.
+        assert!(users.verify("dave", &format!("{password}x")).is_none());
+    }
+
+    #[test]
+    fn hashes_under_the_minimum_cost_are_refused_naming_the_file_the_user_and_the_parameter() {
+        let argon = argon2id("x");
+        let bcrypt = bcrypt::hash("x", MIN_BCRYPT_COST).expect("bcrypt");
+        let weak = [
+            (
+                with_costs(&bcrypt, "$10$", "$09$"),
+                "bcrypt cost 9 is below the minimum of 10",
+            ),
+            (with_costs(&bcrypt, "$10$", "$04$"), "bcrypt cost 4"),
+            (
+                with_costs(&argon, "m=19456,t=2", "m=19455,t=2"),
+                "argon2id memory cost m=19455 KiB is below 19456 KiB",
+            ),
+            (
+                with_costs(&argon, "m=19456,t=2", "m=19456,t=1"),
+                "m=19456 KiB is below 47104 KiB, the least OWASP's Password Storage Cheat Sheet \
+                 allows at t=1",
+            ),
+            (
+                with_costs(&argon, "m=19456,t=2", "m=1024,t=9"),
+                "m=1024 KiB is below 7168 KiB",
+            ),
+            (
+                with_costs(&argon, "$dG9rZW5", "$!!!"),
+                "not a well-formed argon2id hash",
+            ),
+            (
+                "$2b$10$tooshort".to_owned(),
+                "not a well-formed bcrypt hash",
+            ),
+        ];
+        for (hash, expected) in weak {
+            let text = format!(
+                "- {{username: alice, passwordHash: '{argon}'}}\n\
+                 - {{username: bob, passwordHash: '{hash}'}}\n"
+            );
+            let error = load(&text).expect_err(&hash).to_string();
+            assert!(error.contains("users.yaml: user 2 (bob): "), "{error}");
+            assert!(error.contains(expected), "{hash}: {error}");
+            assert!(!error.contains(&hash), "the hash is not quoted: {error}");
+        }
+        // OWASP's equivalent configurations, and anything costlier, are accepted.
+        for costs in [
+            "m=47104,t=1",
+            "m=19456,t=2",
+            "m=12288,t=3",
+            "m=9216,t=4",
+            "m=7168,t=5",
+        ] {
+            let hash = with_costs(&argon, "m=19456,t=2", costs);
+            let text = format!("- {{username: a, passwordHash: '{hash}'}}\n");
+            assert!(load(&text).is_ok(), "{costs}");
+        }
+        let text = format!(
+            "- {{username: a, passwordHash: '{}'}}\n",
+            with_costs(&bcrypt, "$10$", "$12$")
+        );
+        assert!(load(&text).is_ok(), "bcrypt cost 12");
     }
 
     #[test]

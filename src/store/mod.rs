@@ -41,6 +41,18 @@ use std::future::Future;
 use std::path::PathBuf;
 
 pub use embedded::EmbeddedStore;
+
+/// Most sign-ins in progress kept at once (password forms and trips to the upstream provider
+/// together), by either store; when a new one would exceed it, the expired go, and if none
+/// has, the new one is refused (`StoreError::Unavailable`: the page says to try again
+/// shortly), so a flood of `GET /authorize` cannot push out the sign-ins of people already at
+/// the form.
+pub const MAX_SIGN_INS: usize = 8192;
+
+/// Most of those one client address holds (IPv6 by /64, as the brute-force limits count it);
+/// beyond it, that address's own sign-in expiring first goes. A flood of `GET /authorize` from
+/// one address so churns its own share, and the other addresses' sign-ins are untouched.
+pub const MAX_SIGN_INS_PER_ADDRESS: usize = MAX_SIGN_INS / 16;
 pub use lockout::{Failures, Limits, LockoutKey};
 pub use model::{
     AuthorizationCode, CodeGrant, CodeOutcome, ExpiryKind, Family, NewFamily, PurgeReport,
@@ -171,11 +183,11 @@ pub trait Store: Send + Sync {
     /// Keeps the state of a sign-in in progress under `key` (the hash of the secret the browser
     /// holds) until `expires_at`, for whichever replica the browser comes back to. `sealed` is
     /// opaque here: the issuer encrypts it with a key only that secret gives
-    /// (`crate::issuer::sign_ins`). The embedded store keeps these in memory, at most
-    /// [`embedded::MAX_SIGN_INS`] (then a new one is refused as unavailable), at most
-    /// [`embedded::MAX_SIGN_INS_PER_ADDRESS`] of one client address `from` (then that
-    /// address's own oldest goes): its one process is every replica, and a sign-in interrupted
-    /// by a restart starts again. PostgreSQL keeps them all.
+    /// (`crate::issuer::sign_ins`). Both stores keep at most [`MAX_SIGN_INS`] live ones
+    /// (then a new one is refused as unavailable), at most [`MAX_SIGN_INS_PER_ADDRESS`] of
+    /// one client address `from` (then that address's own oldest goes). The embedded store
+    /// keeps them in memory: its one process is every replica, and a sign-in interrupted by a
+    /// restart starts again. PostgreSQL keeps them in an unlogged table, for all replicas.
     fn put_sign_in(
         &self,
         key: TokenHash,

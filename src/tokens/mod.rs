@@ -101,6 +101,8 @@ pub enum TokenError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    FileModes(#[from] crate::file_modes::FileModeError),
 }
 
 #[cfg(test)]

@@ -2,7 +2,11 @@
 //! their expiry second, read any number of times, taken once.
 
 use super::{Harness, at_once, secret};
-use tokenwarden::store::{Store, TokenHash};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokenwarden::store::{
+    LockoutKey, MAX_SIGN_INS, MAX_SIGN_INS_PER_ADDRESS, Store, StoreError, TokenHash,
+};
 
 pub async fn a_sign_in_is_kept_until_its_expiry_second_and_taken_once<H: Harness>(h: &H) {
     let store = h.open().await;
@@ -82,4 +86,88 @@ pub async fn stale_and_live_sign_ins(store: &impl Store) -> (TokenHash, TokenHas
         .await
         .unwrap();
     (stale, live)
+}
+
+/// All sign-ins in use and none expired: a new one is refused as unavailable (503 on the page),
+/// and every one in progress stays; once one expires there is room again. On PostgreSQL the
+/// cap holds for every replica together.
+pub async fn a_full_table_of_sign_ins_refuses_new_ones_and_keeps_those_in_progress<H: Harness>(
+    h: &H,
+) {
+    let store = h.open().await;
+    let first = secret();
+    store
+        .put_sign_in(first, vec![1], None, 100, 0)
+        .await
+        .unwrap();
+    // The rest of the table, by 16 writers at once (PostgreSQL takes a while one by one).
+    let left = Arc::new(AtomicUsize::new(MAX_SIGN_INS - 1));
+    at_once(&store, 16, move |store| {
+        let left = left.clone();
+        async move {
+            while left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                store
+                    .put_sign_in(secret(), vec![2], None, 600, 0)
+                    .await
+                    .unwrap();
+            }
+        }
+    })
+    .await;
+    let refused = store.put_sign_in(secret(), vec![3], None, 600, 10).await;
+    assert!(
+        matches!(refused, Err(StoreError::Unavailable(_))),
+        "{refused:?}"
+    );
+    assert_eq!(store.get_sign_in(first, 10).await.unwrap(), Some(vec![1]));
+    let late = secret();
+    store
+        .put_sign_in(late, vec![4], None, 700, 100)
+        .await
+        .unwrap();
+    assert_eq!(store.get_sign_in(late, 100).await.unwrap(), Some(vec![4]));
+}
+
+/// One address at its share loses its own oldest sign-in for a new one; another address's
+/// sign-in stays.
+pub async fn an_address_at_its_share_loses_its_own_oldest_sign_in_and_no_one_elses<H: Harness>(
+    h: &H,
+) {
+    let store = h.open().await;
+    let (flood, user) = (Some(LockoutKey([7; 32])), Some(LockoutKey([8; 32])));
+    let users = secret();
+    store
+        .put_sign_in(users, vec![0], user, 600, 0)
+        .await
+        .unwrap();
+    let floods: Vec<TokenHash> = (0..MAX_SIGN_INS_PER_ADDRESS).map(|_| secret()).collect();
+    for key in &floods {
+        store
+            .put_sign_in(*key, vec![1], flood, 600, 0)
+            .await
+            .unwrap();
+    }
+    for key in &floods {
+        assert!(
+            store.get_sign_in(*key, 1).await.unwrap().is_some(),
+            "within the share"
+        );
+    }
+    store
+        .put_sign_in(secret(), vec![2], flood, 600, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_sign_in(floods[0], 1).await.unwrap(),
+        None,
+        "the address's oldest went"
+    );
+    assert_eq!(
+        store.get_sign_in(floods[1], 1).await.unwrap(),
+        Some(vec![1])
+    );
+    assert_eq!(store.get_sign_in(users, 1).await.unwrap(), Some(vec![0]));
 }

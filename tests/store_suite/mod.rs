@@ -64,6 +64,8 @@ macro_rules! store_suite {
             a_sign_in_is_kept_until_its_expiry_second_and_taken_once,
             concurrent_takes_of_a_sign_in_give_it_to_exactly_one,
             clean_up_keeps_live_sign_ins,
+            a_full_table_of_sign_ins_refuses_new_ones_and_keeps_those_in_progress,
+            an_address_at_its_share_loses_its_own_oldest_sign_in_and_no_one_elses,
             failures_lock_a_key_out_until_forgotten,
             the_latest_lockout_among_keys_is_reported,
             concurrent_failures_of_one_key_all_count

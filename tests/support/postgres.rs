@@ -260,7 +260,7 @@ fn as_server_user(run_as: Option<(u32, u32)>, program: &Path) -> Command {
 }
 
 /// The ids of [`UNPRIVILEGED`] when this process is root, else `None`.
-fn unprivileged_ids() -> Result<Option<(u32, u32)>, String> {
+pub fn unprivileged_ids() -> Result<Option<(u32, u32)>, String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);

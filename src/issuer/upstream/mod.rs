@@ -77,8 +77,7 @@ pub enum UpstreamError {
     SubjectClaim,
     #[error(
         "--oidc-subject-claim {0}: not an identifier (users may choose it, and several may share \
-         it); use sub, email (verified addresses only), preferred_username or a claim your \
-         provider keeps unique"
+         it); use sub, email (verified addresses only) or a claim your provider keeps unique"
     )]
     SubjectNotAnIdentifier(String),
     #[error("--issuer-url must be set to an URL the provider can redirect to")]
@@ -184,23 +183,25 @@ impl Upstream {
 }
 
 /// Standard claims that name a person without identifying one: display names users edit at
-/// will, and a boolean. Refused as `--oidc-subject-claim`, since the subject decides whose
-/// tokens a sign-in gets.
-const NOT_IDENTIFIERS: [&str; 6] = [
+/// will, `preferred_username` (which OpenID Connect Core §5.7 says is neither unique nor
+/// stable: the provider may let users choose it, or hand a freed one to someone else), and a
+/// boolean. Refused as `--oidc-subject-claim`, since the subject decides whose tokens a
+/// sign-in gets.
+const NOT_IDENTIFIERS: [&str; 7] = [
     "name",
     "nickname",
     "given_name",
     "family_name",
     "middle_name",
+    "preferred_username",
     "email_verified",
 ];
 
-/// `openid`, plus the standard scope that releases the subject claim when it is not `sub`
+/// `openid`, plus the standard scope that releases the subject claim when it is `email`
 /// (OpenID Connect Core §5.4).
 fn scope_for(subject_claim: &str) -> String {
     let extra = match subject_claim {
         "email" => " email",
-        "preferred_username" => " profile",
         _ => "",
     };
     format!("openid{extra}")
@@ -292,8 +293,26 @@ mod tests {
     fn the_scope_releases_the_subject_claim() {
         assert_eq!(scope_for("sub"), "openid");
         assert_eq!(scope_for("email"), "openid email");
-        assert_eq!(scope_for("preferred_username"), "openid profile");
         assert_eq!(scope_for("employee_id"), "openid");
+    }
+
+    #[test]
+    fn preferred_username_cannot_be_the_subject_since_it_is_neither_unique_nor_stable() {
+        let dir = tempfile::tempdir().expect("dir");
+        let error = Upstream::from_options(
+            &UpstreamOptions {
+                subject_claim: " preferred_username ".into(),
+                ..options(dir.path(), "s3cret")
+            },
+            "https://issuer.example.com",
+        )
+        .expect_err("preferred_username");
+        assert!(
+            error
+                .to_string()
+                .starts_with("--oidc-subject-claim preferred_username: not an identifier"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -313,7 +332,7 @@ mod tests {
                 "{claim}: {error}"
             );
         }
-        for claim in ["sub", "email", "preferred_username", "employee_id"] {
+        for claim in ["sub", "email", "employee_id"] {
             let upstream = Upstream::from_options(
                 &UpstreamOptions {
                     subject_claim: claim.into(),

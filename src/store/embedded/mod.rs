@@ -25,7 +25,9 @@
 mod tables;
 mod writer;
 
+use crate::file_modes;
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -46,16 +48,7 @@ use tables::{
 /// Name of the database file inside the data directory.
 pub const FILE_NAME: &str = "tokenwarden.redb";
 
-/// Most sign-ins in progress kept at once (password forms and trips to the upstream provider
-/// together); when a new one would exceed it, the expired go, and if none has, the new one is
-/// refused (`StoreError::Unavailable`: the page says to try again shortly), so a flood of
-/// `GET /authorize` cannot push out the sign-ins of people already at the form.
-pub const MAX_SIGN_INS: usize = 8192;
-
-/// Most of those one client address holds (IPv6 by /64, as the brute-force limits count it);
-/// beyond it, that address's own sign-in expiring first goes. A flood of `GET /authorize` from
-/// one address so churns its own share, and the other addresses' sign-ins are untouched.
-pub const MAX_SIGN_INS_PER_ADDRESS: usize = MAX_SIGN_INS / 16;
+pub use super::{MAX_SIGN_INS, MAX_SIGN_INS_PER_ADDRESS};
 
 /// Most keys (usernames and client addresses) whose failed sign-ins are counted at once.
 pub const MAX_LOCKOUT_KEYS: usize = 20_000;
@@ -77,14 +70,27 @@ struct Inner {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) `data_dir/tokenwarden.redb`. Blocking: call it at start-up.
+    /// Opens (or creates) `data_dir/tokenwarden.redb`. Blocking: call it at start-up. The
+    /// folder is made 0700 and the file 0600 ([`crate::file_modes`]), or the store is not
+    /// opened.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join(FILE_NAME);
         let open_error = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(data_dir).map_err(|e| open_error(Box::new(e)))?;
+        file_modes::create_private_dir(data_dir).map_err(|e| open_error(Box::new(e)))?;
+        file_modes::make_private(data_dir).map_err(|e| open_error(Box::new(e)))?;
+        // Created empty and private, then made a database by redb (which would create it with
+        // the process's umask).
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(file_modes::PRIVATE_FILE)
+            .open(&path)
+            .map_err(|e| open_error(Box::new(e)))?;
+        file_modes::make_private(&path).map_err(|e| open_error(Box::new(e)))?;
         let db = Database::create(&path).map_err(|e| open_error(Box::new(e)))?;
         let tx = db.begin_write()?;
         tables::init(&tx)?;

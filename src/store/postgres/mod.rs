@@ -30,6 +30,7 @@ use tokio_postgres::types::ToSql;
 pub use connect::{DatabaseUrl, POOL_SIZE, POOL_TIMEOUT, TlsSettings, split_tls_settings};
 pub use schema::{MIGRATIONS, latest as latest_schema_version};
 
+use super::expiring::Full;
 use super::lockout::{self, Limits, LockoutKey};
 use super::model::{
     AuthorizationCode, CODE_EXCHANGE_WINDOW_SECS, CodeGrant, CodeOutcome, Family, NewFamily,
@@ -37,7 +38,7 @@ use super::model::{
     RevokeOutcome, TokenRecord, UnixTime,
 };
 use super::secret::{FamilyId, TokenHash};
-use super::{Store, StoreError, rotation};
+use super::{MAX_SIGN_INS, MAX_SIGN_INS_PER_ADDRESS, Store, StoreError, rotation};
 use schema::{
     CODE_COLUMNS, FAILURE_COLUMNS, FAMILY_COLUMNS, TOKEN_COLUMNS, integer, reason_code, time,
 };
@@ -538,20 +539,53 @@ impl Store for PostgresStore {
         Ok(!rows.is_empty())
     }
 
+    /// Capped as the embedded store caps them, for the whole deployment: an address at its
+    /// share ([`MAX_SIGN_INS_PER_ADDRESS`]) first loses its own sign-ins expiring first, and a
+    /// new sign-in is refused while [`MAX_SIGN_INS`] live ones are stored. The count and the
+    /// insert are not one atomic step, so inserts racing on several connections may pass the
+    /// caps by as many as run at once (at most the pools' connections); the next insert of
+    /// that address trims its share back.
     async fn put_sign_in(
         &self,
         key: TokenHash,
         sealed: Vec<u8>,
-        // Not capped here, per address or at all (docs/decisions.md).
-        _from: Option<LockoutKey>,
+        from: Option<LockoutKey>,
         expires_at: UnixTime,
-        _now: UnixTime,
+        now: UnixTime,
     ) -> Result<(), StoreError> {
-        self.query(
-            "INSERT INTO sign_ins (key, sealed, expires_at) VALUES ($1, $2, $3)",
-            &[&&key.0[..], &sealed, &time(expires_at)],
-        )
-        .await?;
+        let holder = from.map(|from| from.0.to_vec());
+        if let Some(holder) = &holder {
+            let keep = i64::try_from(MAX_SIGN_INS_PER_ADDRESS - 1).unwrap_or(i64::MAX);
+            self.query(
+                "DELETE FROM sign_ins WHERE key IN (SELECT key FROM sign_ins WHERE holder = $1 \
+                 ORDER BY expires_at DESC, number DESC OFFSET $2)",
+                &[holder, &keep],
+            )
+            .await?;
+        }
+        let capacity = i64::try_from(MAX_SIGN_INS).unwrap_or(i64::MAX);
+        let inserted = self
+            .query(
+                "INSERT INTO sign_ins (key, sealed, expires_at, holder) \
+                 SELECT $1, $2, $3, $4 \
+                 WHERE (SELECT count(*) FROM sign_ins WHERE expires_at > $5) < $6 \
+                 RETURNING 1",
+                &[
+                    &&key.0[..],
+                    &sealed,
+                    &time(expires_at),
+                    &holder,
+                    &time(now),
+                    &capacity,
+                ],
+            )
+            .await?;
+        if inserted.is_empty() {
+            // Full of sign-ins in progress: the new one is refused (503), not one of those.
+            return Err(StoreError::Unavailable(Box::new(Full {
+                capacity: MAX_SIGN_INS,
+            })));
+        }
         Ok(())
     }
 

@@ -14,7 +14,7 @@
 //! | `refresh_tokens`         | `hash`         | key of a token, its family and successor        |
 //! | `authorization_codes`    | `hash`         | SHA-256 of a code, its grant and what it issued |
 //! | `revoked_access_tokens`  | `jti`          | until the token's `exp`                         |
-//! | `sign_ins`               | `key`          | a sign-in in progress, sealed, until it expires |
+//! | `sign_ins`               | `key`          | a sign-in in progress, sealed, until it expires, and its address |
 //! | `sign_in_failures`       | `key`          | failed sign-ins of a username or an address     |
 //! | `tokenwarden_migrations` | `version`      | which migrations are applied                    |
 //!
@@ -107,6 +107,15 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         forget_at bigint NOT NULL
     );
     CREATE INDEX sign_in_failures_forget_at ON sign_in_failures (forget_at);",
+    ),
+    (
+        4,
+        // Sign-ins in progress are capped as on the embedded store: each remembers the client
+        // address it came from (its lockout key), and the order it came in, so an address at
+        // its share loses its own oldest.
+        "ALTER TABLE sign_ins ADD COLUMN holder bytea,
+        ADD COLUMN number bigint GENERATED ALWAYS AS IDENTITY;
+    CREATE INDEX sign_ins_holder ON sign_ins (holder, expires_at, number);",
     ),
 ];
 
