@@ -895,7 +895,8 @@ async fn the_http_route_sends_its_hostnames_to_the_issuer_and_its_first_hostname
         service["spec"]["ports"][0]["port"]
     );
 
-    let route_only = "issuer: {service: {port: 80}, httpRoute: {enabled: true, parentRefs: [{name: public}], hostnames: [auth.example.com, login.example.com], annotations: {example.com/owner: platform}}}";
+    // Upstream sign-in needs a public URL: the HTTPRoute's is one.
+    let route_only = "issuer: {service: {port: 80}, oidc: {issuer: https://login.example.com, clientId: tw, clientSecret: {existingSecret: oidc}}, httpRoute: {enabled: true, parentRefs: [{name: public}], hostnames: [auth.example.com, login.example.com], annotations: {example.com/owner: platform}}}";
     let objects = render(support::cluster(), "tw", "tw-system", route_only).expect("helm template");
     let route = find(&objects, "HTTPRoute", "issuer");
     assert_eq!(
