@@ -39,15 +39,32 @@ controller:
   replicas: 2
   clientSecretNamespaces: [payments, billing]
   podDisruptionBudget: {enabled: true, minAvailable: 1}
+  extraArgs: [--key-rotation-interval=7d]
+  extraVolumes: [{name: company-ca, configMap: {name: company-ca}}]
+  extraVolumeMounts: [{name: company-ca, mountPath: /etc/company-ca, readOnly: true}]
+  startupProbe: {httpGet: {path: /healthz, port: http-metrics}, failureThreshold: 30, periodSeconds: 2}
+  resources: {limits: {cpu: null}}
 issuer:
-  replicas: 3
+  autoscaling: {enabled: true, minReplicas: 3, maxReplicas: 12, targetCPUUtilizationPercentage: 70, targetMemoryUtilizationPercentage: 85}
   storage: {type: postgresql, postgresql: {existingSecret: tokenwarden-database}}
   users: {existingSecret: tokenwarden-users}
   oidc: {issuer: https://login.example.com, clientId: tokenwarden, clientSecret: {existingSecret: tokenwarden-oidc}, subjectClaim: email}
+  service: {annotations: {example.com/internal: "true"}, labels: {example.com/expose: internal}}
   ingress: {enabled: true, className: nginx, host: auth.example.com, tlsSecretName: auth-tls}
+  httpRoute: {enabled: true, parentRefs: [{name: public, namespace: gateway-system, sectionName: https}], hostnames: [auth.example.com], labels: {gateway: public}}
   trustedProxies: [10.244.0.0/16, 192.0.2.10]
   firstPartyClients: [platform/portal, platform/platform.console]
-networkPolicy: {enabled: true}
+  extraArgs: [--key-publish-lead=2h]
+  extraVolumes: [{name: company-ca, configMap: {name: company-ca}}]
+  extraVolumeMounts: [{name: company-ca, mountPath: /etc/company-ca, readOnly: true}]
+  startupProbe: {httpGet: {path: /readyz, port: http}, failureThreshold: 30, periodSeconds: 2}
+networkPolicy:
+  enabled: true
+  egress:
+    enabled: true
+    apiServer: {to: [{ipBlock: {cidr: 172.18.0.2/32}}]}
+    postgresql: {to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: databases}}, podSelector: {matchLabels: {app: postgresql}}}]}
+    extraEgress: {issuer: [{to: [{ipBlock: {cidr: 10.0.0.10/32}}], ports: [{port: 4317, protocol: TCP}]}]}
 serviceMonitor: {enabled: true, labels: {release: prometheus}}
 "#;
 
@@ -186,7 +203,10 @@ async fn helm_template_with_every_option_on_renders_postgresql_upstream_sign_in_
     let objects =
         render(support::cluster(), "tw", "tw-system", FULL_VALUES).expect("helm template");
     let issuer = find(&objects, "Deployment", "issuer");
-    assert_eq!(issuer["spec"]["replicas"], 3);
+    assert!(
+        issuer["spec"]["replicas"].is_null(),
+        "the autoscaler owns the count"
+    );
     assert!(
         issuer["spec"]["strategy"].is_null(),
         "rolling updates with PostgreSQL"
@@ -249,6 +269,8 @@ async fn helm_template_with_every_option_on_renders_postgresql_upstream_sign_in_
     assert_eq!(secret_roles, ["payments", "billing"]);
     for kind in [
         "Ingress",
+        "HTTPRoute",
+        "HorizontalPodAutoscaler",
         "NetworkPolicy",
         "ServiceMonitor",
         "PodDisruptionBudget",
@@ -558,6 +580,37 @@ async fn the_chart_accepts_global_values_as_a_dependency() {
     render(support::cluster(), "tw", "tw-system", values).expect("helm template");
 }
 
+/// `kubectl apply --dry-run=server` of `manifests` (YAML or JSON), into `namespace` if given,
+/// else into the namespace each object names: the API server's admission, schemas and
+/// defaults, nothing stored.
+fn api_server_accepts(namespace: Option<&str>, manifests: &str, what: &str) {
+    let mut dry_run = support::cluster().kubectl();
+    dry_run.args(["apply", "--dry-run=server", "-f", "-"]);
+    if let Some(namespace) = namespace {
+        dry_run.args(["--namespace", namespace]);
+    }
+    dry_run
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = dry_run
+        .spawn()
+        .expect("running kubectl apply --dry-run=server");
+    child
+        .stdin
+        .take()
+        .expect("kubectl's stdin")
+        .write_all(manifests.as_bytes())
+        .expect("writing the manifests to kubectl");
+    let output = child.wait_with_output().expect("waiting for kubectl");
+    assert!(
+        output.status.success(),
+        "the API server rejected the chart's manifests ({what}):\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[tokio::test]
 async fn helm_template_renders_manifests_the_api_server_accepts() {
     let cluster = support::cluster();
@@ -582,29 +635,44 @@ async fn helm_template_renders_manifests_the_api_server_accepts() {
         manifests.contains("kind: CustomResourceDefinition"),
         "helm template rendered no CRDs:\n{manifests}"
     );
+    api_server_accepts(Some(&ns), &manifests, "default values");
+}
 
-    let mut dry_run = cluster.kubectl();
-    dry_run
-        .args(["apply", "--dry-run=server", "--namespace", &ns, "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = dry_run
-        .spawn()
-        .expect("running kubectl apply --dry-run=server");
-    child
-        .stdin
-        .take()
-        .expect("kubectl's stdin")
-        .write_all(manifests.as_bytes())
-        .expect("writing the manifests to kubectl");
-    let output = child.wait_with_output().expect("waiting for kubectl");
-    assert!(
-        output.status.success(),
-        "the API server rejected the chart's manifests:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+/// Every option on, the new ones included (the autoscaler, the egress rules, extra volumes,
+/// startup probes), through the same dry run. The test API server has no Prometheus Operator
+/// and no Gateway API CRDs, so the objects of those groups (ServiceMonitors, HTTPRoute) are
+/// left out here; their fields are checked by rendering in the tests above.
+#[tokio::test]
+async fn with_every_option_on_the_api_server_accepts_every_object_it_has_a_kind_for() {
+    const NOT_SERVED: [&str; 2] = ["monitoring.coreos.com/", "gateway.networking.k8s.io/"];
+    let cluster = support::cluster();
+    let ns = cluster.new_namespace("helm-full").await;
+    let payments = cluster.new_namespace("helm-full-payments").await;
+    let billing = cluster.new_namespace("helm-full-billing").await;
+    let values = FULL_VALUES.replace(
+        "clientSecretNamespaces: [payments, billing]",
+        &format!("clientSecretNamespaces: [{payments}, {billing}]"),
     );
+    assert_ne!(
+        values, FULL_VALUES,
+        "the client-secret namespaces of FULL_VALUES"
+    );
+    let objects = render(cluster, "tokenwarden", &ns, &values).expect("helm template");
+    let served: Vec<Value> = objects
+        .into_iter()
+        .filter(|o| {
+            let api_version = o["apiVersion"].as_str().unwrap_or_default();
+            !NOT_SERVED
+                .iter()
+                .any(|group| api_version.starts_with(group))
+        })
+        .collect();
+    for kind in ["HorizontalPodAutoscaler", "NetworkPolicy", "Deployment"] {
+        assert!(served.iter().any(|o| o["kind"] == kind), "no {kind}");
+    }
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": served});
+    // No --namespace: the client-secret Roles are in namespaces of their own.
+    api_server_accepts(None, &list.to_string(), "every option on");
 }
 
 #[tokio::test]
@@ -633,4 +701,337 @@ async fn the_issuer_drains_for_its_configured_period_within_a_grace_period_that_
     )
     .expect_err("the schema bounds the drain");
     assert!(refused.contains("drainSeconds"), "{refused}");
+}
+
+/// The first container of a Deployment.
+fn container(deployment: &Value) -> &Value {
+    &deployment["spec"]["template"]["spec"]["containers"][0]
+}
+
+/// `extraArgs` come after the chart's own arguments, `extraVolumes` and `extraVolumeMounts`
+/// beside the chart's, and a `startupProbe` only when one is given.
+#[tokio::test]
+async fn extra_args_volumes_mounts_and_a_startup_probe_reach_both_components() {
+    let objects =
+        render(support::cluster(), "tw", "tw-system", FULL_VALUES).expect("helm template");
+    for (component, arg, probe_path) in [
+        ("controller", "--key-rotation-interval=7d", "/healthz"),
+        ("issuer", "--key-publish-lead=2h", "/readyz"),
+    ] {
+        let deployment = find(&objects, "Deployment", component);
+        let args = args_of(deployment);
+        assert_eq!(args.last().map(String::as_str), Some(arg), "{args:?}");
+        let pod = &deployment["spec"]["template"]["spec"];
+        let volume = pod["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .find(|v| v["name"] == "company-ca")
+            .unwrap_or_else(|| panic!("no extra volume in the {component}: {pod}"));
+        assert_eq!(volume["configMap"]["name"], "company-ca");
+        let mount = container(deployment)["volumeMounts"]
+            .as_array()
+            .expect("volume mounts")
+            .iter()
+            .find(|m| m["name"] == "company-ca")
+            .unwrap_or_else(|| panic!("no extra mount in the {component}"));
+        assert_eq!(mount["mountPath"], "/etc/company-ca");
+        assert_eq!(mount["readOnly"], true);
+        let probe = &container(deployment)["startupProbe"];
+        assert_eq!(probe["httpGet"]["path"], probe_path, "{component}");
+        assert_eq!(probe["failureThreshold"], 30);
+        assert_eq!(probe["periodSeconds"], 2);
+    }
+    let issuer = find(&objects, "Deployment", "issuer");
+    let mounts: Vec<&Value> = container(issuer)["volumeMounts"]
+        .as_array()
+        .expect("volume mounts")
+        .iter()
+        .map(|m| &m["name"])
+        .collect();
+    assert_eq!(
+        mounts,
+        ["data", "tmp", "database", "users", "oidc", "company-ca"],
+        "the chart's mounts stay"
+    );
+
+    let defaults = render(support::cluster(), "tw", "tw-system", "{}").expect("helm template");
+    for component in ["controller", "issuer"] {
+        let deployment = find(&defaults, "Deployment", component);
+        assert!(
+            container(deployment)["startupProbe"].is_null(),
+            "no startup probe by default in the {component}"
+        );
+    }
+    assert!(
+        find(&defaults, "Deployment", "controller")["spec"]["template"]["spec"]["volumes"]
+            .is_null(),
+        "the controller has no volume by default"
+    );
+}
+
+#[tokio::test]
+async fn the_issuer_service_carries_extra_labels_beside_its_annotations() {
+    let objects =
+        render(support::cluster(), "tw", "tw-system", FULL_VALUES).expect("helm template");
+    let metadata = &find(&objects, "Service", "issuer")["metadata"];
+    assert_eq!(metadata["labels"]["example.com/expose"], "internal");
+    assert_eq!(
+        metadata["labels"]["app.kubernetes.io/component"], "issuer",
+        "the chart's labels stay"
+    );
+    assert_eq!(metadata["annotations"]["example.com/internal"], "true");
+}
+
+/// A CPU limit throttles password hashing and the tail latency of token requests: it may be
+/// left out (what is given is rendered as given). A memory limit stays required.
+#[tokio::test]
+async fn cpu_limits_are_optional_and_render_as_given() {
+    let values = "issuer: {resources: {limits: {cpu: null}}}";
+    let objects = render(support::cluster(), "tw", "tw-system", values).expect("helm template");
+    let resources = &container(find(&objects, "Deployment", "issuer"))["resources"];
+    assert!(resources["limits"]["cpu"].is_null(), "{resources}");
+    assert_eq!(resources["limits"]["memory"], "512Mi");
+    assert_eq!(resources["requests"]["cpu"], "100m");
+    let objects =
+        render(support::cluster(), "tw", "tw-system", FULL_VALUES).expect("helm template");
+    let resources = &container(find(&objects, "Deployment", "controller"))["resources"];
+    assert_eq!(
+        resources,
+        &serde_json::json!({"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}})
+    );
+}
+
+/// With an autoscaler the Deployment has no `replicas`, so that `helm upgrade` does not reset
+/// the count the autoscaler chose; the autoscaler targets the issuer's Deployment.
+#[tokio::test]
+async fn an_autoscaled_issuer_gets_a_horizontal_pod_autoscaler_and_its_deployment_no_replicas() {
+    let objects =
+        render(support::cluster(), "tw", "tw-system", FULL_VALUES).expect("helm template");
+    let hpa = find(&objects, "HorizontalPodAutoscaler", "issuer");
+    assert_eq!(hpa["apiVersion"], "autoscaling/v2");
+    let spec = &hpa["spec"];
+    assert_eq!(spec["scaleTargetRef"]["kind"], "Deployment");
+    assert_eq!(
+        spec["scaleTargetRef"]["name"],
+        find(&objects, "Deployment", "issuer")["metadata"]["name"]
+    );
+    assert_eq!(spec["minReplicas"], 3);
+    assert_eq!(spec["maxReplicas"], 12);
+    let targets: Vec<(&Value, &Value)> = spec["metrics"]
+        .as_array()
+        .expect("metrics")
+        .iter()
+        .map(|m| {
+            (
+                &m["resource"]["name"],
+                &m["resource"]["target"]["averageUtilization"],
+            )
+        })
+        .collect();
+    assert_eq!(
+        targets,
+        [(&"cpu".into(), &70.into()), (&"memory".into(), &85.into())]
+    );
+    let issuer = find(&objects, "Deployment", "issuer");
+    assert!(issuer["spec"]["replicas"].is_null(), "{}", issuer["spec"]);
+    assert_eq!(
+        issuer["spec"]["template"]["spec"]["topologySpreadConstraints"][0]["topologyKey"],
+        "kubernetes.io/hostname",
+        "autoscaled issuers are spread like several replicas"
+    );
+
+    let cpu_only = "issuer: {autoscaling: {enabled: true}, storage: {type: postgresql, postgresql: {existingSecret: db}}}";
+    let objects = render(support::cluster(), "tw", "tw-system", cpu_only).expect("helm template");
+    let metrics = &find(&objects, "HorizontalPodAutoscaler", "issuer")["spec"]["metrics"];
+    assert_eq!(metrics.as_array().map(Vec::len), Some(1), "{metrics}");
+    assert_eq!(metrics[0]["resource"]["target"]["averageUtilization"], 80);
+
+    let defaults = render(support::cluster(), "tw", "tw-system", "{}").expect("helm template");
+    assert!(
+        !defaults
+            .iter()
+            .any(|o| o["kind"] == "HorizontalPodAutoscaler")
+    );
+    assert_eq!(
+        find(&defaults, "Deployment", "issuer")["spec"]["replicas"],
+        1
+    );
+
+    let inverted = "issuer: {autoscaling: {enabled: true, minReplicas: 5, maxReplicas: 2}, storage: {type: postgresql, postgresql: {existingSecret: db}}}";
+    let refused = render(support::cluster(), "tw", "tw-system", inverted)
+        .expect_err("maxReplicas below minReplicas");
+    assert!(
+        refused.contains(
+            "issuer.autoscaling.maxReplicas (2) is below issuer.autoscaling.minReplicas (5)"
+        ),
+        "{refused}"
+    );
+}
+
+/// The HTTPRoute sends every path of its host names to the issuer's Service; without an
+/// Ingress or issuer.url, its first host name over https is the issuer URL.
+#[tokio::test]
+async fn the_http_route_sends_its_hostnames_to_the_issuer_and_its_first_hostname_is_the_issuer_url()
+{
+    let objects =
+        render(support::cluster(), "tw", "tw-system", FULL_VALUES).expect("helm template");
+    let route = find(&objects, "HTTPRoute", "issuer");
+    assert_eq!(route["apiVersion"], "gateway.networking.k8s.io/v1");
+    assert_eq!(route["metadata"]["labels"]["gateway"], "public");
+    let spec = &route["spec"];
+    assert_eq!(
+        spec["parentRefs"],
+        serde_json::json!([{"name": "public", "namespace": "gateway-system", "sectionName": "https"}])
+    );
+    assert_eq!(spec["hostnames"], serde_json::json!(["auth.example.com"]));
+    let rule = &spec["rules"][0];
+    assert_eq!(
+        rule["matches"],
+        serde_json::json!([{"path": {"type": "PathPrefix", "value": "/"}}])
+    );
+    let service = find(&objects, "Service", "issuer");
+    assert_eq!(rule["backendRefs"][0]["name"], service["metadata"]["name"]);
+    assert_eq!(
+        rule["backendRefs"][0]["port"],
+        service["spec"]["ports"][0]["port"]
+    );
+
+    // Upstream sign-in needs a public URL: the HTTPRoute's is one.
+    let route_only = "issuer: {service: {port: 80}, oidc: {issuer: https://login.example.com, clientId: tw, clientSecret: {existingSecret: oidc}}, httpRoute: {enabled: true, parentRefs: [{name: public}], hostnames: [auth.example.com, login.example.com], annotations: {example.com/owner: platform}}}";
+    let objects = render(support::cluster(), "tw", "tw-system", route_only).expect("helm template");
+    let route = find(&objects, "HTTPRoute", "issuer");
+    assert_eq!(
+        route["metadata"]["annotations"]["example.com/owner"],
+        "platform"
+    );
+    assert_eq!(route["spec"]["rules"][0]["backendRefs"][0]["port"], 80);
+    let args = args_of(find(&objects, "Deployment", "issuer"));
+    assert!(
+        args.iter()
+            .any(|a| a == "--issuer-url=https://auth.example.com"),
+        "{args:?}"
+    );
+    let defaults = render(support::cluster(), "tw", "tw-system", "{}").expect("helm template");
+    assert!(!defaults.iter().any(|o| o["kind"] == "HTTPRoute"));
+}
+
+/// The rules of a rendered NetworkPolicy's `egress`, keyed by their first port.
+fn egress_by_port(policy: &Value) -> Vec<(i64, Value)> {
+    policy["spec"]["egress"]
+        .as_array()
+        .expect("egress rules")
+        .iter()
+        .map(|rule| {
+            (
+                rule["ports"][0]["port"].as_i64().expect("a port number"),
+                rule.clone(),
+            )
+        })
+        .collect()
+}
+
+/// With egress on, each component may reach DNS and the API server, the issuer also
+/// PostgreSQL and the OpenID Provider when it uses them, and each its extra rules: nothing
+/// else, since a policy with `Egress` denies what no rule allows.
+#[tokio::test]
+async fn egress_policies_allow_each_component_only_what_it_uses() {
+    let objects =
+        render(support::cluster(), "tw", "tw-system", FULL_VALUES).expect("helm template");
+    let dns = serde_json::json!({
+        "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+    });
+    let api_server = serde_json::json!({
+        "to": [{"ipBlock": {"cidr": "172.18.0.2/32"}}],
+        "ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}],
+    });
+    let controller = find(&objects, "NetworkPolicy", "controller");
+    assert_eq!(
+        controller["spec"]["policyTypes"],
+        serde_json::json!(["Ingress", "Egress"])
+    );
+    assert_eq!(
+        egress_by_port(controller),
+        [(53, dns.clone()), (443, api_server.clone())]
+    );
+    let issuer = find(&objects, "NetworkPolicy", "issuer");
+    assert_eq!(
+        issuer["spec"]["policyTypes"],
+        serde_json::json!(["Ingress", "Egress"])
+    );
+    let postgresql = serde_json::json!({
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "databases"}}, "podSelector": {"matchLabels": {"app": "postgresql"}}}],
+        "ports": [{"port": 5432, "protocol": "TCP"}],
+    });
+    let provider = serde_json::json!({"ports": [{"port": 443, "protocol": "TCP"}]});
+    let collector = serde_json::json!({
+        "to": [{"ipBlock": {"cidr": "10.0.0.10/32"}}],
+        "ports": [{"port": 4317, "protocol": "TCP"}],
+    });
+    assert_eq!(
+        egress_by_port(issuer),
+        [
+            (53, dns.clone()),
+            (443, api_server.clone()),
+            (5432, postgresql),
+            (443, provider),
+            (4317, collector)
+        ]
+    );
+
+    // The embedded store and no provider: no rule for either; a provider's peers narrow it.
+    let embedded = "networkPolicy: {enabled: true, egress: {enabled: true, apiServer: {to: [{ipBlock: {cidr: 172.18.0.2/32}}], ports: [{port: 6443}]}, dns: {to: []}}}";
+    let objects = render(support::cluster(), "tw", "tw-system", embedded).expect("helm template");
+    let rules = egress_by_port(find(&objects, "NetworkPolicy", "issuer"));
+    let ports: Vec<i64> = rules.iter().map(|(port, _)| *port).collect();
+    assert_eq!(ports, [53, 6443], "{rules:?}");
+    assert!(
+        rules[0].1["to"].is_null(),
+        "an empty dns.to allows the DNS ports anywhere"
+    );
+
+    // Egress off (the default with networkPolicy.enabled): ingress only, as before.
+    let ingress_only = "networkPolicy: {enabled: true}";
+    let objects =
+        render(support::cluster(), "tw", "tw-system", ingress_only).expect("helm template");
+    for component in ["controller", "issuer"] {
+        let policy = find(&objects, "NetworkPolicy", component);
+        assert_eq!(
+            policy["spec"]["policyTypes"],
+            serde_json::json!(["Ingress"])
+        );
+        assert!(policy["spec"]["egress"].is_null(), "{policy}");
+    }
+}
+
+schema_refuses! {
+    schema_refuses_an_extra_volume_with_a_name_the_chart_uses:
+        "issuer.extraVolumes[0].name=data,issuer.extraVolumes[0].emptyDir.medium=Memory" => "at '/issuer/extraVolumes/0/name': 'not' failed";
+    schema_refuses_a_misspelt_startup_probe_field:
+        "issuer.startupProbe.failureTreshold=30" => "at '/issuer/startupProbe': additional properties 'failureTreshold' not allowed";
+    schema_refuses_a_startup_probe_without_a_handler:
+        "controller.startupProbe.periodSeconds=2" => "at '/controller/startupProbe': missing property 'httpGet'";
+    schema_refuses_an_extra_mount_without_a_path:
+        "controller.extraVolumeMounts[0].name=x" => "at '/controller/extraVolumeMounts/0': missing property 'mountPath'";
+    schema_refuses_resources_without_a_memory_limit:
+        "controller.resources.limits.memory=null" => "at '/controller/resources/limits': missing property 'memory'";
+    schema_refuses_an_autoscaler_on_the_embedded_store:
+        "issuer.autoscaling.enabled=true" => "at '/issuer/storage/type': value must be 'postgresql'";
+    schema_refuses_an_autoscaler_above_a_hundred_replicas:
+        "issuer.autoscaling.maxReplicas=101" => "at '/issuer/autoscaling/maxReplicas': maximum";
+    schema_refuses_an_http_route_without_a_gateway_or_a_hostname:
+        "issuer.httpRoute.enabled=true" => "at '/issuer/httpRoute/parentRefs': minItems", "at '/issuer/httpRoute/hostnames': minItems";
+    schema_refuses_a_wildcard_first_http_route_hostname_without_an_issuer_url:
+        "issuer.httpRoute.enabled=true,issuer.httpRoute.parentRefs[0].name=public,issuer.httpRoute.hostnames={*.example.com}" => "at '/issuer/url': minLength";
+    schema_refuses_a_misspelt_parent_reference_field:
+        "issuer.httpRoute.parentRefs[0].name=public,issuer.httpRoute.parentRefs[0].sectionname=https" => "additional properties 'sectionname' not allowed";
+    schema_refuses_egress_without_the_api_servers_address:
+        "networkPolicy.enabled=true,networkPolicy.egress.enabled=true" => "at '/networkPolicy/egress/apiServer/to': minItems";
+    schema_refuses_egress_without_network_policies:
+        "networkPolicy.egress.enabled=true,networkPolicy.egress.apiServer.to[0].ipBlock.cidr=10.0.0.1/32" => "at '/networkPolicy/enabled': value must be true";
+    schema_refuses_egress_with_postgresql_without_its_address:
+        "networkPolicy.enabled=true,networkPolicy.egress.enabled=true,networkPolicy.egress.apiServer.to[0].ipBlock.cidr=10.0.0.1/32,issuer.storage.type=postgresql,issuer.storage.postgresql.existingSecret=db" => "at '/networkPolicy/egress/postgresql/to': minItems";
+    schema_refuses_an_ip_block_with_a_selector_in_one_peer:
+        "networkPolicy.egress.oidc.to[0].ipBlock.cidr=10.0.0.1/32,networkPolicy.egress.oidc.to[0].podSelector.matchLabels.a=b" => "at '/networkPolicy/egress/oidc/to/0': 'not' failed";
 }

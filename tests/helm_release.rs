@@ -28,9 +28,17 @@ static ONE_CONTROLLER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(()
 
 /// Values that turn on every optional part that needs no other CRDs or Secrets to render.
 const FULL_VALUES: &str = r#"
-controller: {replicas: 2, podDisruptionBudget: {enabled: true, minAvailable: 1}}
+controller:
+  replicas: 2
+  podDisruptionBudget: {enabled: true, minAvailable: 1}
+  extraVolumes: [{name: company-ca, configMap: {name: company-ca}}]
+  extraVolumeMounts: [{name: company-ca, mountPath: /etc/company-ca, readOnly: true}]
+  startupProbe: {httpGet: {path: /healthz, port: http-metrics}, failureThreshold: 30, periodSeconds: 2}
 issuer:
-  replicas: 3
+  autoscaling: {enabled: true, minReplicas: 3}
+  extraVolumes: [{name: company-ca, configMap: {name: company-ca}}]
+  extraVolumeMounts: [{name: company-ca, mountPath: /etc/company-ca, readOnly: true}]
+  startupProbe: {httpGet: {path: /readyz, port: http}, failureThreshold: 30, periodSeconds: 2}
   storage: {type: postgresql, postgresql: {existingSecret: tokenwarden-database}}
   users: {existingSecret: tokenwarden-users}
   oidc: {issuer: https://login.example.com, clientId: tokenwarden, clientSecret: {existingSecret: tokenwarden-oidc}}
@@ -427,7 +435,13 @@ async fn the_controller_and_the_issuer_do_their_whole_job_as_the_charts_service_
     }
     let issuer_args = chart_args(&objects, "issuer");
     let issuer_url = format!("http://tokenwarden-issuer.{system}.svc:8080");
-    assert_eq!(issuer_args, [format!("--issuer-url={issuer_url}")]);
+    assert_eq!(
+        issuer_args,
+        [
+            format!("--issuer-url={issuer_url}"),
+            "--shutdown-drain-seconds=5".to_owned()
+        ]
+    );
     let issuer = spawn_issuer_as(
         cluster,
         "chart-issuer",

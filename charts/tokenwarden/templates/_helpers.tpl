@@ -51,12 +51,16 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
-{{/* The issuer's public URL: issuer.url, else the ingress host, else the in-cluster Service. */}}
+{{/* The issuer's public URL: issuer.url, else the ingress host, else https:// and the
+HTTPRoute's first hostname (a Gateway listener for OAuth terminates TLS; the chart cannot see
+which listener the route attaches to), else the in-cluster Service. */}}
 {{- define "tokenwarden.issuerUrl" -}}
 {{- if .Values.issuer.url -}}
 {{- .Values.issuer.url -}}
 {{- else if and .Values.issuer.ingress.enabled .Values.issuer.ingress.host -}}
 {{- printf "%s://%s" (ternary "https" "http" (not (empty .Values.issuer.ingress.tlsSecretName))) .Values.issuer.ingress.host -}}
+{{- else if and .Values.issuer.httpRoute.enabled .Values.issuer.httpRoute.hostnames -}}
+{{- printf "https://%s" (first .Values.issuer.httpRoute.hostnames) -}}
 {{- else -}}
 {{- printf "http://%s.%s.svc:%d" (include "tokenwarden.componentName" (dict "root" . "component" "issuer")) .Release.Namespace (int .Values.issuer.service.port) -}}
 {{- end -}}
@@ -73,8 +77,8 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* Pod-level settings shared by both Deployments. Call with
 (dict "root" $ "values" .Values.controller "component" "controller"). Several replicas with
-neither spread nor affinity given are spread over nodes where the scheduler can (soft), so one
-node going down does not take all of them. */}}
+neither spread nor affinity given (or an autoscaled issuer) are spread over nodes where the
+scheduler can (soft), so one node going down does not take all of them. */}}
 {{- define "tokenwarden.podSettings" -}}
 {{- with .root.Values.imagePullSecrets }}
 imagePullSecrets:
@@ -100,7 +104,7 @@ affinity:
 {{- if .values.topologySpreadConstraints }}
 topologySpreadConstraints:
   {{- toYaml .values.topologySpreadConstraints | nindent 2 }}
-{{- else if and (gt (int .values.replicas) 1) (not .values.affinity) }}
+{{- else if and (or (gt (int .values.replicas) 1) (dig "autoscaling" "enabled" false .values)) (not .values.affinity) }}
 topologySpreadConstraints:
   - maxSkew: 1
     topologyKey: kubernetes.io/hostname
@@ -124,4 +128,21 @@ topologySpreadConstraints:
 {{- with .values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
+{{- end -}}
+
+{{/* The egress rules both components need: DNS and the API server. Call with
+.Values.networkPolicy.egress. An empty dns.to allows the DNS ports to any address (a
+node-local cache, say); apiServer.to is never empty (values.schema.json), since a rule
+without `to` would open its ports to every address. */}}
+{{- define "tokenwarden.egressToCluster" -}}
+- ports:
+    {{- toYaml .dns.ports | nindent 4 }}
+  {{- with .dns.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+- to:
+    {{- toYaml .apiServer.to | nindent 4 }}
+  ports:
+    {{- toYaml .apiServer.ports | nindent 4 }}
 {{- end -}}
