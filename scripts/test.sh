@@ -13,6 +13,21 @@ cd "$(dirname "$0")/.."
 fail() { echo "scripts/test.sh: $*" >&2; exit 1; }
 command -v cargo >/dev/null || fail "cargo is missing: install Rust (rustup) first"
 
+# Debian packages the tests run: PostgreSQL's server, Chromium for the login pages, Lua 5.1 for
+# the Argo CD health check (Argo CD's own Lua), unzip for the kubectl/helm layer.
+echo "== system packages" >&2
+packages=(unzip ca-certificates postgresql chromium lua5.1)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  [ "$(id -u)" -eq 0 ] || fail "missing Debian packages: ${missing[*]}; install them (apt-get install ${missing[*]}) or run this as root"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || fail "apt-get update failed"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" || fail "could not install ${missing[*]}"
+fi
+
 echo "== cargo fmt --check" >&2
 cargo fmt --all --check || fail "formatting differs: run 'cargo fmt'"
 echo "== cargo clippy" >&2

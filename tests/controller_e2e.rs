@@ -4,6 +4,8 @@
 //! (each test has namespaces, audiences and client ids of its own), each test starts its own
 //! issuer.
 
+#[path = "support/argocd.rs"]
+mod argocd;
 mod fixtures;
 mod operator;
 mod support;
@@ -182,6 +184,29 @@ async fn the_newer_of_two_policies_with_one_audience_gets_audience_conflict_and_
     let kstatus = |ns: &str| cluster.kstatus(ns, "apitokenpolicy", "api");
     assert_eq!(kstatus(&newer_ns).as_deref(), Ok("Failed"));
     assert_eq!(kstatus(&older.ns).as_deref(), Ok("Current"));
+    // And Argo CD, with the health check of docs/gitops.md, on the same stored objects.
+    let stored = |ns: &str, kind: &str, name: &str| -> serde_json::Value {
+        let json = cluster
+            .run_kubectl(&["get", kind, name, "-n", ns, "-o", "json"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        serde_json::from_str(&json).expect("json")
+    };
+    let (health, message) = argocd::health(&stored(&newer_ns, "apitokenpolicy", "api"));
+    assert_eq!(health, "Degraded");
+    assert!(message.contains("already declared"), "{message}");
+    let mut older_policy = stored(&older.ns, "apitokenpolicy", "api");
+    assert_eq!(argocd::health(&older_policy).0, "Healthy");
+    assert_eq!(
+        argocd::health(&stored(&older.ns, "apiclient", "worker")).0,
+        "Healthy",
+        "the same script for ApiClient"
+    );
+    // An edit the controller has not seen yet: its generation is ahead of the status.
+    let generation = older_policy["metadata"]["generation"]
+        .as_i64()
+        .expect("generation");
+    older_policy["metadata"]["generation"] = (generation + 1).into();
+    assert_eq!(argocd::health(&older_policy).0, "Progressing");
     cluster
         .run_kubectl(&["delete", "apitokenpolicy", "api", "-n", &older.ns])
         .unwrap_or_else(|e| panic!("{e}"));
