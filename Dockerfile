@@ -1,5 +1,5 @@
 # The tokenwarden image: one static-free binary on a minimal, non-root runtime.
-# Build:  docker build -t tokenwarden/tokenwarden:0.1.0 .   (or: buildah bud -t ... .)
+# Build:  docker build -t tokenwarden/tokenwarden:0.2.0 .   (or: buildah bud -t ... .)
 # See docs/helm.md ("The image").
 
 # --- build stage: the release binary, with the lock file's exact dependencies ---
