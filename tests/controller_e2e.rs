@@ -15,36 +15,21 @@ use kube::api::ListParams;
 use operator::scenario::{self, CONVERGE, Worker};
 use operator::{
     apply, client_credentials, client_ready, documents, eventually, lifetime, machine_client_yaml,
-    policy_conditions, policy_ready, policy_yaml, start_controller, start_issuer,
+    policy_conditions, policy_ready, policy_yaml, start_issuer,
 };
 use std::time::Duration;
 
 const SECRET: &str = "e2e-secret-0123456789abcdefghijklmnopqrstuvwxyz";
 
-static CONTROLLER: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
-
-/// The namespace of the one controller of this binary, started on first use.
-async fn controller() -> &'static str {
-    CONTROLLER
-        .get_or_init(|| async {
-            let cluster = support::cluster();
-            cluster.install_crds();
-            let namespace = cluster.new_namespace("tokenwarden-system").await;
-            start_controller(cluster, "controller", &namespace).await;
-            namespace
-        })
-        .await
-}
-
 async fn issuer_for(ns: &str, data: &std::path::Path) -> operator::Issuer {
-    let system = controller().await;
+    let system = operator::shared_controller().await;
     start_issuer(support::cluster(), &format!("issuer-{ns}"), system, data).await
 }
 
 /// A new namespace `prefix-…` with the policy `api` (600 s) and its Ready client `worker`, and
 /// an issuer (with its data dir) that follows the controller.
 async fn worker_and_issuer(prefix: &str) -> (Worker, operator::Issuer, tempfile::TempDir) {
-    controller().await;
+    operator::shared_controller().await;
     let cluster = support::cluster();
     let worker =
         scenario::apply_worker(cluster, &cluster.new_namespace(prefix).await, SECRET).await;
@@ -69,7 +54,7 @@ async fn a_patched_lifetime_reaches_the_next_token_within_a_second_without_an_is
 
 #[tokio::test]
 async fn refresh_after_offline_access_is_revoked_fails_with_invalid_grant() {
-    controller().await;
+    operator::shared_controller().await;
     let cluster = support::cluster();
     let ns = cluster.new_namespace("offline").await;
     let audience = format!("https://{ns}.example.com");
@@ -140,7 +125,7 @@ async fn a_lifetime_of_2592001_is_refused_by_the_api_server_and_the_issuer_keeps
 #[tokio::test]
 async fn the_newer_of_two_policies_with_one_audience_gets_audience_conflict_and_the_older_keeps_working()
  {
-    controller().await;
+    operator::shared_controller().await;
     let cluster = support::cluster();
     let older =
         scenario::apply_worker(cluster, &cluster.new_namespace("older").await, SECRET).await;
@@ -228,7 +213,7 @@ async fn the_newer_of_two_policies_with_one_audience_gets_audience_conflict_and_
 
 #[tokio::test]
 async fn a_client_without_its_secret_gets_one_generated_that_the_token_endpoint_accepts() {
-    controller().await;
+    operator::shared_controller().await;
     let cluster = support::cluster();
     let ns = cluster.new_namespace("generated").await;
     let audience = format!("https://{ns}.example.com");
@@ -284,7 +269,7 @@ async fn a_client_without_its_secret_gets_one_generated_that_the_token_endpoint_
 
 #[tokio::test]
 async fn a_secret_the_api_server_refuses_is_that_clients_problem_and_the_others_carry_on() {
-    controller().await;
+    operator::shared_controller().await;
     let cluster = support::cluster();
     let ns = cluster.new_namespace("refused").await;
     let audience = format!("https://{ns}.example.com");
@@ -332,7 +317,7 @@ async fn events_about(ns: &str, name: &str) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn the_issuer_follows_the_cluster_with_rbac_on_its_object_names_only() {
-    let system = controller().await;
+    let system = operator::shared_controller().await;
     let cluster = support::cluster();
     let shards: Vec<String> = (1..=32)
         .map(|i| format!("tokenwarden-issuer-config-{i}"))
@@ -468,7 +453,7 @@ async fn deleting_a_policy_removes_its_audience_from_the_issuer() {
 /// until that copy aged out, five minutes later, failing every reconcile meanwhile).
 #[tokio::test]
 async fn a_key_is_added_to_a_secret_that_changed_since_the_controller_read_it() {
-    controller().await;
+    operator::shared_controller().await;
     let cluster = support::cluster();
     let ns = cluster.new_namespace("changed-secret").await;
     let audience = format!("https://{ns}.example.com");
@@ -537,7 +522,7 @@ spec:
 /// ready, says that its signing keys are missing, and logs which objects it did not find.
 #[tokio::test]
 async fn an_issuer_in_a_namespace_without_the_controllers_objects_says_what_is_missing() {
-    controller().await;
+    operator::shared_controller().await;
     let cluster = support::cluster();
     let empty = cluster.new_namespace("no-controller").await;
     let data = tempfile::tempdir().expect("data dir");

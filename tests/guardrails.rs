@@ -332,24 +332,9 @@ async fn a_team_with_rights_in_its_own_namespace_cannot_claim_a_reserved_audienc
     );
 }
 
-static CONTROLLER: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
-
-/// The namespace of the one controller of this binary, started on first use.
-async fn controller() -> &'static str {
-    CONTROLLER
-        .get_or_init(|| async {
-            let cluster = support::cluster();
-            cluster.install_crds();
-            let namespace = cluster.new_namespace("tokenwarden-system").await;
-            operator::start_controller(cluster, "controller", &namespace).await;
-            namespace
-        })
-        .await
-}
-
 #[tokio::test]
 async fn a_policy_admitted_before_its_guardrail_is_not_enforced_and_the_owners_newer_policy_wins() {
-    let system = controller().await;
+    let system = operator::shared_controller().await;
     let cluster = support::cluster();
     let early = cluster.new_namespace("early").await;
     let owner = cluster.new_namespace("owner").await;

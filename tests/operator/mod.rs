@@ -60,6 +60,21 @@ pub fn spawn_controller_as(
     }
 }
 
+/// The namespace of the one controller of this test binary (each test keeps to namespaces,
+/// audiences and client ids of its own), started on first use.
+pub async fn shared_controller() -> &'static str {
+    static CONTROLLER: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    CONTROLLER
+        .get_or_init(|| async {
+            let cluster = crate::support::cluster();
+            cluster.install_crds();
+            let namespace = cluster.new_namespace("tokenwarden-system").await;
+            start_controller(cluster, "controller", &namespace).await;
+            namespace
+        })
+        .await
+}
+
 /// A running issuer in cluster mode.
 pub struct Issuer {
     pub name: String,
