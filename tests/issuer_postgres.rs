@@ -551,3 +551,132 @@ async fn a_replica_that_may_not_write_its_data_folder_uses_the_keys_saved_there(
     assert!(said.contains("read-only"), "{said}");
     mode(&data, 0o755);
 }
+
+/// A rolling restart behind a load balancer that follows readiness, as a Service's endpoints
+/// do: haproxy (Debian's) health-checks `/readyz` of two replicas and sends a steady stream of
+/// token requests, over kept-alive connections, to those that are up, without retrying. One
+/// replica gets SIGTERM, drains, exits and starts again on its port; not one request fails,
+/// and the restarted replica serves again. Without the drain, requests in the window before
+/// the next health check meet a closed port.
+// Two workers: the stream of requests goes on while the test waits for the replica to exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_restarting_behind_a_load_balancer_that_follows_readiness_loses_no_request() {
+    let server = postgres();
+    let db = server.new_database().await;
+    let url = server.url(&db);
+    let dir = folder_with_policies(STANDARD);
+    let drain = ["--shutdown-drain-seconds".to_owned(), "2".to_owned()];
+    let (mut a, b) = start_two_replicas(dir.path(), &url, &drain).await;
+    let port_of = |base: &str| base.rsplit(':').next().expect("port").to_owned();
+    let (port_a, port_b) = (port_of(&a.base), port_of(&b.base));
+    let front = free_port();
+    let config = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &config,
+        format!(
+            "global\n  maxconn 256\n  log stdout format raw local0\n\
+             defaults\n  mode http\n  log global\n  option httplog\n  retries 0\n  timeout connect 1s\n  timeout client 10s\n  timeout server 10s\n\
+             frontend tokens\n  bind 127.0.0.1:{front}\n  default_backend issuers\n\
+             backend issuers\n  balance roundrobin\n  option httpchk GET /readyz\n  http-check expect status 200\n\
+               default-server inter 200ms fall 1 rise 2\n\
+               server a 127.0.0.1:{port_a} check\n  server b 127.0.0.1:{port_b} check\n"
+        ),
+    )
+    .expect("haproxy.cfg");
+    /// Stopped when dropped, also when an assertion fails.
+    struct Haproxy(std::process::Child);
+    impl Drop for Haproxy {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let log = std::fs::File::create(dir.path().join("haproxy.log")).expect("haproxy log");
+    let mut haproxy = Haproxy(
+        std::process::Command::new("haproxy")
+            .args(["-db", "-f"])
+            .arg(&config)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("haproxy (scripts/test.sh installs Debian's haproxy)"),
+    );
+    let base = format!("http://127.0.0.1:{front}");
+    let http = reqwest::Client::new();
+    let token = |http: reqwest::Client, base: String| async move {
+        let answer = http
+            .post(format!("{base}/oauth/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "worker"),
+                ("client_secret", fixtures::SECRET),
+            ])
+            .send()
+            .await;
+        match answer {
+            Ok(r) if r.status() == 200 => Ok(()),
+            Ok(r) => Err(format!(
+                "{}: {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    // Both replicas up behind the balancer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while token(http.clone(), base.clone()).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "haproxy never served");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stream = tokio::spawn({
+        let (http, base, stop) = (http.clone(), base.clone(), stop.clone());
+        async move {
+            let (mut sent, mut failed) = (0u32, Vec::new());
+            // Bounded: at most 20,000 requests, and the test stops it after the restart.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 20_000 {
+                sent += 1;
+                if let Err(e) = token(http.clone(), base.clone()).await {
+                    failed.push(e);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            (sent, failed)
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(a.stop_gracefully(), "replica a drains and exits");
+    let env = [("TOKENWARDEN_DATABASE_URL", url.as_str())];
+    let port: u16 = port_a.parse().expect("port");
+    let a = start_standalone_with(dir.path(), port, &drain, &env).await;
+    // Up again (rise 2 × 200 ms), then some traffic on both.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failed) = stream.await.expect("the stream");
+    assert!(
+        haproxy.0.try_wait().expect("haproxy").is_none(),
+        "haproxy died: {}",
+        std::fs::read_to_string(dir.path().join("haproxy.log")).unwrap_or_default()
+    );
+    assert!(sent > 100, "a steady stream: {sent} requests");
+    let balancer_said = std::fs::read_to_string(dir.path().join("haproxy.log")).unwrap_or_default();
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} failed: {:?}\nhaproxy: {}",
+        failed.len(),
+        &failed[..failed.len().min(5)],
+        balancer_said
+            .lines()
+            .filter(|l| !l.contains(" 200 "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        token(http.clone(), a.base.clone()).await.is_ok(),
+        "a serves again"
+    );
+    drop(b);
+}
