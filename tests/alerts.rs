@@ -142,6 +142,42 @@ async fn the_charts_alert_rules_pass_promtool_check_and_their_unit_tests() {
     }
 }
 
+/// Each query of the dashboard is PromQL that Prometheus parses: written as recording rules
+/// (Grafana's `$__rate_interval` and `$namespace` filled in), checked by `promtool check rules`.
+#[tokio::test]
+async fn every_query_of_the_dashboard_is_promql_that_promtool_accepts() {
+    let promtool = promtool();
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("charts/tokenwarden/dashboards/tokenwarden.json"))
+            .expect("the dashboard file"),
+    )
+    .expect("the dashboard is JSON");
+    let queries = dashboard_queries(&dashboard);
+    let rules: Vec<Value> = queries
+        .iter()
+        .filter(|(place, _)| place.starts_with("panel"))
+        .enumerate()
+        .map(|(i, (_, expr))| {
+            let expr = expr
+                .replace("$__rate_interval", "5m")
+                .replace("$namespace", "tw-system");
+            serde_json::json!({"record": format!("tokenwarden:dashboard_query_{i}"), "expr": expr})
+        })
+        .collect();
+    assert!(rules.len() >= 20, "{} queries", rules.len());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("dashboard.yaml");
+    let groups = serde_json::json!({"groups": [{"name": "dashboard", "rules": rules}]});
+    std::fs::write(&file, groups.to_string()).expect("write the rules");
+    let mut check = Command::new(&promtool);
+    check.args(["check", "rules"]).arg(&file);
+    let checked = run(check, "promtool check rules (the dashboard's queries)");
+    assert!(
+        checked.contains(&format!("SUCCESS: {} rules found", rules.len())),
+        "{checked}"
+    );
+}
+
 #[tokio::test]
 async fn the_dashboard_is_a_configmap_with_the_sidecar_label_and_the_charts_json() {
     let objects = rendered();
