@@ -1,8 +1,9 @@
 //! The chart's monitoring: the PrometheusRule (`templates/prometheusrule.yaml`) rendered with
 //! helm, checked by `promtool check rules` and unit-tested by `promtool test rules` with the
-//! cases of `tests/alerts/*.yaml`; and every metric that its alerts and the Grafana dashboard
-//! (`dashboards/tokenwarden.json`) query, found on the `/metrics` of a real issuer and a real
-//! controller after a short load. promtool comes from the test tools (scripts/test-tools.sh
+//! cases of `tests/alerts/*.yaml`; the Grafana dashboard (`dashboards/tokenwarden.json`) in its
+//! ConfigMap, its queries parsed by promtool; and every metric that the alerts and the
+//! dashboard query, found on the `/metrics` of a real issuer and a real controller after a
+//! short load. promtool comes from the test tools (scripts/test-tools.sh
 //! builds it from the Prometheus Go module); without it these tests fail, they never skip.
 
 mod fixtures;
