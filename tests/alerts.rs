@@ -237,6 +237,39 @@ async fn helm_lint_passes_with_the_alerts_and_the_dashboard_on() {
     assert!(out.contains("0 chart(s) failed"), "helm lint said:\n{out}");
 }
 
+/// `up` of another scrape set-up: the issuer's `job` is a value; the thresholds are too.
+#[tokio::test]
+async fn the_issuers_job_and_the_thresholds_come_from_the_values() {
+    let objects = render(
+        support::cluster(),
+        "tw",
+        "tw-system",
+        "prometheusRule: {enabled: true, issuerJob: tokenwarden-issuer, tokenErrorRatio: 0.5, configNotTakenUpFor: 3m}",
+    )
+    .expect("helm template");
+    let alerts = rules(&objects);
+    let alert = |name: &str| {
+        alerts
+            .iter()
+            .find(|a| a["alert"] == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+            .clone()
+    };
+    let down = alert("TokenwardenIssuerDown");
+    let expr = down["expr"].as_str().expect("expr");
+    assert!(
+        expr.contains(r#"up{job="tokenwarden-issuer", namespace="tw-system"}"#),
+        "{expr}"
+    );
+    assert!(down["annotations"].get("runbook_url").is_none(), "{down}");
+    let ratio = alert("TokenwardenTokenErrorRatioHigh");
+    assert!(
+        ratio["expr"].as_str().expect("expr").ends_with("> 0.5"),
+        "{ratio}"
+    );
+    assert_eq!(alert("TokenwardenIssuerConfigNotTakenUp")["for"], "3m");
+}
+
 /// The schema refuses each `--set`, naming the value.
 #[tokio::test]
 async fn the_schema_refuses_alert_thresholds_out_of_range_and_unknown_keys() {
