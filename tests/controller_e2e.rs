@@ -544,3 +544,180 @@ async fn an_issuer_in_a_namespace_without_the_controllers_objects_says_what_is_m
     .await;
     assert!(support::cluster().stop_component(&issuer.name));
 }
+
+/// The value of `series` (a metric name with its labels, as rendered) in `text`.
+fn sample(text: &str, series: &str) -> Option<i64> {
+    text.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok())?
+    })
+}
+
+/// The issuer's `/metrics` names the controller's revision (the manifest's `data.revision`) of
+/// the configuration it serves and when it took it up, so that an alert can compare it with
+/// the controller's `config_revision`. The same configuration published again under a new
+/// revision counts as taken up, though the issuer's own snapshot does not change. The objects
+/// are written here as the controller writes them, so the revisions are the test's own.
+#[tokio::test]
+async fn the_issuers_metrics_name_the_manifest_revision_it_serves_and_when_it_took_it_up() {
+    use axum::body::Body;
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    use kube::api::{Patch, PatchParams, PostParams};
+    use tokenwarden::config_objects;
+    use tower::ServiceExt as _;
+
+    let cluster = support::cluster();
+    let ns = cluster.new_namespace("synced").await;
+    let maps: Api<ConfigMap> = Api::namespaced(cluster.client(), &ns);
+    let apply = PatchParams::apply("test").force();
+    let publish = |config: tokenwarden::config::IssuerConfig, revision: u64| {
+        let (maps, apply) = (maps.clone(), apply.clone());
+        let ns = ns.clone();
+        async move {
+            let encoded = config_objects::encode(&config).expect("encode");
+            for index in 1..=encoded.shards.len() {
+                let shard = config_objects::shard_object(&ns, &encoded, index).expect("shard");
+                let name = config_objects::shard_name(index);
+                maps.patch(&name, &apply, &Patch::Apply(&shard))
+                    .await
+                    .expect("write a shard");
+            }
+            let manifest = config_objects::manifest_object(&ns, &encoded.manifest(revision));
+            maps.patch(
+                config_objects::MANIFEST_NAME,
+                &apply,
+                &Patch::Apply(&manifest),
+            )
+            .await
+            .expect("write the manifest");
+        }
+    };
+    const T: u64 = 1_000_000;
+    let mut key_set = tokenwarden::tokens::KeySet::new();
+    key_set
+        .ensure(&tokenwarden::tokens::Algorithm::ALL, T)
+        .expect("keys");
+    let keys_secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(config_objects::SIGNING_KEYS_SECRET.into()),
+            ..Default::default()
+        },
+        data: Some(
+            [(
+                config_objects::SIGNING_KEYS_KEY.to_owned(),
+                k8s_openapi::ByteString(key_set.to_json().expect("key JSON").to_vec()),
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(cluster.client(), &ns)
+        .create(&PostParams::default(), &keys_secret)
+        .await
+        .expect("write the signing keys");
+
+    // An issuer in-process: the fixture's state, with the cluster source's snapshot and keys.
+    let fixture = fixtures::TestIssuer::standard();
+    let standard = fixture.issuer.policies.current().config.clone();
+    let mut issuer = fixture.issuer.clone();
+    issuer.policies = tokenwarden::issuer::Policies::default();
+    issuer.keys = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(
+        tokenwarden::issuer::Keys::new(tokenwarden::tokens::KeySet::new(), 0),
+    ));
+    let clock = tokenwarden::issuer::Clock::manual(T);
+    let scrape = || {
+        let app = tokenwarden::issuer::metrics_router(issuer.clone());
+        async move {
+            let request = axum::http::Request::get("/metrics")
+                .body(Body::empty())
+                .expect("request");
+            let response = app.oneshot(request).await.expect("infallible");
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .expect("body");
+            String::from_utf8(body.to_vec()).expect("utf-8")
+        }
+    };
+    let before = scrape().await;
+    for series in [
+        "tokenwarden_issuer_config_manifest_revision",
+        "tokenwarden_issuer_config_last_sync_timestamp_seconds",
+        "tokenwarden_issuer_ready",
+    ] {
+        assert_eq!(sample(&before, series), Some(0), "{series} in {before}");
+    }
+    let source = tokenwarden::issuer::cluster::ClusterSource::new(
+        cluster.client(),
+        ns.clone(),
+        issuer.keys.clone(),
+        clock.clone(),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopped = stop.clone();
+    let task = tokio::spawn(tokenwarden::issuer::ConfigSource::run(
+        source,
+        issuer.policies.clone(),
+        async move { stopped.cancelled().await },
+    ));
+    let taken_up = |revision: i64| {
+        let scrape = &scrape;
+        async move {
+            eventually(
+                CONVERGE,
+                &format!("the issuer takes up revision {revision}"),
+                || async {
+                    let text = scrape().await;
+                    (sample(&text, "tokenwarden_issuer_config_manifest_revision") == Some(revision))
+                        .then_some(text)
+                },
+            )
+            .await
+        }
+    };
+
+    publish(standard.clone(), 7).await;
+    let text = taken_up(7).await;
+    let at = |text: &str| {
+        sample(
+            text,
+            "tokenwarden_issuer_config_last_sync_timestamp_seconds",
+        )
+    };
+    assert_eq!(at(&text), Some(T as i64), "{text}");
+    assert_eq!(sample(&text, "tokenwarden_issuer_ready"), Some(1), "{text}");
+    assert_eq!(
+        sample(&text, "tokenwarden_issuer_config_revision"),
+        Some(1),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"tokenwarden_issuer_signing_key_created_timestamp_seconds{algorithm="ES256"}"#
+        ),
+        Some(T as i64),
+        "{text}"
+    );
+
+    clock.advance(60);
+    publish(standard, 8).await;
+    let text = taken_up(8).await;
+    assert_eq!(at(&text), Some(T as i64 + 60), "{text}");
+    assert_eq!(
+        sample(&text, "tokenwarden_issuer_config_revision"),
+        Some(1),
+        "the same configuration: the snapshot stays; {text}"
+    );
+
+    clock.advance(60);
+    publish(tokenwarden::config::IssuerConfig::default(), 9).await;
+    let text = taken_up(9).await;
+    assert_eq!(at(&text), Some(T as i64 + 120), "{text}");
+    assert_eq!(
+        sample(&text, "tokenwarden_issuer_config_revision"),
+        Some(2),
+        "{text}"
+    );
+    stop.cancel();
+    task.await.expect("the source stops");
+}

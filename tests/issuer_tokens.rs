@@ -631,3 +631,38 @@ async fn readyz_fails_while_a_policy_names_an_algorithm_without_an_active_key() 
         "no active PS256 signing key, which a policy names"
     );
 }
+
+/// The state gauges follow the issuer at each scrape: ready while `/readyz` is 200, when each
+/// active key was made, a key that is gone no longer shown, and in standalone mode no
+/// controller revision (there is no manifest).
+#[tokio::test]
+async fn the_metrics_say_whether_the_issuer_is_ready_and_when_each_active_key_was_made() {
+    let issuer = TestIssuer::standard();
+    let metrics = &issuer.issuer.metrics;
+    metrics.observe(&issuer.issuer);
+    let text = metrics.render();
+    for line in [
+        "tokenwarden_issuer_ready 1\n",
+        "tokenwarden_issuer_config_manifest_revision 0\n",
+        "tokenwarden_issuer_config_last_sync_timestamp_seconds 0\n",
+        "tokenwarden_issuer_signing_key_created_timestamp_seconds{algorithm=\"ES256\"} 1800000000\n",
+        "tokenwarden_issuer_signing_key_created_timestamp_seconds{algorithm=\"EdDSA\"} 1800000000\n",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
+    // Without keys: not ready, and no key to date.
+    issuer
+        .issuer
+        .keys
+        .store(std::sync::Arc::new(tokenwarden::issuer::Keys::new(
+            tokenwarden::tokens::KeySet::new(),
+            fixtures::T0,
+        )));
+    metrics.observe(&issuer.issuer);
+    let text = metrics.render();
+    assert!(text.contains("tokenwarden_issuer_ready 0\n"), "{text}");
+    assert!(
+        !text.contains("tokenwarden_issuer_signing_key_created_timestamp_seconds{"),
+        "{text}"
+    );
+}

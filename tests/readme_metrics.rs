@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use tokenwarden::controller::metrics::{KindLabel, OutcomeLabel, StepLabel};
-use tokenwarden::issuer::metrics::{GrantLabel, GrantLabels};
+use tokenwarden::issuer::metrics::{AlgorithmLabel, GrantLabel, GrantLabels};
 
 /// The sample names a registry exports (`_total` for counters), from its `# TYPE` lines.
 fn exported(rendered: &str) -> BTreeSet<String> {
@@ -48,6 +48,10 @@ fn the_readme_names_exactly_the_exported_metrics() {
         .token_latency
         .get_or_create(&GrantLabel { grant })
         .observe(0.001);
+    issuer
+        .signing_key_created
+        .get_or_create(&AlgorithmLabel { algorithm: "ES256" })
+        .set(1);
     let controller = tokenwarden::controller::metrics::Metrics::default();
     let kind = KindLabel { kind: "ApiClient" };
     let success = OutcomeLabel { outcome: "success" };

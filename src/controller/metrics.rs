@@ -22,9 +22,12 @@ pub struct KindLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StepLabel {
-    /// Where a reconcile failed: `secrets`, `signing_keys`, `publish` (encoding included), `status`.
+    /// Where a reconcile failed: one of [`STEPS`].
     pub step: &'static str,
 }
+
+/// The steps of a reconcile that can fail: `publish` includes encoding.
+pub const STEPS: [&str; 4] = ["secrets", "signing_keys", "publish", "status"];
 
 /// The controller's metrics and the registry that renders them.
 #[derive(Debug)]
@@ -55,7 +58,15 @@ impl Default for Metrics {
             "Global reconciles, by outcome",
             reconciles.clone(),
         );
+        // Every outcome and step starts at 0, so that /metrics shows them (a family without
+        // series is not rendered at all) and a rate over them is 0 rather than no data.
+        for outcome in ["success", "error"] {
+            drop(reconciles.get_or_create(&OutcomeLabel { outcome }));
+        }
         let reconcile_errors = Family::<StepLabel, Counter>::default();
+        for step in STEPS {
+            drop(reconcile_errors.get_or_create(&StepLabel { step }));
+        }
         registry.register(
             "reconcile_errors",
             "Failed reconciles, by the step that failed",

@@ -134,7 +134,12 @@ impl ClusterSource {
             .as_ref()
             .is_some_and(|a| a.sha256 == manifest.sha256)
         {
+            // The configuration in force, perhaps under a new revision: in sync.
             progress.retry = None;
+            if progress.keys_loaded {
+                policies.record_sync(manifest.revision, self.clock.now());
+            }
+            progress.applied = Some(manifest);
             return;
         }
         let started = std::time::Instant::now();
@@ -178,6 +183,7 @@ impl ClusterSource {
         let (apis, clients) = (config.apis.len(), config.clients.len());
         if progress.keys_loaded {
             policies.replace(config);
+            policies.record_sync(manifest.revision, self.clock.now());
         } else {
             progress.waiting = Some(config);
         }
@@ -207,6 +213,9 @@ impl ClusterSource {
                 tracing::info!("signing keys loaded from the cluster");
                 if let Some(config) = progress.waiting.take() {
                     policies.replace(config);
+                    if let Some(manifest) = &progress.applied {
+                        policies.record_sync(manifest.revision, self.clock.now());
+                    }
                 }
             }
             Err(e) => {

@@ -1,7 +1,11 @@
 //! Prometheus metrics of the issuer, served on their own port. Labels take bounded values:
-//! grant types and error codes (`&'static str`), and the audience of an issued token, which
-//! is always one of the configuration's APIs (one per ApiTokenPolicy). Never client ids, raw
-//! request input or error text.
+//! grant types, error codes and signing algorithms (`&'static str`), and the audience of an
+//! issued token, which is always one of the configuration's APIs (one per ApiTokenPolicy).
+//! Never client ids, raw request input or error text.
+//!
+//! Counters move as requests are answered; the gauges that describe the issuer's state (the
+//! configuration in force, readiness, the signing keys) are read from it at each scrape
+//! ([`Metrics::observe`]).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -9,6 +13,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use super::state::Issuer;
+use crate::tokens::Algorithm;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GrantLabels {
@@ -26,6 +33,12 @@ pub struct GrantLabel {
     pub grant: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlgorithmLabel {
+    /// `RS256`, `PS256`, `ES256` or `EdDSA`.
+    pub algorithm: &'static str,
+}
+
 /// The issuer's metrics and the registry that renders them.
 #[derive(Debug)]
 pub struct Metrics {
@@ -34,6 +47,10 @@ pub struct Metrics {
     pub token_latency: Family<GrantLabel, Histogram>,
     pub refresh_reuse_detected: Counter,
     pub config_revision: Gauge,
+    pub config_manifest_revision: Gauge,
+    pub config_last_sync: Gauge,
+    pub ready: Gauge,
+    pub signing_key_created: Family<AlgorithmLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -67,17 +84,76 @@ impl Default for Metrics {
             "Revision of the configuration in force",
             config_revision.clone(),
         );
+        let config_manifest_revision = Gauge::default();
+        registry.register(
+            "config_manifest_revision",
+            "The controller's revision of the configuration in force (its config_revision); \
+             0 before the first and in standalone mode",
+            config_manifest_revision.clone(),
+        );
+        let config_last_sync = Gauge::default();
+        registry.register(
+            "config_last_sync_timestamp_seconds",
+            "When the configuration in force was last taken up or confirmed from the \
+             controller's manifest, unix seconds; 0 before the first and in standalone mode",
+            config_last_sync.clone(),
+        );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 while /readyz answers 200: configuration and a key for each algorithm it names",
+            ready.clone(),
+        );
+        let signing_key_created = Family::<AlgorithmLabel, Gauge>::default();
+        registry.register(
+            "signing_key_created_timestamp_seconds",
+            "When the active signing key of each algorithm was made, unix seconds",
+            signing_key_created.clone(),
+        );
         Self {
             registry,
             token_requests,
             token_latency,
             refresh_reuse_detected,
             config_revision,
+            config_manifest_revision,
+            config_last_sync,
+            ready,
+            signing_key_created,
         }
     }
 }
 
 impl Metrics {
+    /// Set the gauges that describe `issuer`'s state now.
+    pub fn observe(&self, issuer: &Issuer) {
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.config_revision
+            .set(gauge(issuer.policies.current().revision));
+        let synced = issuer.policies.synced();
+        self.config_manifest_revision
+            .set(gauge(synced.manifest_revision));
+        self.config_last_sync.set(gauge(synced.at));
+        self.ready
+            .set(i64::from(super::routes::health::readiness(issuer).is_ok()));
+        let keys = issuer.keys.load();
+        for algorithm in Algorithm::ALL {
+            let label = AlgorithmLabel {
+                algorithm: algorithm.as_str(),
+            };
+            match keys.set.signing_key(algorithm) {
+                Some(key) => {
+                    self.signing_key_created
+                        .get_or_create(&label)
+                        .set(gauge(key.created_at()));
+                }
+                None => {
+                    self.signing_key_created.remove(&label);
+                }
+            }
+        }
+    }
+
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();

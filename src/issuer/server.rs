@@ -165,10 +165,7 @@ pub fn metrics_router(issuer: Issuer) -> Router {
 }
 
 async fn metrics(State(issuer): State<Issuer>) -> impl IntoResponse {
-    issuer
-        .metrics
-        .config_revision
-        .set(i64::try_from(issuer.policies.current().revision).unwrap_or(i64::MAX));
+    issuer.metrics.observe(&issuer);
     (
         [(
             header::CONTENT_TYPE,

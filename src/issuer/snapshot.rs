@@ -17,11 +17,25 @@ pub struct Snapshot {
     pub config: IssuerConfig,
 }
 
+/// The last time the issuer took up the controller's configuration, for the metrics that show
+/// its lag behind the controller.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Synced {
+    /// The controller's revision of the configuration in force (the manifest's
+    /// `data.revision`, the controller's `config_revision`); 0 before the first one, and in
+    /// standalone mode, which has no manifest.
+    pub manifest_revision: u64,
+    /// When the issuer last put a manifest's configuration in force, or saw again the manifest
+    /// of the configuration in force: unix seconds, 0 before the first.
+    pub at: u64,
+}
+
 /// The current snapshot, shared by every request.
 #[derive(Clone, Debug)]
 pub struct Policies {
     current: Arc<ArcSwap<Snapshot>>,
     loaded: Arc<AtomicBool>,
+    synced: Arc<ArcSwap<Synced>>,
 }
 
 impl Default for Policies {
@@ -29,6 +43,7 @@ impl Default for Policies {
         Self {
             current: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
             loaded: Arc::new(AtomicBool::new(false)),
+            synced: Arc::new(ArcSwap::from_pointee(Synced::default())),
         }
     }
 }
@@ -61,6 +76,21 @@ impl Policies {
     /// Whether a source has delivered a configuration yet (readiness).
     pub fn is_loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Record that the configuration in force is the controller's `manifest_revision`, as of
+    /// `at` (unix seconds). The revision is recorded apart from the snapshot's: the controller
+    /// may publish an identical configuration under a new revision, which changes no snapshot.
+    pub fn record_sync(&self, manifest_revision: u64, at: u64) {
+        self.synced.store(Arc::new(Synced {
+            manifest_revision,
+            at,
+        }));
+    }
+
+    /// The last [`Self::record_sync`].
+    pub fn synced(&self) -> Synced {
+        **self.synced.load()
     }
 }
 

@@ -238,7 +238,7 @@ impl ControlPlane {
         &self.url
     }
 
-    /// The folder of the tools (kube-apiserver, etcd, kubectl, helm, kstatus).
+    /// The folder of the tools (kube-apiserver, etcd, kubectl, helm, kstatus, promtool).
     pub fn tools_dir(&self) -> &Path {
         &self.tools
     }

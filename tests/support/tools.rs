@@ -22,8 +22,8 @@ pub fn dir() -> Result<PathBuf, String> {
             if !output.status.success() {
                 return Err(format!(
                     "{} failed ({}); its message is above. Fix that, or set \
-                     TOKENWARDEN_TEST_TOOLS to a folder with kube-apiserver, etcd, kubectl, helm \
-                     and kstatus.",
+                     TOKENWARDEN_TEST_TOOLS to a folder with kube-apiserver, etcd, kubectl, helm, \
+                     kstatus and promtool.",
                     script.display(),
                     output.status
                 ));
@@ -32,7 +32,14 @@ pub fn dir() -> Result<PathBuf, String> {
             PathBuf::from(stdout.lines().last().unwrap_or_default().trim())
         }
     };
-    for tool in ["kube-apiserver", "etcd", "kubectl", "helm", "kstatus"] {
+    for tool in [
+        "kube-apiserver",
+        "etcd",
+        "kubectl",
+        "helm",
+        "kstatus",
+        "promtool",
+    ] {
         if !dir.join(tool).is_file() {
             return Err(format!(
                 "{tool} is missing from the tools folder {}; run scripts/test-tools.sh",

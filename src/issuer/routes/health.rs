@@ -13,9 +13,16 @@ pub async fn healthz() -> &'static str {
 }
 
 pub async fn readyz(State(issuer): State<Issuer>) -> (StatusCode, Cow<'static, str>) {
-    let not_ready = |why: Cow<'static, str>| (StatusCode::SERVICE_UNAVAILABLE, why);
+    match readiness(&issuer) {
+        Ok(()) => (StatusCode::OK, "ok".into()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+    }
+}
+
+/// Whether the issuer is ready, or why not; `/readyz` and the `ready` metric both say this.
+pub fn readiness(issuer: &Issuer) -> Result<(), Cow<'static, str>> {
     if issuer.draining.is_draining() {
-        return not_ready("shutting down".into());
+        return Err("shutting down".into());
     }
     let keys = &issuer.keys.load().set;
     if !issuer.policies.is_loaded() {
@@ -28,7 +35,7 @@ pub async fn readyz(State(issuer): State<Issuer>) -> (StatusCode, Cow<'static, s
         } else {
             "no configuration loaded yet"
         };
-        return not_ready(message.into());
+        return Err(message.into());
     }
     let snapshot = issuer.policies.current();
     let unsigned = snapshot
@@ -38,7 +45,7 @@ pub async fn readyz(State(issuer): State<Issuer>) -> (StatusCode, Cow<'static, s
         .map(|api| api.signing_algorithm)
         .find(|alg| keys.signing_key(*alg).is_none());
     if let Some(alg) = unsigned {
-        return not_ready(format!("no active {alg} signing key, which a policy names").into());
+        return Err(format!("no active {alg} signing key, which a policy names").into());
     }
-    (StatusCode::OK, "ok".into())
+    Ok(())
 }
