@@ -14,11 +14,11 @@
 
 use crate::config::IssuerConfig;
 use crate::issuer::authorization::{self, AuthorizationRequest, Rejection};
-use crate::issuer::error::{ErrorCode, OAuthError};
+use crate::issuer::error::{ErrorCode, OAuthError, store_error};
 use crate::issuer::form::Form;
 use crate::issuer::login::{self, LoginError, Pending};
 use crate::issuer::page::{self, LoginView, UpstreamButton};
-use crate::issuer::routes::token::store_error;
+use crate::issuer::routes::respond::require_form_content_type;
 use crate::issuer::state::Issuer;
 use crate::issuer::throttle;
 use crate::issuer::upstream::{Upstream, pending};
@@ -187,7 +187,7 @@ pub async fn submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if crate::issuer::routes::token::require_form_content_type(&headers).is_err() {
+    if require_form_content_type(&headers).is_err() {
         return page::error(StatusCode::BAD_REQUEST, EXPIRED);
     }
     let Ok(form) = Form::parse(&body) else {

@@ -7,9 +7,10 @@
 //! cannot tell, and has nothing left to do. `token_type_hint` only orders the lookups (§2.1);
 //! since both token types can be revoked, `unsupported_token_type` is never the answer.
 
-use super::token::{find_refresh_token, require_form_content_type, store_error};
+use super::respond::{forbid_caching, require_form_content_type};
+use super::token::find_refresh_token;
 use crate::issuer::client_auth;
-use crate::issuer::error::{OAuthError, forbid_caching};
+use crate::issuer::error::{OAuthError, store_error};
 use crate::issuer::form::Form;
 use crate::issuer::state::Issuer;
 use crate::store::{RevokeOutcome, Store};

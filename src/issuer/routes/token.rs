@@ -3,22 +3,23 @@
 //! this file reads the request, calls the store and the minter in the right order, and writes
 //! the response. No token leaves before what it depends on is stored.
 
-use crate::api::{ClientType, GrantType};
+use crate::api::GrantType;
 use crate::config::{ApiConfig, ClientConfig};
 use crate::issuer::client_auth;
-use crate::issuer::error::{OAuthError, forbid_caching};
+use crate::issuer::error::{OAuthError, store_error};
 use crate::issuer::form::Form;
 use crate::issuer::metrics::GrantLabels;
 use crate::issuer::protocol::{self, FamilyGrant, GrantedScopes, OFFLINE_ACCESS, Subject};
+use crate::issuer::routes::respond::{forbid_caching, require_form_content_type};
 use crate::issuer::state::Issuer;
 use crate::store::{
     CodeGrant, CodeOutcome, FamilyId, NewFamily, OpaqueToken, RefreshOutcome, RefreshRequest,
-    RefreshRules, RefreshTokenView, Store, StoreError, TokenHash,
+    RefreshTokenView, Store, TokenHash,
 };
 use crate::tokens::{AccessTokenClaims, MintedToken};
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::Serialize;
@@ -134,35 +135,6 @@ struct GrantRequest<'a> {
     client: &'a ClientConfig,
     form: &'a Form,
     now: u64,
-}
-
-/// Token requests are form-encoded (RFC 6749 §4.1.3, §4.4.2, §6).
-pub fn require_form_content_type(headers: &HeaderMap) -> Result<(), OAuthError> {
-    if headers
-        .get_all(header::CONTENT_TYPE)
-        .iter()
-        .nth(1)
-        .is_some()
-    {
-        return Err(OAuthError::invalid_request(
-            "send one Content-Type header, not several",
-        ));
-    }
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if is_form {
-        Ok(())
-    } else {
-        Err(OAuthError::invalid_request(
-            "the body must be application/x-www-form-urlencoded",
-        ))
-    }
 }
 
 fn require_grant(client: &ClientConfig, grant: GrantType) -> Result<(), OAuthError> {
@@ -349,7 +321,7 @@ impl GrantRequest<'_> {
             .refresh(
                 request,
                 self.now,
-                refresh_rules(api, self.client.client_type),
+                protocol::refresh_rules(api, self.client.client_type),
             )
             .await
             .map_err(store_error)?;
@@ -453,23 +425,11 @@ async fn new_family(
             family,
             token.refresh_key(),
             now,
-            refresh_rules(api, client.client_type),
+            protocol::refresh_rules(api, client.client_type),
         )
         .await
         .map_err(store_error)?;
     Ok((token, family.id))
-}
-
-/// The policy's refresh settings as the store's rules, for a family of a client of this type.
-pub fn refresh_rules(api: &ApiConfig, client_type: ClientType) -> RefreshRules {
-    let seconds = |s: i64| u64::try_from(s).unwrap_or(0);
-    let settings = &api.refresh_tokens;
-    RefreshRules {
-        rotating: protocol::refresh_rotates(api, client_type),
-        absolute_lifetime_secs: seconds(settings.absolute_lifetime_seconds),
-        idle_lifetime_secs: seconds(settings.idle_lifetime_seconds),
-        reuse_interval_secs: seconds(settings.reuse_interval_seconds),
-    }
 }
 
 fn mint(
@@ -533,15 +493,4 @@ pub async fn find_refresh_token(
         .await
         .map_err(store_error)?;
     Ok(view.map(|view| (hash, view)))
-}
-
-/// A store error as the client sees it: 503 when the store is down, 500 otherwise.
-pub fn store_error(error: StoreError) -> OAuthError {
-    if error.is_unavailable() {
-        tracing::warn!(error = %error, "store unavailable");
-        OAuthError::unavailable()
-    } else {
-        tracing::error!(error = %error, "store error");
-        OAuthError::server_error()
-    }
 }
