@@ -12,7 +12,6 @@
 
 use super::respond::{forbid_caching, require_form_content_type};
 use super::revoke::Hint;
-use super::token::find_refresh_token;
 use crate::api::ClientType;
 use crate::config::{ClientConfig, IssuerConfig};
 use crate::issuer::client_auth;
@@ -174,7 +173,8 @@ async fn refresh_token(
     token: &str,
     now: u64,
 ) -> Result<Option<Introspection>, OAuthError> {
-    let Some((_, view)) = find_refresh_token(issuer, token).await? else {
+    let Some((_, view)) = crate::issuer::grants::refresh_token::find(&issuer.store, token).await?
+    else {
         return Ok(None);
     };
     let family = &view.family;

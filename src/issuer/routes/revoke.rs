@@ -8,10 +8,10 @@
 //! since both token types can be revoked, `unsupported_token_type` is never the answer.
 
 use super::respond::{forbid_caching, require_form_content_type};
-use super::token::find_refresh_token;
 use crate::issuer::client_auth;
 use crate::issuer::error::{OAuthError, store_error};
 use crate::issuer::form::Form;
+use crate::issuer::grants::refresh_token;
 use crate::issuer::state::Issuer;
 use crate::store::{RevokeOutcome, Store};
 use crate::tokens::VerifiedClaims;
@@ -109,7 +109,7 @@ async fn revoke_refresh_token(
     now: u64,
 ) -> Result<bool, OAuthError> {
     // A read first, so junk tokens cost no write.
-    let Some((hash, view)) = find_refresh_token(issuer, token).await? else {
+    let Some((hash, view)) = refresh_token::find(&issuer.store, token).await? else {
         return Ok(false);
     };
     if view.family.client_id != client_id {
