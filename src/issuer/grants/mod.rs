@@ -14,6 +14,9 @@ pub mod authorization_code;
 pub mod client_credentials;
 pub mod refresh_token;
 
+#[cfg(test)]
+mod tests;
+
 use crate::api::GrantType;
 use crate::config::{ApiConfig, ClientConfig, IssuerConfig};
 use crate::issuer::error::{ErrorCode, OAuthError};
