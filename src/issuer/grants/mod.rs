@@ -1,18 +1,21 @@
-//! The token grants, one module per grant: [`client_credentials`], [`authorization_code`] and
-//! [`refresh_token`]. Each is a function of the [`TokenRequest`] parsed once and the
-//! [`Context`] it is answered in (the authenticated client, the configuration in force, a store
-//! seen through the [`Store`] trait, the minter and the time), and returns what was [`Issued`]
-//! or an [`OAuthError`].
+//! The grants, one module per grant: [`client_credentials`], [`authorization_code`] and
+//! [`refresh_token`] at the token endpoint, each a function of the [`TokenRequest`] parsed once
+//! and the [`Context`] it is answered in (the authenticated client, the configuration in force,
+//! a store seen through the [`Store`] trait, the minter and the time), returning what was
+//! [`Issued`] or an [`OAuthError`]; and [`sign_in`], which ends in the authorization code the
+//! code grant exchanges.
 //!
 //! Owns: the order of the store writes (no token is returned before what it depends on is
-//! stored), code replay, refresh rotation and the revocations they cause. The decisions that
-//! need no store (which API, which scopes, may a refresh token exist) are
-//! [`crate::issuer::protocol`]'s. Must not touch HTTP (headers, status codes, bodies: that is
-//! `routes/`), the metrics registry, or the clock: the time is [`Context::now`].
+//! stored), code replay, refresh rotation and the revocations they cause, and the order of a
+//! password sign-in. The decisions that need no store (which API, which scopes, may a refresh
+//! token exist) are [`crate::issuer::protocol`]'s. Must not touch HTTP (headers, status codes,
+//! bodies, pages: that is `routes/`), the metrics registry, or the clock: the time is a
+//! parameter ([`Context::now`]).
 
 pub mod authorization_code;
 pub mod client_credentials;
 pub mod refresh_token;
+pub mod sign_in;
 
 #[cfg(test)]
 mod tests;

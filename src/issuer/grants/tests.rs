@@ -346,3 +346,5 @@ fn a_client_hears_that_it_may_not_use_a_grant_before_it_hears_what_the_grant_lac
     let error = TokenRequest::parse(&form, &bed.client).expect_err("unsupported");
     assert_eq!(error.code, ErrorCode::UnsupportedGrantType);
 }
+
+mod sign_in;
