@@ -5,7 +5,7 @@
 use super::*;
 use crate::api::{ClientType, RefreshTokenSettings, SigningAlgorithm};
 use crate::issuer::routes::respond;
-use crate::store::failing::{Call, FailingStore};
+use crate::store::failing::{Call, FailingStore, Race};
 use crate::store::{AuthorizationCode, RevocationReason};
 use crate::tokens::KeySet;
 use axum::http::StatusCode;
@@ -186,6 +186,23 @@ async fn a_code_exchanged_twice_revokes_what_the_first_exchange_issued() {
         .await
         .expect_err("revoked");
     assert_eq!(error.code, ErrorCode::InvalidGrant);
+}
+
+#[tokio::test]
+async fn a_code_replayed_while_its_first_exchange_runs_leaves_that_exchange_without_a_token() {
+    let bed = Bed::new();
+    let code = bed.code("read offline_access").await;
+    let hash = OpaqueToken::from_presented(code.as_str()).hash();
+    bed.store
+        .race_before(Call::RecordCodeGrant, Race::TakeCode(hash, T));
+
+    let first = bed.exchange(&code, T).await;
+
+    assert_eq!(first.expect_err("replayed"), authorization_code::REPLAYED);
+    assert_eq!(
+        bed.store.take_calls(),
+        [Call::TakeCode, Call::CreateFamily, Call::RecordCodeGrant]
+    );
 }
 
 #[tokio::test]
