@@ -178,7 +178,10 @@ mod tests {
         let err = authenticate(&config, &basic("worker", "wrong"), &form("")).expect_err("wrong");
         assert_eq!(err.code, ErrorCode::InvalidClient);
         assert!(err.basic_challenge);
-        assert_eq!(err.status(), axum::http::StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            crate::issuer::routes::respond::status(&err),
+            axum::http::StatusCode::UNAUTHORIZED
+        );
         let err = authenticate(&config, &basic("nobody", SECRET), &form("")).expect_err("unknown");
         assert_eq!(err.code, ErrorCode::InvalidClient);
     }

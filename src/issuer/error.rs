@@ -1,12 +1,13 @@
-//! The one error type of the HTTP layer: RFC 6749 §5.2 errors (plus RFC 8707's
-//! `invalid_target`) rendered as JSON with `Cache-Control: no-store`.
+//! The protocol's one error type: RFC 6749 §5.2 errors (plus RFC 8707's `invalid_target`), as
+//! the grants, the protocol decisions and client authentication return them.
+//!
+//! Owns the error codes and their fixed descriptions. Must not touch HTTP: the status codes and
+//! the JSON rendering are the HTTP layer's ([`crate::issuer::routes::respond`]).
 //!
 //! Descriptions are fixed texts chosen by the issuer, never raw request input, so nothing a
 //! client sends is echoed back.
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use crate::store::StoreError;
 
 /// The `error` codes tokenwarden answers with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,17 +110,6 @@ impl OAuthError {
             basic_challenge: basic,
         }
     }
-
-    pub fn status(&self) -> StatusCode {
-        match self.code {
-            // 401 also without Basic: RFC 6749 §5.2 allows it, and clients expect it.
-            ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
-            ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::AccessDenied => StatusCode::FORBIDDEN,
-            _ => StatusCode::BAD_REQUEST,
-        }
-    }
 }
 
 impl std::fmt::Display for OAuthError {
@@ -130,43 +120,14 @@ impl std::fmt::Display for OAuthError {
 
 impl std::error::Error for OAuthError {}
 
-#[derive(Serialize)]
-struct Body {
-    error: &'static str,
-    error_description: &'static str,
-}
-
-/// `Cache-Control: no-store` and `Pragma: no-cache`: for every answer that carries or concerns
-/// a token (RFC 6749 §5.1), and for errors.
-pub fn forbid_caching(headers: &mut axum::http::HeaderMap) {
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-}
-
-/// Seconds a client should wait before retrying when the store is down.
-pub const RETRY_AFTER_SECONDS: &str = "5";
-
-impl IntoResponse for OAuthError {
-    fn into_response(self) -> Response {
-        let body = Body {
-            error: self.code.as_str(),
-            error_description: self.description,
-        };
-        let mut response = (self.status(), axum::Json(body)).into_response();
-        let headers = response.headers_mut();
-        forbid_caching(headers);
-        if self.basic_challenge {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"tokenwarden\", charset=\"UTF-8\""),
-            );
-        }
-        if self.code == ErrorCode::TemporarilyUnavailable {
-            headers.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECONDS),
-            );
-        }
-        response
+/// A store error as the client sees it: `temporarily_unavailable` (HTTP 503) when the store is
+/// down, `server_error` (HTTP 500) otherwise. The cause is logged, never answered.
+pub fn store_error(error: StoreError) -> OAuthError {
+    if error.is_unavailable() {
+        tracing::warn!(error = %error, "store unavailable");
+        OAuthError::unavailable()
+    } else {
+        tracing::error!(error = %error, "store error");
+        OAuthError::server_error()
     }
 }

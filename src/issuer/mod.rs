@@ -1,6 +1,8 @@
 //! The token issuer: the OAuth 2.0 endpoints that enforce the reconciled policies.
 //!
 //! - [`protocol`]: the decisions (which API, which scopes, may a refresh token exist), pure.
+//! - [`grants`]: one module per token grant, each a function of the parsed request, the client,
+//!   the configuration, a store and the time; no HTTP.
 //! - [`authorization`]: the authorization request and its redirect, pure.
 //! - [`client_auth`]: who the client is; [`users`]: who the person is; [`first_party`]: the
 //!   clients the platform vouches for.
@@ -23,6 +25,7 @@ pub mod cluster;
 pub mod error;
 pub mod first_party;
 pub mod form;
+pub mod grants;
 pub mod key_file;
 pub mod login;
 pub mod metrics;

@@ -333,7 +333,7 @@ fn render(status: StatusCode, title: &str, body: &str, form_action: &str) -> Res
 /// `Cache-Control: no-store`, `Pragma: no-cache` and `Referrer-Policy: no-referrer`: for pages
 /// and for the redirects that carry codes.
 pub fn no_store(headers: &mut axum::http::HeaderMap) {
-    super::error::forbid_caching(headers);
+    super::routes::respond::forbid_caching(headers);
     headers.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),

@@ -6,6 +6,7 @@
 use super::error::OAuthError;
 use crate::api::{ClientType, GrantType, RotationMode};
 use crate::config::{ApiConfig, ClientConfig, IssuerConfig};
+use crate::store::RefreshRules;
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 
@@ -190,6 +191,18 @@ pub fn may_issue_refresh_token(
 /// refuses such a grant; this holds whatever configuration the issuer is given.
 pub fn refresh_rotates(api: &ApiConfig, client_type: ClientType) -> bool {
     api.refresh_tokens.rotation == RotationMode::Rotating || client_type == ClientType::Public
+}
+
+/// The policy's refresh settings as the store's rules, for a family of a client of this type.
+pub fn refresh_rules(api: &ApiConfig, client_type: ClientType) -> RefreshRules {
+    let seconds = |s: i64| u64::try_from(s).unwrap_or(0);
+    let settings = &api.refresh_tokens;
+    RefreshRules {
+        rotating: refresh_rotates(api, client_type),
+        absolute_lifetime_secs: seconds(settings.absolute_lifetime_seconds),
+        idle_lifetime_secs: seconds(settings.idle_lifetime_seconds),
+        reuse_interval_secs: seconds(settings.reuse_interval_seconds),
+    }
 }
 
 /// Whom a refresh token family was issued to, and for what.

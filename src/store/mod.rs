@@ -31,6 +31,8 @@
 
 pub mod embedded;
 mod expiring;
+#[cfg(test)]
+pub(crate) mod failing;
 pub mod lockout;
 pub mod model;
 pub mod postgres;

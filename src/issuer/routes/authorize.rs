@@ -3,36 +3,34 @@
 //! the static users' password form and the upstream provider, whichever are configured (with
 //! only the provider, the GET sends the browser there at once). The POST checks the CSRF token
 //! and the browser cookie ([`login`]); then either sends the browser to the upstream provider
-//! ([`upstream`]; it comes back at `/callback/oidc`), or checks the brute-force limits
-//! ([`throttle`]) and the password, stores a code and sends the browser back to the client with
-//! it (RFC 6749 §4.1.2, RFC 9207 `iss`).
+//! ([`upstream`]; it comes back at `/callback/oidc`), or has the sign-in ([`sign_in`]) check
+//! the password under the brute-force limits and store a code, and sends the browser back to
+//! the client with it (RFC 6749 §4.1.2, RFC 9207 `iss`). This file only renders: the pages,
+//! their messages and status codes.
 //!
 //! [`authorization::validate`]: crate::issuer::authorization::validate
 //! [`login`]: crate::issuer::login
-//! [`throttle`]: crate::issuer::throttle
+//! [`sign_in`]: crate::issuer::grants::sign_in
 //! [`upstream`]: crate::issuer::upstream
 
 use crate::config::IssuerConfig;
 use crate::issuer::authorization::{self, AuthorizationRequest, Rejection};
 use crate::issuer::error::{ErrorCode, OAuthError};
 use crate::issuer::form::Form;
+use crate::issuer::grants::sign_in::{self, PERMIT_WAIT, PasswordSignIn, SignInError};
 use crate::issuer::login::{self, LoginError, Pending};
 use crate::issuer::page::{self, LoginView, UpstreamButton};
-use crate::issuer::routes::token::store_error;
+use crate::issuer::routes::respond::require_form_content_type;
 use crate::issuer::state::Issuer;
 use crate::issuer::throttle;
 use crate::issuer::upstream::{Upstream, pending};
-use crate::store::{AuthorizationCode, LockoutKey, OpaqueToken, Store as _};
+use crate::store::{LockoutKey, OpaqueToken};
 use axum::body::Bytes;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{RawQuery, State};
 use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::net::{IpAddr, SocketAddr};
-
-/// How long an authorization code may wait for its exchange (RFC 6749 §4.1.2 recommends at
-/// most 10 minutes; a browser redirect takes seconds).
-pub const CODE_LIFETIME_SECS: u64 = 60;
 
 /// The message of every failed sign-in: it never says which of the two was wrong.
 const WRONG_CREDENTIALS: &str = "The username or password is incorrect.";
@@ -187,7 +185,7 @@ pub async fn submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if crate::issuer::routes::token::require_form_content_type(&headers).is_err() {
+    if require_form_content_type(&headers).is_err() {
         return page::error(StatusCode::BAD_REQUEST, EXPIRED);
     }
     let Ok(form) = Form::parse(&body) else {
@@ -246,64 +244,38 @@ pub async fn submit(
             StatusCode::BAD_REQUEST,
         );
     };
-    let locked = |wait| {
-        let page = form_page(
-            username,
-            &locked_message(wait),
-            StatusCode::TOO_MANY_REQUESTS,
-        );
-        with_retry_after(page, wait)
+    let attempt = PasswordSignIn {
+        username,
+        password,
+        address,
     };
-    match throttle::check(&issuer.store, username, address, now).await {
-        Ok(None) => {}
-        Ok(Some(wait)) => return locked(wait),
-        Err(e) => return unavailable(e),
-    }
-    // Held until the outcome is counted. A burst of guesses waits here, and each checks the
-    // limits again once it may go on: by then the guesses before it are counted.
-    let Some(_permit) = issuer.users.check_permit(PERMIT_WAIT).await else {
-        return with_retry_after(
+    match sign_in::verify_password(&issuer.store, &issuer.users, &attempt, now).await {
+        // Taken only now, so a wrong password can be retried; once, so a replay finds nothing.
+        Ok(subject) => finish(&issuer, login_id, Some(&subject), now).await,
+        Err(SignInError::Locked { wait }) => {
+            let page = form_page(
+                username,
+                &locked_message(wait),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+            with_retry_after(page, wait)
+        }
+        Err(SignInError::Busy) => with_retry_after(
             page::error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Too many sign-ins are being checked right now. Try again in a few seconds.",
             ),
             PERMIT_WAIT.as_secs(),
-        );
-    };
-    match throttle::check(&issuer.store, username, address, now).await {
-        Ok(None) => {}
-        Ok(Some(wait)) => return locked(wait),
-        Err(e) => return unavailable(e),
-    }
-    let users = issuer.users.clone();
-    let (name, secret) = (username.to_owned(), password.to_owned());
-    let verified = tokio::task::spawn_blocking(move || {
-        users.verify(&name, &secret).map(|u| u.subject().to_owned())
-    })
-    .await;
-    let subject = match verified {
-        Ok(Some(subject)) => subject,
-        Ok(None) => {
-            tracing::info!("failed sign-in");
-            if let Err(e) = throttle::failure(&issuer.store, username, address, now).await {
-                // Not counted, so not answered: a guess must never go uncounted.
-                return unavailable(e);
-            }
-            return form_page(username, WRONG_CREDENTIALS, StatusCode::UNAUTHORIZED);
+        ),
+        Err(SignInError::WrongCredentials) => {
+            form_page(username, WRONG_CREDENTIALS, StatusCode::UNAUTHORIZED)
         }
-        Err(e) => {
-            tracing::error!(error = %e, "password verification did not complete");
-            return page::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The sign-in could not be completed. Try again.",
-            );
-        }
-    };
-    if let Err(e) = throttle::success(&issuer.store, username).await {
-        return unavailable(e);
+        Err(SignInError::Incomplete) => page::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The sign-in could not be completed. Try again.",
+        ),
+        Err(SignInError::Store(e)) => unavailable(e),
     }
-    // Taken only now, so a wrong password can be retried; once, so a replay finds nothing.
-    finish(&issuer, login_id, Some(&subject), now).await
 }
 
 /// Take the sign-in `login_id` (once: a replay finds nothing) and [`complete`] it.
@@ -315,51 +287,28 @@ async fn finish(issuer: &Issuer, login_id: &str, subject: Option<&str>, now: u64
     }
 }
 
-/// Finish a sign-in: with `subject`, a code for the request as the configuration in force now
-/// allows it; without, the user cancelled (`access_denied`).
+/// Finish a sign-in ([`sign_in::issue_code`]): send the browser back to the client with a
+/// code, or with the error.
 pub(crate) async fn complete(
     issuer: &Issuer,
     pending: &Pending,
     subject: Option<&str>,
 ) -> Response {
     let snapshot = issuer.policies.current();
-    // The policy or the client may have changed while the form was open.
-    let request = match authorization::validate(&snapshot.config, &pending.query) {
-        Ok(request) => request,
-        Err(rejection) => return reject(issuer, rejection),
-    };
-    let Some(subject) = subject else {
-        return redirect_error(
-            issuer,
-            &request,
-            OAuthError::new(ErrorCode::AccessDenied, "the user cancelled the sign-in"),
-        );
-    };
-    let code = match OpaqueToken::generate() {
-        Ok(code) => code,
-        Err(e) => return redirect_error(issuer, &request, store_error(e)),
-    };
-    let stored = AuthorizationCode {
-        client_id: request.client_id.clone(),
-        redirect_uri: request.redirect_uri.clone(),
-        audience: request.audience.clone(),
-        scope: request.scope.clone(),
-        subject: subject.to_owned(),
-        code_challenge: request.code_challenge.clone(),
-        nonce: request.nonce.clone(),
-        expires_at: issuer.clock.now().saturating_add(CODE_LIFETIME_SECS),
-    };
-    if let Err(e) = issuer.store.put_code(code.hash(), stored).await {
-        tracing::error!(error = %e, "cannot store an authorization code");
-        return redirect_error(issuer, &request, store_error(e));
-    }
-    let url = authorization::redirect_url(
-        &request.redirect_uri,
-        &[("code", code.expose())],
-        request.state.as_deref(),
+    let now = issuer.clock.now();
+    let issued = sign_in::issue_code(
+        &issuer.store,
+        &snapshot.config,
         &issuer.issuer_url,
-    );
-    redirect(StatusCode::SEE_OTHER, &url)
+        pending,
+        subject,
+        now,
+    )
+    .await;
+    match issued {
+        Ok(url) => redirect(StatusCode::SEE_OTHER, &url),
+        Err(rejection) => reject(issuer, rejection),
+    }
 }
 
 fn view<'a>(
@@ -477,11 +426,6 @@ pub(crate) fn redirect(status: StatusCode, url: &str) -> Response {
     page::no_store(response.headers_mut());
     response
 }
-
-/// How long a sign-in waits for a password check to start
-/// ([`crate::issuer::users::concurrent_checks`]) before it is answered 503 with this
-/// `Retry-After`.
-const PERMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The page when the store cannot keep or give back a sign-in in progress.
 pub(crate) fn unavailable(error: crate::store::StoreError) -> Response {

@@ -10,12 +10,12 @@
 //! the resource servers the API's policy names; [`protocol::may_introspect_refresh_token`]:
 //! the token's own client) — is `{"active": false}` and nothing more (§2.2, §4).
 
+use super::respond::{forbid_caching, require_form_content_type};
 use super::revoke::Hint;
-use super::token::{find_refresh_token, refresh_rules, require_form_content_type, store_error};
 use crate::api::ClientType;
 use crate::config::{ClientConfig, IssuerConfig};
 use crate::issuer::client_auth;
-use crate::issuer::error::{OAuthError, forbid_caching};
+use crate::issuer::error::{OAuthError, store_error};
 use crate::issuer::form::Form;
 use crate::issuer::protocol::{self, OFFLINE_ACCESS};
 use crate::issuer::state::Issuer;
@@ -173,7 +173,8 @@ async fn refresh_token(
     token: &str,
     now: u64,
 ) -> Result<Option<Introspection>, OAuthError> {
-    let Some((_, view)) = find_refresh_token(issuer, token).await? else {
+    let Some((_, view)) = crate::issuer::grants::refresh_token::find(&issuer.store, token).await?
+    else {
         return Ok(None);
     };
     let family = &view.family;
@@ -184,7 +185,7 @@ async fn refresh_token(
     let Some(api) = api else {
         return Ok(Some(Introspection::inactive()));
     };
-    let rules = refresh_rules(api, client.client_type);
+    let rules = protocol::refresh_rules(api, client.client_type);
     if !protocol::may_introspect_refresh_token(client, &family.client_id)
         || !view.is_active(now, &rules)
     {

@@ -7,10 +7,11 @@
 //! cannot tell, and has nothing left to do. `token_type_hint` only orders the lookups (§2.1);
 //! since both token types can be revoked, `unsupported_token_type` is never the answer.
 
-use super::token::{find_refresh_token, require_form_content_type, store_error};
+use super::respond::{forbid_caching, require_form_content_type};
 use crate::issuer::client_auth;
-use crate::issuer::error::{OAuthError, forbid_caching};
+use crate::issuer::error::{OAuthError, store_error};
 use crate::issuer::form::Form;
+use crate::issuer::grants::refresh_token;
 use crate::issuer::state::Issuer;
 use crate::store::{RevokeOutcome, Store};
 use crate::tokens::VerifiedClaims;
@@ -108,7 +109,7 @@ async fn revoke_refresh_token(
     now: u64,
 ) -> Result<bool, OAuthError> {
     // A read first, so junk tokens cost no write.
-    let Some((hash, view)) = find_refresh_token(issuer, token).await? else {
+    let Some((hash, view)) = refresh_token::find(&issuer.store, token).await? else {
         return Ok(false);
     };
     if view.family.client_id != client_id {
