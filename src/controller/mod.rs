@@ -175,7 +175,7 @@ pub async fn run(
             source,
         })?;
     let stop = shutdown.clone();
-    let server = tokio::spawn(crate::issuer::serve(
+    let server = tokio::spawn(crate::serve::serve(
         listener,
         router(Probe {
             metrics: metrics.clone(),
