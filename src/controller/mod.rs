@@ -9,13 +9,15 @@
 //!   when it is not; [`publish`]: the configuration objects, written with server-side apply;
 //! - [`status`]: what a status should say, and whether it must be written (pure);
 //! - [`leader`]: leader election, so that only one replica reconciles;
+//! - [`pacing`]: when to reconcile (debounce, backoff, resync, keys due, leadership), a pure
+//!   state machine over the time; `reconcile_loop`: the loop that waits for it;
 //! - [`changes`]: which watch events call for a reconcile;
 //! - [`metrics`]: Prometheus metrics.
 //!
 //! Any change seen by a watch ([`changes`]: not the status writes) triggers, after a short
 //! debounce, one reconcile of everything:
 //! the configuration is one document, and conflicts (audiences, client ids) are global. A
-//! failed reconcile is retried with a growing, capped backoff; a bad spec is not a failure
+//! failed reconcile is retried with a growing, capped backoff ([`pacing`]); a bad spec is not a failure
 //! but a status. The controller owns its configuration objects, the signing keys, the Secrets
 //! it generated and the status fields it writes; it changes nothing else.
 
@@ -24,8 +26,10 @@ pub mod fit;
 pub mod keys;
 pub mod leader;
 pub mod metrics;
+pub mod pacing;
 pub mod publish;
 pub mod reconcile;
+mod reconcile_loop;
 pub mod secrets;
 pub mod status;
 
@@ -43,7 +47,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Client, Resource, ResourceExt as _};
-use metrics::{Metrics, OutcomeLabel};
+use metrics::Metrics;
 use reconcile::Reconciler;
 use secrets::{CLIENT_SECRET_LABEL, ClientSecrets, SecretScope};
 use serde::de::DeserializeOwned;
@@ -54,7 +58,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// The field manager of every server-side apply the controller makes.
@@ -68,15 +71,8 @@ pub fn post_params() -> kube::api::PostParams {
         ..kube::api::PostParams::default()
     }
 }
-/// How long the controller waits after a change for more changes before it reconciles.
-pub const DEBOUNCE: Duration = Duration::from_millis(50);
-/// How often everything is reconciled and re-read even without a change.
-pub const RESYNC: Duration = Duration::from_secs(300);
 /// How long the first reconcile waits for the watches of labelled client Secrets.
 const SECRET_WATCH_WAIT: Duration = Duration::from_secs(10);
-/// First and longest wait before a failed reconcile is retried.
-const BACKOFF_MIN: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// Options of `tokenwarden controller`. Each also reads `TOKENWARDEN_<FLAG>`.
 #[derive(Clone, Debug, clap::Args)]
@@ -156,7 +152,7 @@ pub async fn run(
         .map_err(ControllerError::Connect)?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let (leading_tx, mut leading) = tokio::sync::watch::channel(!options.leader_election);
+    let (leading_tx, leading) = tokio::sync::watch::channel(!options.leader_election);
     // Awaited at shutdown, so that the leader releases the Lease before the process ends.
     let election = if options.leader_election {
         let elector = leader::Elector::new(
@@ -265,120 +261,15 @@ pub async fn run(
         guardrails,
         metrics: metrics.clone(),
     };
-    let mut backoff = BACKOFF_MIN;
-    let mut retry_at: Option<Instant> = None;
-    let mut next_resync = Instant::now() + RESYNC;
-    // When the signing keys are next due to be staged, promoted or pruned.
-    let mut keys_due: Option<Instant> = None;
-    trigger.notify_one();
-    let mut was_leading = false;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = trigger.notified() => {}
-            // A change of leadership (a closed channel: no election, never changes).
-            Ok(()) = leading.changed() => {}
-            // Timers are the leader's: a follower waits for a change or for leadership.
-            () = tokio::time::sleep_until(retry_at.unwrap_or(next_resync).min(next_resync).min(keys_due.unwrap_or(next_resync))), if was_leading => {}
-        }
-        let is_leading = *leading.borrow_and_update();
-        metrics.leader.set(i64::from(is_leading));
-        if !is_leading {
-            // A follower is ready once its caches are filled, to take over at once.
-            ready.store(true, Ordering::Release);
-            was_leading = false;
-            keys_due = None;
-            continue;
-        }
-        if !was_leading {
-            // A new leader trusts nothing it did not write itself, and its first reconcile
-            // verifies (shards read back, user Secrets read again): whatever changed while no
-            // controller led, a deleted configuration shard above all, is put right at once.
-            was_leading = true;
-            reconciler.keys.forget();
-            next_resync = Instant::now();
-            retry_at = None;
-        }
-        // Coalesce a burst of changes, and keep to the backoff after a failure.
-        let not_before = retry_at.map_or(Instant::now() + DEBOUNCE, |r| {
-            r.max(Instant::now() + DEBOUNCE)
-        });
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep_until(not_before) => {}
-        }
-        let verify = Instant::now() >= next_resync;
-        if verify {
-            next_resync = Instant::now() + RESYNC;
-        }
-        let started = std::time::Instant::now();
-        // A replica that stops leading stops reconciling at once, even in the middle of a
-        // pass (which may hang on a connection gone silent): the new leader redoes it all.
-        let outcome = tokio::select! {
-            outcome = reconciler.reconcile(verify) => outcome,
-            () = until_not_leading(&mut leading) => {
-                tracing::warn!("stopped leading during a reconcile; abandoning it");
-                // `wait_for` saw the change, so `changed()` will not: go round at once.
-                trigger.notify_one();
-                continue;
-            }
-        };
-        metrics
-            .reconcile_duration
-            .observe(started.elapsed().as_secs_f64());
-        match outcome {
-            Ok(report) => {
-                metrics
-                    .reconciles
-                    .get_or_create(&OutcomeLabel { outcome: "success" })
-                    .inc();
-                backoff = BACKOFF_MIN;
-                retry_at = None;
-                keys_due = report.keys_due.map(instant_of);
-                ready.store(true, Ordering::Release);
-                tracing::debug!(
-                    revision = report.published.revision,
-                    configuration_written = report.published.written,
-                    status_writes = report.status_writes,
-                    secrets_generated = report.secrets_generated,
-                    took_ms = started.elapsed().as_millis() as u64,
-                    secrets_ms = report.steps.secrets,
-                    keys_ms = report.steps.keys,
-                    build_ms = report.steps.build,
-                    publish_ms = report.steps.publish,
-                    statuses_ms = report.steps.statuses,
-                    "reconciled"
-                );
-            }
-            Err(e) => {
-                metrics
-                    .reconciles
-                    .get_or_create(&OutcomeLabel { outcome: "error" })
-                    .inc();
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "reconcile failed; will retry");
-                retry_at = Some(Instant::now() + backoff);
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-            }
-        }
-    }
+    let signals = reconcile_loop::Signals {
+        trigger: &trigger,
+        leading,
+        shutdown: &shutdown,
+        metrics: &metrics,
+        ready: &ready,
+    };
+    reconcile_loop::run_loop(&mut reconciler, pacing::Clock::System, signals).await;
     finish(server, election).await
-}
-
-/// Resolves once this replica no longer leads; never without leader election.
-async fn until_not_leading(leading: &mut tokio::sync::watch::Receiver<bool>) {
-    if leading.wait_for(|leads| !*leads).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// The monotonic instant of unix second `at` (a little after it, so that the reconcile then
-/// sees `now >= at`); now when it has passed.
-fn instant_of(at: u64) -> Instant {
-    let target = std::time::UNIX_EPOCH + Duration::from_secs(at);
-    let wait = target
-        .duration_since(std::time::SystemTime::now())
-        .unwrap_or(Duration::ZERO);
-    Instant::now() + wait + Duration::from_millis(10)
 }
 
 async fn finish(
