@@ -152,93 +152,16 @@ pub async fn run(
         .map_err(ControllerError::Connect)?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let (leading_tx, leading) = tokio::sync::watch::channel(!options.leader_election);
-    // Awaited at shutdown, so that the leader releases the Lease before the process ends.
-    let election = if options.leader_election {
-        let elector = leader::Elector::new(
-            Api::namespaced(client.clone(), &namespace),
-            leader::identity(),
-        );
-        Some(tokio::spawn(elector.run(leading_tx, shutdown.clone())))
-    } else {
-        drop(leading_tx);
-        None
-    };
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .map_err(|source| ControllerError::Listen {
-            addr: options.listen,
-            source,
-        })?;
-    let stop = shutdown.clone();
-    let server = tokio::spawn(crate::serve::serve(
-        listener,
-        router(Probe {
-            metrics: metrics.clone(),
-            ready: ready.clone(),
-        }),
-        async move { stop.cancelled().await },
-    ));
+    let (leading, election) = elect(options.leader_election, &client, &namespace, &shutdown);
+    let server = serve_probes(options.listen, &metrics, &ready, &shutdown).await?;
     tracing::info!(namespace = %namespace, listen = %options.listen, "controller started");
 
     let trigger = Arc::new(Notify::new());
-    let policies = follow(
-        Api::<ApiTokenPolicy>::all(client.clone()),
-        watcher::Config::default(),
-        &trigger,
-    );
-    let clients = follow(
-        Api::<ApiClient>::all(client.clone()),
-        watcher::Config::default(),
-        &trigger,
-    );
-    let guardrails = follow(
-        Api::<AudienceGuardrail>::all(client.clone()),
-        watcher::Config::default(),
-        &trigger,
-    );
     let secret_scope = SecretScope::new(options.secret_namespaces.as_deref());
-    let labelled: Vec<Store<Secret>> = secret_scope
-        .apis(&client)
-        .into_iter()
-        .map(|api| {
-            follow(
-                api,
-                watcher::Config::default().labels(CLIENT_SECRET_LABEL),
-                &trigger,
-            )
-        })
-        .collect();
-    // Someone changing or deleting the configuration objects: put them back. The controller's
-    // own manifest writes start no reconcile: a ConfigMap has no generation to tell them from
-    // others' by, and at 10,000 objects a useless reconcile delays the next real one.
-    let own_manifest = Arc::new(std::sync::Mutex::new(None));
-    let _manifest = follow_except(
-        Api::<ConfigMap>::namespaced(client.clone(), &namespace),
-        watcher::Config::default().fields(&format!("metadata.name={MANIFEST_NAME}")),
-        &trigger,
-        publish::is_own(own_manifest.clone()),
-    );
-    // The first reconcile must see every policy and client, or it would publish a partial
-    // configuration. A Secret the watches have not brought yet is read with a GET instead, so
-    // their wait is bounded: one namespace whose Secrets cannot be listed (its Role deleted)
-    // must not keep every other from being reconciled.
-    let secrets_listed = async {
-        let all = futures::future::join_all(labelled.iter().map(Store::wait_until_ready));
-        if tokio::time::timeout(SECRET_WATCH_WAIT, all).await.is_err() {
-            tracing::warn!(
-                "the watch of labelled client Secrets is not ready after {SECRET_WATCH_WAIT:?}: can the controller list Secrets in every namespace of --secret-namespaces? Reading them one by one meanwhile"
-            );
-        }
-    };
+    let caches = Caches::follow(&client, &namespace, &secret_scope, &trigger);
     tokio::select! {
         () = shutdown.cancelled() => return finish(server, election).await,
-        _ = futures::future::join4(
-            policies.wait_until_ready(),
-            clients.wait_until_ready(),
-            guardrails.wait_until_ready(),
-            secrets_listed,
-        ) => {}
+        () = caches.wait_until_ready() => {}
     }
 
     let reporter = Reporter {
@@ -246,9 +169,9 @@ pub async fn run(
         instance: std::env::var("POD_NAME").ok(),
     };
     let mut reconciler = Reconciler {
-        own_manifest,
+        own_manifest: caches.own_manifest,
         recorder: Recorder::new(client.clone(), reporter),
-        secrets: ClientSecrets::new(client.clone(), secret_scope, labelled),
+        secrets: ClientSecrets::new(client.clone(), secret_scope, caches.labelled),
         keys: keys::SigningKeys::new(
             Api::namespaced(client.clone(), &namespace),
             namespace.clone(),
@@ -256,9 +179,9 @@ pub async fn run(
         ),
         client,
         namespace,
-        policies,
-        clients,
-        guardrails,
+        policies: caches.policies,
+        clients: caches.clients,
+        guardrails: caches.guardrails,
         metrics: metrics.clone(),
     };
     let signals = reconcile_loop::Signals {
@@ -270,6 +193,146 @@ pub async fn run(
     };
     reconcile_loop::run_loop(&mut reconciler, pacing::Clock::System, signals).await;
     finish(server, election).await
+}
+
+/// Take part in leader election when `--leader-election` is on: whether this replica leads
+/// (a closed channel: always, without an election), and the election task, awaited at
+/// shutdown so that the leader releases the Lease before the process ends.
+fn elect(
+    election: bool,
+    client: &Client,
+    namespace: &str,
+    shutdown: &CancellationToken,
+) -> (
+    tokio::sync::watch::Receiver<bool>,
+    Option<tokio::task::JoinHandle<()>>,
+) {
+    let (leading_tx, leading) = tokio::sync::watch::channel(!election);
+    if !election {
+        return (leading, None);
+    }
+    let elector = leader::Elector::new(
+        Api::namespaced(client.clone(), namespace),
+        leader::identity(),
+    );
+    let election = tokio::spawn(elector.run(leading_tx, shutdown.clone()));
+    (leading, Some(election))
+}
+
+/// Serve `/healthz`, `/readyz` and `/metrics` on `listen` until `shutdown`.
+async fn serve_probes(
+    listen: SocketAddr,
+    metrics: &Arc<Metrics>,
+    ready: &Arc<AtomicBool>,
+    shutdown: &CancellationToken,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, ControllerError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| ControllerError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let stop = shutdown.clone();
+    let probe = Probe {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    Ok(tokio::spawn(crate::serve::serve(
+        listener,
+        router(probe),
+        async move { stop.cancelled().await },
+    )))
+}
+
+/// The caches a reconcile reads, each kept by a watch that pulls the trigger on a change.
+struct Caches {
+    policies: Store<ApiTokenPolicy>,
+    clients: Store<ApiClient>,
+    guardrails: Store<AudienceGuardrail>,
+    /// The labelled client Secrets, one watch per namespace of `--secret-namespaces`.
+    labelled: Vec<Store<Secret>>,
+    /// The manifest the controller last wrote, so its own writes pull no trigger.
+    own_manifest: publish::OwnManifest,
+    /// The manifest as seen, which no reconcile reads: its watch only pulls the trigger.
+    _manifest: Store<ConfigMap>,
+}
+
+impl Caches {
+    /// Start every watch.
+    fn follow(
+        client: &Client,
+        namespace: &str,
+        secret_scope: &SecretScope,
+        trigger: &Arc<Notify>,
+    ) -> Self {
+        let policies = follow(
+            Api::<ApiTokenPolicy>::all(client.clone()),
+            watcher::Config::default(),
+            trigger,
+        );
+        let clients = follow(
+            Api::<ApiClient>::all(client.clone()),
+            watcher::Config::default(),
+            trigger,
+        );
+        let guardrails = follow(
+            Api::<AudienceGuardrail>::all(client.clone()),
+            watcher::Config::default(),
+            trigger,
+        );
+        let labelled: Vec<Store<Secret>> = secret_scope
+            .apis(client)
+            .into_iter()
+            .map(|api| {
+                follow(
+                    api,
+                    watcher::Config::default().labels(CLIENT_SECRET_LABEL),
+                    trigger,
+                )
+            })
+            .collect();
+        // Someone changing or deleting the configuration objects: put them back. The controller's
+        // own manifest writes start no reconcile: a ConfigMap has no generation to tell them from
+        // others' by, and at 10,000 objects a useless reconcile delays the next real one.
+        let own_manifest = Arc::new(std::sync::Mutex::new(None));
+        let manifest = follow_except(
+            Api::<ConfigMap>::namespaced(client.clone(), namespace),
+            watcher::Config::default().fields(&format!("metadata.name={MANIFEST_NAME}")),
+            trigger,
+            publish::is_own(own_manifest.clone()),
+        );
+        Self {
+            policies,
+            clients,
+            guardrails,
+            labelled,
+            own_manifest,
+            _manifest: manifest,
+        }
+    }
+
+    /// Until every cache is filled. The first reconcile must see every policy and client, or
+    /// it would publish a partial configuration. A Secret the watches have not brought yet is
+    /// read with a GET instead, so their wait is bounded: one namespace whose Secrets cannot be
+    /// listed (its Role deleted) must not keep every other from being reconciled.
+    async fn wait_until_ready(&self) {
+        let secrets_listed = async {
+            let all = futures::future::join_all(self.labelled.iter().map(Store::wait_until_ready));
+            if tokio::time::timeout(SECRET_WATCH_WAIT, all).await.is_err() {
+                tracing::warn!(
+                    "the watch of labelled client Secrets is not ready after {SECRET_WATCH_WAIT:?}: can the controller list Secrets in every namespace of --secret-namespaces? Reading them one by one meanwhile"
+                );
+            }
+        };
+        // A cache whose watch is gone (the runtime stopping) has nothing more to wait for.
+        let _ = futures::future::join4(
+            self.policies.wait_until_ready(),
+            self.clients.wait_until_ready(),
+            self.guardrails.wait_until_ready(),
+            secrets_listed,
+        )
+        .await;
+    }
 }
 
 async fn finish(
