@@ -2,8 +2,9 @@
 //! [`Pacing`], and runs one reconcile when this replica leads. When to reconcile is
 //! [`Pacing`]'s decision; what a reconcile does is [`super::reconcile`]'s. The loop owns only
 //! the waiting, the abandoning of a pass when leadership is lost, the outcome's metrics and
-//! logs, and readiness. It reads the time through a [`Clock`] only, so tests drive its timers
-//! with paused tokio time.
+//! logs, and readiness. It must not decide timing itself nor reach the cluster (the reconcile
+//! does, behind [`Reconcile`]), and it reads the time through a [`Clock`] only, so tests
+//! drive its timers with paused tokio time.
 
 use super::ControllerError;
 use super::metrics::{Metrics, OutcomeLabel};
