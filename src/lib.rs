@@ -15,6 +15,7 @@
 //!   PostgreSQL.
 //! - [`manifests`]: reading YAML files as the API server would admit them.
 //! - [`validate`]: the offline check for GitOps pipelines.
+//! - [`mod@serve`]: the HTTP serving loop the issuer and the controller share.
 //! - [`watch_backoff`]: the retry backoff of the controller's and the issuer's watches.
 //! - [`file_modes`]: the data folder 0700 and its files with secrets 0600.
 //! - [`cli`]: the subcommands.
@@ -27,6 +28,7 @@ pub mod controller;
 pub mod file_modes;
 pub mod issuer;
 pub mod manifests;
+pub mod serve;
 pub mod store;
 pub mod tokens;
 pub mod validate;

@@ -457,7 +457,7 @@ async fn a_connection_that_never_finishes_its_headers_is_closed() {
     .await;
     assert!(read.is_ok(), "still open after 20 s");
     let waited = started.elapsed();
-    let timeout = tokenwarden::issuer::server::HEADER_READ_TIMEOUT;
+    let timeout = tokenwarden::serve::HEADER_READ_TIMEOUT;
     assert!(
         waited >= timeout - std::time::Duration::from_secs(1),
         "{waited:?}"
@@ -476,7 +476,7 @@ async fn request_heads_beyond_the_limit_are_refused_with_431() {
     let issuer = TestIssuer::standard();
     let base = issuer.serve().await;
     let client = reqwest::Client::new();
-    let limit = tokenwarden::issuer::server::MAX_HEAD_BYTES;
+    let limit = tokenwarden::serve::MAX_HEAD_BYTES;
     let with_header = |bytes: usize| {
         client
             .get(format!("{base}/healthz"))

@@ -9,13 +9,15 @@
 //!   when it is not; [`publish`]: the configuration objects, written with server-side apply;
 //! - [`status`]: what a status should say, and whether it must be written (pure);
 //! - [`leader`]: leader election, so that only one replica reconciles;
+//! - [`pacing`]: when to reconcile (debounce, backoff, resync, keys due, leadership), a pure
+//!   state machine over the time; `reconcile_loop`: the loop that waits for it;
 //! - [`changes`]: which watch events call for a reconcile;
 //! - [`metrics`]: Prometheus metrics.
 //!
 //! Any change seen by a watch ([`changes`]: not the status writes) triggers, after a short
 //! debounce, one reconcile of everything:
 //! the configuration is one document, and conflicts (audiences, client ids) are global. A
-//! failed reconcile is retried with a growing, capped backoff; a bad spec is not a failure
+//! failed reconcile is retried with a growing, capped backoff ([`pacing`]); a bad spec is not a failure
 //! but a status. The controller owns its configuration objects, the signing keys, the Secrets
 //! it generated and the status fields it writes; it changes nothing else.
 
@@ -24,8 +26,10 @@ pub mod fit;
 pub mod keys;
 pub mod leader;
 pub mod metrics;
+pub mod pacing;
 pub mod publish;
 pub mod reconcile;
+mod reconcile_loop;
 pub mod secrets;
 pub mod status;
 
@@ -43,7 +47,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Client, Resource, ResourceExt as _};
-use metrics::{Metrics, OutcomeLabel};
+use metrics::Metrics;
 use reconcile::Reconciler;
 use secrets::{CLIENT_SECRET_LABEL, ClientSecrets, SecretScope};
 use serde::de::DeserializeOwned;
@@ -54,7 +58,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// The field manager of every server-side apply the controller makes.
@@ -68,15 +71,8 @@ pub fn post_params() -> kube::api::PostParams {
         ..kube::api::PostParams::default()
     }
 }
-/// How long the controller waits after a change for more changes before it reconciles.
-pub const DEBOUNCE: Duration = Duration::from_millis(50);
-/// How often everything is reconciled and re-read even without a change.
-pub const RESYNC: Duration = Duration::from_secs(300);
 /// How long the first reconcile waits for the watches of labelled client Secrets.
 const SECRET_WATCH_WAIT: Duration = Duration::from_secs(10);
-/// First and longest wait before a failed reconcile is retried.
-const BACKOFF_MIN: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// Options of `tokenwarden controller`. Each also reads `TOKENWARDEN_<FLAG>`.
 #[derive(Clone, Debug, clap::Args)]
@@ -156,93 +152,16 @@ pub async fn run(
         .map_err(ControllerError::Connect)?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let (leading_tx, mut leading) = tokio::sync::watch::channel(!options.leader_election);
-    // Awaited at shutdown, so that the leader releases the Lease before the process ends.
-    let election = if options.leader_election {
-        let elector = leader::Elector::new(
-            Api::namespaced(client.clone(), &namespace),
-            leader::identity(),
-        );
-        Some(tokio::spawn(elector.run(leading_tx, shutdown.clone())))
-    } else {
-        drop(leading_tx);
-        None
-    };
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .map_err(|source| ControllerError::Listen {
-            addr: options.listen,
-            source,
-        })?;
-    let stop = shutdown.clone();
-    let server = tokio::spawn(crate::issuer::serve(
-        listener,
-        router(Probe {
-            metrics: metrics.clone(),
-            ready: ready.clone(),
-        }),
-        async move { stop.cancelled().await },
-    ));
+    let (leading, election) = elect(options.leader_election, &client, &namespace, &shutdown);
+    let server = serve_probes(options.listen, &metrics, &ready, &shutdown).await?;
     tracing::info!(namespace = %namespace, listen = %options.listen, "controller started");
 
     let trigger = Arc::new(Notify::new());
-    let policies = follow(
-        Api::<ApiTokenPolicy>::all(client.clone()),
-        watcher::Config::default(),
-        &trigger,
-    );
-    let clients = follow(
-        Api::<ApiClient>::all(client.clone()),
-        watcher::Config::default(),
-        &trigger,
-    );
-    let guardrails = follow(
-        Api::<AudienceGuardrail>::all(client.clone()),
-        watcher::Config::default(),
-        &trigger,
-    );
     let secret_scope = SecretScope::new(options.secret_namespaces.as_deref());
-    let labelled: Vec<Store<Secret>> = secret_scope
-        .apis(&client)
-        .into_iter()
-        .map(|api| {
-            follow(
-                api,
-                watcher::Config::default().labels(CLIENT_SECRET_LABEL),
-                &trigger,
-            )
-        })
-        .collect();
-    // Someone changing or deleting the configuration objects: put them back. The controller's
-    // own manifest writes start no reconcile: a ConfigMap has no generation to tell them from
-    // others' by, and at 10,000 objects a useless reconcile delays the next real one.
-    let own_manifest = Arc::new(std::sync::Mutex::new(None));
-    let _manifest = follow_except(
-        Api::<ConfigMap>::namespaced(client.clone(), &namespace),
-        watcher::Config::default().fields(&format!("metadata.name={MANIFEST_NAME}")),
-        &trigger,
-        publish::is_own(own_manifest.clone()),
-    );
-    // The first reconcile must see every policy and client, or it would publish a partial
-    // configuration. A Secret the watches have not brought yet is read with a GET instead, so
-    // their wait is bounded: one namespace whose Secrets cannot be listed (its Role deleted)
-    // must not keep every other from being reconciled.
-    let secrets_listed = async {
-        let all = futures::future::join_all(labelled.iter().map(Store::wait_until_ready));
-        if tokio::time::timeout(SECRET_WATCH_WAIT, all).await.is_err() {
-            tracing::warn!(
-                "the watch of labelled client Secrets is not ready after {SECRET_WATCH_WAIT:?}: can the controller list Secrets in every namespace of --secret-namespaces? Reading them one by one meanwhile"
-            );
-        }
-    };
+    let caches = Caches::follow(&client, &namespace, &secret_scope, &trigger);
     tokio::select! {
         () = shutdown.cancelled() => return finish(server, election).await,
-        _ = futures::future::join4(
-            policies.wait_until_ready(),
-            clients.wait_until_ready(),
-            guardrails.wait_until_ready(),
-            secrets_listed,
-        ) => {}
+        () = caches.wait_until_ready() => {}
     }
 
     let reporter = Reporter {
@@ -250,9 +169,9 @@ pub async fn run(
         instance: std::env::var("POD_NAME").ok(),
     };
     let mut reconciler = Reconciler {
-        own_manifest,
+        own_manifest: caches.own_manifest,
         recorder: Recorder::new(client.clone(), reporter),
-        secrets: ClientSecrets::new(client.clone(), secret_scope, labelled),
+        secrets: ClientSecrets::new(client.clone(), secret_scope, caches.labelled),
         keys: keys::SigningKeys::new(
             Api::namespaced(client.clone(), &namespace),
             namespace.clone(),
@@ -260,125 +179,160 @@ pub async fn run(
         ),
         client,
         namespace,
-        policies,
-        clients,
-        guardrails,
+        policies: caches.policies,
+        clients: caches.clients,
+        guardrails: caches.guardrails,
         metrics: metrics.clone(),
     };
-    let mut backoff = BACKOFF_MIN;
-    let mut retry_at: Option<Instant> = None;
-    let mut next_resync = Instant::now() + RESYNC;
-    // When the signing keys are next due to be staged, promoted or pruned.
-    let mut keys_due: Option<Instant> = None;
-    trigger.notify_one();
-    let mut was_leading = false;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = trigger.notified() => {}
-            // A change of leadership (a closed channel: no election, never changes).
-            Ok(()) = leading.changed() => {}
-            // Timers are the leader's: a follower waits for a change or for leadership.
-            () = tokio::time::sleep_until(retry_at.unwrap_or(next_resync).min(next_resync).min(keys_due.unwrap_or(next_resync))), if was_leading => {}
-        }
-        let is_leading = *leading.borrow_and_update();
-        metrics.leader.set(i64::from(is_leading));
-        if !is_leading {
-            // A follower is ready once its caches are filled, to take over at once.
-            ready.store(true, Ordering::Release);
-            was_leading = false;
-            keys_due = None;
-            continue;
-        }
-        if !was_leading {
-            // A new leader trusts nothing it did not write itself, and its first reconcile
-            // verifies (shards read back, user Secrets read again): whatever changed while no
-            // controller led, a deleted configuration shard above all, is put right at once.
-            was_leading = true;
-            reconciler.keys.forget();
-            next_resync = Instant::now();
-            retry_at = None;
-        }
-        // Coalesce a burst of changes, and keep to the backoff after a failure.
-        let not_before = retry_at.map_or(Instant::now() + DEBOUNCE, |r| {
-            r.max(Instant::now() + DEBOUNCE)
-        });
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep_until(not_before) => {}
-        }
-        let verify = Instant::now() >= next_resync;
-        if verify {
-            next_resync = Instant::now() + RESYNC;
-        }
-        let started = std::time::Instant::now();
-        // A replica that stops leading stops reconciling at once, even in the middle of a
-        // pass (which may hang on a connection gone silent): the new leader redoes it all.
-        let outcome = tokio::select! {
-            outcome = reconciler.reconcile(verify) => outcome,
-            () = until_not_leading(&mut leading) => {
-                tracing::warn!("stopped leading during a reconcile; abandoning it");
-                // `wait_for` saw the change, so `changed()` will not: go round at once.
-                trigger.notify_one();
-                continue;
-            }
-        };
-        metrics
-            .reconcile_duration
-            .observe(started.elapsed().as_secs_f64());
-        match outcome {
-            Ok(report) => {
-                metrics
-                    .reconciles
-                    .get_or_create(&OutcomeLabel { outcome: "success" })
-                    .inc();
-                backoff = BACKOFF_MIN;
-                retry_at = None;
-                keys_due = report.keys_due.map(instant_of);
-                ready.store(true, Ordering::Release);
-                tracing::debug!(
-                    revision = report.published.revision,
-                    configuration_written = report.published.written,
-                    status_writes = report.status_writes,
-                    secrets_generated = report.secrets_generated,
-                    took_ms = started.elapsed().as_millis() as u64,
-                    secrets_ms = report.steps.secrets,
-                    keys_ms = report.steps.keys,
-                    build_ms = report.steps.build,
-                    publish_ms = report.steps.publish,
-                    statuses_ms = report.steps.statuses,
-                    "reconciled"
-                );
-            }
-            Err(e) => {
-                metrics
-                    .reconciles
-                    .get_or_create(&OutcomeLabel { outcome: "error" })
-                    .inc();
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "reconcile failed; will retry");
-                retry_at = Some(Instant::now() + backoff);
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-            }
-        }
-    }
+    let signals = reconcile_loop::Signals {
+        trigger: &trigger,
+        leading,
+        shutdown: &shutdown,
+        metrics: &metrics,
+        ready: &ready,
+    };
+    reconcile_loop::run_loop(&mut reconciler, pacing::Clock::System, signals).await;
     finish(server, election).await
 }
 
-/// Resolves once this replica no longer leads; never without leader election.
-async fn until_not_leading(leading: &mut tokio::sync::watch::Receiver<bool>) {
-    if leading.wait_for(|leads| !*leads).await.is_err() {
-        std::future::pending::<()>().await;
+/// Take part in leader election when `--leader-election` is on: whether this replica leads
+/// (a closed channel: always, without an election), and the election task, awaited at
+/// shutdown so that the leader releases the Lease before the process ends.
+fn elect(
+    election: bool,
+    client: &Client,
+    namespace: &str,
+    shutdown: &CancellationToken,
+) -> (
+    tokio::sync::watch::Receiver<bool>,
+    Option<tokio::task::JoinHandle<()>>,
+) {
+    let (leading_tx, leading) = tokio::sync::watch::channel(!election);
+    if !election {
+        return (leading, None);
     }
+    let elector = leader::Elector::new(
+        Api::namespaced(client.clone(), namespace),
+        leader::identity(),
+    );
+    let election = tokio::spawn(elector.run(leading_tx, shutdown.clone()));
+    (leading, Some(election))
 }
 
-/// The monotonic instant of unix second `at` (a little after it, so that the reconcile then
-/// sees `now >= at`); now when it has passed.
-fn instant_of(at: u64) -> Instant {
-    let target = std::time::UNIX_EPOCH + Duration::from_secs(at);
-    let wait = target
-        .duration_since(std::time::SystemTime::now())
-        .unwrap_or(Duration::ZERO);
-    Instant::now() + wait + Duration::from_millis(10)
+/// Serve `/healthz`, `/readyz` and `/metrics` on `listen` until `shutdown`.
+async fn serve_probes(
+    listen: SocketAddr,
+    metrics: &Arc<Metrics>,
+    ready: &Arc<AtomicBool>,
+    shutdown: &CancellationToken,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, ControllerError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| ControllerError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let stop = shutdown.clone();
+    let probe = Probe {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    Ok(tokio::spawn(crate::serve::serve(
+        listener,
+        router(probe),
+        async move { stop.cancelled().await },
+    )))
+}
+
+/// The caches a reconcile reads, each kept by a watch that pulls the trigger on a change.
+struct Caches {
+    policies: Store<ApiTokenPolicy>,
+    clients: Store<ApiClient>,
+    guardrails: Store<AudienceGuardrail>,
+    /// The labelled client Secrets, one watch per namespace of `--secret-namespaces`.
+    labelled: Vec<Store<Secret>>,
+    /// The manifest the controller last wrote, so its own writes pull no trigger.
+    own_manifest: publish::OwnManifest,
+    /// The manifest as seen, which no reconcile reads: its watch only pulls the trigger.
+    _manifest: Store<ConfigMap>,
+}
+
+impl Caches {
+    /// Start every watch.
+    fn follow(
+        client: &Client,
+        namespace: &str,
+        secret_scope: &SecretScope,
+        trigger: &Arc<Notify>,
+    ) -> Self {
+        let policies = follow(
+            Api::<ApiTokenPolicy>::all(client.clone()),
+            watcher::Config::default(),
+            trigger,
+        );
+        let clients = follow(
+            Api::<ApiClient>::all(client.clone()),
+            watcher::Config::default(),
+            trigger,
+        );
+        let guardrails = follow(
+            Api::<AudienceGuardrail>::all(client.clone()),
+            watcher::Config::default(),
+            trigger,
+        );
+        let labelled: Vec<Store<Secret>> = secret_scope
+            .apis(client)
+            .into_iter()
+            .map(|api| {
+                follow(
+                    api,
+                    watcher::Config::default().labels(CLIENT_SECRET_LABEL),
+                    trigger,
+                )
+            })
+            .collect();
+        // Someone changing or deleting the configuration objects: put them back. The controller's
+        // own manifest writes start no reconcile: a ConfigMap has no generation to tell them from
+        // others' by, and at 10,000 objects a useless reconcile delays the next real one.
+        let own_manifest = Arc::new(std::sync::Mutex::new(None));
+        let manifest = follow_except(
+            Api::<ConfigMap>::namespaced(client.clone(), namespace),
+            watcher::Config::default().fields(&format!("metadata.name={MANIFEST_NAME}")),
+            trigger,
+            publish::is_own(own_manifest.clone()),
+        );
+        Self {
+            policies,
+            clients,
+            guardrails,
+            labelled,
+            own_manifest,
+            _manifest: manifest,
+        }
+    }
+
+    /// Until every cache is filled. The first reconcile must see every policy and client, or
+    /// it would publish a partial configuration. A Secret the watches have not brought yet is
+    /// read with a GET instead, so their wait is bounded: one namespace whose Secrets cannot be
+    /// listed (its Role deleted) must not keep every other from being reconciled.
+    async fn wait_until_ready(&self) {
+        let secrets_listed = async {
+            let all = futures::future::join_all(self.labelled.iter().map(Store::wait_until_ready));
+            if tokio::time::timeout(SECRET_WATCH_WAIT, all).await.is_err() {
+                tracing::warn!(
+                    "the watch of labelled client Secrets is not ready after {SECRET_WATCH_WAIT:?}: can the controller list Secrets in every namespace of --secret-namespaces? Reading them one by one meanwhile"
+                );
+            }
+        };
+        // A cache whose watch is gone (the runtime stopping) has nothing more to wait for.
+        let _ = futures::future::join4(
+            self.policies.wait_until_ready(),
+            self.clients.wait_until_ready(),
+            self.guardrails.wait_until_ready(),
+            secrets_listed,
+        )
+        .await;
+    }
 }
 
 async fn finish(

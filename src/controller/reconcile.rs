@@ -5,7 +5,9 @@
 //! issuers can already see it.
 
 use super::metrics::{KindLabel, Metrics, StepLabel};
+use super::pacing::Now;
 use super::publish::{self, Published};
+use super::reconcile_loop::Reconcile;
 use super::secrets::ClientSecrets;
 use super::{ControllerError, FIELD_MANAGER, fit, keys, status};
 use crate::api::{ApiClient, ApiTokenPolicy, AudienceGuardrail, Kind};
@@ -77,9 +79,9 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    /// Reconcile everything once. `verify` also re-reads what is normally trusted (the
-    /// configuration shards, the signing keys), for the periodic resync.
-    pub async fn reconcile(&mut self, verify: bool) -> Result<Report, ControllerError> {
+    /// Reconcile everything once at `now`. `verify` also re-reads what is normally trusted
+    /// (the configuration shards, the signing keys), for the periodic resync.
+    pub async fn reconcile(&mut self, verify: bool, now: Now) -> Result<Report, ControllerError> {
         let mut steps = Steps::default();
         let mut mark = Instant::now();
         let policies = self.policies.state();
@@ -97,7 +99,7 @@ impl Reconciler {
 
         let (secrets, generated) = self
             .secrets
-            .resolve(&clients, Instant::now(), verify)
+            .resolve(&clients, now.instant.into_std(), verify)
             .await
             .inspect_err(|_| self.failed("secrets"))?;
         let secrets_generated = generated.created + generated.keys_added;
@@ -111,7 +113,7 @@ impl Reconciler {
         }
         let keys = self
             .keys
-            .reconcile(unix_now(), longest_lifetime(&policies))
+            .reconcile(now.unix_seconds(), longest_lifetime(&policies))
             .await
             .inspect_err(|_| self.failed("signing_keys"))?;
         if keys.changes.any() {
@@ -149,7 +151,7 @@ impl Reconciler {
         steps.publish = lap(&mut mark);
 
         let status_writes = self
-            .write_statuses(&policies, &clients, &built.verdicts)
+            .write_statuses(&policies, &clients, &built.verdicts, now)
             .await
             .inspect_err(|_| self.failed("status"))?;
         steps.statuses = lap(&mut mark);
@@ -192,6 +194,7 @@ impl Reconciler {
         policies: &[Arc<ApiTokenPolicy>],
         clients: &[Arc<ApiClient>],
         verdicts: &[Verdict],
+        now: Now,
     ) -> Result<usize, ControllerError> {
         let mut not_ready = [0i64; 2];
         for verdict in verdicts.iter().filter(|v| !v.is_ready()) {
@@ -204,7 +207,12 @@ impl Reconciler {
                 .set(not_ready[i]);
         }
 
-        let now = Time(Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_default());
+        let now = Time(
+            i64::try_from(now.unix_seconds())
+                .ok()
+                .and_then(|second| Timestamp::from_second(second).ok())
+                .unwrap_or_default(),
+        );
         let policies: HashMap<(&str, &str), &ApiTokenPolicy> =
             policies.iter().map(|p| (key_of(&**p), &**p)).collect();
         let clients: HashMap<(&str, &str), &ApiClient> =
@@ -302,6 +310,20 @@ impl Reconciler {
     }
 }
 
+impl Reconcile for Reconciler {
+    fn reconcile(
+        &mut self,
+        verify: bool,
+        now: Now,
+    ) -> impl std::future::Future<Output = Result<Report, ControllerError>> {
+        Reconciler::reconcile(self, verify, now)
+    }
+
+    fn forget_keys(&mut self) {
+        self.keys.forget();
+    }
+}
+
 /// One status to write: the object, its `Ready` before and after, and the apply body.
 struct StatusWrite {
     kind: Kind,
@@ -366,12 +388,4 @@ fn truncate(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &text[..end])
-}
-
-/// Unix seconds now (for key creation times).
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

@@ -175,7 +175,7 @@ impl ClientSecrets {
             let secret = if has_key(&secret, &secret_ref.key) {
                 secret
             } else {
-                match self.add_key(&secret, &secret_ref.key).await {
+                match self.add_key(&secret, &secret_ref.key, now).await {
                     Ok(secret) => {
                         generated.keys_added += 1;
                         secret
@@ -407,11 +407,13 @@ impl ClientSecrets {
     }
 
     /// Add a random secret under a missing key, on the condition that the Secret has not
-    /// changed since it was read (so nothing anyone wrote is overwritten).
+    /// changed since it was read (so nothing anyone wrote is overwritten). The result is
+    /// cached as read at `now`, the reconcile's time.
     async fn add_key(
         &mut self,
         secret: &Secret,
         key: &str,
+        now: Instant,
     ) -> Result<Arc<Secret>, ControllerError> {
         let namespace = secret.namespace().unwrap_or_default();
         let name = secret.name_any();
@@ -437,7 +439,7 @@ impl ClientSecrets {
         let patched = Arc::new(patched);
         if !is_labelled(&patched) {
             self.fetched
-                .insert((namespace, name), (patched.clone(), Instant::now()));
+                .insert((namespace, name), (patched.clone(), now));
         }
         Ok(patched)
     }

@@ -11,7 +11,7 @@
 //!   by username and by [`client_address`];
 //!   [`page`]: the login and error pages; [`upstream`]: sign-in at an upstream OpenID Provider.
 //! - [`form`]: hostile-input parsing of request parameters; [`error`]: RFC 6749 errors.
-//! - [`routes`]: the endpoints; [`server`]: the router and the servers.
+//! - [`routes`]: the endpoints; [`server`]: the routers ([`crate::serve`] serves them).
 //! - [`snapshot`]: the configuration in force, swapped whole; [`standalone`]: its file source;
 //!   [`cluster`]: its source in cluster mode, the objects the controller writes.
 //! - [`state`]: what handlers share; [`metrics`]: Prometheus metrics; [`key_file`]: standalone
@@ -43,6 +43,6 @@ pub mod upstream;
 pub mod users;
 
 pub use run::{IssuerOptions, run};
-pub use server::{metrics_router, router, serve};
+pub use server::{metrics_router, router};
 pub use snapshot::{ConfigSource, Policies, Snapshot};
 pub use state::{Clock, Issuer, Keys};

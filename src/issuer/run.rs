@@ -264,12 +264,12 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
     if let Some(upstream) = issuer.upstream.clone() {
         tokio::spawn(discover(upstream));
     }
-    let metrics = super::serve(
+    let metrics = crate::serve::serve(
         metrics_listener,
         super::metrics_router(issuer.clone()),
         cancelled(shutdown.clone()),
     );
-    let app = super::serve(listener, super::router(issuer), cancelled(shutdown.clone()));
+    let app = crate::serve::serve(listener, super::router(issuer), cancelled(shutdown.clone()));
     let (app, metrics) = tokio::join!(app, metrics);
     for result in [app, metrics] {
         if let Err(e) = result {

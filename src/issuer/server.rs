@@ -1,19 +1,16 @@
-//! The router and the servers. `router` builds the public app (so most tests run it with
-//! `tower::ServiceExt::oneshot`), `metrics_router` the one for the metrics port, and `serve`
-//! runs either on a listener until the shared shutdown signal.
+//! The issuer's routers: `router` builds the public app (so most tests run it with
+//! `tower::ServiceExt::oneshot`), `metrics_router` the one for the metrics port. The loop
+//! that serves either on a listener is [`crate::serve`], shared with the controller.
 
 use super::form::MAX_BODY_BYTES;
 use super::routes::{authorize, callback, discovery, health, introspect, revoke, token};
 use super::state::Issuer;
 use axum::Router;
-use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use hyper::body::Incoming;
-use std::future::Future;
 use std::time::Duration;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -175,92 +172,10 @@ async fn metrics(State(issuer): State<Issuer>) -> impl IntoResponse {
     )
 }
 
-/// How long a client may take to send a request's headers (on a new connection, and for each
-/// request of a kept-alive one) before the connection is closed: a client that opens
-/// connections and never finishes them would otherwise hold a file descriptor each, forever.
-/// The body then has what is left of [`REQUEST_TIMEOUT`].
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The most a request's line and headers may take: 64 KiB, room for any authorization request
-/// and its cookies (nginx allows 8 KiB per line by default). Larger heads are refused with 431,
-/// so a connection holds at most this much of them (hyper's own bound is about 400 KiB).
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
-
-/// Serve `app` on `listener` until `shutdown` resolves; requests in flight finish first.
-/// Handlers see the peer address (`ConnectInfo<SocketAddr>`), which the login form's
-/// brute-force limits count by. Every connection has `TCP_NODELAY`: a response leaves at once
-/// rather than waiting for the client's ACK of the previous segment (Nagle). HTTP/1.1 only,
-/// with [`HEADER_READ_TIMEOUT`] (axum's own `serve` sets no timer, so no header timeout).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let connections = tokio_util::task::TaskTracker::new();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors and the like: wait, as axum's serve does.
-                    tracing::warn!(%error, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            },
-        };
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-        connections.spawn(serve_connection(tcp, peer, app.clone(), stop.clone()));
-    }
-    stop.cancel();
-    connections.close();
-    connections.wait().await;
-    Ok(())
-}
-
-/// One connection, until the client closes it, a timeout, or `stop` (then the request in
-/// flight finishes first).
-async fn serve_connection(
-    tcp: tokio::net::TcpStream,
-    peer: std::net::SocketAddr,
-    app: Router,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    use tower::ServiceExt as _;
-    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        let mut request = request.map(axum::body::Body::new);
-        request.extensions_mut().insert(ConnectInfo(peer));
-        app.clone().oneshot(request)
-    });
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEAD_BYTES);
-    let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
-    let mut connection = std::pin::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(error) = result {
-                tracing::trace!(%error, "connection ended");
-            }
-            return;
-        }
-        () = stop.cancelled() => connection.as_mut().graceful_shutdown(),
-    }
-    if let Err(error) = connection.await {
-        tracing::trace!(%error, "connection ended");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::Request;
     use tower::ServiceExt as _;
 
     /// A plain-text refusal from below the middleware (as a timeout or a body limit gives)

@@ -108,7 +108,7 @@ pub async fn seed_code(data_dir: &Path, web_id: &str, audience: &str, challenge:
         subject: "alice".into(),
         code_challenge: challenge.into(),
         nonce: None,
-        expires_at: tokenwarden::controller::reconcile::unix_now() + 600,
+        expires_at: tokenwarden::issuer::Clock::System.now() + 600,
     };
     store
         .put_code(OpaqueToken::from_presented(CODE).hash(), code)
