@@ -2,7 +2,7 @@
 //! (also applied to the real API server by `cluster_admission.rs`), plus defaults and the
 //! transition rules that need an old object.
 
-mod cases;
+use crate::cases;
 
 use serde_json::json;
 use tokenwarden::api::{self, Kind};

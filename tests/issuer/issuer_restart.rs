@@ -4,7 +4,7 @@
 //! rotate on schedule in `keys.json`, published before they sign, across a restart. Its
 //! Prometheus metrics are on the `--metrics-listen` port, never on the public one.
 
-mod fixtures;
+use crate::fixtures;
 
 use fixtures::binary::{
     folder_with_policies, free_port, jwks_kids, seed_code_in, start_standalone as start,

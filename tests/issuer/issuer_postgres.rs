@@ -5,8 +5,8 @@
 //! one is finished on the other (no session affinity needed), and failed sign-ins on both
 //! count towards one lockout.
 
-mod fixtures;
-mod support;
+use crate::fixtures;
+use crate::support;
 
 use fixtures::binary::{
     HttpLoginForm, RunningIssuer, alice_users_flags, folder_with_policies, free_port, jwks_kids,
