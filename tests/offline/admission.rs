@@ -1,6 +1,6 @@
 //! Every bound and rule of the CRDs, both sides, checked offline: the cases in `tests/cases`
-//! (also applied to the real API server by `cluster_admission.rs`), plus defaults and the
-//! transition rules that need an old object.
+//! (also applied to the real API server by `tests/apiserver/cluster_admission.rs`), plus
+//! defaults and the transition rules that need an old object.
 
 use crate::cases;
 
