@@ -9,15 +9,18 @@
 //! Not a criterion benchmark (`harness = false`): each number is one measurement of a
 //! system of processes, so it prints them with the machine's load average.
 
+#[path = "../tests/fixtures/mod.rs"]
+mod fixtures;
 #[path = "../tests/operator/mod.rs"]
 mod operator;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use fixtures::client_credentials;
 use futures::{StreamExt as _, TryStreamExt as _};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt as _, watcher};
-use operator::{START_TIMEOUT, client_credentials, spawn_controller, spawn_issuer};
+use operator::{START_TIMEOUT, spawn_controller, spawn_issuer};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 use tokenwarden::api::{ApiClient, ApiTokenPolicy};

@@ -11,7 +11,7 @@
 #
 #   scripts/release.sh [--check] [--skip-image] [--output DIR]
 #
-# --check only checks the versions and the changelog (CI runs it through tests/release.rs).
+# --check only checks the versions and the changelog (CI runs it through tests/offline/release.rs).
 # IMAGE (default tokenwarden/tokenwarden) names the image; HELM names helm (default: helm on
 # PATH, else the test tools' one).
 set -euo pipefail

@@ -406,8 +406,8 @@ async fn every_metric_the_dashboard_and_the_alerts_query_is_on_the_components_me
             ("client_secret", secret),
             ("audience", "https://banking.example.com"),
         ];
-        let (status, answer) = fixtures::binary::token_answer(&issuer.base, &form).await;
-        assert_eq!(status == 200, secret == fixtures::SECRET, "{answer}");
+        let answer = fixtures::token(&issuer.base, &form).await;
+        assert_eq!(answer.status == 200, secret == fixtures::SECRET, "{answer}");
     }
     let scrape = |url: String| async move {
         reqwest::get(&url)

@@ -2,12 +2,14 @@
 //! serving from its last configuration while it is away, and follows a change made after it
 //! is back. A test binary of its own, because every test of a binary would see the outage.
 
+mod fixtures;
 mod operator;
 mod support;
 
+use fixtures::client_credentials;
 use operator::{
-    apply, client_credentials, client_ready, eventually, lifetime, patch, policy_and_client,
-    policy_ready, start_controller, start_issuer,
+    apply, client_ready, eventually, lifetime, patch, policy_and_client, policy_ready,
+    start_controller, start_issuer,
 };
 use std::time::Duration;
 

@@ -3,13 +3,15 @@
 //! had, one signing key set, one set of configuration objects. A test binary of its own,
 //! because it runs and kills its own controller.
 
+mod fixtures;
 mod operator;
 mod support;
 
+use fixtures::client_credentials;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::ListParams;
-use operator::{apply, client_credentials, client_ready, eventually, lifetime, spawn_controller};
+use operator::{apply, client_ready, eventually, lifetime, spawn_controller};
 use std::collections::BTreeMap;
 use std::time::Duration;
 

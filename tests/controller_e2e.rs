@@ -10,12 +10,13 @@ mod fixtures;
 mod operator;
 mod support;
 
+use fixtures::client_credentials;
 use kube::Api;
 use kube::api::ListParams;
 use operator::scenario::{self, CONVERGE, Worker};
 use operator::{
-    apply, client_credentials, client_ready, documents, eventually, lifetime, machine_client_yaml,
-    policy_conditions, policy_ready, policy_yaml, start_issuer,
+    apply, client_ready, documents, eventually, lifetime, machine_client_yaml, policy_conditions,
+    policy_ready, policy_yaml, start_issuer,
 };
 use std::time::Duration;
 

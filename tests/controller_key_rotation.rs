@@ -7,14 +7,16 @@
 //! its `exp` has passed; the old key leaves the JWKS after `exp` plus the clock skew. A test
 //! binary of its own, because it runs its own controller with a short schedule.
 
+mod fixtures;
 mod operator;
 mod support;
 
+use fixtures::{claims, client_credentials, unix_now};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation};
-use operator::{apply, claims, client_credentials, eventually, policy_and_client, start_issuer};
+use operator::{apply, eventually, policy_and_client, start_issuer};
 use std::collections::HashSet;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const SECRET: &str = "rotation-secret-0123456789abcdefghijklmnopqrstuvwxyz";
 /// The schedule: a key every 12 s, published 4 s before it signs, 2 s of skew.
@@ -23,13 +25,6 @@ const LEAD: u64 = 4;
 const SKEW: u64 = 2;
 /// The policy's token lifetime, so the old key is kept 10 + 2 s after the promotion.
 const LIFETIME: u64 = 10;
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
-}
 
 async fn jwks(base: &str) -> JwkSet {
     reqwest::get(format!("{base}/.well-known/jwks.json"))

@@ -2,6 +2,7 @@
 //! warm caches and takes over when the leader dies. A test binary of its own, because it runs
 //! and kills its own controllers.
 
+mod fixtures;
 mod operator;
 mod support;
 

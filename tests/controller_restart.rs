@@ -5,6 +5,7 @@
 //! once. A test binary of its own, because it stops and starts its own
 //! controller, which every other test of a binary would see.
 
+mod fixtures;
 mod operator;
 mod support;
 

@@ -11,8 +11,9 @@ mod fixtures;
 mod operator;
 mod support;
 
+use fixtures::client_credentials;
 use operator::scenario::CONVERGE;
-use operator::{apply, client_credentials, eventually, policy_conditions, policy_ready};
+use operator::{apply, eventually, policy_conditions, policy_ready};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;

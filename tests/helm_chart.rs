@@ -3,6 +3,7 @@
 //! (one test per case, with helm's message), and what it renders (CRDs included) is accepted
 //! by a real API server in a server-side dry run. Installing it is `helm_release.rs`.
 
+mod fixtures;
 mod operator;
 mod support;
 

@@ -12,11 +12,12 @@ mod fixtures;
 mod operator;
 mod support;
 
+use fixtures::client_credentials;
 use operator::chart::{args_of, can_i, dry_run_create, find, install, pod_of, render};
 use operator::scenario::{self, CONVERGE};
 use operator::{
-    apply, client_credentials, client_ready, documents, eventually, lifetime, machine_client_yaml,
-    policy_yaml, ready, spawn_controller_as, spawn_issuer_as,
+    apply, client_ready, documents, eventually, lifetime, machine_client_yaml, policy_yaml, ready,
+    spawn_controller_as, spawn_issuer_as,
 };
 use serde_json::Value;
 
@@ -460,7 +461,7 @@ async fn the_controller_and_the_issuer_do_their_whole_job_as_the_charts_service_
         CONVERGE,
     )
     .await;
-    let claims = operator::claims(first["access_token"].as_str().expect("a token"));
+    let claims = fixtures::claims(first["access_token"].as_str().expect("a token"));
     assert_eq!(claims["iss"], issuer_url.as_str(), "the chart's issuer URL");
 
     // A generated secret (create, and the labelled watch, in the client-secret namespace).

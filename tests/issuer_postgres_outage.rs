@@ -13,7 +13,7 @@ use fixtures::binary::{
     RunningIssuer, alice_users_flags, folder_with_policies, seed_code_in_database,
     start_two_replicas,
 };
-use fixtures::{SECRET, STANDARD, VERIFIER, authorize_path};
+use fixtures::{Reply, SECRET, STANDARD, VERIFIER, authorize_path, post_form};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -22,35 +22,16 @@ use tokenwarden::store::OpaqueToken;
 
 const CHAINS: usize = 8;
 
-struct Answer {
-    status: u16,
-    retry_after: Option<String>,
-    body: serde_json::Value,
-}
-
-async fn post(client: &reqwest::Client, url: String, form: &[(&str, &str)]) -> Answer {
-    let response = client.post(url).form(form).send().await.expect("request");
-    Answer {
-        status: response.status().as_u16(),
-        retry_after: response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-        body: response.json().await.unwrap_or(serde_json::Value::Null),
-    }
-}
-
-async fn refresh(client: &reqwest::Client, base: &str, token: &str) -> Answer {
+async fn refresh(client: &reqwest::Client, base: &str, token: &str) -> Reply {
     let form = [
         ("grant_type", "refresh_token"),
         ("client_id", "web"),
         ("refresh_token", token),
     ];
-    post(client, format!("{base}/oauth/token"), &form).await
+    post_form(client, &format!("{base}/oauth/token"), &form).await
 }
 
-async fn exchange(client: &reqwest::Client, base: &str, code: &str) -> Answer {
+async fn exchange(client: &reqwest::Client, base: &str, code: &str) -> Reply {
     let form = [
         ("grant_type", "authorization_code"),
         ("client_id", "web"),
@@ -58,17 +39,17 @@ async fn exchange(client: &reqwest::Client, base: &str, code: &str) -> Answer {
         ("redirect_uri", "https://app.example.com/cb"),
         ("code_verifier", VERIFIER),
     ];
-    post(client, format!("{base}/oauth/token"), &form).await
+    post_form(client, &format!("{base}/oauth/token"), &form).await
 }
 
-async fn client_credentials(client: &reqwest::Client, base: &str) -> Answer {
+async fn client_credentials(client: &reqwest::Client, base: &str) -> Reply {
     let form = [
         ("grant_type", "client_credentials"),
         ("client_id", "worker"),
         ("client_secret", SECRET),
         ("audience", "https://banking.example.com"),
     ];
-    post(client, format!("{base}/oauth/token"), &form).await
+    post_form(client, &format!("{base}/oauth/token"), &form).await
 }
 
 /// `GET /authorize` as a browser would: the status and the page.
@@ -81,11 +62,11 @@ async fn login_page(client: &reqwest::Client, base: &str) -> (u16, String) {
     (page.status().as_u16(), page.text().await.expect("html"))
 }
 
-fn assert_unavailable(answer: &Answer, what: &str) {
-    assert_eq!(answer.status, 503, "{what}: {}", answer.body);
-    assert_eq!(answer.body["error"], "temporarily_unavailable", "{what}");
+fn assert_unavailable(answer: &Reply, what: &str) {
+    assert_eq!(answer.status, 503, "{what}: {}", answer.json);
+    assert_eq!(answer.json["error"], "temporarily_unavailable", "{what}");
     assert!(
-        answer.retry_after.is_some(),
+        answer.header("retry-after").is_some(),
         "{what}: 503 without Retry-After"
     );
 }
@@ -95,8 +76,8 @@ async fn new_family(url: &str, base: &str) -> String {
     let code = OpaqueToken::generate().expect("entropy");
     seed_code_in_database(url, code.expose()).await;
     let answer = exchange(&reqwest::Client::new(), base, code.expose()).await;
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    answer.body["refresh_token"]
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    answer.json["refresh_token"]
         .as_str()
         .expect("refresh token")
         .to_owned()
@@ -142,9 +123,9 @@ async fn run_chain(
         let base = &bases[n % 2];
         n += 1;
         let answer = refresh(&client, base, &token).await;
-        match answer.status {
+        match answer.status.as_u16() {
             200 => {
-                token = answer.body["refresh_token"]
+                token = answer.json["refresh_token"]
                     .as_str()
                     .expect("rotated")
                     .to_owned();
@@ -164,7 +145,7 @@ async fn run_chain(
                 token = new_family(&url, base).await;
                 after_unavailable = false;
             }
-            _ => panic!("refresh under load: {} {}", answer.status, answer.body),
+            _ => panic!("refresh under load: {} {}", answer.status, answer.json),
         }
     }
     issued
@@ -235,24 +216,24 @@ async fn with_postgresql_stopped_under_load_store_requests_get_503_and_service_r
         );
         let revoke = [("token", outage_token.as_str()), ("client_id", "web")];
         assert_unavailable(
-            &post(&client, format!("{base}/oauth/revoke"), &revoke).await,
+            &post_form(&client, &format!("{base}/oauth/revoke"), &revoke).await,
             "revocation",
         );
         let answer = client_credentials(&client, base).await;
         assert_eq!(
             answer.status, 200,
             "client_credentials needs no store: {}",
-            answer.body
+            answer.json
         );
         // Whether an access token was revoked is in the store.
-        let access_token = answer.body["access_token"].as_str().expect("token");
+        let access_token = answer.json["access_token"].as_str().expect("token");
         let introspect = [
             ("token", access_token),
             ("client_id", "worker"),
             ("client_secret", SECRET),
         ];
         assert_unavailable(
-            &post(&client, format!("{base}/oauth/introspect"), &introspect).await,
+            &post_form(&client, &format!("{base}/oauth/introspect"), &introspect).await,
             "introspection",
         );
         // The login page keeps its sign-in in the store: a page that says so, not a form
@@ -277,7 +258,7 @@ async fn with_postgresql_stopped_under_load_store_requests_get_503_and_service_r
         loop {
             let answer = refresh(&client, base, &token).await;
             if answer.status == 200 {
-                token = answer.body["refresh_token"]
+                token = answer.json["refresh_token"]
                     .as_str()
                     .expect("token")
                     .to_owned();
@@ -297,7 +278,7 @@ async fn with_postgresql_stopped_under_load_store_requests_get_503_and_service_r
     }
     // The code the outage refused is still unused.
     let answer = exchange(&client, &a.base, outage_code.expose()).await;
-    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.status, 200, "{}", answer.json);
     // Every chain that met the outage goes on by itself: wait until each has been granted a
     // refresh after its 503s, then stop them all.
     let deadline = Instant::now() + Duration::from_secs(30);

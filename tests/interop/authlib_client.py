@@ -1,6 +1,6 @@
 """A third-party OAuth client (authlib) and JWT verifier (PyJWT) against a running tokenwarden.
 
-Run by tests/interop_authlib.rs, which starts the issuer with the policies of
+Run by tests/issuer/interop_authlib.rs, which starts the issuer with the policies of
 tests/fixtures/mod.rs (STANDARD) and seeds one authorization code. Everything comes in through
 the environment:
 

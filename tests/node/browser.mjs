@@ -1,5 +1,5 @@
 // Walks tokenwarden's login pages in a real Chromium (Debian's package), driven by
-// playwright-core. Started by tests/browser_login.rs, which gives the URLs and checks what
+// playwright-core. Started by tests/issuer/browser_login.rs, which gives the URLs and checks what
 // this prints: one JSON object on the last line of stdout. Screenshots go to `screenshots`.
 //
 // Input: the JSON in the environment variable WALK:

@@ -1,13 +1,14 @@
 //! The operator as users run it, for tests against the test control plane: the real binary as
 //! `tokenwarden controller` and `tokenwarden issuer` (cluster mode) processes with the
-//! control plane's kubeconfig, `kubectl apply` of YAML, and token requests over HTTP.
+//! control plane's kubeconfig, `kubectl apply` of YAML, and waiting for statuses. Token
+//! requests go through the kit's one client (`fixtures::token`, `fixtures::client_credentials`):
+//! binaries that include this module include `fixtures` and `support` too.
 #![allow(dead_code)] // each test binary uses a part of it
 
 pub mod chart;
 pub mod scenario;
 
 use crate::support::ControlPlane;
-use base64::Engine as _;
 use kube::Api;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -216,53 +217,12 @@ pub fn patch(
     cluster.run_kubectl(&["patch", "-n", ns, resource, "--type", "merge", "-p", patch])
 }
 
-/// POST /oauth/token with a form; the JSON answer.
-pub async fn token(base: &str, form: &[(&str, &str)]) -> serde_json::Value {
-    reqwest::Client::new()
-        .post(format!("{base}/oauth/token"))
-        .form(form)
-        .send()
-        .await
-        .expect("token request")
-        .json()
-        .await
-        .expect("json answer")
-}
-
-/// A client_credentials token request.
-pub async fn client_credentials(
-    base: &str,
-    id: &str,
-    secret: &str,
-    audience: &str,
-) -> serde_json::Value {
-    token(
-        base,
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_id", id),
-            ("client_secret", secret),
-            ("audience", audience),
-        ],
-    )
-    .await
-}
-
-/// The claims of a JWT (not verified: the tests look at lifetimes).
-pub fn claims(jwt: &str) -> serde_json::Value {
-    let payload = jwt.split('.').nth(1).expect("a JWT has a payload");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .expect("base64url payload");
-    serde_json::from_slice(&bytes).expect("JSON claims")
-}
-
 /// `exp - iat` of the access token in a token response.
-pub fn lifetime(response: &serde_json::Value) -> i64 {
+pub fn lifetime(response: &crate::fixtures::Reply) -> i64 {
     let jwt = response["access_token"]
         .as_str()
         .unwrap_or_else(|| panic!("no access token: {response}"));
-    let claims = claims(jwt);
+    let claims = crate::fixtures::claims(jwt);
     claims["exp"].as_i64().expect("exp") - claims["iat"].as_i64().expect("iat")
 }
 

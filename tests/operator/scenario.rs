@@ -3,14 +3,12 @@
 //! Helm chart's ServiceAccounts): the objects each step applies, what it changes and what the
 //! issuer must answer afterwards. The callers start the controller and the issuer.
 
-use super::{
-    apply, client_credentials, client_ready, eventually, lifetime, patch, policy_and_client,
-    policy_ready, token,
-};
+use super::{apply, client_ready, eventually, lifetime, patch, policy_and_client, policy_ready};
+use crate::fixtures::{Reply, client_credentials, code_of_alice, token, unix_now};
 use crate::support::ControlPlane;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tokenwarden::store::{AnyStore, AuthorizationCode, EmbeddedStore, OpaqueToken, Store as _};
+use tokenwarden::store::{AnyStore, AuthorizationCode, EmbeddedStore};
 
 /// How long a status may take to follow a change.
 pub const CONVERGE: Duration = Duration::from_secs(30);
@@ -31,7 +29,7 @@ pub struct Worker {
 
 impl Worker {
     /// The client_credentials answer for `worker`.
-    pub async fn token(&self, base: &str) -> serde_json::Value {
+    pub async fn token(&self, base: &str) -> Reply {
         client_credentials(base, &self.client_id, &self.secret, &self.audience).await
     }
 }
@@ -100,20 +98,12 @@ spec:
 /// opens it.
 pub async fn seed_code(data_dir: &Path, web_id: &str, audience: &str, challenge: &str) {
     let store = AnyStore::Embedded(EmbeddedStore::open(data_dir).expect("store"));
+    let expires_at = unix_now() + 600;
     let code = AuthorizationCode {
-        client_id: web_id.into(),
-        redirect_uri: WEB_CB.into(),
-        audience: audience.into(),
-        scope: "read offline_access".into(),
-        subject: "alice".into(),
         code_challenge: challenge.into(),
-        nonce: None,
-        expires_at: tokenwarden::issuer::Clock::System.now() + 600,
+        ..code_of_alice(web_id, WEB_CB, audience, "read offline_access", expires_at)
     };
-    store
-        .put_code(OpaqueToken::from_presented(CODE).hash(), code)
-        .await
-        .expect("seed the code");
+    crate::fixtures::seed_code(&store, CODE, code).await;
 }
 
 /// Exchanges the code of [`seed_code`] with the PKCE `verifier`; the refresh token, which the
@@ -189,7 +179,7 @@ pub async fn a_patched_lifetime_reaches_the_next_token(
     base: &str,
     worker: &Worker,
     within: Duration,
-) -> serde_json::Value {
+) -> Reply {
     let first = worker.token(base).await;
     assert_eq!(lifetime(&first), 600, "{first}");
     assert_eq!(first["expires_in"], 600);

@@ -2,8 +2,8 @@
 //! server as from `tokenwarden validate`, defaults are filled in by the server, the audience
 //! is immutable, and `kubectl get atp` shows the columns users look at.
 
-mod cases;
-mod support;
+use crate::cases;
+use crate::support;
 
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;

@@ -7,8 +7,8 @@
 //! browser. With two replicas on one PostgreSQL database, the callback may reach the replica
 //! that did not send the browser away.
 
-mod fixtures;
-mod support;
+use crate::fixtures;
+use crate::support;
 
 use fixtures::binary::{folder_with_policies, free_port, start_standalone_with};
 use fixtures::upstream::{

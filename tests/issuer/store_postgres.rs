@@ -3,9 +3,9 @@
 //! idempotent and safe when two replicas start at once, TLS, and a DSN that never shows its
 //! password; and the issuer's tables holding codes and refresh tokens only as hashes.
 
-mod fixtures;
-mod store_suite;
-mod support;
+use crate::fixtures;
+use crate::store_suite;
+use crate::support;
 
 use support::postgres::postgres;
 use tokenwarden::store::{DatabaseUrl, PostgresStore, Store, StoreError};

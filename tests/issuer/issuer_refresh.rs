@@ -2,7 +2,7 @@
 //! replay detection, the reuse interval, absolute and idle expiry on a settable clock, and
 //! refresh after the policy changes.
 
-mod fixtures;
+use crate::fixtures;
 
 use fixtures::{SECRET, STANDARD, TestIssuer, claims};
 

@@ -4,23 +4,19 @@
 //! rotate on schedule in `keys.json`, published before they sign, across a restart. Its
 //! Prometheus metrics are on the `--metrics-listen` port, never on the public one.
 
-mod fixtures;
+use crate::fixtures;
 
 use fixtures::binary::{
     folder_with_policies, free_port, jwks_kids, seed_code_in, start_standalone as start,
     start_standalone_logging_to, start_standalone_with, worker_kid,
 };
-use fixtures::{SECRET, STANDARD, VERIFIER};
+use fixtures::{Reply, SECRET, STANDARD, VERIFIER, post_form, token};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-async fn post(base: &str, form: &[(&str, &str)]) -> serde_json::Value {
-    fixtures::binary::token_answer(base, form).await.1
-}
-
 /// Exchange the code `seed_code_in` stored as "the-code" for `web`.
-async fn exchange_the_code(base: &str) -> serde_json::Value {
-    post(
+async fn exchange_the_code(base: &str) -> Reply {
+    token(
         base,
         &[
             ("grant_type", "authorization_code"),
@@ -33,13 +29,13 @@ async fn exchange_the_code(base: &str) -> serde_json::Value {
     .await
 }
 
-async fn refresh(base: &str, token: &str) -> serde_json::Value {
-    post(
+async fn refresh(base: &str, refresh_token: &str) -> Reply {
+    token(
         base,
         &[
             ("grant_type", "refresh_token"),
             ("client_id", "web"),
-            ("refresh_token", token),
+            ("refresh_token", refresh_token),
         ],
     )
     .await
@@ -47,7 +43,7 @@ async fn refresh(base: &str, token: &str) -> serde_json::Value {
 
 /// An access token of the confidential client `worker` (client_credentials).
 async fn worker_token(base: &str) -> String {
-    let answer = post(
+    let answer = token(
         base,
         &[
             ("grant_type", "client_credentials"),
@@ -118,22 +114,14 @@ async fn on_sigterm_readiness_fails_at_once_and_the_issuer_serves_through_the_dr
     let mut issuer = start_standalone_with(dir.path(), free_port(), &drain, &[]).await;
     let http = reqwest::Client::new();
     let token = |http: reqwest::Client, base: String| async move {
-        let response = http
-            .post(format!("{base}/oauth/token"))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", "worker"),
-                ("client_secret", SECRET),
-            ])
-            .send()
-            .await
-            .expect("an answer");
-        let closes = response
-            .headers()
-            .get("connection")
-            .is_some_and(|v| v == "close");
-        let json: serde_json::Value = response.json().await.expect("json");
-        (json["access_token"].is_string(), closes)
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", "worker"),
+            ("client_secret", SECRET),
+        ];
+        let answer = post_form(&http, &format!("{base}/oauth/token"), &form).await;
+        let closes = answer.header("connection") == Some("close");
+        (answer["access_token"].is_string(), closes)
     };
     assert_eq!(
         token(http.clone(), issuer.base.clone()).await,
@@ -284,7 +272,7 @@ async fn a_change_on_disk_takes_effect_without_a_restart_and_an_invalid_one_is_r
     let dir = folder_with_policies(STANDARD);
     let issuer = start(dir.path()).await;
     let cc = || {
-        post(
+        token(
             &issuer.base,
             &[
                 ("grant_type", "client_credentials"),

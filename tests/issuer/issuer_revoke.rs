@@ -1,7 +1,7 @@
 //! Revocation (RFC 7009) and introspection (RFC 7662): what each makes of refresh tokens,
 //! access tokens and junk; who may revoke or see which token; and the request rules both share.
 
-mod fixtures;
+use crate::fixtures;
 
 use axum::http::StatusCode;
 use fixtures::{Reply, SECRET, STANDARD, TestIssuer, VERIFIER};

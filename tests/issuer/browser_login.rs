@@ -12,7 +12,7 @@
 //! Screenshots of the pages are kept under `<cargo target dir>/tmp/browser-screenshots/`
 //! (the test prints the paths).
 
-mod fixtures;
+use crate::fixtures;
 
 use fixtures::binary::{alice_users_flags, folder_with_policies, free_port, start_standalone_with};
 use fixtures::upstream::{

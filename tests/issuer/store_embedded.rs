@@ -1,8 +1,8 @@
 //! The embedded store: the conformance suite in a temporary directory, a kill -9 test, and
 //! the issuer's store file holding codes and refresh tokens only as hashes.
 
-mod fixtures;
-mod store_suite;
+use crate::fixtures;
+use crate::store_suite;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -78,13 +78,22 @@ fn child_process_of_the_kill_test_writes_until_it_is_killed() {
     });
 }
 
+/// The name the test harness gives the test function `name` of this module: its path
+/// without the crate's name.
+fn test_path(name: &str) -> String {
+    match module_path!().split_once("::") {
+        Some((_crate, module)) => format!("{module}::{name}"),
+        None => name.to_owned(),
+    }
+}
+
 #[tokio::test]
 async fn committed_writes_survive_a_kill_9_in_the_middle_of_writing() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child_process_of_the_kill_test_writes_until_it_is_killed",
+            &test_path("child_process_of_the_kill_test_writes_until_it_is_killed"),
             "--ignored",
             "--nocapture",
         ])

@@ -5,14 +5,14 @@
 //! one is finished on the other (no session affinity needed), and failed sign-ins on both
 //! count towards one lockout.
 
-mod fixtures;
-mod support;
+use crate::fixtures;
+use crate::support;
 
 use fixtures::binary::{
     HttpLoginForm, RunningIssuer, alice_users_flags, folder_with_policies, free_port, jwks_kids,
     seed_code_in_database, start_standalone_with, start_two_replicas, worker_kid,
 };
-use fixtures::{ALICE, STANDARD, VERIFIER, WEB_CB};
+use fixtures::{ALICE, Reply, STANDARD, VERIFIER, WEB_CB, post_form};
 use support::postgres::postgres;
 use tokenwarden::store::OpaqueToken;
 
@@ -40,24 +40,11 @@ async fn two_replicas() -> Replicas {
     }
 }
 
-async fn post(
-    client: &reqwest::Client,
-    base: &str,
-    path: &str,
-    form: &[(&str, &str)],
-) -> (u16, serde_json::Value) {
-    let response = client
-        .post(format!("{base}{path}"))
-        .form(form)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status().as_u16();
-    let body = response.json().await.unwrap_or(serde_json::Value::Null);
-    (status, body)
+async fn post(client: &reqwest::Client, base: &str, path: &str, form: &[(&str, &str)]) -> Reply {
+    post_form(client, &format!("{base}{path}"), form).await
 }
 
-async fn refresh(client: &reqwest::Client, base: &str, token: &str) -> (u16, serde_json::Value) {
+async fn refresh(client: &reqwest::Client, base: &str, token: &str) -> Reply {
     post(
         client,
         base,
@@ -75,7 +62,9 @@ async fn refresh(client: &reqwest::Client, base: &str, token: &str) -> (u16, ser
 async fn first_refresh_token(replicas: &Replicas, base: &str) -> String {
     let code = OpaqueToken::generate().expect("entropy");
     seed_code_in_database(&replicas.url, code.expose()).await;
-    let (status, body) = post(
+    let Reply {
+        status, json: body, ..
+    } = post(
         &reqwest::Client::new(),
         base,
         "/oauth/token",
@@ -141,8 +130,10 @@ async fn a_thousand_concurrent_refreshes_of_one_token_on_two_replicas_give_one_s
     let mut granted = Vec::new();
     let mut refused = 0;
     for request in requests {
-        let (status, body) = request.await.expect("task");
-        match status {
+        let Reply {
+            status, json: body, ..
+        } = request.await.expect("task");
+        match status.as_u16() {
             200 => granted.push(body["refresh_token"].as_str().expect("token").to_owned()),
             400 => {
                 assert_eq!(body["error"], "invalid_grant", "{body}");
@@ -159,7 +150,7 @@ async fn a_thousand_concurrent_refreshes_of_one_token_on_two_replicas_give_one_s
     // One chain: the original and its one successor, and the replays revoked the family
     // (the reuse interval of this policy is 0).
     assert_eq!(family_of(&replicas.db, &token).await, (2, true));
-    let (status, _) = refresh(&client, &replicas.b.base, &granted[0]).await;
+    let Reply { status, .. } = refresh(&client, &replicas.b.base, &granted[0]).await;
     assert_eq!(
         status, 400,
         "the successor of a replayed family is revoked too"
@@ -178,19 +169,25 @@ async fn a_replay_on_one_replica_after_a_rotation_on_the_other_revokes_the_famil
     let replicas = two_replicas().await;
     let client = reqwest::Client::new();
     let first = first_refresh_token(&replicas, &replicas.a.base).await;
-    let (status, body) = refresh(&client, &replicas.a.base, &first).await;
+    let Reply {
+        status, json: body, ..
+    } = refresh(&client, &replicas.a.base, &first).await;
     assert_eq!(status, 200, "{body}");
     let second = body["refresh_token"].as_str().expect("rotated").to_owned();
 
-    let (status, body) = refresh(&client, &replicas.b.base, &first).await;
+    let Reply {
+        status, json: body, ..
+    } = refresh(&client, &replicas.b.base, &first).await;
     assert_eq!(
-        (status, body["error"].as_str()),
+        (status.as_u16(), body["error"].as_str()),
         (400, Some("invalid_grant"))
     );
     for base in [&replicas.a.base, &replicas.b.base] {
-        let (status, body) = refresh(&client, base, &second).await;
+        let Reply {
+            status, json: body, ..
+        } = refresh(&client, base, &second).await;
         assert_eq!(
-            (status, body["error"].as_str()),
+            (status.as_u16(), body["error"].as_str()),
             (400, Some("invalid_grant")),
             "the newest token of a replayed family is dead on every replica"
         );
@@ -203,7 +200,7 @@ async fn a_revocation_on_one_replica_is_refused_by_the_other_at_once() {
     let replicas = two_replicas().await;
     let client = reqwest::Client::new();
     let token = first_refresh_token(&replicas, &replicas.a.base).await;
-    let (status, _) = post(
+    let Reply { status, .. } = post(
         &client,
         &replicas.b.base,
         "/oauth/revoke",
@@ -211,9 +208,11 @@ async fn a_revocation_on_one_replica_is_refused_by_the_other_at_once() {
     )
     .await;
     assert_eq!(status, 200);
-    let (status, body) = refresh(&client, &replicas.a.base, &token).await;
+    let Reply {
+        status, json: body, ..
+    } = refresh(&client, &replicas.a.base, &token).await;
     assert_eq!(
-        (status, body["error"].as_str()),
+        (status.as_u16(), body["error"].as_str()),
         (400, Some("invalid_grant"))
     );
 }
@@ -245,7 +244,9 @@ async fn a_sign_in_begun_on_one_replica_finishes_on_the_other() {
         .map(|(_, v)| v.into_owned())
         .expect("a code");
 
-    let (status, body) = post(
+    let Reply {
+        status, json: body, ..
+    } = post(
         &http,
         a,
         "/oauth/token",
@@ -331,7 +332,9 @@ async fn the_database_url_can_come_from_a_file_as_a_mounted_secret_would() {
     .await;
     // A token from replica A refreshes on the third issuer: one database.
     let token = first_refresh_token(&replicas, &replicas.a.base).await;
-    let (status, body) = refresh(&reqwest::Client::new(), &c.base, &token).await;
+    let Reply {
+        status, json: body, ..
+    } = refresh(&reqwest::Client::new(), &c.base, &token).await;
     assert_eq!(status, 200, "{body}");
 }
 

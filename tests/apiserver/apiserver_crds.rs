@@ -1,7 +1,7 @@
 //! The CRDs of `crds/` on a real API server: they apply server-side, become Established, are
 //! listed by kubectl, and RBAC guards the resources they define.
 
-mod support;
+use crate::support;
 
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -1,8 +1,8 @@
 //! Every bound and rule of the CRDs, both sides, checked offline: the cases in `tests/cases`
-//! (also applied to the real API server by `cluster_admission.rs`), plus defaults and the
-//! transition rules that need an old object.
+//! (also applied to the real API server by `tests/apiserver/cluster_admission.rs`), plus
+//! defaults and the transition rules that need an old object.
 
-mod cases;
+use crate::cases;
 
 use serde_json::json;
 use tokenwarden::api::{self, Kind};

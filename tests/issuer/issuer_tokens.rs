@@ -1,7 +1,7 @@
 //! Access tokens from the token endpoint: verified independently against the JWKS fetched over
 //! HTTP, for every algorithm and the lifetimes at the bounds; and the endpoint's errors.
 
-mod fixtures;
+use crate::fixtures;
 
 use fixtures::{Reply, SECRET, TestIssuer};
 use jsonwebtoken::{DecodingKey, Validation, jwk::JwkSet};

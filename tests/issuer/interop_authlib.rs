@@ -6,7 +6,7 @@
 //! Python comes from `TOKENWARDEN_TEST_PYTHON`, else from `scripts/python-env.sh`, which sets
 //! up a pinned venv. If neither works the test fails: it never skips.
 
-mod fixtures;
+use crate::fixtures;
 
 use fixtures::binary::{folder_with_policies, seed_code_in, start_standalone};
 use fixtures::{CHALLENGE, STANDARD, VERIFIER};

@@ -3,7 +3,7 @@
 //! `state` and `iss`, and the exchange at the token endpoint. Also every way the flow must
 //! refuse, the brute-force limits on a manual clock, and the page's escaping and headers.
 
-mod fixtures;
+use crate::fixtures;
 
 use axum::http::{StatusCode, header};
 use fixtures::{

@@ -1,7 +1,7 @@
 //! The test control plane itself: a real kube-apiserver that reports its release, enforces
 //! RBAC for static-token users, and accepts ServiceAccount tokens from the TokenRequest API.
 
-mod support;
+use crate::support;
 
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
