@@ -354,7 +354,7 @@ subjects: [{{kind: ServiceAccount, name: issuer, namespace: {system}}}]
     let keys = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(
         tokenwarden::issuer::Keys::new(tokenwarden::tokens::KeySet::new(), 0),
     ));
-    let policies = tokenwarden::issuer::Policies::default();
+    let in_force = tokenwarden::issuer::InForce::default();
     let source = tokenwarden::issuer::cluster::ClusterSource::new(
         client,
         system.to_owned(),
@@ -365,11 +365,11 @@ subjects: [{{kind: ServiceAccount, name: issuer, namespace: {system}}}]
     let stopped = stop.clone();
     let task = tokio::spawn(tokenwarden::issuer::ConfigSource::run(
         source,
-        policies.clone(),
+        in_force.clone(),
         async move { stopped.cancelled().await },
     ));
     eventually(CONVERGE, "the configuration and keys load", || async {
-        policies.is_loaded().then_some(())
+        in_force.is_loaded().then_some(())
     })
     .await;
     assert!(
@@ -380,14 +380,14 @@ subjects: [{{kind: ServiceAccount, name: issuer, namespace: {system}}}]
     let ns = cluster.new_namespace("followed").await;
     let audience = format!("https://{ns}.example.com");
     let followed = |seconds: i64| {
-        let policies = policies.clone();
+        let in_force = in_force.clone();
         let audience = audience.clone();
         async move {
             eventually(
                 CONVERGE,
                 &format!("the source follows {audience} at {seconds} s"),
                 || async {
-                    let snapshot = policies.current();
+                    let snapshot = in_force.current();
                     let api = snapshot
                         .config
                         .apis
@@ -619,9 +619,9 @@ async fn the_issuers_metrics_name_the_manifest_revision_it_serves_and_when_it_to
 
     // An issuer in-process: the fixture's state, with the cluster source's snapshot and keys.
     let fixture = fixtures::TestIssuer::standard();
-    let standard = fixture.issuer.policies.current().config.clone();
+    let standard = fixture.issuer.in_force.current().config.clone();
     let mut issuer = fixture.issuer.clone();
-    issuer.policies = tokenwarden::issuer::Policies::default();
+    issuer.in_force = tokenwarden::issuer::InForce::default();
     issuer.keys = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(
         tokenwarden::issuer::Keys::new(tokenwarden::tokens::KeySet::new(), 0),
     ));
@@ -657,7 +657,7 @@ async fn the_issuers_metrics_name_the_manifest_revision_it_serves_and_when_it_to
     let stopped = stop.clone();
     let task = tokio::spawn(tokenwarden::issuer::ConfigSource::run(
         source,
-        issuer.policies.clone(),
+        issuer.in_force.clone(),
         async move { stopped.cancelled().await },
     ));
     let taken_up = |revision: i64| {

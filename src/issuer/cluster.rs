@@ -12,7 +12,7 @@
 //! The first configuration is put in force only once the signing keys are loaded, so
 //! `/readyz` says ready only when the issuer can both check and sign.
 
-use super::snapshot::{ConfigSource, Policies};
+use super::snapshot::{ConfigSource, InForce};
 use super::state::{Clock, Keys};
 use crate::config::IssuerConfig;
 use crate::config_objects::{
@@ -67,7 +67,7 @@ struct Progress {
 }
 
 impl ConfigSource for ClusterSource {
-    async fn run(self, policies: Policies, shutdown: impl Future<Output = ()> + Send + 'static) {
+    async fn run(self, in_force: InForce, shutdown: impl Future<Output = ()> + Send + 'static) {
         let by_name =
             |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
         let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
@@ -97,7 +97,7 @@ impl ConfigSource for ClusterSource {
                     Ok(map) => match config_objects::read_manifest(&map) {
                         Ok(manifest) => {
                             retry_wait = RETRY_MIN;
-                            self.take(&maps, manifest, &mut progress, &policies).await;
+                            self.take(&maps, manifest, &mut progress, &in_force).await;
                             retry_at = tokio::time::Instant::now() + retry_wait;
                         }
                         Err(e) => tracing::error!(error = %e, "the configuration manifest is unreadable; keeping the configuration in force"),
@@ -105,13 +105,13 @@ impl ConfigSource for ClusterSource {
                     Err(e) => tracing::warn!(error = %e, "watching the configuration failed; serving the last one, retrying"),
                 },
                 Some(event) = key_sets.next() => match event {
-                    Ok(secret) => self.take_keys(&secret, &mut progress, &policies),
+                    Ok(secret) => self.take_keys(&secret, &mut progress, &in_force),
                     Err(e) => tracing::warn!(error = %e, "watching the signing keys failed; keeping the keys in force, retrying"),
                 },
                 () = tokio::time::sleep_until(retry_at), if progress.retry.is_some() => {
                     if let Some(manifest) = progress.retry.take() {
                         retry_wait = (retry_wait * 2).min(RETRY_MAX);
-                        self.take(&maps, manifest, &mut progress, &policies).await;
+                        self.take(&maps, manifest, &mut progress, &in_force).await;
                         retry_at = tokio::time::Instant::now() + retry_wait;
                     }
                 }
@@ -127,7 +127,7 @@ impl ClusterSource {
         maps: &Api<ConfigMap>,
         manifest: Manifest,
         progress: &mut Progress,
-        policies: &Policies,
+        in_force: &InForce,
     ) {
         if progress
             .applied
@@ -137,7 +137,7 @@ impl ClusterSource {
             // The configuration in force, perhaps under a new revision: in sync.
             progress.retry = None;
             if progress.keys_loaded {
-                policies.record_sync(manifest.revision, self.clock.now());
+                in_force.record_sync(manifest.revision, self.clock.now());
             }
             progress.applied = Some(manifest);
             return;
@@ -182,8 +182,8 @@ impl ClusterSource {
         progress.retry = None;
         let (apis, clients) = (config.apis.len(), config.clients.len());
         if progress.keys_loaded {
-            policies.replace(config);
-            policies.record_sync(manifest.revision, self.clock.now());
+            in_force.replace(config);
+            in_force.record_sync(manifest.revision, self.clock.now());
         } else {
             progress.waiting = Some(config);
         }
@@ -197,7 +197,7 @@ impl ClusterSource {
         progress.applied = Some(manifest);
     }
 
-    fn take_keys(&self, secret: &Secret, progress: &mut Progress, policies: &Policies) {
+    fn take_keys(&self, secret: &Secret, progress: &mut Progress, in_force: &InForce) {
         let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(SIGNING_KEYS_KEY)) else {
             tracing::error!(
                 secret = SIGNING_KEYS_SECRET,
@@ -212,9 +212,9 @@ impl ClusterSource {
                 progress.keys_loaded = true;
                 tracing::info!("signing keys loaded from the cluster");
                 if let Some(config) = progress.waiting.take() {
-                    policies.replace(config);
+                    in_force.replace(config);
                     if let Some(manifest) = &progress.applied {
-                        policies.record_sync(manifest.revision, self.clock.now());
+                        in_force.record_sync(manifest.revision, self.clock.now());
                     }
                 }
             }

@@ -9,7 +9,7 @@
 //! one saved. So one of them stages the next key, and all of them publish it and later sign
 //! with it.
 
-use super::snapshot::Policies;
+use super::snapshot::InForce;
 use super::state::{Clock, Keys};
 use crate::file_modes;
 use crate::tokens::keyset::io;
@@ -201,13 +201,13 @@ pub async fn rotate(
     mut file: KeyFile,
     schedule: Schedule,
     keys: Arc<ArcSwap<Keys>>,
-    policies: Policies,
+    in_force: InForce,
     clock: Clock,
     shutdown: CancellationToken,
 ) {
     loop {
         let now = clock.now();
-        let longest = policies
+        let longest = in_force
             .current()
             .config
             .apis

@@ -129,8 +129,8 @@ impl Metrics {
     pub fn observe(&self, issuer: &Issuer) {
         let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
         self.config_revision
-            .set(gauge(issuer.policies.current().revision));
-        let synced = issuer.policies.synced();
+            .set(gauge(issuer.in_force.current().revision));
+        let synced = issuer.in_force.synced();
         self.config_manifest_revision
             .set(gauge(synced.manifest_revision));
         self.config_last_sync.set(gauge(synced.at));

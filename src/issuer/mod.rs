@@ -44,5 +44,5 @@ pub mod users;
 
 pub use run::{IssuerOptions, run};
 pub use server::{metrics_router, router};
-pub use snapshot::{ConfigSource, Policies, Snapshot};
+pub use snapshot::{ConfigSource, InForce, Snapshot};
 pub use state::{Clock, Issuer, Keys};

@@ -6,7 +6,7 @@
 
 use super::cluster::ClusterSource;
 use super::key_file::KeyFile;
-use super::snapshot::{ConfigSource, Policies};
+use super::snapshot::{ConfigSource, InForce};
 use super::standalone::DirectorySource;
 use super::state::{Clock, Draining, Issuer, Keys};
 use super::upstream::{Upstream, UpstreamOptions};
@@ -169,7 +169,7 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
     let schedule = options.rotation.schedule().map_err(StartError::Rotation)?;
     let clock = Clock::System;
     let now = clock.now();
-    let policies = Policies::default();
+    let in_force = InForce::default();
     // Cluster mode starts without keys: the source loads them, and the issuer is ready only
     // once it has.
     let (keys, key_file) = match &options.policies {
@@ -188,7 +188,7 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
     let source = match options.policies.clone() {
         Some(dir) => {
             let mut source = DirectorySource::new(dir);
-            source.reload(&policies);
+            source.reload(&in_force);
             Source::Directory(source)
         }
         None => {
@@ -214,7 +214,7 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
 
     let issuer = Issuer {
         issuer_url: issuer_url.into(),
-        policies: policies.clone(),
+        in_force: in_force.clone(),
         keys,
         store: store.clone(),
         users: Arc::new(users),
@@ -247,15 +247,15 @@ pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<
     let stop = shutdown.clone();
     let stopped = async move { stop.cancelled().await };
     match source {
-        Source::Directory(source) => tokio::spawn(source.run(policies, stopped)),
-        Source::Cluster(source) => tokio::spawn(source.run(policies, stopped)),
+        Source::Directory(source) => tokio::spawn(source.run(in_force, stopped)),
+        Source::Cluster(source) => tokio::spawn(source.run(in_force, stopped)),
     };
     if let Some(key_file) = key_file {
         tokio::spawn(super::key_file::rotate(
             key_file,
             schedule,
             issuer.keys.clone(),
-            issuer.policies.clone(),
+            issuer.in_force.clone(),
             issuer.clock.clone(),
             shutdown.clone(),
         ));

@@ -30,15 +30,16 @@ pub struct Synced {
     pub at: u64,
 }
 
-/// The current snapshot, shared by every request.
+/// The snapshot in force: the issuer configuration every request reads, swapped whole by its
+/// source (one name for it, from `config::build` to a request: docs/architecture.md).
 #[derive(Clone, Debug)]
-pub struct Policies {
+pub struct InForce {
     current: Arc<ArcSwap<Snapshot>>,
     loaded: Arc<AtomicBool>,
     synced: Arc<ArcSwap<Synced>>,
 }
 
-impl Default for Policies {
+impl Default for InForce {
     fn default() -> Self {
         Self {
             current: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
@@ -48,12 +49,12 @@ impl Default for Policies {
     }
 }
 
-impl Policies {
-    /// Policies that start from `config` (for tests and fixed set-ups).
+impl InForce {
+    /// The configuration `config` in force from the start (for tests and fixed set-ups).
     pub fn fixed(config: IssuerConfig) -> Self {
-        let policies = Self::default();
-        policies.replace(config);
-        policies
+        let in_force = Self::default();
+        in_force.replace(config);
+        in_force
     }
 
     /// The snapshot in force now: a cheap, lock-free load.
@@ -99,7 +100,7 @@ impl Policies {
 pub trait ConfigSource: Send + 'static {
     fn run(
         self,
-        policies: Policies,
+        in_force: InForce,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> impl Future<Output = ()> + Send;
 }
@@ -110,11 +111,11 @@ mod tests {
 
     #[test]
     fn an_identical_configuration_keeps_its_revision() {
-        let policies = Policies::default();
-        assert!(!policies.is_loaded());
-        assert_eq!(policies.replace(IssuerConfig::default()), 1);
-        assert!(policies.is_loaded());
-        assert_eq!(policies.replace(IssuerConfig::default()), 1);
+        let in_force = InForce::default();
+        assert!(!in_force.is_loaded());
+        assert_eq!(in_force.replace(IssuerConfig::default()), 1);
+        assert!(in_force.is_loaded());
+        assert_eq!(in_force.replace(IssuerConfig::default()), 1);
         let mut changed = IssuerConfig::default();
         changed.clients.clear();
         changed.apis.insert(
@@ -130,7 +131,7 @@ mod tests {
                 introspection_clients: Default::default(),
             },
         );
-        assert_eq!(policies.replace(changed), 2);
-        assert_eq!(policies.current().revision, 2);
+        assert_eq!(in_force.replace(changed), 2);
+        assert_eq!(in_force.current().revision, 2);
     }
 }

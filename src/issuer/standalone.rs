@@ -9,7 +9,7 @@
 //! such a problem too; removing the object and adding it again is allowed, as delete and
 //! create are.
 
-use super::snapshot::{ConfigSource, Policies};
+use super::snapshot::{ConfigSource, InForce};
 use crate::api;
 use crate::config;
 use crate::manifests::{self, Loaded, Problem};
@@ -39,7 +39,7 @@ impl DirectorySource {
     }
 
     /// Read the folder now and put what it declares in force.
-    pub fn reload(&mut self, policies: &Policies) {
+    pub fn reload(&mut self, in_force: &InForce) {
         self.fingerprint = self.current_fingerprint();
         let mut loaded = manifests::load(std::slice::from_ref(&self.dir));
         refuse_forbidden_updates(&mut loaded, &self.last_good);
@@ -63,7 +63,7 @@ impl DirectorySource {
                 "{}", verdict.message
             );
         }
-        let revision = policies.replace(built.config);
+        let revision = in_force.replace(built.config);
         tracing::info!(
             dir = %self.dir.display(),
             revision,
@@ -157,13 +157,9 @@ fn keep_last_good(loaded: &mut Loaded, last_good: &Loaded) {
 }
 
 impl ConfigSource for DirectorySource {
-    async fn run(
-        mut self,
-        policies: Policies,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) {
-        if !policies.is_loaded() {
-            self.reload(&policies);
+    async fn run(mut self, in_force: InForce, shutdown: impl Future<Output = ()> + Send + 'static) {
+        if !in_force.is_loaded() {
+            self.reload(&in_force);
         }
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -172,7 +168,7 @@ impl ConfigSource for DirectorySource {
                 () = tokio::time::sleep(POLL_INTERVAL) => {}
             }
             if self.changed() {
-                self.reload(&policies);
+                self.reload(&in_force);
             }
         }
     }

@@ -2,7 +2,7 @@
 //! the clock, the metrics, the sign-ins in progress and the upstream connector. Cheap to clone.
 
 use super::metrics::Metrics;
-use super::snapshot::Policies;
+use super::snapshot::InForce;
 use super::upstream::Upstream;
 use super::users::Users;
 use crate::store::AnyStore;
@@ -90,7 +90,7 @@ impl Draining {
 pub struct Issuer {
     /// The `iss` of every token, and the base of the metadata's endpoint URLs.
     pub issuer_url: Arc<str>,
-    pub policies: Policies,
+    pub in_force: InForce,
     pub keys: Arc<ArcSwap<Keys>>,
     pub store: AnyStore,
     pub users: Arc<Users>,

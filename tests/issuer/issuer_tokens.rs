@@ -393,7 +393,7 @@ async fn a_policy_change_applies_to_the_next_token() {
 async fn an_edited_audience_is_refused_as_the_api_server_would_and_the_policy_keeps_working() {
     let issuer = TestIssuer::standard();
     let expiry = |audience: &str| {
-        let snapshot = issuer.issuer.policies.current();
+        let snapshot = issuer.issuer.in_force.current();
         let api = snapshot.config.apis.get(audience);
         api.map(|api| api.token_expiration_seconds)
     };

@@ -47,7 +47,7 @@ pub async fn show(
     headers: HeaderMap,
 ) -> Response {
     let query = query.unwrap_or_default();
-    let snapshot = issuer.policies.current();
+    let snapshot = issuer.in_force.current();
     let Ok(form) = Form::parse(query.as_bytes()) else {
         return reject(&issuer, authorization::malformed());
     };
@@ -207,7 +207,7 @@ pub async fn submit(
         }
     };
     let endpoint = authorization_endpoint(&issuer);
-    let snapshot = issuer.policies.current();
+    let snapshot = issuer.in_force.current();
     let form_page = |username: &str, error: &str, status: StatusCode| {
         page::login(
             &view(
@@ -294,7 +294,7 @@ pub(crate) async fn complete(
     pending: &Pending,
     subject: Option<&str>,
 ) -> Response {
-    let snapshot = issuer.policies.current();
+    let snapshot = issuer.in_force.current();
     let now = issuer.clock.now();
     let issued = sign_in::issue_code(
         &issuer.store,
@@ -364,7 +364,7 @@ pub(crate) fn reject(issuer: &Issuer, rejection: Rejection) -> Response {
             state,
             error,
         } => {
-            let snapshot = issuer.policies.current();
+            let snapshot = issuer.in_force.current();
             let client_name = snapshot
                 .config
                 .clients

@@ -86,7 +86,7 @@ pub async fn callback(
             .filter(|c| c.is_ascii_graphic())
             .collect();
         tracing::info!(error = %code, "the upstream provider did not sign the user in");
-        let snapshot = issuer.policies.current();
+        let snapshot = issuer.in_force.current();
         return match crate::issuer::authorization::validate(&snapshot.config, &pending.query) {
             Ok(request) => redirect_error(
                 &issuer,

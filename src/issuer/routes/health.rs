@@ -25,7 +25,7 @@ pub fn readiness(issuer: &Issuer) -> Result<(), Cow<'static, str>> {
         return Err("shutting down".into());
     }
     let keys = &issuer.keys.load().set;
-    if !issuer.policies.is_loaded() {
+    if !issuer.in_force.is_loaded() {
         // In cluster mode a configuration waits for the signing keys: say which is missing.
         let message = if Algorithm::ALL
             .iter()
@@ -37,7 +37,7 @@ pub fn readiness(issuer: &Issuer) -> Result<(), Cow<'static, str>> {
         };
         return Err(message.into());
     }
-    let snapshot = issuer.policies.current();
+    let snapshot = issuer.in_force.current();
     let unsigned = snapshot
         .config
         .apis

@@ -79,7 +79,7 @@ async fn handle(
 ) -> Result<Introspection, OAuthError> {
     require_form_content_type(headers)?;
     let form = Form::parse(body)?;
-    let snapshot = issuer.policies.current();
+    let snapshot = issuer.in_force.current();
     let (client, method) = client_auth::authenticate(&snapshot.config, headers, &form)?;
     if client.client_type != ClientType::Confidential {
         // A public client proves nothing: introspection needs client authentication (§2.1).

@@ -57,7 +57,7 @@ pub async fn revoke(State(issuer): State<Issuer>, headers: HeaderMap, body: Byte
 async fn handle(issuer: &Issuer, headers: &HeaderMap, body: &[u8]) -> Result<(), OAuthError> {
     require_form_content_type(headers)?;
     let form = Form::parse(body)?;
-    let snapshot = issuer.policies.current();
+    let snapshot = issuer.in_force.current();
     let (client, _) = client_auth::authenticate(&snapshot.config, headers, &form)?;
     let token = form.require("token", "token is required")?;
     let now = issuer.clock.now();

@@ -51,7 +51,7 @@ async fn handle(
 ) -> Result<Issued, OAuthError> {
     require_form_content_type(headers)?;
     let form = form?;
-    let snapshot = issuer.policies.current();
+    let snapshot = issuer.in_force.current();
     let (client, _) = client_auth::authenticate(&snapshot.config, headers, &form)?;
     let request = TokenRequest::parse(&form, client)?;
     let keys = issuer.keys.load();
