@@ -1,8 +1,9 @@
 //! tokenwarden: declare per-API access-token lifetimes and offline access as Kubernetes
 //! resources, reconcile them into an issuer's configuration, and issue tokens that follow it.
 //!
-//! Data flows one way: YAML -> API server (schema, CEL) -> controller -> issuer config ->
-//! issuer -> token.
+//! Data flows one way: YAML -> API server (schema, CEL) -> declared objects -> verdicts and
+//! the issuer configuration -> configuration objects -> the snapshot in force -> a grant ->
+//! token (docs/architecture.md names each step).
 //!
 //! - [`api`]: the resource types and their validation, no I/O.
 //! - [`config`]: the one pure function from declared objects to the issuer's configuration.
