@@ -21,6 +21,8 @@
 //! - [`file_modes`]: the data folder 0700 and its files with secrets 0600.
 //! - [`cli`]: the subcommands.
 
+#![forbid(unsafe_code)]
+
 pub mod api;
 pub mod cli;
 pub mod config;

@@ -1,4 +1,5 @@
 //! The `tokenwarden` binary: parse the command line and hand over to the library.
+#![forbid(unsafe_code)]
 
 use clap::Parser;
 

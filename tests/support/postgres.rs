@@ -260,6 +260,7 @@ fn as_server_user(run_as: Option<(u32, u32)>, program: &Path) -> Command {
 }
 
 /// The ids of [`UNPRIVILEGED`] when this process is root, else `None`.
+#[allow(unsafe_code)] // libc
 pub fn unprivileged_ids() -> Result<Option<(u32, u32)>, String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {

@@ -5,6 +5,7 @@
 //! killed or aborts takes them along. At a normal exit (tests passed or failed) an `atexit` hook
 //! kills them and removes the folders. `stop` ends one child gracefully (SIGTERM, or the
 //! signal `stop_with` is given, then SIGKILL after a grace period). Only children registered here are ever signalled.
+#![allow(unsafe_code)] // libc: atexit, kill and the process group of the components
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
