@@ -130,11 +130,10 @@ pub enum Breach {
     SigningAlgorithmNotAllowed,
 }
 
-/// A broken rule: which guardrail, which rule, and the message that says so. The message is
-/// the one the chart's ValidatingAdmissionPolicy gives at admission, word for word.
+/// A broken rule and the message that says so (naming the guardrail). The message is the one
+/// the chart's ValidatingAdmissionPolicy gives at admission, word for word.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GuardrailBreach {
-    pub guardrail: String,
     pub breach: Breach,
     pub message: String,
 }
@@ -223,11 +222,7 @@ pub fn check(
             }
         }
     };
-    Some(GuardrailBreach {
-        guardrail: name,
-        breach,
-        message,
-    })
+    Some(GuardrailBreach { breach, message })
 }
 
 #[cfg(test)]
