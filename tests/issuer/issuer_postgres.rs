@@ -417,14 +417,15 @@ async fn replicas_sharing_a_data_folder_rotate_to_the_same_keys() {
     ];
     let a = start_standalone_with(dir.path(), free_port(), &[], &env).await;
     let b = start_standalone_with(dir.path(), free_port(), &[], &env).await;
-    let first = worker_kid(&a.base).await;
-    let mut rotations = 0;
-    let mut last = first.clone();
+    // Keys seen signing, in order. During a switch one replica may still sign with the old
+    // key for a moment (both are published), so a kid can come back: count new keys only.
+    let mut seen = vec![worker_kid(&a.base).await];
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
-    while rotations < 2 {
+    while seen.len() < 3 {
         assert!(
             std::time::Instant::now() < deadline,
-            "{rotations} rotations within 40 s"
+            "{} rotations within 40 s",
+            seen.len() - 1
         );
         for (signer, other) in [(&a, &b), (&b, &a)] {
             let kid = worker_kid(&signer.base).await;
@@ -436,14 +437,12 @@ async fn replicas_sharing_a_data_folder_rotate_to_the_same_keys() {
                 signer.base,
                 other.base
             );
-            if kid != last {
-                rotations += 1;
-                last = kid;
+            if !seen.contains(&kid) {
+                seen.push(kid);
             }
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_ne!(last, first);
 }
 
 /// A data folder another user owns, as Kubernetes mounts a volume (root's, group the pod's
