@@ -9,8 +9,11 @@ use std::io::Read as _;
 use tokenwarden::config::{self, IssuerConfig};
 use tokenwarden::config_objects;
 
+#[path = "support/at_scale.rs"]
+mod at_scale;
+
 fn bench(c: &mut Criterion) {
-    let declared = config::at_scale::declared(10_000);
+    let declared = at_scale::declared(10_000);
     let config = config::build(&declared).config;
     let encoded = config_objects::encode(&config).expect("encode");
     let json = serde_json::to_vec(&config).expect("json");

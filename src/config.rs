@@ -6,9 +6,6 @@
 //! scopes each client may ask for, and says why for every object that is not fully enforced.
 //! No I/O and no clock.
 
-#[doc(hidden)]
-pub mod at_scale;
-
 use crate::api::guardrail::{self, Breach, GuardrailBreach};
 use crate::api::{
     ApiClient, ApiTokenPolicy, AudienceGuardrail, ClientType, GrantType, Kind,
@@ -701,7 +698,7 @@ mod tests {
             audience: (*a).into(),
             scopes: s.iter().map(|s| (*s).into()).collect(),
         });
-        at_scale::machine_client(ns, name, grants.collect())
+        crate::at_scale::machine_client(ns, name, grants.collect())
     }
 
     fn reason_of(built: &Built, name: &str) -> Reason {

@@ -36,3 +36,11 @@ pub mod store;
 pub mod tokens;
 pub mod validate;
 pub mod watch_backoff;
+
+// The benchmarks' generator of declared objects at scale lives with them, out of the library;
+// the unit tests that measure sizes include it too, under the crate's public name.
+#[cfg(test)]
+extern crate self as tokenwarden;
+#[cfg(test)]
+#[path = "../benches/support/at_scale.rs"]
+mod at_scale;

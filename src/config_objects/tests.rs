@@ -11,7 +11,7 @@ fn objects(encoded: &Encoded) -> Vec<Option<ConfigMap>> {
 
 #[test]
 fn ten_thousand_policies_and_clients_fit_in_objects_under_one_mebibyte_and_read_back_equal() {
-    let built = build(&crate::config::at_scale::declared(10_000));
+    let built = build(&crate::at_scale::declared(10_000));
     assert_eq!(built.config.apis.len(), 10_000);
     assert_eq!(built.config.clients.len(), 10_000);
     let encoded = encode(&built.config).expect("encoded");
@@ -36,7 +36,7 @@ fn ten_thousand_policies_and_clients_fit_in_objects_under_one_mebibyte_and_read_
 
 #[test]
 fn equal_configurations_have_equal_checksums_and_a_change_changes_it() {
-    let built = build(&crate::config::at_scale::declared(10_000));
+    let built = build(&crate::at_scale::declared(10_000));
     let a = encode(&built.config).expect("a");
     let b = encode(&built.config.clone()).expect("b");
     assert_eq!(a.sha256, b.sha256);

@@ -130,7 +130,7 @@ fn oldest(declared: &Declared, kept: &[ObjectKey]) -> Declared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::at_scale;
+    use crate::at_scale;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
 

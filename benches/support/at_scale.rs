@@ -1,14 +1,18 @@
 //! Declared objects at scale, for the benchmarks and the size tests: `n` ApiTokenPolicies in
 //! 100 namespaces and `n` Confidential ApiClients, each client with a secret of its own (so
 //! that its hash does not compress, as in a real cluster) and two audiences.
+//!
+//! Not part of the library: the benchmarks include this file with `#[path]`, and so do the
+//! library's unit tests (as `crate::at_scale`, through `extern crate self as tokenwarden`), so
+//! it names everything by the crate's public paths.
 
-use super::{Declared, SecretData, Secrets};
-use crate::api::{
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use tokenwarden::api::{
     ApiClient, ApiClientSpec, ApiTokenPolicy, ApiTokenPolicySpec, AudienceGrant, ClientType,
     GrantType, ScopeDefinition,
 };
-use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use tokenwarden::config::{Declared, SecretData, Secrets};
 
 /// The audience of policy `i`.
 pub fn audience(i: usize) -> String {
