@@ -66,6 +66,8 @@ pub fn check(paths: &[PathBuf]) -> (Loaded, Vec<Problem>) {
     (loaded, problems)
 }
 
+/// The field a problem of `reason` points at: the one mapping from a verdict's reason to a
+/// field (guardrail breaches included).
 fn field_of(reason: Reason) -> &'static str {
     match reason {
         Reason::AudienceConflict | Reason::AudienceReserved | Reason::AudienceNotAllowed => {

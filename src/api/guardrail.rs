@@ -138,18 +138,6 @@ pub struct GuardrailBreach {
     pub message: String,
 }
 
-impl GuardrailBreach {
-    /// The field of the policy that breaks the rule.
-    pub fn field(&self) -> &'static str {
-        match self.breach {
-            Breach::AudienceReserved | Breach::AudienceNotAllowed => "spec.audience",
-            Breach::TokenLifetimeAboveMaximum { .. } => "spec.tokenExpirationSeconds",
-            Breach::OfflineAccessForbidden => "spec.offlineAccess",
-            Breach::SigningAlgorithmNotAllowed => "spec.signingAlgorithm",
-        }
-    }
-}
-
 impl fmt::Display for GuardrailBreach {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
@@ -287,7 +275,6 @@ mod tests {
         )
         .expect("reserved");
         assert_eq!(breach.breach, Breach::AudienceReserved);
-        assert_eq!(breach.field(), "spec.audience");
         assert_eq!(
             breach.message,
             "audience https://bank.payments.example.com is reserved by AudienceGuardrail payments for the namespaces payments-*"
