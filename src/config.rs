@@ -116,7 +116,10 @@ impl std::fmt::Debug for ClientConfig {
 mod hex_hash {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
-    pub fn serialize<S: Serializer>(hash: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(
+        hash: &Option<[u8; 32]>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match hash {
             Some(bytes) if s.is_human_readable() => {
                 s.serialize_some(&bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
@@ -126,7 +129,9 @@ mod hex_hash {
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<[u8; 32]>, D::Error> {
         if !d.is_human_readable() {
             return Option::<[u8; 32]>::deserialize(d);
         }

@@ -15,9 +15,9 @@ use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 /// The mode of a data folder tokenwarden creates.
-pub const PRIVATE_DIR: u32 = 0o700;
+pub(crate) const PRIVATE_DIR: u32 = 0o700;
 /// The mode of a file with secrets tokenwarden creates.
-pub const PRIVATE_FILE: u32 = 0o600;
+pub(crate) const PRIVATE_FILE: u32 = 0o600;
 /// The bits of group and others.
 const OPEN: u32 = 0o077;
 /// The bits of group and others to write.
@@ -57,7 +57,7 @@ pub enum FileModeError {
 
 /// Creates `dir`, and the folders above it that are missing, with mode 0700. An existing
 /// folder is left as it is ([`make_private`] checks it).
-pub fn create_private_dir(dir: &Path) -> Result<(), FileModeError> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), FileModeError> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(PRIVATE_DIR)
@@ -74,7 +74,7 @@ pub fn create_private_dir(dir: &Path) -> Result<(), FileModeError> {
 /// point): that is used, with a warning. Its files stay protected: one that is not the
 /// issuer's cannot be made private, so it is refused here, and another user's 0600 file cannot
 /// be read.
-pub fn make_private(path: &Path) -> Result<(), FileModeError> {
+pub(crate) fn make_private(path: &Path) -> Result<(), FileModeError> {
     let found = mode(path)?;
     if found & OPEN == 0 {
         return Ok(());
@@ -117,7 +117,10 @@ pub fn make_private(path: &Path) -> Result<(), FileModeError> {
 /// could replace the signing keys); when they may only read it, a warning says so and it is
 /// used (whoever provides the folder sets its modes: a Kubernetes Secret volume is mounted
 /// read-only, its files 0644 unless `defaultMode` says otherwise).
-pub fn check_read_only(path: &Path, read_only_file_system: bool) -> Result<(), FileModeError> {
+pub(crate) fn check_read_only(
+    path: &Path,
+    read_only_file_system: bool,
+) -> Result<(), FileModeError> {
     let found = mode(path)?;
     if found & OPEN == 0 {
         return Ok(());

@@ -22,20 +22,24 @@
 //! - [`cli`]: the subcommands.
 
 #![forbid(unsafe_code)]
+// `pub(crate)` is the default: `pub` marks what tests, benchmarks and the binary use.
+#![warn(unreachable_pub)]
+// The docs are built with the private items (scripts/test.sh), so the module maps may link them.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod config_objects;
 pub mod controller;
-pub mod file_modes;
+pub(crate) mod file_modes;
 pub mod issuer;
 pub mod manifests;
 pub mod serve;
 pub mod store;
 pub mod tokens;
 pub mod validate;
-pub mod watch_backoff;
+pub(crate) mod watch_backoff;
 
 // The benchmarks' generator of declared objects at scale lives with them, out of the library;
 // the unit tests that measure sizes include it too, under the crate's public name.

@@ -16,11 +16,11 @@ use tokio::time::Instant;
 const FIRST: Duration = Duration::from_millis(250);
 const LONGEST: Duration = Duration::from_secs(4);
 /// A watch this long without an error starts its backoff over.
-pub const CALM: Duration = Duration::from_secs(30);
+pub(crate) const CALM: Duration = Duration::from_secs(30);
 
 /// Doubling from 250 ms to 4 s.
 #[derive(Debug, Clone)]
-pub struct WatchBackoff {
+pub(crate) struct WatchBackoff {
     next: Duration,
     last_failure: Option<Instant>,
 }

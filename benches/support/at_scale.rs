@@ -15,13 +15,17 @@ use tokenwarden::api::{
 use tokenwarden::config::{Declared, SecretData, Secrets};
 
 /// The audience of policy `i`.
-pub fn audience(i: usize) -> String {
+pub(crate) fn audience(i: usize) -> String {
     format!("https://api-{i}.payments.example.com")
 }
 
 /// A Confidential client_credentials client `name` in `namespace`, granted `audiences`, whose
 /// Secret is the default `<name>-oauth` (no `secretRef`).
-pub fn machine_client(namespace: &str, name: &str, audiences: Vec<AudienceGrant>) -> ApiClient {
+pub(crate) fn machine_client(
+    namespace: &str,
+    name: &str,
+    audiences: Vec<AudienceGrant>,
+) -> ApiClient {
     let mut c = ApiClient::new(
         name,
         ApiClientSpec {
@@ -39,7 +43,7 @@ pub fn machine_client(namespace: &str, name: &str, audiences: Vec<AudienceGrant>
 }
 
 /// `n` policies and `n` clients, as the controller's caches would hold them.
-pub fn declared(n: usize) -> Declared {
+pub(crate) fn declared(n: usize) -> Declared {
     let namespace = |i: usize| format!("team-{}", i % 100);
     let policies = (0..n)
         .map(|i| {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 /// The generation last seen per object (by uid), for one watch.
 #[derive(Debug, Default)]
-pub struct Generations {
+pub(crate) struct Generations {
     seen: HashMap<String, i64>,
     /// Filled during a relist (`Init` .. `InitDone`), then swapped in: objects deleted while
     /// the watch was down drop out.
@@ -21,7 +21,7 @@ pub struct Generations {
 
 impl Generations {
     /// Whether `event` may change the outcome of a reconcile.
-    pub fn changed<K: Resource>(&mut self, event: &Event<K>) -> bool {
+    pub(crate) fn changed<K: Resource>(&mut self, event: &Event<K>) -> bool {
         match event {
             Event::Apply(object) => match key(object) {
                 Some((uid, generation)) => self.seen.insert(uid, generation) != Some(generation),

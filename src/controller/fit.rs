@@ -15,12 +15,15 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// The configuration of `declared` and its encoding, or of the oldest objects that fit.
-pub fn fit(declared: &Declared) -> Result<(Built, Encoded), ObjectsError> {
+pub(crate) fn fit(declared: &Declared) -> Result<(Built, Encoded), ObjectsError> {
     fit_within(declared, Limits::ISSUER)
 }
 
 /// [`fit`] within `limits`.
-pub fn fit_within(declared: &Declared, limits: Limits) -> Result<(Built, Encoded), ObjectsError> {
+pub(crate) fn fit_within(
+    declared: &Declared,
+    limits: Limits,
+) -> Result<(Built, Encoded), ObjectsError> {
     let built = config::build(declared);
     match config_objects::encode_within(&built.config, limits) {
         Ok(encoded) => return Ok((built, encoded)),

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 const ATTEMPTS: usize = 3;
 
 /// The signing-keys Secret as the controller last read or wrote it.
-pub struct SigningKeys {
+pub(crate) struct SigningKeys {
     api: Api<Secret>,
     namespace: String,
     schedule: Schedule,
@@ -33,14 +33,14 @@ pub struct SigningKeys {
 
 /// What a keys step did.
 #[derive(Debug, Clone, Default)]
-pub struct KeysReport {
+pub(crate) struct KeysReport {
     pub changes: Changes,
     /// When the schedule next has something to do (unix seconds).
     pub next_due: Option<u64>,
 }
 
 impl SigningKeys {
-    pub fn new(api: Api<Secret>, namespace: String, schedule: Schedule) -> Self {
+    pub(crate) fn new(api: Api<Secret>, namespace: String, schedule: Schedule) -> Self {
         Self {
             api,
             namespace,
@@ -51,13 +51,13 @@ impl SigningKeys {
 
     /// Forget what was read, so the next step reads the Secret again (a new leader, the
     /// periodic resync).
-    pub fn forget(&mut self) {
+    pub(crate) fn forget(&mut self) {
         self.known = None;
     }
 
     /// Make the Secret hold the key set the schedule wants at `now`, given the longest token
     /// lifetime of any policy. Writes only when something changed.
-    pub async fn reconcile(
+    pub(crate) async fn reconcile(
         &mut self,
         now: u64,
         longest_lifetime: u64,

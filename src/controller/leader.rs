@@ -21,22 +21,22 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// Name of the Lease.
-pub const LEASE_NAME: &str = "tokenwarden-controller";
+pub(crate) const LEASE_NAME: &str = "tokenwarden-controller";
 /// How long a Lease not renewed stays with its holder.
-pub const LEASE_DURATION: Duration = Duration::from_secs(15);
+pub(crate) const LEASE_DURATION: Duration = Duration::from_secs(15);
 /// How often the leader renews.
-pub const RENEW_EVERY: Duration = Duration::from_secs(5);
+pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// How often a follower looks at the Lease.
-pub const RETRY_EVERY: Duration = Duration::from_secs(2);
+pub(crate) const RETRY_EVERY: Duration = Duration::from_secs(2);
 /// A leader that has not renewed for this long steps down; each Lease call is given at most
 /// this long. Shorter than [`LEASE_DURATION`], so the leader has stopped before a follower may
 /// take the Lease over, even when a call hangs on a connection that went silent (kube sets no
 /// read timeout).
-pub const RENEW_DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const RENEW_DEADLINE: Duration = Duration::from_secs(10);
 
 /// What to do with the Lease as read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Nobody holds it, or its holder let it expire: take it.
     Acquire,
     /// We hold it: renew it.
@@ -49,7 +49,7 @@ pub enum Decision {
 /// seen unchanged for `unchanged_for` (by its own clock). Another holder's Lease expires when
 /// it has not changed for its `leaseDurationSeconds` as this replica observed it, never by the
 /// holder's time stamps: clocks of two nodes need not agree (as client-go decides).
-pub fn decide(spec: Option<&LeaseSpec>, me: &str, unchanged_for: Duration) -> Decision {
+pub(crate) fn decide(spec: Option<&LeaseSpec>, me: &str, unchanged_for: Duration) -> Decision {
     let Some(spec) = spec else {
         return Decision::Acquire;
     };
@@ -73,7 +73,7 @@ pub fn decide(spec: Option<&LeaseSpec>, me: &str, unchanged_for: Duration) -> De
 /// How long to wait before the next attempt. A leader whose renewal failed (a 500, a reset
 /// connection) tries again sooner than it renews, so one failed call does not make it step
 /// down: the next renewal would come too late for [`RENEW_DEADLINE`].
-pub fn next_attempt_after(leading: bool, succeeded: bool) -> Duration {
+pub(crate) fn next_attempt_after(leading: bool, succeeded: bool) -> Duration {
     if leading && succeeded {
         RENEW_EVERY
     } else {
@@ -82,7 +82,7 @@ pub fn next_attempt_after(leading: bool, succeeded: bool) -> Duration {
 }
 
 /// One replica's side of the election.
-pub struct Elector {
+pub(crate) struct Elector {
     api: Api<Lease>,
     identity: String,
     /// The Lease's resourceVersion as last read, and when this replica first read it so.
@@ -90,7 +90,7 @@ pub struct Elector {
 }
 
 impl Elector {
-    pub fn new(api: Api<Lease>, identity: String) -> Self {
+    pub(crate) fn new(api: Api<Lease>, identity: String) -> Self {
         Self {
             api,
             identity,
@@ -115,7 +115,7 @@ impl Elector {
     }
 
     /// Take part until `shutdown`, telling `leading` whether this replica leads.
-    pub async fn run(self, leading: watch::Sender<bool>, shutdown: CancellationToken) {
+    pub(crate) async fn run(self, leading: watch::Sender<bool>, shutdown: CancellationToken) {
         let mut last_renewed: Option<tokio::time::Instant> = None;
         loop {
             // The Lease says it was renewed when this attempt started, so count from then. A
@@ -257,7 +257,7 @@ impl Elector {
 
 /// This replica's identity: `POD_NAME` or `HOSTNAME`, with a random suffix so that two
 /// processes on one host differ.
-pub fn identity() -> String {
+pub(crate) fn identity() -> String {
     let base = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "tokenwarden-controller".to_owned());

@@ -21,17 +21,17 @@
 //! but a status. The controller owns its configuration objects, the signing keys, the Secrets
 //! it generated and the status fields it writes; it changes nothing else.
 
-pub mod changes;
-pub mod fit;
-pub mod keys;
-pub mod leader;
+pub(crate) mod changes;
+pub(crate) mod fit;
+pub(crate) mod keys;
+pub(crate) mod leader;
 pub mod metrics;
-pub mod pacing;
-pub mod publish;
-pub mod reconcile;
+pub(crate) mod pacing;
+pub(crate) mod publish;
+pub(crate) mod reconcile;
 mod reconcile_loop;
-pub mod secrets;
-pub mod status;
+pub(crate) mod secrets;
+pub(crate) mod status;
 
 use crate::api::{ApiClient, ApiTokenPolicy, AudienceGuardrail};
 use crate::config_objects::{self, MANIFEST_NAME, ObjectsError};

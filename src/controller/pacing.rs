@@ -12,12 +12,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// How long the controller waits after a change for more changes before it reconciles.
-pub const DEBOUNCE: Duration = Duration::from_millis(50);
+pub(crate) const DEBOUNCE: Duration = Duration::from_millis(50);
 /// How often everything is reconciled and re-read even without a change.
-pub const RESYNC: Duration = Duration::from_secs(300);
+pub(crate) const RESYNC: Duration = Duration::from_secs(300);
 /// First and longest wait before a failed reconcile is retried.
-pub const BACKOFF_MIN: Duration = Duration::from_millis(200);
-pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
+pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(200);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// How long after the signing keys are due the controller wakes, so that the reconcile then
 /// sees the wall clock at or past the time they are due.
 const KEYS_DUE_MARGIN: Duration = Duration::from_millis(10);
@@ -25,20 +25,20 @@ const KEYS_DUE_MARGIN: Duration = Duration::from_millis(10);
 /// One reading of the controller's clocks: the monotonic instant (tokio's, which paused time in
 /// tests moves) and the wall clock (since the Unix epoch), taken together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Now {
+pub(crate) struct Now {
     pub instant: Instant,
     pub since_epoch: Duration,
 }
 
 impl Now {
     /// Unix seconds (for key creation times and status time stamps).
-    pub fn unix_seconds(&self) -> u64 {
+    pub(crate) fn unix_seconds(&self) -> u64 {
         self.since_epoch.as_secs()
     }
 
     /// The monotonic instant of unix second `at` (a little after it, so that a reconcile then
     /// sees the wall clock at or past `at`); this instant when `at` has passed.
-    pub fn instant_of(&self, at: u64) -> Instant {
+    pub(crate) fn instant_of(&self, at: u64) -> Instant {
         let wait = Duration::from_secs(at).saturating_sub(self.since_epoch);
         self.instant + wait + KEYS_DUE_MARGIN
     }
@@ -47,9 +47,10 @@ impl Now {
 /// Where the controller reads the time: the system's clocks, or, in tests, a wall clock that
 /// moves with tokio's (paused) time from a chosen start.
 #[derive(Debug, Clone, Copy)]
-pub enum Clock {
+pub(crate) enum Clock {
     System,
     /// The wall clock read `since_epoch` at tokio instant `at`.
+    #[cfg(test)]
     FollowsTokio {
         at: Instant,
         since_epoch: Duration,
@@ -57,12 +58,13 @@ pub enum Clock {
 }
 
 impl Clock {
-    pub fn now(&self) -> Now {
+    pub(crate) fn now(&self) -> Now {
         let instant = Instant::now();
         let since_epoch = match self {
             Self::System => std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or(Duration::ZERO),
+            #[cfg(test)]
             Self::FollowsTokio { at, since_epoch } => {
                 *since_epoch + instant.saturating_duration_since(*at)
             }
@@ -76,7 +78,7 @@ impl Clock {
 
 /// This replica's part, as [`Pacing::on_leadership`] sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     /// Another replica leads: no reconcile, no timer.
     Follower,
     /// This replica has just started to lead: it trusts nothing it did not write itself.
@@ -87,7 +89,7 @@ pub enum Role {
 
 /// When the next reconcile is due, and whether it verifies.
 #[derive(Debug, Clone)]
-pub struct Pacing {
+pub(crate) struct Pacing {
     leading: bool,
     /// The wait after the next failure.
     backoff: Duration,
@@ -101,7 +103,7 @@ pub struct Pacing {
 
 impl Pacing {
     /// Started at `now`, not leading yet.
-    pub fn new(now: Instant) -> Self {
+    pub(crate) fn new(now: Instant) -> Self {
         Self {
             leading: false,
             backoff: BACKOFF_MIN,
@@ -113,7 +115,7 @@ impl Pacing {
 
     /// When the loop wakes by itself: the retry, the resync or the keys, whichever is first.
     /// `None` for a follower, which waits for a change or for leadership.
-    pub fn next_wake(&self) -> Option<Instant> {
+    pub(crate) fn next_wake(&self) -> Option<Instant> {
         if !self.leading {
             return None;
         }
@@ -127,7 +129,7 @@ impl Pacing {
     /// Leadership as known at `now`. A new leader verifies at once and drops a pending retry:
     /// whatever changed while no controller led, a deleted configuration shard above all, is
     /// put right at once. A follower forgets when the keys were due (the leader knows).
-    pub fn on_leadership(&mut self, now: Instant, leading: bool) -> Role {
+    pub(crate) fn on_leadership(&mut self, now: Instant, leading: bool) -> Role {
         let was_leading = std::mem::replace(&mut self.leading, leading);
         match (was_leading, leading) {
             (_, false) => {
@@ -145,7 +147,7 @@ impl Pacing {
 
     /// The earliest start of a reconcile woken at `now`: after [`DEBOUNCE`], which coalesces
     /// a burst of changes, and not before a pending retry.
-    pub fn not_before(&self, now: Instant) -> Instant {
+    pub(crate) fn not_before(&self, now: Instant) -> Instant {
         let debounced = now + DEBOUNCE;
         self.retry_at
             .map_or(debounced, |retry| retry.max(debounced))
@@ -153,7 +155,7 @@ impl Pacing {
 
     /// A reconcile starts at `now`: whether it verifies (the resync is due, which then moves
     /// [`RESYNC`] on).
-    pub fn start(&mut self, now: Instant) -> bool {
+    pub(crate) fn start(&mut self, now: Instant) -> bool {
         let verify = now >= self.next_resync;
         if verify {
             self.next_resync = now + RESYNC;
@@ -163,7 +165,7 @@ impl Pacing {
 
     /// A reconcile succeeded at `now`; the signing keys are next due at unix second
     /// `keys_due`. The backoff starts over.
-    pub fn on_success(&mut self, now: Now, keys_due: Option<u64>) {
+    pub(crate) fn on_success(&mut self, now: Now, keys_due: Option<u64>) {
         self.backoff = BACKOFF_MIN;
         self.retry_at = None;
         self.on_keys_due(now, keys_due);
@@ -171,7 +173,7 @@ impl Pacing {
 
     /// A reconcile failed at `now`: it is retried after the backoff, which doubles up to
     /// [`BACKOFF_MAX`]. Returns the wait.
-    pub fn on_failure(&mut self, now: Instant) -> Duration {
+    pub(crate) fn on_failure(&mut self, now: Instant) -> Duration {
         let wait = self.backoff;
         self.retry_at = Some(now + wait);
         self.backoff = (wait * 2).min(BACKOFF_MAX);
@@ -179,7 +181,7 @@ impl Pacing {
     }
 
     /// The signing keys are next due at unix second `at` (`None`: nothing is scheduled).
-    pub fn on_keys_due(&mut self, now: Now, at: Option<u64>) {
+    pub(crate) fn on_keys_due(&mut self, now: Now, at: Option<u64>) {
         self.keys_due = at.map(|at| now.instant_of(at));
     }
 }

@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 /// The manifest the controller last wrote, recorded before the write so that the watch's
 /// event of it is always recognised.
-pub type OwnManifest = Arc<Mutex<Option<Manifest>>>;
+pub(crate) type OwnManifest = Arc<Mutex<Option<Manifest>>>;
 
 /// Whether a manifest ConfigMap says exactly what the controller last wrote.
-pub fn is_own(own: OwnManifest) -> impl Fn(&ConfigMap) -> bool + Send + 'static {
+pub(crate) fn is_own(own: OwnManifest) -> impl Fn(&ConfigMap) -> bool + Send + 'static {
     move |map| {
         let written = own.lock().unwrap_or_else(PoisonError::into_inner);
         written.is_some() && config_objects::read_manifest(map).ok() == *written
@@ -22,7 +22,7 @@ pub fn is_own(own: OwnManifest) -> impl Fn(&ConfigMap) -> bool + Send + 'static 
 
 /// What a publication did.
 #[derive(Debug, Clone)]
-pub struct Published {
+pub(crate) struct Published {
     pub revision: u64,
     /// Whether anything was written.
     pub written: bool,
@@ -35,7 +35,7 @@ pub struct Published {
 /// [`super::fit`]). With `verify`, the shards are read back too (a periodic check that nobody
 /// changed or deleted one); otherwise a manifest with the same checksum means there is nothing
 /// to do.
-pub async fn publish(
+pub(crate) async fn publish(
     api: &Api<ConfigMap>,
     namespace: &str,
     encoded: &Encoded,

@@ -30,7 +30,7 @@ const STATUS_CONCURRENCY: usize = 16;
 
 /// What a reconcile did.
 #[derive(Debug, Clone)]
-pub struct Report {
+pub(crate) struct Report {
     pub published: Published,
     pub status_writes: usize,
     pub secrets_generated: u64,
@@ -42,7 +42,7 @@ pub struct Report {
 
 /// Milliseconds of each step of one reconcile.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Steps {
+pub(crate) struct Steps {
     /// Client Secrets found, read or created.
     pub secrets: u64,
     /// Signing keys checked (and rotated when due).
@@ -64,7 +64,7 @@ fn lap(mark: &mut Instant) -> u64 {
 }
 
 /// The controller's view of the cluster and its handles to change it.
-pub struct Reconciler {
+pub(crate) struct Reconciler {
     pub client: Client,
     pub namespace: String,
     pub policies: Store<ApiTokenPolicy>,
@@ -81,7 +81,11 @@ pub struct Reconciler {
 impl Reconciler {
     /// Reconcile everything once at `now`. `verify` also re-reads what is normally trusted
     /// (the configuration shards, the signing keys), for the periodic resync.
-    pub async fn reconcile(&mut self, verify: bool, now: Now) -> Result<Report, ControllerError> {
+    pub(crate) async fn reconcile(
+        &mut self,
+        verify: bool,
+        now: Now,
+    ) -> Result<Report, ControllerError> {
         let mut steps = Steps::default();
         let mut mark = Instant::now();
         let policies = self.policies.state();

@@ -36,23 +36,23 @@ use zeroize::Zeroizing;
 
 /// Label on the Secrets the controller creates (value `"true"`); the controller watches the
 /// Secrets that carry it.
-pub const CLIENT_SECRET_LABEL: &str = "tokenwarden.dev/client-secret";
+pub(crate) const CLIENT_SECRET_LABEL: &str = "tokenwarden.dev/client-secret";
 /// How long a user-provided (unlabelled) Secret read with a GET is trusted before it is read
 /// again.
-pub const RESYNC: Duration = Duration::from_secs(300);
+pub(crate) const RESYNC: Duration = Duration::from_secs(300);
 /// How many Secrets a reconcile reads at once.
 const READ_CONCURRENCY: usize = 16;
 
 /// Secrets created or completed in one reconcile.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Generated {
+pub(crate) struct Generated {
     pub created: u64,
     pub keys_added: u64,
 }
 
 /// The namespaces whose client Secrets the controller may touch.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SecretScope {
+pub(crate) enum SecretScope {
     /// Every namespace (cluster-wide rights on Secrets).
     All,
     /// Only these (a Role in each).
@@ -62,7 +62,7 @@ pub enum SecretScope {
 impl SecretScope {
     /// From `--secret-namespaces`: not given, or containing `*`, is every namespace; given
     /// empty, none.
-    pub fn new(namespaces: Option<&[String]>) -> Self {
+    pub(crate) fn new(namespaces: Option<&[String]>) -> Self {
         let Some(namespaces) = namespaces else {
             return Self::All;
         };
@@ -78,7 +78,7 @@ impl SecretScope {
         }
     }
 
-    pub fn contains(&self, namespace: &str) -> bool {
+    pub(crate) fn contains(&self, namespace: &str) -> bool {
         match self {
             Self::All => true,
             Self::Namespaces(names) => names.contains(namespace),
@@ -86,7 +86,7 @@ impl SecretScope {
     }
 
     /// The Secret APIs to watch: one cluster-wide, or one per namespace.
-    pub fn apis(&self, client: &Client) -> Vec<Api<Secret>> {
+    pub(crate) fn apis(&self, client: &Client) -> Vec<Api<Secret>> {
         match self {
             Self::All => vec![Api::all(client.clone())],
             Self::Namespaces(names) => names
@@ -98,7 +98,7 @@ impl SecretScope {
 }
 
 /// The client secrets the controller knows.
-pub struct ClientSecrets {
+pub(crate) struct ClientSecrets {
     client: Client,
     scope: SecretScope,
     /// Labelled Secrets, kept by the watches (one per namespace of the scope, or one for all).
@@ -113,7 +113,7 @@ pub struct ClientSecrets {
 }
 
 impl ClientSecrets {
-    pub fn new(client: Client, scope: SecretScope, labelled: Vec<Store<Secret>>) -> Self {
+    pub(crate) fn new(client: Client, scope: SecretScope, labelled: Vec<Store<Secret>>) -> Self {
         Self {
             client,
             scope,
@@ -128,7 +128,7 @@ impl ClientSecrets {
     /// adding missing keys. With `verify` (the periodic full reconcile), user-provided Secrets
     /// are read again however recently they were, so a change to one applies within one
     /// resync period.
-    pub async fn resolve(
+    pub(crate) async fn resolve(
         &mut self,
         clients: &[Arc<ApiClient>],
         now: Instant,
@@ -228,7 +228,7 @@ impl ClientSecrets {
     /// Say why a client has no secret when [`crate::config::build`] only saw none
     /// (`SecretNotFound`): the controller did not look, outside its scope; or the API server
     /// refused the Secret it writes.
-    pub fn explain_missing(&self, clients: &[Arc<ApiClient>], verdicts: &mut [Verdict]) {
+    pub(crate) fn explain_missing(&self, clients: &[Arc<ApiClient>], verdicts: &mut [Verdict]) {
         for verdict in verdicts
             .iter_mut()
             .filter(|v| v.kind == Kind::ApiClient && v.reason == Reason::SecretNotFound)
@@ -465,7 +465,7 @@ fn data_of(secret: &Secret) -> SecretData {
 }
 
 /// 256 random bits from the CSPRNG, base64url without padding (43 characters).
-pub fn random_secret() -> Result<Zeroizing<String>, ControllerError> {
+pub(crate) fn random_secret() -> Result<Zeroizing<String>, ControllerError> {
     let mut bytes = Zeroizing::new([0u8; 32]);
     SystemRandom::new()
         .fill(&mut *bytes)

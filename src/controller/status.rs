@@ -17,13 +17,13 @@ use crate::config::Verdict;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// The condition types the controller owns.
-pub const READY: &str = "Ready";
-pub const STALLED: &str = "Stalled";
+pub(crate) const READY: &str = "Ready";
+pub(crate) const STALLED: &str = "Stalled";
 
 /// The controller's conditions for `verdict`: `Ready`, and `Stalled` when any of its problems
 /// needs a person (`Verdict::stalled`); each keeps its stored transition time while its
 /// status and reason stay the same.
-pub fn conditions(
+pub(crate) fn conditions(
     verdict: &Verdict,
     generation: Option<i64>,
     stored: &[Condition],
@@ -65,7 +65,7 @@ fn of_type<'c>(conditions: &'c [Condition], type_: &str) -> Option<&'c Condition
 }
 
 /// The stored `Ready` condition, if any.
-pub fn ready_of(conditions: &[Condition]) -> Option<&Condition> {
+pub(crate) fn ready_of(conditions: &[Condition]) -> Option<&Condition> {
     of_type(conditions, READY)
 }
 
@@ -80,7 +80,7 @@ fn owned_differ(stored: &[Condition], desired: &[Condition]) -> bool {
 /// status or reason, or a first condition that says something is wrong. A first `Ready=True`
 /// is not announced: the status says it, and a cold start or a bulk apply of 10,000 objects
 /// would otherwise write 10,000 Events that report nothing to act on (docs/decisions.md).
-pub fn is_transition(previous: Option<&Condition>, desired: &Condition) -> bool {
+pub(crate) fn is_transition(previous: Option<&Condition>, desired: &Condition) -> bool {
     match previous {
         None => desired.status != "True",
         Some(p) => p.status != desired.status || p.reason != desired.reason,
@@ -88,7 +88,7 @@ pub fn is_transition(previous: Option<&Condition>, desired: &Condition) -> bool 
 }
 
 /// The status the controller wants on a policy, with only the fields it owns.
-pub fn policy_status(
+pub(crate) fn policy_status(
     verdict: &Verdict,
     generation: Option<i64>,
     stored: Option<&ApiTokenPolicyStatus>,
@@ -102,7 +102,7 @@ pub fn policy_status(
 }
 
 /// The status the controller wants on a client, with only the fields it owns.
-pub fn client_status(
+pub(crate) fn client_status(
     verdict: &Verdict,
     generation: Option<i64>,
     client_id: String,
@@ -118,7 +118,7 @@ pub fn client_status(
 }
 
 /// The status of either kind, as the controller writes it.
-pub trait OwnedStatus: serde::Serialize {
+pub(crate) trait OwnedStatus: serde::Serialize {
     fn conditions(&self) -> &[Condition];
 
     /// Whether `stored` differs from `self` (the desired status) in a field the controller

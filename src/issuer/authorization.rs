@@ -22,7 +22,7 @@ use crate::config::{ClientConfig, IssuerConfig};
 /// Its `Debug` leaves out the client's `state` and `nonce`, which bind the answer to one
 /// browser's sign-in and so have no place in a log.
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AuthorizationRequest {
+pub(crate) struct AuthorizationRequest {
     pub client_id: String,
     pub redirect_uri: String,
     /// Sent back unchanged with the code or the error.
@@ -55,21 +55,21 @@ impl std::fmt::Debug for AuthorizationRequest {
 
 impl AuthorizationRequest {
     /// The API scopes, without `offline_access`.
-    pub fn api_scopes(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn api_scopes(&self) -> impl Iterator<Item = &str> {
         self.scope
             .split(' ')
             .filter(|s| !s.is_empty() && *s != OFFLINE_ACCESS)
     }
 
     /// Whether the user is asked for offline access (a refresh token, if the policy allows).
-    pub fn offline_access(&self) -> bool {
+    pub(crate) fn offline_access(&self) -> bool {
         self.scope.split(' ').any(|s| s == OFFLINE_ACCESS)
     }
 }
 
 /// Why a request cannot be sent back to the client: the user sees an error page (400).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Untrusted {
+pub(crate) enum Untrusted {
     /// The query cannot be parsed (bad encoding, a repeated parameter, too large).
     Malformed,
     MissingClientId,
@@ -81,7 +81,7 @@ pub enum Untrusted {
 
 impl Untrusted {
     /// A fixed explanation for the error page; never the request's own values.
-    pub fn message(self) -> &'static str {
+    pub(crate) fn message(self) -> &'static str {
         match self {
             Self::Malformed => "The sign-in request is malformed.",
             Self::MissingClientId => "The sign-in request does not name an application.",
@@ -98,7 +98,7 @@ impl Untrusted {
 
 /// Why a request was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Rejection {
+pub(crate) enum Rejection {
     /// Show an error page; never redirect.
     Untrusted(Untrusted),
     /// The redirect URI is good: send the error to the client there.
@@ -122,7 +122,7 @@ pub enum Rejection {
 /// back to the redirect URI at once only when the client is first-party; any other client's
 /// registered URI may be anyone's phishing site, so the user is asked first
 /// ([`Rejection::Confirm`]).
-pub fn unprompted(
+pub(crate) fn unprompted(
     config: &IssuerConfig,
     first_party: &FirstPartyClients,
     form: &Form,
@@ -181,7 +181,7 @@ fn trusted_return<'f>(
 /// Whether the user may be sent on without seeing who asks (in upstream-only mode, straight to
 /// the provider): only for a first-party client. Any other client is shown with its API and
 /// scopes first, and the user agrees with the page's button.
-pub fn skips_agreement(
+pub(crate) fn skips_agreement(
     config: &IssuerConfig,
     first_party: &FirstPartyClients,
     request: &AuthorizationRequest,
@@ -196,12 +196,15 @@ pub fn skips_agreement(
 /// value too long): always an error page. Nothing in a query that does not parse establishes
 /// the client or its redirect URI (with a parameter repeated, which one was meant is
 /// anyone's guess), so nothing is sent anywhere.
-pub fn malformed() -> Rejection {
+pub(crate) fn malformed() -> Rejection {
     Rejection::Untrusted(Untrusted::Malformed)
 }
 
 /// Validate an authorization request. `form` is the parsed query.
-pub fn validate(config: &IssuerConfig, form: &Form) -> Result<AuthorizationRequest, Rejection> {
+pub(crate) fn validate(
+    config: &IssuerConfig,
+    form: &Form,
+) -> Result<AuthorizationRequest, Rejection> {
     let (client, redirect_uri) = trusted_return(config, form)?;
     let state = form.get("state").map(str::to_owned);
     let refuse = |error: OAuthError| Rejection::Redirect {
@@ -289,7 +292,7 @@ fn is_s256_challenge(challenge: &str) -> bool {
 
 /// The URL that answers a request at `redirect_uri`: its own query kept, then `params`, then
 /// `state` when there is one and `iss` (RFC 9207).
-pub fn redirect_url(
+pub(crate) fn redirect_url(
     redirect_uri: &str,
     params: &[(&str, &str)],
     state: Option<&str>,
@@ -310,7 +313,7 @@ pub fn redirect_url(
 }
 
 /// The URL that sends an error back to the client.
-pub fn error_url(
+pub(crate) fn error_url(
     redirect_uri: &str,
     error: &OAuthError,
     state: Option<&str>,

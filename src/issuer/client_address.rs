@@ -22,7 +22,7 @@ use std::str::FromStr;
 /// The address of requests whose `X-Forwarded-For`, from a trusted proxy, cannot be read: the
 /// unspecified address, which no TCP peer has, so these requests share one brute-force count
 /// of their own.
-pub const GARBLED: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+pub(crate) const GARBLED: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 
 /// The proxies whose `X-Forwarded-For` is believed. Empty: none, the peer is the client.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 
 /// How the client presented itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
+pub(crate) enum Method {
     Basic,
     Post,
     /// A public client: `client_id` only.
@@ -20,7 +20,7 @@ pub enum Method {
 }
 
 /// Authenticate the client of a token, revocation or introspection request.
-pub fn authenticate<'c>(
+pub(crate) fn authenticate<'c>(
     config: &'c IssuerConfig,
     headers: &HeaderMap,
     form: &Form,

@@ -11,7 +11,7 @@ use crate::store::StoreError;
 
 /// The `error` codes tokenwarden answers with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorCode {
+pub(crate) enum ErrorCode {
     InvalidRequest,
     InvalidClient,
     InvalidGrant,
@@ -19,7 +19,6 @@ pub enum ErrorCode {
     UnsupportedGrantType,
     InvalidScope,
     InvalidTarget,
-    UnsupportedTokenType,
     /// RFC 6749 §4.1.2.1, at the authorization endpoint.
     UnsupportedResponseType,
     AccessDenied,
@@ -30,7 +29,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::InvalidRequest => "invalid_request",
             Self::InvalidClient => "invalid_client",
@@ -39,7 +38,6 @@ impl ErrorCode {
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidScope => "invalid_scope",
             Self::InvalidTarget => "invalid_target",
-            Self::UnsupportedTokenType => "unsupported_token_type",
             Self::UnsupportedResponseType => "unsupported_response_type",
             Self::AccessDenied => "access_denied",
             Self::LoginRequired => "login_required",
@@ -51,7 +49,7 @@ impl ErrorCode {
 
 /// An OAuth 2.0 error response.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OAuthError {
+pub(crate) struct OAuthError {
     pub code: ErrorCode,
     /// A fixed, human-readable explanation (`error_description`).
     pub description: &'static str,
@@ -60,7 +58,7 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
-    pub const fn new(code: ErrorCode, description: &'static str) -> Self {
+    pub(crate) const fn new(code: ErrorCode, description: &'static str) -> Self {
         Self {
             code,
             description,
@@ -68,34 +66,34 @@ impl OAuthError {
         }
     }
 
-    pub const fn invalid_request(description: &'static str) -> Self {
+    pub(crate) const fn invalid_request(description: &'static str) -> Self {
         Self::new(ErrorCode::InvalidRequest, description)
     }
 
-    pub const fn invalid_grant(description: &'static str) -> Self {
+    pub(crate) const fn invalid_grant(description: &'static str) -> Self {
         Self::new(ErrorCode::InvalidGrant, description)
     }
 
-    pub const fn invalid_scope(description: &'static str) -> Self {
+    pub(crate) const fn invalid_scope(description: &'static str) -> Self {
         Self::new(ErrorCode::InvalidScope, description)
     }
 
-    pub const fn invalid_target(description: &'static str) -> Self {
+    pub(crate) const fn invalid_target(description: &'static str) -> Self {
         Self::new(ErrorCode::InvalidTarget, description)
     }
 
-    pub const fn unauthorized_client(description: &'static str) -> Self {
+    pub(crate) const fn unauthorized_client(description: &'static str) -> Self {
         Self::new(ErrorCode::UnauthorizedClient, description)
     }
 
-    pub const fn unavailable() -> Self {
+    pub(crate) const fn unavailable() -> Self {
         Self::new(
             ErrorCode::TemporarilyUnavailable,
             "the token store is unavailable; try again shortly",
         )
     }
 
-    pub const fn server_error() -> Self {
+    pub(crate) const fn server_error() -> Self {
         Self::new(
             ErrorCode::ServerError,
             "the issuer could not complete the request",
@@ -103,7 +101,7 @@ impl OAuthError {
     }
 
     /// `invalid_client`; over HTTP Basic it is a 401 with a challenge (RFC 6749 §5.2).
-    pub const fn invalid_client(basic: bool) -> Self {
+    pub(crate) const fn invalid_client(basic: bool) -> Self {
         Self {
             code: ErrorCode::InvalidClient,
             description: "client authentication failed",
@@ -122,7 +120,7 @@ impl std::error::Error for OAuthError {}
 
 /// A store error as the client sees it: `temporarily_unavailable` (HTTP 503) when the store is
 /// down, `server_error` (HTTP 500) otherwise. The cause is logged, never answered.
-pub fn store_error(error: StoreError) -> OAuthError {
+pub(crate) fn store_error(error: StoreError) -> OAuthError {
     if error.is_unavailable() {
         tracing::warn!(error = %error, "store unavailable");
         OAuthError::unavailable()

@@ -7,18 +7,18 @@ use super::error::OAuthError;
 use std::collections::BTreeMap;
 
 /// Largest request body accepted by the OAuth endpoints.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Most parameters in one request.
-pub const MAX_PARAMS: usize = 32;
+pub(crate) const MAX_PARAMS: usize = 32;
 /// Longest value of one parameter.
-pub const MAX_VALUE_BYTES: usize = 4096;
+pub(crate) const MAX_VALUE_BYTES: usize = 4096;
 
 /// Parameters that may be sent more than once.
 const REPEATABLE: &[&str] = &["resource"];
 
 /// The parameters of one request.
 #[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Form {
+pub(crate) struct Form {
     params: BTreeMap<String, Vec<String>>,
 }
 
@@ -31,7 +31,7 @@ impl std::fmt::Debug for Form {
 
 impl Form {
     /// Parse an encoded form (a body or a query string).
-    pub fn parse(bytes: &[u8]) -> Result<Self, OAuthError> {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, OAuthError> {
         if bytes.len() > MAX_BODY_BYTES {
             return Err(OAuthError::invalid_request("the request is too large"));
         }
@@ -65,7 +65,7 @@ impl Form {
     }
 
     /// The value of a parameter; an empty value counts as absent (RFC 6749 §3.1).
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.params
             .get(name)
             .and_then(|v| v.first())
@@ -74,12 +74,12 @@ impl Form {
     }
 
     /// A parameter that must be present.
-    pub fn require(&self, name: &str, missing: &'static str) -> Result<&str, OAuthError> {
+    pub(crate) fn require(&self, name: &str, missing: &'static str) -> Result<&str, OAuthError> {
         self.get(name).ok_or(OAuthError::invalid_request(missing))
     }
 
     /// Every value of a repeatable parameter, empty values left out.
-    pub fn all(&self, name: &str) -> Vec<&str> {
+    pub(crate) fn all(&self, name: &str) -> Vec<&str> {
         self.params
             .get(name)
             .map(|v| {
@@ -93,7 +93,7 @@ impl Form {
 }
 
 /// Percent-decode one component (`+` is a space), requiring UTF-8 and no control characters.
-pub fn decode(raw: &[u8]) -> Result<String, OAuthError> {
+pub(crate) fn decode(raw: &[u8]) -> Result<String, OAuthError> {
     let bad = OAuthError::invalid_request("the request is not a well-formed form");
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;

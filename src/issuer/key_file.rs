@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// `keys.json` of one data folder, and that folder's lock.
-pub struct KeyFile {
+pub(crate) struct KeyFile {
     path: PathBuf,
     /// `None` in a read-only folder where no lock file exists.
     lock: Option<File>,
@@ -57,7 +57,7 @@ impl KeyFile {
     ///
     /// The folder and `keys.json` are made private first (0700 and 0600, [`file_modes`]);
     /// a read-only folder is only checked.
-    pub fn open(dir: &Path, now: u64) -> Result<(Self, KeySet, bool), TokenError> {
+    pub(crate) fn open(dir: &Path, now: u64) -> Result<(Self, KeySet, bool), TokenError> {
         let lock_path = dir.join("keys.lock");
         let writable = File::options()
             .create(true)
@@ -197,7 +197,7 @@ fn fingerprint(path: &Path) -> Result<Option<Fingerprint>, TokenError> {
 }
 
 /// Keep the key file and the keys in force on schedule until `shutdown`.
-pub async fn rotate(
+pub(crate) async fn rotate(
     mut file: KeyFile,
     schedule: Schedule,
     keys: Arc<ArcSwap<Keys>>,

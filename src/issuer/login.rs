@@ -22,11 +22,11 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
 
 /// How long the login form may stay open.
-pub const LOGIN_TTL_SECS: u64 = 10 * 60;
+pub(crate) const LOGIN_TTL_SECS: u64 = 10 * 60;
 
 /// A sign-in in progress.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Pending {
+pub(crate) struct Pending {
     /// The request as sent, validated again against the configuration in force at sign-in.
     pub query: Form,
     /// The request as validated when the form was shown (for the page).
@@ -37,14 +37,14 @@ pub struct Pending {
 
 /// What the form and the cookie carry for one sign-in.
 #[derive(Debug)]
-pub struct Started {
+pub(crate) struct Started {
     pub login_id: OpaqueToken,
     pub csrf_token: OpaqueToken,
 }
 
 /// Why a login POST cannot continue.
 #[derive(Debug)]
-pub enum LoginError {
+pub(crate) enum LoginError {
     /// No such sign-in: never started, expired, or already completed (a replay).
     Unknown,
     /// The CSRF token or the browser cookie does not match.
@@ -55,7 +55,7 @@ pub enum LoginError {
 
 /// Keep `request` for the browser whose cookie is `browser`; returns the id and CSRF token
 /// to put in the form.
-pub async fn start(
+pub(crate) async fn start(
     store: &impl Store,
     query: Form,
     request: AuthorizationRequest,
@@ -80,7 +80,7 @@ pub async fn start(
 
 /// The sign-in `login_id`, if `csrf_token` and the browser's cookie are its own. It stays
 /// pending (a wrong password may be retried).
-pub async fn check(
+pub(crate) async fn check(
     store: &impl Store,
     login_id: &str,
     csrf_token: &str,
@@ -103,7 +103,7 @@ pub async fn check(
 }
 
 /// Complete the sign-in `login_id`: it is removed, so this succeeds once.
-pub async fn take(
+pub(crate) async fn take(
     store: &impl Store,
     login_id: &str,
     now: u64,
@@ -113,7 +113,7 @@ pub async fn take(
 
 /// The name of the browser-binding cookie: `__Host-` (Secure, Path=/, no Domain, so no other
 /// host can plant it) when the issuer is https; browsers refuse that prefix over http.
-pub fn cookie_name(secure: bool) -> &'static str {
+pub(crate) fn cookie_name(secure: bool) -> &'static str {
     if secure {
         "__Host-tokenwarden-login"
     } else {
@@ -122,7 +122,7 @@ pub fn cookie_name(secure: bool) -> &'static str {
 }
 
 /// The `Set-Cookie` value for the browser binding.
-pub fn set_cookie(value: &OpaqueToken, secure: bool) -> String {
+pub(crate) fn set_cookie(value: &OpaqueToken, secure: bool) -> String {
     let name = cookie_name(secure);
     let secure = if secure { "; Secure" } else { "" };
     format!(
@@ -133,7 +133,7 @@ pub fn set_cookie(value: &OpaqueToken, secure: bool) -> String {
 
 /// The browser-binding cookie of a request, if it has a well-formed one (43 base64url
 /// characters, as generated).
-pub fn cookie_value<'h>(
+pub(crate) fn cookie_value<'h>(
     cookie_headers: impl Iterator<Item = &'h str>,
     secure: bool,
 ) -> Option<&'h str> {

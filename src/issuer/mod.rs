@@ -18,26 +18,26 @@
 //!   mode's signing keys, rotated in `--data-dir`.
 //! - [`mod@run`]: `tokenwarden issuer`, standalone or cluster mode.
 
-pub mod authorization;
-pub mod client_address;
-pub mod client_auth;
+pub(crate) mod authorization;
+pub(crate) mod client_address;
+pub(crate) mod client_auth;
 pub mod cluster;
-pub mod error;
-pub mod first_party;
-pub mod form;
-pub mod grants;
-pub mod key_file;
-pub mod login;
+pub(crate) mod error;
+pub(crate) mod first_party;
+pub(crate) mod form;
+pub(crate) mod grants;
+pub(crate) mod key_file;
+pub(crate) mod login;
 pub mod metrics;
-pub mod page;
-pub mod protocol;
-pub mod routes;
-pub mod run;
-pub mod server;
-pub mod sign_ins;
-pub mod snapshot;
+pub(crate) mod page;
+pub(crate) mod protocol;
+pub(crate) mod routes;
+pub(crate) mod run;
+pub(crate) mod server;
+pub(crate) mod sign_ins;
+pub(crate) mod snapshot;
 pub mod standalone;
-pub mod state;
+pub(crate) mod state;
 pub mod throttle;
 pub mod upstream;
 pub mod users;

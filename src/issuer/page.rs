@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use std::sync::LazyLock;
 
 /// What the login form shows. No `Debug`: it holds the sign-in id and the CSRF token.
-pub struct LoginView<'a> {
+pub(crate) struct LoginView<'a> {
     pub client_id: &'a str,
     /// The client's `spec.displayName`, shown before its id.
     pub client_name: Option<&'a str>,
@@ -36,14 +36,14 @@ pub struct LoginView<'a> {
 
 /// The button that sends the user to the upstream OpenID Provider.
 #[derive(Debug)]
-pub struct UpstreamButton<'a> {
+pub(crate) struct UpstreamButton<'a> {
     pub name: &'a str,
     /// The provider's issuer URL and, once known, its authorization endpoint.
     pub destinations: Vec<&'a str>,
 }
 
 /// `&`, `<`, `>`, `"` and `'` as character references: safe in text and in quoted attributes.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -59,7 +59,7 @@ pub fn escape(text: &str) -> String {
 }
 
 /// What an error page that offers the way back shows ([`error_with_return`]).
-pub struct ReturnView<'a> {
+pub(crate) struct ReturnView<'a> {
     pub client_id: &'a str,
     pub client_name: Option<&'a str>,
     /// A fixed description of what is wrong with the request.
@@ -81,7 +81,7 @@ fn client_label(client_id: &str, client_name: Option<&str>) -> String {
 }
 
 /// The login form, with `status` (200 first, 401 after a failure, 429 when locked out).
-pub fn login(view: &LoginView<'_>, status: StatusCode) -> Response {
+pub(crate) fn login(view: &LoginView<'_>, status: StatusCode) -> Response {
     let client = client_label(view.client_id, view.client_name);
     let (alert, invalid) = match view.error {
         Some(message) => (
@@ -205,7 +205,7 @@ pub fn login(view: &LoginView<'_>, status: StatusCode) -> Response {
 }
 
 /// The error page: a fixed message, no way back to a client that cannot be trusted.
-pub fn error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     let body = format!(
         r#"<h1>Sign-in cannot continue</h1>
 <p class="alert" role="alert">{}</p>
@@ -218,7 +218,7 @@ pub fn error(status: StatusCode, message: &str) -> Response {
 /// The error page of a request that the client's redirect URI may hear about, though no one
 /// vouches for that URI: the error, who sent the request, and a link back that the user may
 /// follow (RFC 9700 §4.11.2). Nothing goes there unless the user chooses to.
-pub fn error_with_return(status: StatusCode, view: &ReturnView<'_>) -> Response {
+pub(crate) fn error_with_return(status: StatusCode, view: &ReturnView<'_>) -> Response {
     let destination = form_action_source(view.return_url)
         .map(|origin| format!("<strong>{}</strong>", escape(&origin)))
         .unwrap_or_else(|| "the application's address".to_owned());
@@ -332,7 +332,7 @@ fn render(status: StatusCode, title: &str, body: &str, form_action: &str) -> Res
 
 /// `Cache-Control: no-store`, `Pragma: no-cache` and `Referrer-Policy: no-referrer`: for pages
 /// and for the redirects that carry codes.
-pub fn no_store(headers: &mut axum::http::HeaderMap) {
+pub(crate) fn no_store(headers: &mut axum::http::HeaderMap) {
     super::routes::respond::forbid_caching(headers);
     headers.insert(
         header::REFERRER_POLICY,
@@ -343,7 +343,7 @@ pub fn no_store(headers: &mut axum::http::HeaderMap) {
 /// The CSP source that allows the form's redirect to `uri`: the origin of an http(s) URI, the
 /// scheme of another (a native app's `com.example.app:/cb`). `None` when it cannot be said
 /// safely in a header.
-pub fn form_action_source(uri: &str) -> Option<String> {
+pub(crate) fn form_action_source(uri: &str) -> Option<String> {
     let (scheme, rest) = uri.split_once(':')?;
     let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
         && scheme

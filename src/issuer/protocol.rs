@@ -11,16 +11,16 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 /// The scope that asks for a refresh token (OpenID Connect Core §11).
-pub const OFFLINE_ACCESS: &str = "offline_access";
+pub(crate) const OFFLINE_ACCESS: &str = "offline_access";
 
 /// What every client's subject ends with: `<client_id>@clients` (the form Auth0 uses). No user
 /// subject may end with it ([`is_reserved_for_clients`]), so a client's `sub` never equals a
 /// user's (RFC 9068 §5).
-pub const CLIENT_SUBJECT_SUFFIX: &str = "@clients";
+pub(crate) const CLIENT_SUBJECT_SUFFIX: &str = "@clients";
 
 /// Whom an access token is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Subject<'a> {
+pub(crate) enum Subject<'a> {
     /// The client itself (client_credentials): its client id.
     Client(&'a str),
     /// A user (authorization_code, refresh_token): the subject the connector gave.
@@ -30,7 +30,7 @@ pub enum Subject<'a> {
 impl Subject<'_> {
     /// The `sub` claim (RFC 9068 §2.2): the user's subject as it is, or `<client_id>@clients`
     /// for a client, which no user subject can be. The one place `sub` is decided.
-    pub fn claim(&self) -> Cow<'_, str> {
+    pub(crate) fn claim(&self) -> Cow<'_, str> {
         match self {
             Self::Client(client_id) => Cow::Owned(format!("{client_id}{CLIENT_SUBJECT_SUFFIX}")),
             Self::User(subject) => Cow::Borrowed(subject),
@@ -40,14 +40,14 @@ impl Subject<'_> {
 
 /// Whether a user subject takes the form reserved for clients, and must be refused: from the
 /// users file when it is loaded, from the upstream provider at sign-in.
-pub fn is_reserved_for_clients(user_subject: &str) -> bool {
+pub(crate) fn is_reserved_for_clients(user_subject: &str) -> bool {
     user_subject.ends_with(CLIENT_SUBJECT_SUFFIX)
 }
 
 /// Pick the API a token request is for: `audience` (as Auth0) or `resource` (RFC 8707), which
 /// may be given together only if they agree. Without either, a client granted exactly one
 /// audience gets that one.
-pub fn select_api<'c>(
+pub(crate) fn select_api<'c>(
     config: &'c IssuerConfig,
     client: &ClientConfig,
     audience: Option<&str>,
@@ -89,7 +89,7 @@ pub fn select_api<'c>(
 /// A code exchange or a refresh may name its API again, with `audience` or `resource`, but only
 /// the one its grant is for: any other is `invalid_target` (RFC 8707 §2.2), never a token
 /// silently for another API than the one asked for.
-pub fn require_granted_audience(
+pub(crate) fn require_granted_audience(
     granted: &str,
     audience: Option<&str>,
     resources: &[&str],
@@ -105,7 +105,7 @@ pub fn require_granted_audience(
 }
 
 /// The scope parameter split into its tokens (RFC 6749 §3.3).
-pub fn parse_scope(scope: Option<&str>) -> BTreeSet<String> {
+pub(crate) fn parse_scope(scope: Option<&str>) -> BTreeSet<String> {
     scope
         .unwrap_or_default()
         .split(' ')
@@ -115,7 +115,7 @@ pub fn parse_scope(scope: Option<&str>) -> BTreeSet<String> {
 }
 
 /// Scopes as a `scope` string, in a stable order.
-pub fn scope_string(scopes: &BTreeSet<String>) -> String {
+pub(crate) fn scope_string(scopes: &BTreeSet<String>) -> String {
     scopes
         .iter()
         .map(String::as_str)
@@ -126,7 +126,7 @@ pub fn scope_string(scopes: &BTreeSet<String>) -> String {
 /// What a request asked for: the API scopes it is granted, and whether it asked for offline
 /// access.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GrantedScopes {
+pub(crate) struct GrantedScopes {
     pub api_scopes: BTreeSet<String>,
     pub offline_access: bool,
 }
@@ -134,7 +134,7 @@ pub struct GrantedScopes {
 /// Grant scopes for a new grant. Without a `scope` parameter the client gets every scope it
 /// may have for the API (as Auth0 does for client_credentials). A scope the client may not
 /// have is `invalid_scope`; `offline_access` is a request for a refresh token, not an API scope.
-pub fn grant_scopes(
+pub(crate) fn grant_scopes(
     api: &ApiConfig,
     client: &ClientConfig,
     requested: Option<&str>,
@@ -163,7 +163,7 @@ pub fn grant_scopes(
 }
 
 /// The grants that act for a user, after which a refresh token may exist.
-pub fn is_user_delegated(grant: GrantType) -> bool {
+pub(crate) fn is_user_delegated(grant: GrantType) -> bool {
     matches!(
         grant,
         GrantType::AuthorizationCode | GrantType::RefreshToken
@@ -173,7 +173,7 @@ pub fn is_user_delegated(grant: GrantType) -> bool {
 /// May a refresh token be issued? Only when all hold: the grant is user-delegated, the API
 /// allows offline access, the client may use the refresh_token grant, and `offline_access` was
 /// asked for. client_credentials never gets one (RFC 6749 §4.4.3).
-pub fn may_issue_refresh_token(
+pub(crate) fn may_issue_refresh_token(
     grant: GrantType,
     api: &ApiConfig,
     client: &ClientConfig,
@@ -189,12 +189,12 @@ pub fn may_issue_refresh_token(
 /// that a Public client's refresh tokens always rotate (RFC 9700 §4.14.2): without a secret,
 /// rotation and its reuse detection are all that limit a stolen one. `config::build` already
 /// refuses such a grant; this holds whatever configuration the issuer is given.
-pub fn refresh_rotates(api: &ApiConfig, client_type: ClientType) -> bool {
+pub(crate) fn refresh_rotates(api: &ApiConfig, client_type: ClientType) -> bool {
     api.refresh_tokens.rotation == RotationMode::Rotating || client_type == ClientType::Public
 }
 
 /// The policy's refresh settings as the store's rules, for a family of a client of this type.
-pub fn refresh_rules(api: &ApiConfig, client_type: ClientType) -> RefreshRules {
+pub(crate) fn refresh_rules(api: &ApiConfig, client_type: ClientType) -> RefreshRules {
     let seconds = |s: i64| u64::try_from(s).unwrap_or(0);
     let settings = &api.refresh_tokens;
     RefreshRules {
@@ -207,7 +207,7 @@ pub fn refresh_rules(api: &ApiConfig, client_type: ClientType) -> RefreshRules {
 
 /// Whom a refresh token family was issued to, and for what.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FamilyGrant<'a> {
+pub(crate) struct FamilyGrant<'a> {
     pub client_id: &'a str,
     pub audience: &'a str,
     pub scopes: &'a BTreeSet<String>,
@@ -218,7 +218,7 @@ pub struct FamilyGrant<'a> {
 /// still exist and allow offline access, and the client must still be allowed the
 /// refresh_token grant. The new access token carries the requested scopes (or the original
 /// ones), less any the client is no longer allowed.
-pub fn check_refresh<'c>(
+pub(crate) fn check_refresh<'c>(
     config: &'c IssuerConfig,
     client: &ClientConfig,
     family: &FamilyGrant<'_>,
@@ -269,21 +269,21 @@ pub fn check_refresh<'c>(
 }
 
 /// The lifetime of an access token for this API, in seconds: `exp - iat` and `expires_in`.
-pub fn access_token_lifetime(api: &ApiConfig) -> u64 {
+pub(crate) fn access_token_lifetime(api: &ApiConfig) -> u64 {
     u64::try_from(api.token_expiration_seconds)
         .unwrap_or(1)
         .max(1)
 }
 
 /// Is `redirect_uri` one of the client's, by exact string comparison?
-pub fn redirect_uri_registered(client: &ClientConfig, redirect_uri: &str) -> bool {
+pub(crate) fn redirect_uri_registered(client: &ClientConfig, redirect_uri: &str) -> bool {
     client.redirect_uris.iter().any(|r| r == redirect_uri)
 }
 
 /// The API of an access token for `audience` issued to `client_id`, while both are still in
 /// the configuration: a token whose policy or client was deleted still verifies, but what it
 /// was issued under is gone, so introspection reports it inactive.
-pub fn api_of_access_token<'c>(
+pub(crate) fn api_of_access_token<'c>(
     config: &'c IssuerConfig,
     audience: &str,
     client_id: &str,
@@ -299,14 +299,14 @@ pub fn api_of_access_token<'c>(
 /// token can be used at the protected resource making the introspection request", and an
 /// access token is used at its API alone. So not the client the token was issued to (it is no
 /// resource server of the API, unless listed), nor a client merely granted the audience.
-pub fn may_introspect_access_token(caller: &ClientConfig, api: &ApiConfig) -> bool {
+pub(crate) fn may_introspect_access_token(caller: &ClientConfig, api: &ApiConfig) -> bool {
     caller.client_type == ClientType::Confidential
         && api.introspection_clients.contains(&caller.client_id)
 }
 
 /// May `caller` see a refresh token of a family issued to `family_client_id`? A refresh token
 /// is used at this issuer alone, by its own client: so that client only.
-pub fn may_introspect_refresh_token(caller: &ClientConfig, family_client_id: &str) -> bool {
+pub(crate) fn may_introspect_refresh_token(caller: &ClientConfig, family_client_id: &str) -> bool {
     caller.client_type == ClientType::Confidential && caller.client_id == family_client_id
 }
 

@@ -22,7 +22,7 @@ const TABLE: &str = "sign_ins";
 
 /// Keeps `value` for the holder of `secret` until `expires_at`; `from` is the client address's
 /// key, which the embedded store counts its share of sign-ins by.
-pub async fn put<V: Serialize>(
+pub(crate) async fn put<V: Serialize>(
     store: &impl Store,
     secret: &OpaqueToken,
     value: &V,
@@ -39,7 +39,7 @@ pub async fn put<V: Serialize>(
 }
 
 /// The entry of `secret` if it has not expired at `now`; it stays.
-pub async fn get<V: DeserializeOwned>(
+pub(crate) async fn get<V: DeserializeOwned>(
     store: &impl Store,
     secret: &str,
     now: u64,
@@ -50,7 +50,7 @@ pub async fn get<V: DeserializeOwned>(
 }
 
 /// The entry of `secret`, removed, if it has not expired at `now`: each secret serves once.
-pub async fn take<V: DeserializeOwned>(
+pub(crate) async fn take<V: DeserializeOwned>(
     store: &impl Store,
     secret: &str,
     now: u64,

@@ -16,14 +16,14 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 /// The table holds `capacity` entries, none expired.
 #[derive(Debug, thiserror::Error)]
 #[error("{capacity} entries in use, the most kept at once")]
-pub struct Full {
+pub(super) struct Full {
     pub capacity: usize,
 }
 
 /// At most `capacity` entries, at most `per_holder` of one holder, each with the second it
 /// expires at.
 #[derive(Debug)]
-pub struct Expiring<V> {
+pub(super) struct Expiring<V> {
     capacity: usize,
     per_holder: usize,
     table: Mutex<Table<V>>,
@@ -80,7 +80,7 @@ impl<V> Table<V> {
 }
 
 impl<V> Expiring<V> {
-    pub fn new(capacity: usize, per_holder: usize) -> Self {
+    pub(super) fn new(capacity: usize, per_holder: usize) -> Self {
         Self {
             capacity,
             per_holder,
@@ -95,7 +95,7 @@ impl<V> Expiring<V> {
     /// Keeps `value` under `key` until `expires_at`, for `holder`. A holder at its share first
     /// loses its own expired entries, then its entry expiring first (of those, the oldest). A full table first loses
     /// its expired entries; if none has expired the new entry is refused.
-    pub fn insert(
+    pub(super) fn insert(
         &self,
         key: TokenHash,
         value: V,
@@ -143,7 +143,7 @@ impl<V> Expiring<V> {
     }
 
     /// The entry under `key` if it has not expired at `now`; it stays.
-    pub fn get(&self, key: &TokenHash, now: u64) -> Option<V>
+    pub(super) fn get(&self, key: &TokenHash, now: u64) -> Option<V>
     where
         V: Clone,
     {
@@ -155,7 +155,7 @@ impl<V> Expiring<V> {
     }
 
     /// The entry under `key`, removed, if it has not expired at `now`: each key serves once.
-    pub fn take(&self, key: &TokenHash, now: u64) -> Option<V> {
+    pub(super) fn take(&self, key: &TokenHash, now: u64) -> Option<V> {
         self.lock()
             .remove(key)
             .filter(|e| now < e.expires_at)

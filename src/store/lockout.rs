@@ -61,7 +61,11 @@ impl Failures {
 
 /// The key's failures after one more at `now`: the last failure allowed starts a lockout.
 /// `previous` is what the store holds (none for a key never seen or already forgotten).
-pub fn count_failure(previous: Option<&Failures>, now: UnixTime, limits: &Limits) -> Failures {
+pub(crate) fn count_failure(
+    previous: Option<&Failures>,
+    now: UnixTime,
+    limits: &Limits,
+) -> Failures {
     let mut entry = previous
         .filter(|e| !e.is_stale(now))
         .copied()
@@ -88,7 +92,7 @@ pub fn count_failure(previous: Option<&Failures>, now: UnixTime, limits: &Limits
 }
 
 /// The latest lockout among `entries` in force at `now`.
-pub fn latest_lockout<'a>(
+pub(crate) fn latest_lockout<'a>(
     entries: impl IntoIterator<Item = &'a Failures>,
     now: UnixTime,
 ) -> Option<UnixTime> {
@@ -98,25 +102,25 @@ pub fn latest_lockout<'a>(
 /// Failures in memory, at most `capacity` keys: the embedded store's (one process serves every
 /// request, so its memory is the whole deployment's; a restart forgets them).
 #[derive(Debug)]
-pub struct Table {
+pub(crate) struct Table {
     capacity: usize,
     entries: Mutex<HashMap<LockoutKey, Failures>>,
 }
 
 impl Table {
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity,
             entries: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn locked_until(&self, keys: &[LockoutKey], now: UnixTime) -> Option<UnixTime> {
+    pub(crate) fn locked_until(&self, keys: &[LockoutKey], now: UnixTime) -> Option<UnixTime> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         latest_lockout(keys.iter().filter_map(|k| entries.get(k)), now)
     }
 
-    pub fn count_failure(&self, key: LockoutKey, limits: &Limits, now: UnixTime) {
+    pub(crate) fn count_failure(&self, key: LockoutKey, limits: &Limits, now: UnixTime) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if !entries.contains_key(&key) && entries.len() >= self.capacity {
             make_room(&mut entries, self.capacity, now);
@@ -125,19 +129,21 @@ impl Table {
         entries.insert(key, counted);
     }
 
-    pub fn forget(&self, key: &LockoutKey) {
+    pub(crate) fn forget(&self, key: &LockoutKey) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         entries.remove(key);
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.entries
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

@@ -33,11 +33,11 @@ pub mod embedded;
 mod expiring;
 #[cfg(test)]
 pub(crate) mod failing;
-pub mod lockout;
-pub mod model;
+pub(crate) mod lockout;
+pub(crate) mod model;
 pub mod postgres;
-pub mod rotation;
-pub mod secret;
+pub(crate) mod rotation;
+pub(crate) mod secret;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -193,7 +193,7 @@ pub enum RevokeOutcome {
 /// of its own, and clean-up must not delete the row in between (a code exchanged in its last
 /// second would otherwise see its grant revoked as if the code had been used twice). Longer
 /// than any request may take.
-pub const CODE_EXCHANGE_WINDOW_SECS: UnixTime = 120;
+pub(crate) const CODE_EXCHANGE_WINDOW_SECS: UnixTime = 120;
 
 /// An authorization code, stored under the hash of its value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

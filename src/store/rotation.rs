@@ -21,7 +21,7 @@ use super::secret::TokenHash;
 
 /// What a refresh decided: the answer, and the records to write (all in one transaction).
 #[derive(Debug)]
-pub struct Transition {
+pub(crate) struct Transition {
     pub outcome: RefreshOutcome,
     /// The family as it must be stored, when it changed.
     pub family: Option<Family>,
@@ -45,7 +45,7 @@ impl Transition {
 /// So a policy lengthened since applies from the family's next refresh, and whether a family
 /// still works never depends on whether clean-up has run. That stored deadline is reported as
 /// the idle lifetime's, which is what ends most families.
-pub fn expiry(family: &Family, now: UnixTime, rules: &RefreshRules) -> Option<ExpiryKind> {
+pub(crate) fn expiry(family: &Family, now: UnixTime, rules: &RefreshRules) -> Option<ExpiryKind> {
     if now
         >= family
             .created_at
@@ -62,12 +62,12 @@ pub fn expiry(family: &Family, now: UnixTime, rules: &RefreshRules) -> Option<Ex
 }
 
 /// When [`expiry`] ends `family` under `rules`, if it is not used before.
-pub fn expires_at(family: &Family, rules: &RefreshRules) -> UnixTime {
+pub(crate) fn expires_at(family: &Family, rules: &RefreshRules) -> UnixTime {
     keep_until(family, rules).min(family.keep_until)
 }
 
 /// A new family for `new`, started at `now`, kept as long as `rules` say.
-pub fn new_family(new: NewFamily, now: UnixTime, rules: &RefreshRules) -> Family {
+pub(crate) fn new_family(new: NewFamily, now: UnixTime, rules: &RefreshRules) -> Family {
     let mut family = Family {
         id: new.id,
         client_id: new.client_id,
@@ -84,7 +84,7 @@ pub fn new_family(new: NewFamily, now: UnixTime, rules: &RefreshRules) -> Family
 }
 
 /// Until when a store keeps a family last used at `family.last_used_at` under `rules`.
-pub fn keep_until(family: &Family, rules: &RefreshRules) -> UnixTime {
+pub(crate) fn keep_until(family: &Family, rules: &RefreshRules) -> UnixTime {
     let absolute = family
         .created_at
         .saturating_add(rules.absolute_lifetime_secs);
@@ -93,7 +93,7 @@ pub fn keep_until(family: &Family, rules: &RefreshRules) -> UnixTime {
 }
 
 /// `family`, revoked at `now` for `reason` (an earlier revocation is kept as it was).
-pub fn revoked(family: &Family, reason: RevocationReason, now: UnixTime) -> Family {
+pub(crate) fn revoked(family: &Family, reason: RevocationReason, now: UnixTime) -> Family {
     let mut family = family.clone();
     family.revoked.get_or_insert(Revocation { reason, at: now });
     family
@@ -101,7 +101,7 @@ pub fn revoked(family: &Family, reason: RevocationReason, now: UnixTime) -> Fami
 
 /// Decides one refresh. `presented` is the record stored under `request.presented`, `family`
 /// its family and `successor` the record its `successor` points to, if any.
-pub fn refresh_transition(
+pub(crate) fn refresh_transition(
     request: &RefreshRequest,
     family: &Family,
     presented: &TokenRecord,

@@ -22,7 +22,7 @@ use std::fmt;
 use super::StoreError;
 
 /// Bytes of randomness in every opaque token and authorization code (256 bits).
-pub const SECRET_BYTES: usize = 32;
+pub(crate) const SECRET_BYTES: usize = 32;
 
 /// Bytes of a refresh token's value before encoding: its family id, then the secret.
 const REFRESH_BYTES: usize = 16 + SECRET_BYTES;

@@ -17,12 +17,12 @@
 //! claims, the lifetime and the time (`now`, unix seconds). Time is never read here.
 //! Private key material never appears in `Debug` output or in errors.
 
-pub mod jwk;
-pub mod keys;
-pub mod keyset;
-pub mod mint;
-pub mod rotation;
-pub mod verify;
+pub(crate) mod jwk;
+pub(crate) mod keys;
+pub(crate) mod keyset;
+pub(crate) mod mint;
+pub(crate) mod rotation;
+pub(crate) mod verify;
 
 pub use jwk::{Jwk, JwkKey, Jwks};
 pub use keys::SigningKey;

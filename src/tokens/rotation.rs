@@ -21,7 +21,7 @@ use std::time::Duration;
 
 /// The longest access-token lifetime a policy can declare (30 days), and so the longest a
 /// retired key must stay published, clock skew aside.
-pub const MAX_TOKEN_LIFETIME: u64 = crate::api::policy::MAX_TOKEN_EXPIRATION_SECONDS as u64;
+pub(crate) const MAX_TOKEN_LIFETIME: u64 = crate::api::policy::MAX_TOKEN_EXPIRATION_SECONDS as u64;
 
 /// When keys move from stage to stage, in seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +47,7 @@ impl Default for Schedule {
 
 /// What [`advance`] did, for logs and for knowing whether to save.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Changes {
+pub(crate) struct Changes {
     /// Next keys made and published.
     pub staged: Vec<Algorithm>,
     /// Next keys that became active (and active keys retired).
@@ -62,7 +62,7 @@ pub struct Changes {
 
 impl Changes {
     /// Whether the key set differs from before.
-    pub fn any(&self) -> bool {
+    pub(crate) fn any(&self) -> bool {
         !(self.staged.is_empty()
             && self.promoted.is_empty()
             && self.created.is_empty()
@@ -75,7 +75,7 @@ impl Changes {
 /// lifetime recorded, next keys staged and promoted when due, retired keys pruned after their
 /// deadline. `longest_lifetime` is the longest `tokenExpirationSeconds` of any policy now
 /// (capped at [`MAX_TOKEN_LIFETIME`]). Calling it again at the same `now` changes nothing.
-pub fn advance(
+pub(crate) fn advance(
     set: &mut KeySet,
     schedule: &Schedule,
     now: u64,
@@ -113,7 +113,7 @@ pub fn advance(
 
 /// The earliest time after which [`advance`] has something to do (stage, promote or prune),
 /// if any. Callers sleep until then, or until a policy's lifetime changes.
-pub fn next_due(set: &KeySet, schedule: &Schedule) -> Option<u64> {
+pub(crate) fn next_due(set: &KeySet, schedule: &Schedule) -> Option<u64> {
     let keys = Algorithm::ALL.into_iter().filter_map(|alg| {
         match (set.next_key(alg), set.signing_key(alg)) {
             (Some(next), _) => Some(next.created_at().saturating_add(schedule.publish_lead)),
@@ -160,7 +160,7 @@ impl RotationOptions {
 }
 
 /// `90s`, `15m`, `1h`, `30d` (or plain seconds) as a duration of at least one second.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
         Some(at) => text.split_at(at),

@@ -20,12 +20,12 @@ use std::collections::BTreeSet;
 use subtle::ConstantTimeEq;
 
 /// The answer to a code presented a second time: what its first exchange issued is revoked.
-pub const REPLAYED: OAuthError =
+pub(crate) const REPLAYED: OAuthError =
     OAuthError::invalid_grant("the code was already used; what it issued is revoked");
 
 /// An authorization_code request's parameters.
 #[derive(Clone, PartialEq, Eq)]
-pub struct CodeExchange<'f> {
+pub(crate) struct CodeExchange<'f> {
     pub code: &'f str,
     pub redirect_uri: &'f str,
     pub code_verifier: &'f str,
@@ -57,7 +57,7 @@ impl<'f> CodeExchange<'f> {
 /// Exchange the code: take it, check it was issued to this client and redirect URI with this
 /// verifier's challenge, mint, store the new family if offline access was granted, then record
 /// what was issued with the code.
-pub async fn issue<S: Store>(
+pub(crate) async fn issue<S: Store>(
     cx: &Context<'_, S>,
     exchange: &CodeExchange<'_>,
 ) -> Result<Issued, OAuthError> {
@@ -163,7 +163,7 @@ async fn new_family<S: Store>(
 }
 
 /// RFC 7636 S256: BASE64URL(SHA256(verifier)) == challenge, compared in constant time.
-pub fn pkce_s256_matches(verifier: &str, challenge: &str) -> bool {
+pub(crate) fn pkce_s256_matches(verifier: &str, challenge: &str) -> bool {
     let valid_verifier = (43..=128).contains(&verifier.len())
         && verifier
             .bytes()

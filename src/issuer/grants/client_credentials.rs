@@ -8,7 +8,7 @@ use crate::issuer::protocol::{self, GrantedScopes, Subject};
 
 /// Mint the client's token for the API `target` names, with the scopes it asks for (all it
 /// may have, without `scope`).
-pub fn issue<S>(cx: &Context<'_, S>, target: &Target<'_>) -> Result<Issued, OAuthError> {
+pub(crate) fn issue<S>(cx: &Context<'_, S>, target: &Target<'_>) -> Result<Issued, OAuthError> {
     if cx.client.client_type != ClientType::Confidential {
         return Err(OAuthError::unauthorized_client(
             "client_credentials is for confidential clients",

@@ -12,10 +12,10 @@
 //! bodies, pages: that is `routes/`), the metrics registry, or the clock: the time is a
 //! parameter ([`Context::now`]).
 
-pub mod authorization_code;
-pub mod client_credentials;
-pub mod refresh_token;
-pub mod sign_in;
+pub(crate) mod authorization_code;
+pub(crate) mod client_credentials;
+pub(crate) mod refresh_token;
+pub(crate) mod sign_in;
 
 #[cfg(test)]
 mod tests;
@@ -31,7 +31,7 @@ use prometheus_client::metrics::counter::Counter;
 use std::collections::BTreeSet;
 
 /// What a grant works with, besides its request.
-pub struct Context<'a, S> {
+pub(crate) struct Context<'a, S> {
     /// The configuration in force for this request.
     pub config: &'a IssuerConfig,
     /// The authenticated client ([`crate::issuer::client_auth`]).
@@ -49,7 +49,7 @@ pub struct Context<'a, S> {
 /// Which API a request names, and the scope it asks for: `audience` (as Auth0), `resource`
 /// (RFC 8707, may repeat) and `scope` (RFC 6749 §3.3), each optional.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Target<'f> {
+pub(crate) struct Target<'f> {
     pub audience: Option<&'f str>,
     pub resources: Vec<&'f str>,
     pub scope: Option<&'f str>,
@@ -67,7 +67,7 @@ impl<'f> Target<'f> {
 
 /// A token request, its parameters read once from the form (RFC 6749 §4.1.3, §4.4.2, §6).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TokenRequest<'f> {
+pub(crate) enum TokenRequest<'f> {
     ClientCredentials(Target<'f>),
     AuthorizationCode(authorization_code::CodeExchange<'f>),
     RefreshToken(refresh_token::Refresh<'f>),
@@ -77,7 +77,7 @@ impl<'f> TokenRequest<'f> {
     /// The grant type (`unsupported_grant_type` if not one of the three), whether `client` may
     /// use it (`unauthorized_client`), then the grant's required parameters
     /// (`invalid_request`): in that order, the order of the errors a client sees.
-    pub fn parse(form: &'f Form, client: &ClientConfig) -> Result<Self, OAuthError> {
+    pub(crate) fn parse(form: &'f Form, client: &ClientConfig) -> Result<Self, OAuthError> {
         let grant = match form.require("grant_type", "grant_type is required")? {
             "client_credentials" => GrantType::ClientCredentials,
             "authorization_code" => GrantType::AuthorizationCode,
@@ -107,7 +107,7 @@ impl<'f> TokenRequest<'f> {
     }
 
     /// Answer the request with its grant.
-    pub async fn issue<S: Store>(&self, cx: &Context<'_, S>) -> Result<Issued, OAuthError> {
+    pub(crate) async fn issue<S: Store>(&self, cx: &Context<'_, S>) -> Result<Issued, OAuthError> {
         match self {
             Self::ClientCredentials(target) => client_credentials::issue(cx, target),
             Self::AuthorizationCode(exchange) => authorization_code::issue(cx, exchange).await,
@@ -117,7 +117,7 @@ impl<'f> TokenRequest<'f> {
 }
 
 /// What a grant issued (RFC 6749 §5.1): everything is stored that it depends on.
-pub struct Issued {
+pub(crate) struct Issued {
     pub access_token: MintedToken,
     /// `expires_in`, seconds.
     pub expires_in: u64,

@@ -17,7 +17,7 @@ use crate::store::{
 
 /// A refresh_token request's parameters.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Refresh<'f> {
+pub(crate) struct Refresh<'f> {
     pub refresh_token: &'f str,
     pub target: Target<'f>,
 }
@@ -41,7 +41,7 @@ impl<'f> Refresh<'f> {
 
 /// Refresh: find the token, check the request against its family ([`protocol::check_refresh`]),
 /// rotate it in the store, end the family if offline access is given up, then mint.
-pub async fn issue<S: Store>(
+pub(crate) async fn issue<S: Store>(
     cx: &Context<'_, S>,
     refresh: &Refresh<'_>,
 ) -> Result<Issued, OAuthError> {
@@ -123,7 +123,7 @@ pub async fn issue<S: Store>(
 
 /// The stored refresh token with the value a client presented, and its hash; `None`: no
 /// refresh token has this value.
-pub async fn find(
+pub(crate) async fn find(
     store: &impl Store,
     presented: &str,
 ) -> Result<Option<(TokenHash, RefreshTokenView)>, OAuthError> {

@@ -22,14 +22,14 @@ use std::time::Duration;
 
 /// How long an authorization code may wait for its exchange (RFC 6749 §4.1.2 recommends at
 /// most 10 minutes; a browser redirect takes seconds).
-pub const CODE_LIFETIME_SECS: u64 = 60;
+pub(crate) const CODE_LIFETIME_SECS: u64 = 60;
 
 /// How long a sign-in waits for a password check to start
 /// ([`crate::issuer::users::concurrent_checks`]) before it is refused as [`SignInError::Busy`].
-pub const PERMIT_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const PERMIT_WAIT: Duration = Duration::from_secs(5);
 
 /// A password sign-in as the login form posted it, and where it came from.
-pub struct PasswordSignIn<'f> {
+pub(crate) struct PasswordSignIn<'f> {
     pub username: &'f str,
     pub password: &'f str,
     /// The client's address, counted against like the username; `None` when unknown.
@@ -46,7 +46,7 @@ impl std::fmt::Debug for PasswordSignIn<'_> {
 
 /// Why a password sign-in did not sign anyone in.
 #[derive(Debug)]
-pub enum SignInError {
+pub(crate) enum SignInError {
     /// The username or the address is locked out for `wait` more seconds.
     Locked { wait: u64 },
     /// No password check could start within [`PERMIT_WAIT`].
@@ -66,7 +66,7 @@ impl From<StoreError> for SignInError {
 }
 
 /// Check `attempt` under the brute-force limits ([`throttle`]); the user's subject.
-pub async fn verify_password<S: Store>(
+pub(crate) async fn verify_password<S: Store>(
     store: &S,
     users: &Arc<Users>,
     attempt: &PasswordSignIn<'_>,
@@ -111,7 +111,7 @@ pub async fn verify_password<S: Store>(
 /// configuration in force allows it now, and return the URL that hands it to the client;
 /// without, the user cancelled (`access_denied`). Every refusal is a [`Rejection`]: a page
 /// when the request is no longer valid, else an error sent to the client's redirect URI.
-pub async fn issue_code<S: Store>(
+pub(crate) async fn issue_code<S: Store>(
     store: &S,
     config: &IssuerConfig,
     issuer_url: &str,

@@ -40,7 +40,7 @@ const PROVIDER_DOWN: &str =
     "The identity provider cannot be reached right now. Try again in a moment.";
 
 /// `GET /authorize`: validate, then show the login form.
-pub async fn show(
+pub(crate) async fn show(
     State(issuer): State<Issuer>,
     RawQuery(query): RawQuery,
     extensions: Extensions,
@@ -179,7 +179,7 @@ fn authorization_endpoint(issuer: &Issuer) -> Option<String> {
 }
 
 /// `POST /authorize`: the login form.
-pub async fn submit(
+pub(crate) async fn submit(
     State(issuer): State<Issuer>,
     extensions: Extensions,
     headers: HeaderMap,

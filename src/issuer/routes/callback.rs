@@ -35,7 +35,7 @@ const UNVERIFIED: &str = "The identity provider's answer could not be verified, 
 const EXPIRED: &str = "This sign-in page has expired or was already used.";
 
 /// `GET /callback/oidc`.
-pub async fn callback(
+pub(crate) async fn callback(
     State(issuer): State<Issuer>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,

@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-pub async fn metadata(State(issuer): State<Issuer>) -> Response {
+pub(crate) async fn metadata(State(issuer): State<Issuer>) -> Response {
     let base = issuer.issuer_url.trim_end_matches('/');
     let document = json!({
         "issuer": &*issuer.issuer_url,
@@ -40,7 +40,7 @@ pub async fn metadata(State(issuer): State<Issuer>) -> Response {
     response
 }
 
-pub async fn jwks(State(issuer): State<Issuer>) -> Response {
+pub(crate) async fn jwks(State(issuer): State<Issuer>) -> Response {
     let keys = issuer.keys.load();
     let mut response = keys.jwks_json.clone().into_response();
     let headers = response.headers_mut();

@@ -8,11 +8,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use std::borrow::Cow;
 
-pub async fn healthz() -> &'static str {
+pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
-pub async fn readyz(State(issuer): State<Issuer>) -> (StatusCode, Cow<'static, str>) {
+pub(crate) async fn readyz(State(issuer): State<Issuer>) -> (StatusCode, Cow<'static, str>) {
     match readiness(&issuer) {
         Ok(()) => (StatusCode::OK, "ok".into()),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
@@ -20,7 +20,7 @@ pub async fn readyz(State(issuer): State<Issuer>) -> (StatusCode, Cow<'static, s
 }
 
 /// Whether the issuer is ready, or why not; `/readyz` and the `ready` metric both say this.
-pub fn readiness(issuer: &Issuer) -> Result<(), Cow<'static, str>> {
+pub(crate) fn readiness(issuer: &Issuer) -> Result<(), Cow<'static, str>> {
     if issuer.draining.is_draining() {
         return Err("shutting down".into());
     }

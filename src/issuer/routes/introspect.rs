@@ -28,7 +28,7 @@ use serde::Serialize;
 
 /// The introspection response (RFC 7662 §2.2). Inactive: `active: false` alone.
 #[derive(Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Introspection {
+pub(crate) struct Introspection {
     pub active: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
@@ -65,7 +65,11 @@ impl IntoResponse for Introspection {
     }
 }
 
-pub async fn introspect(State(issuer): State<Issuer>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn introspect(
+    State(issuer): State<Issuer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     match handle(&issuer, &headers, &body).await {
         Ok(answer) => answer.into_response(),
         Err(error) => error.into_response(),

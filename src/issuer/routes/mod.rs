@@ -2,11 +2,11 @@
 //! protocol decisions, the store and the minter, and render the response; [`respond`] renders
 //! the protocol's errors.
 
-pub mod authorize;
-pub mod callback;
-pub mod discovery;
-pub mod health;
-pub mod introspect;
-pub mod respond;
-pub mod revoke;
-pub mod token;
+pub(crate) mod authorize;
+pub(crate) mod callback;
+pub(crate) mod discovery;
+pub(crate) mod health;
+pub(crate) mod introspect;
+pub(crate) mod respond;
+pub(crate) mod revoke;
+pub(crate) mod token;

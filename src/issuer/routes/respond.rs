@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// The HTTP status of an OAuth error.
-pub fn status(error: &OAuthError) -> StatusCode {
+pub(crate) fn status(error: &OAuthError) -> StatusCode {
     match error.code {
         // 401 also without Basic: RFC 6749 §5.2 allows it, and clients expect it.
         ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
@@ -30,13 +30,13 @@ struct Body {
 
 /// `Cache-Control: no-store` and `Pragma: no-cache`: for every answer that carries or concerns
 /// a token (RFC 6749 §5.1), and for errors.
-pub fn forbid_caching(headers: &mut HeaderMap) {
+pub(crate) fn forbid_caching(headers: &mut HeaderMap) {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
 /// Seconds a client should wait before retrying when the store is down.
-pub const RETRY_AFTER_SECONDS: &str = "5";
+pub(crate) const RETRY_AFTER_SECONDS: &str = "5";
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
@@ -65,7 +65,7 @@ impl IntoResponse for OAuthError {
 
 /// Token, revocation and introspection requests, and the login form, are form-encoded
 /// (RFC 6749 §4.1.3, §4.4.2, §6; RFC 7009 §2.1; RFC 7662 §2.1).
-pub fn require_form_content_type(headers: &HeaderMap) -> Result<(), OAuthError> {
+pub(crate) fn require_form_content_type(headers: &HeaderMap) -> Result<(), OAuthError> {
     if headers
         .get_all(header::CONTENT_TYPE)
         .iter()

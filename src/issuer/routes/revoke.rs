@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 
 /// Which kind of token the client says it presents (`token_type_hint`, RFC 7009 §2.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Hint {
+pub(crate) enum Hint {
     AccessToken,
     RefreshToken,
     /// No hint, or one this server does not know: ignored.
@@ -30,7 +30,7 @@ pub enum Hint {
 }
 
 impl Hint {
-    pub fn parse(form: &Form) -> Self {
+    pub(crate) fn parse(form: &Form) -> Self {
         match form.get("token_type_hint") {
             Some("access_token") => Self::AccessToken,
             Some("refresh_token") => Self::RefreshToken,
@@ -40,10 +40,14 @@ impl Hint {
 }
 
 /// The answer to a token that is not the caller's (RFC 7009 §2.1: the request is refused).
-pub const NOT_YOURS: OAuthError =
+pub(crate) const NOT_YOURS: OAuthError =
     OAuthError::unauthorized_client("the token was issued to another client");
 
-pub async fn revoke(State(issuer): State<Issuer>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn revoke(
+    State(issuer): State<Issuer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     match handle(&issuer, &headers, &body).await {
         Ok(()) => {
             let mut response = StatusCode::OK.into_response();

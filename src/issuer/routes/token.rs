@@ -18,7 +18,11 @@ use std::time::Instant;
 
 /// The handler: counts every request by grant type, audience and outcome, and times it by
 /// grant type.
-pub async fn token(State(issuer): State<Issuer>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn token(
+    State(issuer): State<Issuer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
     let form = Form::parse(&body);
     let grant = grant_label(form.as_ref().ok());

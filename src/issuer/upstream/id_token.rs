@@ -16,7 +16,7 @@ use serde_json::Value;
 use subtle::ConstantTimeEq as _;
 
 /// Signature algorithms accepted from the provider.
-pub const ALLOWED_ALGORITHMS: [Algorithm; 9] = [
+pub(crate) const ALLOWED_ALGORITHMS: [Algorithm; 9] = [
     Algorithm::RS256,
     Algorithm::RS384,
     Algorithm::RS512,
@@ -29,14 +29,14 @@ pub const ALLOWED_ALGORITHMS: [Algorithm; 9] = [
 ];
 
 /// Tolerated difference between the provider's clock and ours.
-pub const CLOCK_SKEW_SECS: u64 = 60;
+pub(crate) const CLOCK_SKEW_SECS: u64 = 60;
 
 /// Longest ID token looked at.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// What the ID token must say. No `Debug`: it holds the nonce.
 #[derive(Clone, Copy)]
-pub struct Expected<'a> {
+pub(crate) struct Expected<'a> {
     /// The provider's issuer identifier, exactly as configured.
     pub issuer: &'a str,
     pub client_id: &'a str,
@@ -50,7 +50,7 @@ pub struct Expected<'a> {
 
 /// Why an ID token was refused. Fixed texts: no claim values, no token.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum IdTokenError {
+pub(crate) enum IdTokenError {
     #[error("the ID token is not a well-formed JWS")]
     Malformed,
     #[error("the ID token's algorithm is not allowed (asymmetric algorithms only)")]
@@ -87,13 +87,13 @@ pub enum IdTokenError {
 
 impl IdTokenError {
     /// Whether fetching the JWKS again could help (the provider may have rotated its keys).
-    pub fn key_may_be_new(&self) -> bool {
+    pub(crate) fn key_may_be_new(&self) -> bool {
         matches!(self, Self::UnknownKey)
     }
 }
 
 /// Validate `token` and return the user's subject.
-pub fn validate(
+pub(crate) fn validate(
     token: &str,
     jwks: &JwkSet,
     expected: &Expected<'_>,

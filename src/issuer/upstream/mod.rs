@@ -13,9 +13,9 @@
 //! a log, an error or `Debug` output. The HTTP handlers live in `routes::authorize` (the way
 //! out) and `routes::callback` (the way back).
 
-pub mod id_token;
-pub mod pending;
-pub mod provider;
+pub(crate) mod id_token;
+pub(crate) mod pending;
+pub(crate) mod provider;
 
 use provider::Provider;
 use std::path::PathBuf;

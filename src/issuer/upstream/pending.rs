@@ -18,11 +18,11 @@ use subtle::ConstantTimeEq as _;
 
 /// How long the user may take at the provider. The tokenwarden sign-in it belongs to expires
 /// after [`crate::issuer::login::LOGIN_TTL_SECS`] anyway.
-pub const TRIP_TTL_SECS: u64 = 10 * 60;
+pub(crate) const TRIP_TTL_SECS: u64 = 10 * 60;
 
 /// What the authorization request to the provider carries.
 #[derive(Debug)]
-pub struct Departure {
+pub(crate) struct Departure {
     pub state: OpaqueToken,
     pub nonce: OpaqueToken,
     /// RFC 7636 S256 challenge of the verifier kept here.
@@ -31,7 +31,7 @@ pub struct Departure {
 
 /// A trip that came back to its own browser: what the callback needs to finish.
 #[derive(Debug)]
-pub struct Arrival {
+pub(crate) struct Arrival {
     /// The pending tokenwarden sign-in ([`crate::issuer::login`]).
     pub login_id: OpaqueToken,
     pub nonce: OpaqueToken,
@@ -40,7 +40,7 @@ pub struct Arrival {
 
 /// Why a callback cannot continue.
 #[derive(Debug)]
-pub enum TripError {
+pub(crate) enum TripError {
     /// No such `state`: never sent, tampered with, expired, or already used (a replay).
     Unknown,
     /// The `state` is real but came back in another browser.
@@ -59,7 +59,7 @@ struct Trip {
 }
 
 /// Start a trip for the sign-in `login_id` of the browser whose cookie is `browser`.
-pub async fn depart(
+pub(crate) async fn depart(
     store: &impl Store,
     login_id: &str,
     browser: &str,
@@ -87,7 +87,7 @@ pub async fn depart(
 }
 
 /// The trip of `state`, removed: a `state` is good for one callback, whatever its outcome.
-pub async fn arrive(
+pub(crate) async fn arrive(
     store: &impl Store,
     state: &str,
     browser: Option<&str>,

@@ -20,14 +20,14 @@ const MAX_ANSWER_BYTES: usize = 512 * 1024;
 /// Metadata and keys are fetched again after this long.
 const CACHE_FOR: Duration = Duration::from_secs(60 * 60);
 /// An unknown `kid` fetches the JWKS again at most this often.
-pub const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(10);
+pub(crate) const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(10);
 /// After a failed fetch, the provider is not asked again for this long: requests meanwhile get
 /// the value fetched before (stale), or the failure at once, instead of each waiting out
 /// another HTTP timeout (10 s) in turn.
-pub const AFTER_A_FAILURE: Duration = Duration::from_secs(5);
+pub(crate) const AFTER_A_FAILURE: Duration = Duration::from_secs(5);
 /// The oldest copy used when the provider fails: past a day, a failure is told as it is (a key
 /// the provider withdrew must not stay trusted while it is down).
-pub const STALE_AT_MOST: Duration = Duration::from_secs(24 * 60 * 60);
+pub(crate) const STALE_AT_MOST: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A step with the provider that failed.
 #[derive(Debug, thiserror::Error)]
@@ -197,7 +197,7 @@ impl std::fmt::Debug for Provider {
 
 /// Whether the connector may send a secret or a code to `url`: https, or http to a loopback
 /// host (development and tests).
-pub fn acceptable_url(url: &str) -> bool {
+pub(crate) fn acceptable_url(url: &str) -> bool {
     let Ok(parsed) = reqwest::Url::parse(url) else {
         return false;
     };

@@ -29,19 +29,20 @@ use crate::store::model::{
 use crate::store::secret::{FamilyId, TokenHash};
 
 /// Bumped when a record's encoding changes incompatibly; checked at open.
-pub const SCHEMA_VERSION: u64 = 1;
+pub(super) const SCHEMA_VERSION: u64 = 1;
 
-pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-pub const FAMILIES: TableDefinition<[u8; 16], &[u8]> = TableDefinition::new("families");
-pub const TOKENS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("refresh_tokens");
-pub const FAMILY_TOKENS: TableDefinition<([u8; 16], [u8; 32]), ()> =
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(super) const FAMILIES: TableDefinition<[u8; 16], &[u8]> = TableDefinition::new("families");
+pub(super) const TOKENS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("refresh_tokens");
+pub(super) const FAMILY_TOKENS: TableDefinition<([u8; 16], [u8; 32]), ()> =
     TableDefinition::new("family_tokens");
-pub const CODES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("codes");
-pub const REVOKED_JTI: TableDefinition<&str, u64> = TableDefinition::new("revoked_access_tokens");
+pub(super) const CODES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("codes");
+pub(super) const REVOKED_JTI: TableDefinition<&str, u64> =
+    TableDefinition::new("revoked_access_tokens");
 
 /// An authorization code with what became of it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct StoredCode {
+pub(super) struct StoredCode {
     pub code: AuthorizationCode,
     pub consumed_at: Option<UnixTime>,
     /// Set at the second use; a grant recorded after that is revoked at once.
@@ -52,7 +53,7 @@ pub struct StoredCode {
 impl StoredCode {
     /// Kept while the code could be presented or what it issued could still be used, so that
     /// a late second use can still revoke it.
-    pub fn keep_until(&self) -> UnixTime {
+    pub(super) fn keep_until(&self) -> UnixTime {
         let access = self.grant.as_ref().map_or(0, |g| g.access_token_expires_at);
         let exchange = self
             .consumed_at
@@ -61,21 +62,24 @@ impl StoredCode {
     }
 }
 
-pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(|_| StoreError::Corrupt { table: "encode" })
 }
 
-pub fn decode<T: DeserializeOwned>(bytes: &[u8], table: &'static str) -> Result<T, StoreError> {
+pub(super) fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    table: &'static str,
+) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt { table })
 }
 
 /// Whether `hash` is the key of a refresh token of `family` in the current format.
-pub fn keyed_by_family(family: FamilyId, hash: TokenHash) -> bool {
+pub(super) fn keyed_by_family(family: FamilyId, hash: TokenHash) -> bool {
     hash.0[..16] == family.0
 }
 
 /// Every key of `refresh_tokens` that begins with `family`'s id.
-pub fn family_range(family: FamilyId) -> std::ops::RangeInclusive<[u8; 32]> {
+pub(super) fn family_range(family: FamilyId) -> std::ops::RangeInclusive<[u8; 32]> {
     let mut low = [0u8; 32];
     let mut high = [0xffu8; 32];
     low[..16].copy_from_slice(&family.0);
@@ -83,7 +87,7 @@ pub fn family_range(family: FamilyId) -> std::ops::RangeInclusive<[u8; 32]> {
     low..=high
 }
 
-pub fn get_family(
+pub(super) fn get_family(
     table: &impl ReadableTable<[u8; 16], &'static [u8]>,
     id: FamilyId,
 ) -> Result<Option<Family>, StoreError> {
@@ -93,7 +97,7 @@ pub fn get_family(
     }
 }
 
-pub fn get_token(
+pub(super) fn get_token(
     table: &impl ReadableTable<[u8; 32], &'static [u8]>,
     hash: TokenHash,
 ) -> Result<Option<TokenRecord>, StoreError> {
@@ -103,7 +107,7 @@ pub fn get_token(
     }
 }
 
-pub fn get_code(
+pub(super) fn get_code(
     table: &impl ReadableTable<[u8; 32], &'static [u8]>,
     hash: TokenHash,
 ) -> Result<Option<StoredCode>, StoreError> {
@@ -114,7 +118,7 @@ pub fn get_code(
 }
 
 /// Creates every table and checks the schema version, in one transaction.
-pub fn init(tx: &WriteTransaction) -> Result<(), StoreError> {
+pub(super) fn init(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(FAMILIES)?;
     tx.open_table(TOKENS)?;
     tx.open_table(FAMILY_TOKENS)?;

@@ -20,10 +20,10 @@ use tokio::sync::oneshot;
 use crate::store::StoreError;
 
 /// Most jobs in one transaction: bounds the latency a batch adds to its first job.
-pub const MAX_BATCH: usize = 512;
+pub(super) const MAX_BATCH: usize = 512;
 
 /// A write that may be run more than once (again alone if its batch fails).
-pub trait Job: Send {
+pub(super) trait Job: Send {
     fn apply(&mut self, tx: &WriteTransaction) -> Result<(), StoreError>;
     /// Called once the transaction that ran `apply` last is committed.
     fn succeed(self: Box<Self>);
@@ -61,13 +61,13 @@ where
 }
 
 /// Handle to the writer thread. Dropping it lets the thread finish the queue and exit.
-pub struct Writer {
+pub(super) struct Writer {
     queue: Option<Sender<Box<dyn Job>>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Writer {
-    pub fn start(db: Arc<Database>) -> Result<Self, StoreError> {
+    pub(super) fn start(db: Arc<Database>) -> Result<Self, StoreError> {
         let (queue, jobs) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
@@ -80,7 +80,7 @@ impl Writer {
     }
 
     /// Runs `work` in a write transaction and returns its result once that is committed.
-    pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    pub(super) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnMut(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,

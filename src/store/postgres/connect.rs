@@ -31,7 +31,7 @@ pub const POOL_SIZE: usize = 16;
 pub const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Unacknowledged data older than this marks a connection dead (when the DSN sets none), so a
 /// server that vanished without closing its sockets does not hang requests for minutes.
-pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Server-side limits every session starts with, so no session holds rows, and no request
 /// waits, for long: a request gives up on a row lock after 5 s and on a statement after 10 s
@@ -39,7 +39,7 @@ pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
 /// is whose issuer lost the network between `BEGIN` and `COMMIT` (without this, its row locks
 /// stay until TCP keep-alive notices, about two hours by default, and every refresh of that
 /// family waits on them). Options in the DSN come after these and win over them.
-pub const SESSION_LIMITS: &str = "-c lock_timeout=5s -c statement_timeout=10s \
+pub(super) const SESSION_LIMITS: &str = "-c lock_timeout=5s -c statement_timeout=10s \
                                   -c idle_in_transaction_session_timeout=15s";
 
 /// A PostgreSQL connection string (URL `postgres://...` or `key=value` form), kept as a
@@ -86,7 +86,7 @@ pub struct TlsSettings {
 }
 
 /// Builds the pool for `url`. Connects lazily: nothing is dialled until the first `get`.
-pub fn pool(url: &DatabaseUrl) -> Result<Pool, StoreError> {
+pub(super) fn pool(url: &DatabaseUrl) -> Result<Pool, StoreError> {
     let (dsn, tls) = split_tls_settings(url.expose())?;
     let mut config = tokio_postgres::Config::from_str(&dsn).map_err(invalid_url)?;
     config.ssl_mode(tls.mode);
@@ -134,10 +134,10 @@ pub fn pool(url: &DatabaseUrl) -> Result<Pool, StoreError> {
     "the server does not offer TLS, which the URL asks for (also without sslmode): turn TLS on \
      in the server, or add sslmode=disable to the URL for plain TCP on a trusted network"
 )]
-pub struct TlsDeclined(#[source] Box<dyn std::error::Error + Send + Sync>);
+pub(super) struct TlsDeclined(#[source] Box<dyn std::error::Error + Send + Sync>);
 
 /// `error`, explained by [`TlsDeclined`] when the server declined TLS.
-pub fn explain_declined_tls(error: StoreError) -> StoreError {
+pub(super) fn explain_declined_tls(error: StoreError) -> StoreError {
     match error {
         // tokio-postgres has no error kind to match; its text is the only sign.
         StoreError::Unavailable(source) if says_no_tls(&*source) => {

@@ -125,7 +125,7 @@ pub fn latest() -> i32 {
 }
 
 /// Applies the migrations the database lacks; returns how many it applied.
-pub async fn migrate(client: &mut deadpool_postgres::Client) -> Result<usize, StoreError> {
+pub(super) async fn migrate(client: &mut deadpool_postgres::Client) -> Result<usize, StoreError> {
     let tx = client.transaction().await?;
     // Waiting for another replica's migration, and a migration itself, may take longer than
     // the limits every session starts with (`connect::SESSION_LIMITS`).
@@ -168,7 +168,7 @@ pub async fn migrate(client: &mut deadpool_postgres::Client) -> Result<usize, St
 }
 
 /// A time for a `bigint` column (times beyond 2^63 s are clamped; none is reached).
-pub fn time(value: UnixTime) -> i64 {
+pub(super) fn time(value: UnixTime) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
@@ -190,7 +190,7 @@ fn read_bytes<const N: usize>(bytes: &[u8], table: &'static str) -> Result<[u8; 
     bytes.try_into().map_err(|_| StoreError::Corrupt { table })
 }
 
-pub fn reason_code(reason: RevocationReason) -> i16 {
+pub(super) fn reason_code(reason: RevocationReason) -> i16 {
     match reason {
         RevocationReason::ClientRequest => 1,
         RevocationReason::ReplayDetected => 2,
@@ -208,10 +208,10 @@ fn reason_of(code: i16) -> Result<RevocationReason, StoreError> {
 }
 
 /// Columns of `families`, in the order [`family`] reads them.
-pub const FAMILY_COLUMNS: &str = "id, client_id, audience, subject, scope, created_at, \
+pub(super) const FAMILY_COLUMNS: &str = "id, client_id, audience, subject, scope, created_at, \
      last_used_at, keep_until, revoked_reason, revoked_at";
 
-pub fn family(row: &Row) -> Result<Family, StoreError> {
+pub(super) fn family(row: &Row) -> Result<Family, StoreError> {
     const T: &str = "families";
     let revoked = match (
         row.try_get::<_, Option<i16>>("revoked_reason")?,
@@ -238,9 +238,9 @@ pub fn family(row: &Row) -> Result<Family, StoreError> {
 }
 
 /// Columns of `refresh_tokens`, in the order [`token`] reads them.
-pub const TOKEN_COLUMNS: &str = "family, issued_at, last_used_at, retired_at, successor";
+pub(super) const TOKEN_COLUMNS: &str = "family, issued_at, last_used_at, retired_at, successor";
 
-pub fn token(row: &Row) -> Result<TokenRecord, StoreError> {
+pub(super) fn token(row: &Row) -> Result<TokenRecord, StoreError> {
     const T: &str = "refresh_tokens";
     let successor = row
         .try_get::<_, Option<&[u8]>>("successor")?
@@ -256,18 +256,18 @@ pub fn token(row: &Row) -> Result<TokenRecord, StoreError> {
 }
 
 /// An authorization code row: the code and what became of it.
-pub struct CodeRow {
+pub(super) struct CodeRow {
     pub code: AuthorizationCode,
     pub consumed_at: Option<UnixTime>,
     pub grant: Option<CodeGrant>,
 }
 
 /// Columns of `authorization_codes`, in the order [`code`] reads them.
-pub const CODE_COLUMNS: &str = "client_id, redirect_uri, audience, scope, subject, \
+pub(super) const CODE_COLUMNS: &str = "client_id, redirect_uri, audience, scope, subject, \
      code_challenge, nonce, expires_at, consumed_at, grant_jti, grant_expires_at, \
      grant_family";
 
-pub fn code(row: &Row) -> Result<CodeRow, StoreError> {
+pub(super) fn code(row: &Row) -> Result<CodeRow, StoreError> {
     const T: &str = "authorization_codes";
     let grant = match row.try_get::<_, Option<String>>("grant_jti")? {
         Some(access_token_jti) => Some(CodeGrant {
@@ -298,9 +298,10 @@ pub fn code(row: &Row) -> Result<CodeRow, StoreError> {
 }
 
 /// Columns of `sign_in_failures` after the key, in the order [`failures`] reads them.
-pub const FAILURE_COLUMNS: &str = "failures, last_failure, locked_until, lockouts, forget_at";
+pub(super) const FAILURE_COLUMNS: &str =
+    "failures, last_failure, locked_until, lockouts, forget_at";
 
-pub fn failures(row: &Row) -> Result<Failures, StoreError> {
+pub(super) fn failures(row: &Row) -> Result<Failures, StoreError> {
     const T: &str = "sign_in_failures";
     let count = |column: &str| {
         u32::try_from(row.try_get::<_, i32>(column)?).map_err(|_| StoreError::Corrupt { table: T })
@@ -315,6 +316,6 @@ pub fn failures(row: &Row) -> Result<Failures, StoreError> {
 }
 
 /// A count for an `integer` column (clamped; the counts stay small).
-pub fn integer(value: u32) -> i32 {
+pub(super) fn integer(value: u32) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
 }
