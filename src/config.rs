@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 /// Shortest client secret accepted. Generated secrets have 256 bits (43 base64url
 /// characters); a user-given one shorter than this is too weak to store as a fast hash.
-pub const MIN_CLIENT_SECRET_LEN: usize = 32;
+pub(crate) const MIN_CLIENT_SECRET_LEN: usize = 32;
 
 /// The objects a configuration is built from, in declaration order (older first where the
 /// objects carry no creation time, as in files).
@@ -198,7 +198,7 @@ impl Reason {
     /// the controller may not read. A missing Secret (generated, or synced by another tool) and
     /// an audience whose policy does not exist yet (applied in the same sync) usually clear by
     /// themselves.
-    pub fn needs_a_person(self) -> bool {
+    pub(crate) fn needs_a_person(self) -> bool {
         match self {
             Self::Enforced | Self::SecretNotFound | Self::UnknownAudience => false,
             Self::AudienceConflict
@@ -218,7 +218,7 @@ impl Reason {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Enforced => "Enforced",
             Self::AudienceConflict => "AudienceConflict",
@@ -241,7 +241,7 @@ impl Reason {
     }
 
     /// The reason for a policy that breaks a guardrail's rule.
-    pub fn of_breach(breach: &Breach) -> Self {
+    pub(crate) fn of_breach(breach: &Breach) -> Self {
         match breach {
             Breach::AudienceReserved => Self::AudienceReserved,
             Breach::AudienceNotAllowed => Self::AudienceNotAllowed,
@@ -268,7 +268,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.reason == Reason::Enforced
     }
 }
@@ -281,7 +281,7 @@ pub struct Built {
 }
 
 /// The default client id of a client without `spec.clientId`.
-pub fn client_id_of(client: &ApiClient) -> String {
+pub(crate) fn client_id_of(client: &ApiClient) -> String {
     client.spec.client_id.clone().unwrap_or_else(|| {
         format!(
             "{}.{}",
@@ -293,7 +293,7 @@ pub fn client_id_of(client: &ApiClient) -> String {
 
 /// The Secret a Confidential client's secret is kept in: `spec.secretRef`, or by default
 /// `<name>-oauth` with key `clientSecret`.
-pub fn secret_ref_of(client: &ApiClient) -> Option<crate::api::SecretKeyRef> {
+pub(crate) fn secret_ref_of(client: &ApiClient) -> Option<crate::api::SecretKeyRef> {
     match client.spec.client_type {
         ClientType::Public => None,
         ClientType::Confidential => {
@@ -312,7 +312,7 @@ pub fn secret_ref_of(client: &ApiClient) -> Option<crate::api::SecretKeyRef> {
 }
 
 /// The SHA-256 of a client secret, as kept in the configuration.
-pub fn hash_client_secret(secret: &[u8]) -> [u8; 32] {
+pub(crate) fn hash_client_secret(secret: &[u8]) -> [u8; 32] {
     Sha256::digest(secret).into()
 }
 
@@ -321,7 +321,7 @@ impl Declared {
     /// in every process): they are declared in namespace/name order, so that two policies with
     /// one audience created in the same second (`creationTimestamp` has whole seconds) give
     /// the same winner on every controller, after every restart and relist.
-    pub fn from_caches(
+    pub(crate) fn from_caches(
         mut policies: Vec<Arc<ApiTokenPolicy>>,
         mut clients: Vec<Arc<ApiClient>>,
         mut guardrails: Vec<Arc<AudienceGuardrail>>,
@@ -525,7 +525,7 @@ fn resolve_introspection_clients(
 }
 
 /// May clients of `namespace` get tokens for this policy?
-pub fn namespace_allowed(policy: &ApiTokenPolicy, namespace: &str) -> bool {
+pub(crate) fn namespace_allowed(policy: &ApiTokenPolicy, namespace: &str) -> bool {
     let allowed = &policy.spec.allowed_client_namespaces;
     if allowed.is_empty() {
         policy.namespace().as_deref() == Some(namespace)

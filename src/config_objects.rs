@@ -42,21 +42,21 @@ pub const SIGNING_KEYS_SECRET: &str = "tokenwarden-signing-keys";
 /// Key of the `KeySet` JSON in the signing-keys Secret.
 pub const SIGNING_KEYS_KEY: &str = "keys.json";
 /// Compressed bytes per shard: well under the 1 MiB limit of an object.
-pub const SHARD_BYTES: usize = 768 * 1024;
+pub(crate) const SHARD_BYTES: usize = 768 * 1024;
 /// Most shards a configuration may have (24 MiB compressed); RBAC grants names up to this.
-pub const MAX_SHARDS: usize = 32;
+pub(crate) const MAX_SHARDS: usize = 32;
 /// Largest uncompressed configuration a reader accepts (a guard against a gzip bomb), and so
 /// the largest the controller publishes: 10,000 APIs and clients take about 2 MiB, and reading
 /// this much takes up to twice as much memory while it lasts, well inside the issuer's
 /// default limit (512 MiB).
-pub const MAX_DECODED_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const MAX_DECODED_BYTES: u64 = 64 * 1024 * 1024;
 /// The namespace when neither `--namespace` nor the pod's service account says one.
-pub const DEFAULT_NAMESPACE: &str = "tokenwarden-system";
+pub(crate) const DEFAULT_NAMESPACE: &str = "tokenwarden-system";
 
 const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 /// Labels on every object the controller writes.
-pub fn labels() -> BTreeMap<String, String> {
+pub(crate) fn labels() -> BTreeMap<String, String> {
     BTreeMap::from([
         (
             "app.kubernetes.io/managed-by".to_owned(),
@@ -70,7 +70,7 @@ pub fn labels() -> BTreeMap<String, String> {
 }
 
 /// `--namespace` if given, else the pod's namespace, else `tokenwarden-system`.
-pub fn resolve_namespace(flag: Option<String>) -> String {
+pub(crate) fn resolve_namespace(flag: Option<String>) -> String {
     namespace_or_pods(flag, std::path::Path::new(SERVICE_ACCOUNT_NAMESPACE))
 }
 
@@ -101,10 +101,10 @@ pub enum Format {
 
 impl Format {
     /// The format this version writes.
-    pub const WRITTEN: Format = Format::Postcard;
+    pub(crate) const WRITTEN: Format = Format::Postcard;
 
     /// The manifest's `data.format`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             // postcard has no field names: a field added to the configuration is a new
             // version, so that an issuer of another version refuses it instead of misreading
@@ -117,7 +117,7 @@ impl Format {
     }
 
     /// The key of the compressed slice in a shard's `binaryData`.
-    pub fn shard_key(self) -> &'static str {
+    pub(crate) fn shard_key(self) -> &'static str {
         match self {
             Format::Postcard | Format::PostcardV1 => "config.postcard.gz",
             Format::Json => "config.json.gz",
@@ -191,7 +191,7 @@ pub enum ObjectsError {
 
 impl ObjectsError {
     /// Whether the configuration is more than the issuer reads.
-    pub fn is_too_large(&self) -> bool {
+    pub(crate) fn is_too_large(&self) -> bool {
         matches!(
             self,
             Self::TooManyShards(..) | Self::TooLargeUncompressed(_)
@@ -243,21 +243,24 @@ pub fn encode(config: &IssuerConfig) -> Result<Encoded, ObjectsError> {
 
 /// How the compressed configuration is cut, and into how many shards at most.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub shard_bytes: usize,
     pub max_shards: usize,
 }
 
 impl Limits {
     /// What the issuer reads: [`MAX_SHARDS`] of [`SHARD_BYTES`].
-    pub const ISSUER: Self = Self {
+    pub(crate) const ISSUER: Self = Self {
         shard_bytes: SHARD_BYTES,
         max_shards: MAX_SHARDS,
     };
 }
 
 /// [`encode`] within `limits`.
-pub fn encode_within(config: &IssuerConfig, limits: Limits) -> Result<Encoded, ObjectsError> {
+pub(crate) fn encode_within(
+    config: &IssuerConfig,
+    limits: Limits,
+) -> Result<Encoded, ObjectsError> {
     let failed = |e: std::io::Error| ObjectsError::Encode(e.to_string());
     let mut out = std::io::BufWriter::with_capacity(
         64 * 1024,
@@ -366,7 +369,7 @@ fn field<'a>(map: &'a ConfigMap, key: &str) -> Result<&'a str, ObjectsError> {
 }
 
 /// Read the manifest's fields.
-pub fn read_manifest(map: &ConfigMap) -> Result<Manifest, ObjectsError> {
+pub(crate) fn read_manifest(map: &ConfigMap) -> Result<Manifest, ObjectsError> {
     let malformed = |problem: String| ObjectsError::Malformed {
         name: MANIFEST_NAME.to_owned(),
         problem,

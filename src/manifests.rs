@@ -79,11 +79,11 @@ pub struct Loaded {
 }
 
 /// An admitted object: (kind, namespace, name).
-pub type ObjectKey = (Kind, String, String);
+pub(crate) type ObjectKey = (Kind, String, String);
 
 impl Loaded {
     /// The admitted object `key` as JSON, as admission sees it.
-    pub fn object(&self, key: &ObjectKey) -> Option<Value> {
+    pub(crate) fn object(&self, key: &ObjectKey) -> Option<Value> {
         let declared = &self.declared;
         match key.0 {
             Kind::ApiTokenPolicy => find(&declared.policies, key).and_then(|o| to_json(&**o)),
@@ -93,7 +93,7 @@ impl Loaded {
     }
 
     /// Leave the object `key` out, as if its document had not been admitted.
-    pub fn remove(&mut self, key: &ObjectKey) {
+    pub(crate) fn remove(&mut self, key: &ObjectKey) {
         fn drop<T: kube::Resource>(objects: &mut Vec<Arc<T>>, key: &ObjectKey) {
             objects.retain(|o| !is_named(&**o, &key.1, &key.2));
         }
@@ -108,7 +108,7 @@ impl Loaded {
 
     /// Add the object `key` as `other` has it, from where `other` read it; false if `other`
     /// has no such object.
-    pub fn copy_from(&mut self, other: &Loaded, key: &ObjectKey) -> bool {
+    pub(crate) fn copy_from(&mut self, other: &Loaded, key: &ObjectKey) -> bool {
         fn copy<T: kube::Resource>(to: &mut Vec<Arc<T>>, from: &[Arc<T>], key: &ObjectKey) -> bool {
             find(from, key).map(|o| to.push(o.clone())).is_some()
         }
@@ -125,7 +125,7 @@ impl Loaded {
     }
 
     /// Sort problems by file (in reading order), then document; stable within a document.
-    pub fn sort(&self, problems: &mut [Problem]) {
+    pub(crate) fn sort(&self, problems: &mut [Problem]) {
         let rank = |p: &Problem| {
             let file = self
                 .files
@@ -139,7 +139,7 @@ impl Loaded {
 }
 
 /// The namespace of a manifest without one, as kubectl applies it.
-pub const DEFAULT_NAMESPACE: &str = "default";
+pub(crate) const DEFAULT_NAMESPACE: &str = "default";
 
 /// Read every `*.yaml`/`*.yml` file under `paths` (files are read whatever their name),
 /// in a stable order.
@@ -176,7 +176,7 @@ pub fn load(paths: &[PathBuf]) -> Loaded {
 }
 
 /// The manifest files `load` would read under `paths`, in order (unreadable paths left out).
-pub fn files(paths: &[PathBuf]) -> Vec<PathBuf> {
+pub(crate) fn files(paths: &[PathBuf]) -> Vec<PathBuf> {
     paths
         .iter()
         .flat_map(|p| files_under(p).unwrap_or_default())
@@ -355,7 +355,7 @@ fn load_document(location: Location, mut value: Value, loaded: &mut Loaded) {
 }
 
 /// How problems name an object: `Kind namespace/name`, or `Kind name` when cluster-scoped.
-pub fn object_name(kind: Kind, namespace: &str, name: &str) -> String {
+pub(crate) fn object_name(kind: Kind, namespace: &str, name: &str) -> String {
     if kind.is_namespaced() {
         format!("{} {namespace}/{name}", kind.as_str())
     } else {

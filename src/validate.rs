@@ -90,7 +90,7 @@ fn field_of(reason: Reason) -> &'static str {
 }
 
 /// Run the subcommand: print the problems, or a summary when there are none.
-pub fn run(paths: &[PathBuf]) -> ExitCode {
+pub(crate) fn run(paths: &[PathBuf]) -> ExitCode {
     let (loaded, problems) = check(paths);
     for problem in &problems {
         println!("{problem}");

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// `IssuerConfig` of `gzip-postcard-v1`.
 #[derive(Serialize, Deserialize)]
-pub struct IssuerConfigV1 {
+pub(crate) struct IssuerConfigV1 {
     apis: BTreeMap<String, ApiConfigV1>,
     clients: BTreeMap<String, ClientConfigV1>,
 }

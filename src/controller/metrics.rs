@@ -27,7 +27,7 @@ pub struct StepLabel {
 }
 
 /// The steps of a reconcile that can fail: `publish` includes encoding.
-pub const STEPS: [&str; 4] = ["secrets", "signing_keys", "publish", "status"];
+pub(crate) const STEPS: [&str; 4] = ["secrets", "signing_keys", "publish", "status"];
 
 /// The controller's metrics and the registry that renders them.
 #[derive(Debug)]

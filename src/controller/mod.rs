@@ -61,11 +61,11 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// The field manager of every server-side apply the controller makes.
-pub const FIELD_MANAGER: &str = "tokenwarden-controller";
+pub(crate) const FIELD_MANAGER: &str = "tokenwarden-controller";
 
 /// Create and replace under [`FIELD_MANAGER`], as every server-side apply is, so
 /// `managedFields` names the controller for everything it writes.
-pub fn post_params() -> kube::api::PostParams {
+pub(crate) fn post_params() -> kube::api::PostParams {
     kube::api::PostParams {
         field_manager: Some(FIELD_MANAGER.to_owned()),
         ..kube::api::PostParams::default()
@@ -113,7 +113,7 @@ pub struct ControllerOptions {
 /// Everything that stops the controller or fails a reconcile. Messages name the cause and
 /// never carry secret values.
 #[derive(Debug, thiserror::Error)]
-pub enum ControllerError {
+pub(crate) enum ControllerError {
     #[error(
         "cannot find the cluster (KUBECONFIG, ~/.kube/config or the pod's service account): {0}"
     )]
@@ -138,7 +138,7 @@ pub enum ControllerError {
 }
 
 /// Run the controller until `shutdown` is cancelled.
-pub async fn run(
+pub(crate) async fn run(
     options: ControllerOptions,
     shutdown: CancellationToken,
 ) -> Result<(), ControllerError> {

@@ -56,7 +56,7 @@ impl TrustedProxies {
     /// The client's address: `peer`, unless `peer` is trusted and `X-Forwarded-For` names
     /// someone before it. [`GARBLED`] when the header, from a trusted peer, cannot be read
     /// up to the client's entry.
-    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    pub(crate) fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         if !self.trusts(peer) {
             return peer;
         }

@@ -59,12 +59,13 @@ fn entry(text: &str) -> Result<(String, String), String> {
 
 impl FirstPartyClients {
     /// Whether `client` is first-party: its namespace and its client id are listed together.
-    pub fn contains(&self, client: &ClientConfig) -> bool {
+    pub(crate) fn contains(&self, client: &ClientConfig) -> bool {
         self.0
             .contains(&(client.namespace.clone(), client.client_id.clone()))
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 }

@@ -42,7 +42,7 @@ pub mod throttle;
 pub mod upstream;
 pub mod users;
 
-pub use run::{IssuerOptions, run};
+pub(crate) use run::{IssuerOptions, run};
 pub use server::{metrics_router, router};
 pub use snapshot::{ConfigSource, InForce, Snapshot};
 pub use state::{Clock, Issuer, Keys};

@@ -111,7 +111,7 @@ pub struct IssuerOptions {
 
 /// Everything that stops the issuer from starting, said so that the user can fix it.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+pub(crate) enum StartError {
     #[error(
         "cluster mode (no --policies): cannot find the cluster (KUBECONFIG, ~/.kube/config or the pod's service account): {0}; pass --policies DIR for standalone mode"
     )]
@@ -154,7 +154,10 @@ enum Source {
 }
 
 /// Run the issuer until `shutdown` is cancelled.
-pub async fn run(options: IssuerOptions, shutdown: CancellationToken) -> Result<(), StartError> {
+pub(crate) async fn run(
+    options: IssuerOptions,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
     if let Some(dir) = &options.policies
         && !dir.is_dir()
     {

@@ -20,7 +20,7 @@ pub struct Snapshot {
 /// The last time the issuer took up the controller's configuration, for the metrics that show
 /// its lag behind the controller.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Synced {
+pub(crate) struct Synced {
     /// The controller's revision of the configuration in force (the manifest's
     /// `data.revision`, the controller's `config_revision`); 0 before the first one, and in
     /// standalone mode, which has no manifest.
@@ -50,20 +50,13 @@ impl Default for InForce {
 }
 
 impl InForce {
-    /// The configuration `config` in force from the start (for tests and fixed set-ups).
-    pub fn fixed(config: IssuerConfig) -> Self {
-        let in_force = Self::default();
-        in_force.replace(config);
-        in_force
-    }
-
     /// The snapshot in force now: a cheap, lock-free load.
     pub fn current(&self) -> Arc<Snapshot> {
         self.current.load_full()
     }
 
     /// Put a new configuration in force, if it differs; returns the revision in force.
-    pub fn replace(&self, config: IssuerConfig) -> u64 {
+    pub(crate) fn replace(&self, config: IssuerConfig) -> u64 {
         let old = self.current.load();
         self.loaded.store(true, Ordering::Release);
         if old.revision > 0 && old.config == config {
@@ -82,7 +75,7 @@ impl InForce {
     /// Record that the configuration in force is the controller's `manifest_revision`, as of
     /// `at` (unix seconds). The revision is recorded apart from the snapshot's: the controller
     /// may publish an identical configuration under a new revision, which changes no snapshot.
-    pub fn record_sync(&self, manifest_revision: u64, at: u64) {
+    pub(crate) fn record_sync(&self, manifest_revision: u64, at: u64) {
         self.synced.store(Arc::new(Synced {
             manifest_revision,
             at,
@@ -90,7 +83,7 @@ impl InForce {
     }
 
     /// The last [`Self::record_sync`].
-    pub fn synced(&self) -> Synced {
+    pub(crate) fn synced(&self) -> Synced {
         **self.synced.load()
     }
 }

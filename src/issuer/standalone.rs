@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 /// How often the folder is checked for changes.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Follows a folder of manifests.
 #[derive(Debug)]
@@ -89,7 +89,7 @@ impl DirectorySource {
     }
 
     /// Whether any file was added, removed or changed since the last reload.
-    pub fn changed(&self) -> bool {
+    pub(crate) fn changed(&self) -> bool {
         self.current_fingerprint() != self.fingerprint
     }
 }

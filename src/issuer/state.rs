@@ -80,7 +80,7 @@ impl Draining {
         self.0.store(true, Ordering::Release);
     }
 
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.0.load(Ordering::Acquire)
     }
 }

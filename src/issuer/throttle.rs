@@ -22,7 +22,7 @@ use sha2::Digest as _;
 use crate::store::{Limits, LockoutKey, Store, StoreError};
 
 /// Per username: 5 failures in 15 minutes lock it for 1 minute, then 2, 4, 8, 15 at most.
-pub const PER_USERNAME: Limits = Limits {
+pub(crate) const PER_USERNAME: Limits = Limits {
     max_failures: 5,
     window_secs: 15 * 60,
     first_lockout_secs: 60,
@@ -31,14 +31,14 @@ pub const PER_USERNAME: Limits = Limits {
 };
 
 /// Per client address (IPv6 by /64): more, since many people may share one address (NAT).
-pub const PER_ADDRESS: Limits = Limits {
+pub(crate) const PER_ADDRESS: Limits = Limits {
     max_failures: 20,
     ..PER_USERNAME
 };
 
 /// What a username is counted under: its SHA-256 after a label, so a key has a fixed size
 /// whatever is typed and never equals an address's.
-pub fn username_key(username: &str) -> LockoutKey {
+pub(crate) fn username_key(username: &str) -> LockoutKey {
     key(b"username", username.as_bytes())
 }
 
@@ -61,7 +61,7 @@ fn key(label: &[u8], value: &[u8]) -> LockoutKey {
 }
 
 /// `Some(seconds to wait)` when the username or the address is locked out at `now`.
-pub async fn check(
+pub(crate) async fn check(
     store: &impl Store,
     username: &str,
     address: Option<IpAddr>,
@@ -75,7 +75,7 @@ pub async fn check(
 }
 
 /// Counts a failed sign-in against the username and the address.
-pub async fn failure(
+pub(crate) async fn failure(
     store: &impl Store,
     username: &str,
     address: Option<IpAddr>,
@@ -94,7 +94,7 @@ pub async fn failure(
 
 /// A successful sign-in clears the username's failures. The address keeps its count: one
 /// account of the attacker's own must not reset the count of its guesses at others.
-pub async fn success(store: &impl Store, username: &str) -> Result<(), StoreError> {
+pub(crate) async fn success(store: &impl Store, username: &str) -> Result<(), StoreError> {
     store.forget_failures(username_key(username)).await
 }
 

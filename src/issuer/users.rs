@@ -99,7 +99,7 @@ const ARGON2ID_MINIMUMS: [(u32, u32); 5] =
     [(1, 47104), (2, 19456), (3, 12288), (4, 9216), (5, 7168)];
 
 /// bcrypt reads at most this many bytes of a password.
-pub const BCRYPT_MAX_PASSWORD_BYTES: usize = 72;
+pub(crate) const BCRYPT_MAX_PASSWORD_BYTES: usize = 72;
 
 /// A well-formed argon2id hash of a random password (default costs), the decoy of an empty
 /// list.
@@ -146,14 +146,17 @@ impl Users {
     }
 
     /// A permit to check one password, waiting at most `wait` for one ([`concurrent_checks`]).
-    pub async fn check_permit(&self, wait: Duration) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    pub(crate) async fn check_permit(
+        &self,
+        wait: Duration,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
         tokio::time::timeout(wait, self.checks.clone().acquire_owned())
             .await
             .ok()?
             .ok()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
 

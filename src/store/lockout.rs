@@ -36,7 +36,7 @@ pub struct LockoutKey(pub [u8; 32]);
 
 /// The failures counted against one key.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Failures {
+pub(crate) struct Failures {
     /// Failures in the current window since the last lockout.
     pub failures: u32,
     pub last_failure: UnixTime,
@@ -50,7 +50,7 @@ pub struct Failures {
 
 impl Failures {
     /// Until when the key is locked out, if it is at `now`.
-    pub fn locked_at(&self, now: UnixTime) -> Option<UnixTime> {
+    pub(crate) fn locked_at(&self, now: UnixTime) -> Option<UnixTime> {
         (now < self.locked_until).then_some(self.locked_until)
     }
 

@@ -55,11 +55,11 @@ pub const MAX_SIGN_INS: usize = 8192;
 /// beyond it, that address's own sign-in expiring first goes. A flood of `GET /authorize` from
 /// one address so churns its own share, and the other addresses' sign-ins are untouched.
 pub const MAX_SIGN_INS_PER_ADDRESS: usize = MAX_SIGN_INS / 16;
-pub use lockout::{Failures, Limits, LockoutKey};
+pub use lockout::{Limits, LockoutKey};
 pub use model::{
     AuthorizationCode, CodeGrant, CodeOutcome, ExpiryKind, Family, NewFamily, PurgeReport,
-    RefreshOutcome, RefreshRequest, RefreshRules, RefreshTokenView, Revocation, RevocationReason,
-    RevokeOutcome, TokenRecord, UnixTime,
+    RefreshOutcome, RefreshRequest, RefreshRules, RefreshTokenView, RevocationReason,
+    RevokeOutcome, UnixTime,
 };
 pub use postgres::{DatabaseUrl, PostgresStore};
 pub use secret::{FamilyId, OpaqueToken, TokenHash};
@@ -242,7 +242,7 @@ pub trait Store: Send + Sync {
     /// Removes up to `limit` expired rows of each kind: families past their `keep_until` with
     /// their tokens, codes past [`AuthorizationCode::expires_at`] and the `exp` of what they
     /// issued, revocations past the token's `exp`, sign-ins past their `expires_at`, failures
-    /// past their [`Failures::forget_at`]. Call it periodically, again at once while the
+    /// past their [`lockout::Failures::forget_at`]. Call it periodically, again at once while the
     /// report says `more`; a small `limit` keeps each write short.
     fn purge_expired(
         &self,

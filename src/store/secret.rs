@@ -106,7 +106,7 @@ pub struct TokenHash(pub [u8; 32]);
 
 impl TokenHash {
     /// SHA-256 of `secret`.
-    pub fn of(secret: &[u8]) -> Self {
+    pub(crate) fn of(secret: &[u8]) -> Self {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret);
         let mut out = [0u8; 32];
         out.copy_from_slice(digest.as_ref());

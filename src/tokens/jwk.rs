@@ -27,7 +27,7 @@ pub enum JwkKey {
 impl JwkKey {
     /// RFC 7638 JWK thumbprint: SHA-256 over the required members in lexicographic order,
     /// base64url without padding.
-    pub fn thumbprint(&self) -> String {
+    pub(crate) fn thumbprint(&self) -> String {
         // The members are base64url strings and fixed names, so no JSON escaping is needed.
         let canonical = match self {
             JwkKey::Rsa { n, e } => format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#),
@@ -54,7 +54,7 @@ pub struct Jwk {
 
 impl Jwk {
     /// A signing JWK for `alg` whose `kid` is the key's RFC 7638 thumbprint.
-    pub fn new(alg: Algorithm, key: JwkKey) -> Self {
+    pub(crate) fn new(alg: Algorithm, key: JwkKey) -> Self {
         let kid = key.thumbprint();
         Jwk {
             key,

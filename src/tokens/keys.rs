@@ -47,7 +47,7 @@ impl fmt::Debug for SigningKey {
 impl SigningKey {
     /// A fresh key from the system CSPRNG: RSA 2048 for RS256 and PS256, P-256 for ES256,
     /// Ed25519 for EdDSA.
-    pub fn generate(alg: Algorithm, now: u64) -> Result<Self, TokenError> {
+    pub(crate) fn generate(alg: Algorithm, now: u64) -> Result<Self, TokenError> {
         let failed = |_| TokenError::KeyGeneration(alg);
         let pair = match alg {
             Algorithm::Rs256 | Algorithm::Ps256 => {
@@ -63,7 +63,12 @@ impl SigningKey {
 
     /// Parses an unencrypted PKCS#8 private key (`-----BEGIN PRIVATE KEY-----`) for `alg`.
     /// The error says what is wrong without repeating any of the input.
-    pub fn from_pkcs8_pem(alg: Algorithm, pem: &str, created_at: u64) -> Result<Self, TokenError> {
+    #[cfg(test)]
+    pub(crate) fn from_pkcs8_pem(
+        alg: Algorithm,
+        pem: &str,
+        created_at: u64,
+    ) -> Result<Self, TokenError> {
         Self::parse_pem(alg, pem, created_at)
             .map_err(|reason| TokenError::KeyRejected { alg, reason })
     }
@@ -106,7 +111,7 @@ impl SigningKey {
     }
 
     /// The private key as unencrypted PKCS#8 v1 PEM, wiped from memory when dropped.
-    pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, TokenError> {
+    pub(crate) fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, TokenError> {
         let failed = |_| TokenError::KeyEncoding(self.alg);
         let der = match &self.pair {
             Pair::Rsa(pair) => Zeroizing::new(pair.as_der().map_err(failed)?.as_ref().to_vec()),
@@ -165,22 +170,22 @@ impl SigningKey {
         })
     }
 
-    pub fn alg(&self) -> Algorithm {
+    pub(crate) fn alg(&self) -> Algorithm {
         self.alg
     }
 
     /// The RFC 7638 thumbprint of the public key, base64url.
-    pub fn kid(&self) -> &str {
+    pub(crate) fn kid(&self) -> &str {
         &self.jwk.kid
     }
 
     /// When the key was made (unix seconds).
-    pub fn created_at(&self) -> u64 {
+    pub(crate) fn created_at(&self) -> u64 {
         self.created_at
     }
 
     /// The public key as published in the JWKS.
-    pub fn jwk(&self) -> &Jwk {
+    pub(crate) fn jwk(&self) -> &Jwk {
         &self.jwk
     }
 

@@ -103,23 +103,24 @@ impl KeySet {
     }
 
     /// The key that signs tokens for `alg`, if there is one.
-    pub fn signing_key(&self, alg: Algorithm) -> Option<&Arc<SigningKey>> {
+    pub(crate) fn signing_key(&self, alg: Algorithm) -> Option<&Arc<SigningKey>> {
         self.active[alg.index()].as_ref()
     }
 
     /// The key that will sign for `alg` next: published, not signing yet.
-    pub fn next_key(&self, alg: Algorithm) -> Option<&Arc<SigningKey>> {
+    pub(crate) fn next_key(&self, alg: Algorithm) -> Option<&Arc<SigningKey>> {
         self.next[alg.index()].as_ref()
     }
 
     /// The longest token lifetime recorded for the active key of `alg`.
-    pub fn longest_lifetime(&self, alg: Algorithm) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn longest_lifetime(&self, alg: Algorithm) -> u64 {
         self.longest_lifetime[alg.index()]
     }
 
     /// Records that a token the active key of `alg` signs may live `seconds`; keeps the
     /// largest value. Returns whether it grew.
-    pub fn record_lifetime(&mut self, alg: Algorithm, seconds: u64) -> bool {
+    pub(crate) fn record_lifetime(&mut self, alg: Algorithm, seconds: u64) -> bool {
         let slot = &mut self.longest_lifetime[alg.index()];
         let grew = seconds > *slot && self.active[alg.index()].is_some();
         if grew {
@@ -129,13 +130,13 @@ impl KeySet {
     }
 
     /// Retired public keys, published until their deadline.
-    pub fn retired(&self) -> &[RetiredKey] {
+    pub(crate) fn retired(&self) -> &[RetiredKey] {
         &self.retired
     }
 
     /// Generates the next key of `alg` (published from now on, signing only once promoted),
     /// unless there is one already. Returns whether one was made.
-    pub fn stage(&mut self, alg: Algorithm, now: u64) -> Result<bool, TokenError> {
+    pub(crate) fn stage(&mut self, alg: Algorithm, now: u64) -> Result<bool, TokenError> {
         if self.next[alg.index()].is_some() {
             return Ok(false);
         }
@@ -146,7 +147,7 @@ impl KeySet {
     /// Makes the next key of `alg` the active one. The previous active key is retired, its
     /// public half published until `now + its longest token lifetime + skew`. The new key's
     /// longest lifetime starts at `lifetime`. Returns whether there was a next key.
-    pub fn promote(&mut self, alg: Algorithm, now: u64, lifetime: u64, skew: u64) -> bool {
+    pub(crate) fn promote(&mut self, alg: Algorithm, now: u64, lifetime: u64, skew: u64) -> bool {
         let Some(next) = self.next[alg.index()].take() else {
             return false;
         };
@@ -166,7 +167,7 @@ impl KeySet {
     /// a retired one stays as it was. For a set read from a file someone else wrote, so that
     /// tokens the keys in force here signed keep verifying whatever the file says. Next keys
     /// signed nothing and are not kept. Returns whether anything was added.
-    pub fn keep_published(&mut self, before: &KeySet, now: u64, skew: u64) -> bool {
+    pub(crate) fn keep_published(&mut self, before: &KeySet, now: u64, skew: u64) -> bool {
         let mut known: std::collections::HashSet<String> = self
             .active
             .iter()
@@ -215,7 +216,8 @@ impl KeySet {
     /// Replaces the signing key of `alg` with a fresh one, effective at once. The previous key's
     /// public half stays published for `publish_old_for` seconds: pass at least the longest
     /// lifetime a token it signed can have, plus how long clients may cache the JWKS.
-    pub fn rotate(
+    #[cfg(test)]
+    pub(crate) fn rotate(
         &mut self,
         alg: Algorithm,
         now: u64,
@@ -234,7 +236,7 @@ impl KeySet {
     }
 
     /// Forgets retired keys whose deadline has passed. Returns whether any were removed.
-    pub fn prune(&mut self, now: u64) -> bool {
+    pub(crate) fn prune(&mut self, now: u64) -> bool {
         let before = self.retired.len();
         self.retired.retain(|key| now < key.publish_until);
         self.retired.len() != before
@@ -261,7 +263,7 @@ impl KeySet {
     }
 
     /// A verifier over the published public keys (active, and retired until their deadline).
-    pub fn verifier(&self) -> Verifier {
+    pub(crate) fn verifier(&self) -> Verifier {
         Verifier::new(self)
     }
 
@@ -305,7 +307,7 @@ impl KeySet {
 
     /// Parses the serialised form, checking every key: its PEM, its type, and that its `kid`
     /// is the thumbprint of the key it names.
-    pub fn from_json(bytes: &[u8]) -> Result<Self, TokenError> {
+    pub(crate) fn from_json(bytes: &[u8]) -> Result<Self, TokenError> {
         let VersionOnly { version } = serde_json::from_slice(bytes).map_err(format_error)?;
         if version != VERSION {
             return Err(TokenError::UnsupportedVersion(version));
@@ -365,14 +367,14 @@ impl KeySet {
     }
 
     /// Reads a key set saved by [`KeySet::save`].
-    pub fn load(path: &Path) -> Result<Self, TokenError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, TokenError> {
         let bytes = Zeroizing::new(std::fs::read(path).map_err(io("read", path))?);
         Self::from_json(&bytes)
     }
 
     /// Writes the key set atomically (temporary file, fsync, rename), readable by the owner
     /// only.
-    pub fn save(&self, path: &Path) -> Result<(), TokenError> {
+    pub(crate) fn save(&self, path: &Path) -> Result<(), TokenError> {
         let json = self.to_json()?;
         let tmp = path.with_extension("tmp");
         let mut options = std::fs::OpenOptions::new();

@@ -24,11 +24,10 @@ pub(crate) mod mint;
 pub(crate) mod rotation;
 pub(crate) mod verify;
 
-pub use jwk::{Jwk, JwkKey, Jwks};
-pub use keys::SigningKey;
+pub(crate) use jwk::Jwks;
 pub use keyset::{KeySet, RetiredKey};
 pub use mint::{AccessTokenClaims, MintedToken, Minter};
-pub use verify::{VerifiedClaims, Verifier};
+pub(crate) use verify::{VerifiedClaims, Verifier};
 
 use std::str::FromStr;
 

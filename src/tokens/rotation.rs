@@ -25,7 +25,7 @@ pub(crate) const MAX_TOKEN_LIFETIME: u64 = crate::api::policy::MAX_TOKEN_EXPIRAT
 
 /// When keys move from stage to stage, in seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     /// From one key's creation to the next key's creation.
     pub interval: u64,
     /// From a key's creation (and publication) to its first signature.
@@ -143,7 +143,7 @@ pub struct RotationOptions {
 
 impl RotationOptions {
     /// The schedule, or why the flags do not make one.
-    pub fn schedule(&self) -> Result<Schedule, String> {
+    pub(crate) fn schedule(&self) -> Result<Schedule, String> {
         let schedule = Schedule {
             interval: self.key_rotation_interval.as_secs(),
             publish_lead: self.key_publish_lead.as_secs(),

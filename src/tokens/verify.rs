@@ -21,7 +21,7 @@ const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// The claims of a verified access token.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct VerifiedClaims {
+pub(crate) struct VerifiedClaims {
     pub iss: String,
     pub sub: String,
     pub aud: String,
@@ -76,7 +76,7 @@ impl fmt::Debug for Verifier {
 impl Verifier {
     /// A verifier for the active and next keys of `set` and its retired keys until their
     /// deadline.
-    pub fn new(set: &KeySet) -> Self {
+    pub(crate) fn new(set: &KeySet) -> Self {
         let active = Algorithm::ALL
             .into_iter()
             .flat_map(|alg| [set.signing_key(alg), set.next_key(alg)])
@@ -96,7 +96,7 @@ impl Verifier {
     /// Checks `token` as of `now`: a compact JWS with `typ: at+jwt`, signed with the key its
     /// `kid` names using that key's algorithm, issued by `issuer`, and not expired
     /// (`now < exp`). Returns its claims.
-    pub fn verify(
+    pub(crate) fn verify(
         &self,
         token: &str,
         issuer: &str,
@@ -198,7 +198,8 @@ fn check_signature(entry: &Entry, signed: &[u8], sig: &[u8]) -> Result<(), Token
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tokens::{AccessTokenClaims, SigningKey};
+    use crate::tokens::AccessTokenClaims;
+    use crate::tokens::keys::SigningKey;
 
     const ISS: &str = "https://issuer.example.com";
     const NOW: u64 = 1_800_000_000;

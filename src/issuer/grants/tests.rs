@@ -5,8 +5,9 @@
 use super::*;
 use crate::api::{ClientType, RefreshTokenSettings, SigningAlgorithm};
 use crate::issuer::routes::respond;
+use crate::store::AuthorizationCode;
 use crate::store::failing::{Call, FailingStore, Race};
-use crate::store::{AuthorizationCode, RevocationReason};
+use crate::store::model::RevocationReason;
 use crate::tokens::KeySet;
 use axum::http::StatusCode;
 

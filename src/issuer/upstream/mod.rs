@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use zeroize::Zeroizing;
 
 /// The issuer's callback path, registered at the provider as `<--issuer-url>/callback/oidc`.
-pub const CALLBACK_PATH: &str = "/callback/oidc";
+pub(crate) const CALLBACK_PATH: &str = "/callback/oidc";
 
 /// The `--oidc-*` options of `tokenwarden issuer`. Each also reads `TOKENWARDEN_OIDC_<...>`.
 #[derive(Clone, Debug, Default, clap::Args)]
@@ -90,12 +90,12 @@ pub enum UpstreamError {
 pub struct ClientSecret(Zeroizing<String>);
 
 impl ClientSecret {
-    pub fn new(value: String) -> Self {
+    pub(crate) fn new(value: String) -> Self {
         Self(Zeroizing::new(value))
     }
 
     /// For the one place that sends it to the provider's token endpoint.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }

@@ -31,7 +31,7 @@ pub(crate) const STALE_AT_MOST: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A step with the provider that failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ProviderError {
+pub(crate) enum ProviderError {
     #[error("{step}: cannot reach the provider: {source}")]
     Unreachable {
         step: &'static str,
@@ -56,7 +56,7 @@ pub enum ProviderError {
 
 /// The parts of the discovery document the connector uses.
 #[derive(Clone, Debug, Deserialize)]
-pub struct Metadata {
+pub(crate) struct Metadata {
     pub issuer: String,
     pub authorization_endpoint: String,
     pub token_endpoint: String,
@@ -216,7 +216,7 @@ pub(crate) fn acceptable_url(url: &str) -> bool {
 }
 
 impl Provider {
-    pub fn new(issuer: String) -> Result<Self, reqwest::Error> {
+    pub(crate) fn new(issuer: String) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(HTTP_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
@@ -230,18 +230,18 @@ impl Provider {
         })
     }
 
-    pub fn issuer(&self) -> &str {
+    pub(crate) fn issuer(&self) -> &str {
         &self.issuer
     }
 
     /// The discovery document if it was ever fetched, without waiting for the network (also
     /// while it is being fetched again).
-    pub fn cached_metadata(&self) -> Option<Metadata> {
+    pub(crate) fn cached_metadata(&self) -> Option<Metadata> {
         self.metadata.peek()
     }
 
     /// The discovery document, fetched when not cached or stale.
-    pub async fn metadata(&self) -> Result<Metadata, ProviderError> {
+    pub(crate) async fn metadata(&self) -> Result<Metadata, ProviderError> {
         self.metadata
             .get(CACHE_FOR, async || self.discover().await)
             .await
@@ -281,7 +281,7 @@ impl Provider {
 
     /// The provider's keys; `refresh` fetches them again (an unknown `kid`: the provider may
     /// have rotated), at most once per [`REFETCH_AT_MOST_EVERY`].
-    pub async fn keys(&self, refresh: bool) -> Result<JwkSet, ProviderError> {
+    pub(crate) async fn keys(&self, refresh: bool) -> Result<JwkSet, ProviderError> {
         let fresh_for = if refresh {
             REFETCH_AT_MOST_EVERY
         } else {
@@ -297,7 +297,7 @@ impl Provider {
     }
 
     /// Exchange `code` at the token endpoint; returns the ID token.
-    pub async fn exchange(
+    pub(crate) async fn exchange(
         &self,
         client_id: &str,
         secret: &ClientSecret,

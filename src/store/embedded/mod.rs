@@ -46,12 +46,12 @@ use tables::{
 };
 
 /// Name of the database file inside the data directory.
-pub const FILE_NAME: &str = "tokenwarden.redb";
+pub(crate) const FILE_NAME: &str = "tokenwarden.redb";
 
 pub use super::{MAX_SIGN_INS, MAX_SIGN_INS_PER_ADDRESS};
 
 /// Most keys (usernames and client addresses) whose failed sign-ins are counted at once.
-pub const MAX_LOCKOUT_KEYS: usize = 20_000;
+pub(crate) const MAX_LOCKOUT_KEYS: usize = 20_000;
 
 /// The embedded store. Cheap to clone; the file is closed when the last clone is dropped,
 /// which waits for the writer to finish the batch in hand (milliseconds).
@@ -106,11 +106,6 @@ impl EmbeddedStore {
                 failures: lockout::Table::new(MAX_LOCKOUT_KEYS),
             }),
         })
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
     }
 
     /// Runs `work` in a fresh read snapshot, on this thread (see the module's comment).

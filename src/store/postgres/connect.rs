@@ -25,10 +25,10 @@ use zeroize::Zeroizing;
 use crate::store::StoreError;
 
 /// Connections the pool of one issuer keeps open at most.
-pub const POOL_SIZE: usize = 16;
+pub(crate) const POOL_SIZE: usize = 16;
 /// How long a request waits for a free connection, or for a new one to be made, before it is
 /// answered 503; also the connect timeout when the DSN sets none.
-pub const POOL_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Unacknowledged data older than this marks a connection dead (when the DSN sets none), so a
 /// server that vanished without closing its sockets does not hang requests for minutes.
 pub(super) const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,13 +53,13 @@ impl DatabaseUrl {
     }
 
     /// Reads the DSN from `path` (a mounted Kubernetes Secret), without surrounding space.
-    pub fn from_file(path: &Path) -> std::io::Result<Self> {
+    pub(crate) fn from_file(path: &Path) -> std::io::Result<Self> {
         let text = Zeroizing::new(std::fs::read_to_string(path)?);
         Ok(Self::new(text.trim()))
     }
 
     /// The DSN itself, for the one place that connects.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -80,7 +80,7 @@ impl FromStr for DatabaseUrl {
 
 /// How to use TLS, as read from the DSN.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TlsSettings {
+pub(crate) struct TlsSettings {
     pub mode: SslMode,
     pub root_cert: Option<PathBuf>,
 }
@@ -208,7 +208,9 @@ fn client_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, StoreError> 
 /// Takes `sslmode` and `sslrootcert` out of `dsn` (URL or `key=value` form): tokio-postgres
 /// knows neither `verify-ca`/`verify-full` nor `sslrootcert`. Returns the rest of the DSN
 /// unchanged and the settings.
-pub fn split_tls_settings(dsn: &str) -> Result<(Zeroizing<String>, TlsSettings), StoreError> {
+pub(crate) fn split_tls_settings(
+    dsn: &str,
+) -> Result<(Zeroizing<String>, TlsSettings), StoreError> {
     let mut mode = None;
     let mut root_cert = None;
     let mut take = |key: &str, value: &str| -> Result<bool, StoreError> {

@@ -27,8 +27,8 @@ use deadpool_postgres::{Pool, Transaction};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
-pub use connect::{DatabaseUrl, POOL_SIZE, POOL_TIMEOUT, TlsSettings, split_tls_settings};
-pub use schema::{MIGRATIONS, latest as latest_schema_version};
+pub use connect::DatabaseUrl;
+pub use schema::MIGRATIONS;
 
 use super::expiring::Full;
 use super::lockout::{self, Limits, LockoutKey};

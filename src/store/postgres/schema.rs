@@ -120,7 +120,7 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
 ];
 
 /// The newest schema version this build knows.
-pub fn latest() -> i32 {
+pub(crate) fn latest() -> i32 {
     MIGRATIONS.last().map_or(0, |(version, _)| *version)
 }
 
