@@ -12,7 +12,7 @@
 //! has one thread. A failed step prints `kubectl get pods -A -o wide`, the events, `describe`
 //! and the logs of the pods, and the ends of the node's logs.
 //!
-//! `TOKENWARDEN_SKIP_NODE_TESTS=1` leaves it out, loudly (README, "Tests"); without root it
+//! `TOKENWARDEN_SKIP_NODE_TESTS=1` leaves it out, loudly (README, "Testing"); without root it
 //! fails and says so.
 
 mod fixtures;

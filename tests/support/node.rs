@@ -56,7 +56,7 @@ pub fn seal() -> Result<(), String> {
         return Err(
             "the real node needs root (network and mount namespaces, cgroups, mounts). \
              Run the tests as root, as CI does, or leave the node out with \
-             TOKENWARDEN_SKIP_NODE_TESTS=1 (README, \"Tests\")."
+             TOKENWARDEN_SKIP_NODE_TESTS=1 (README, \"Testing\")."
                 .to_owned(),
         );
     }
