@@ -229,6 +229,22 @@ async fn the_chart_on_a_real_node() {
     })
     .await;
     serves(&base).await;
+    // The ReplicaSet starts the new pod while the old one drains, on the same volume: the new
+    // issuer waits for the store rather than crash (it did, before issue #20's fix).
+    let restarts = kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        NS,
+        "-l",
+        "app.kubernetes.io/component=issuer",
+        "-o",
+        "jsonpath={.items[*].status.containerStatuses[*].restartCount}",
+    ]);
+    assert!(
+        restarts.split_whitespace().all(|count| count == "0"),
+        "the new issuer pod restarted ({restarts}): it did not wait for the store"
+    );
     let refreshed = token(
         &base,
         &[
