@@ -103,20 +103,39 @@ fn main() -> ExitCode {
     }
 }
 
-/// Whether libtest-style arguments select this test: no filter, or a filter it contains, and no
-/// `--skip` it contains.
+/// Whether libtest-style arguments select this test: no filter, or a filter it contains (equals,
+/// with `--exact`), and no `--skip` it contains; the values of libtest's other options are not
+/// filters.
 fn selected(args: &[String]) -> bool {
+    const WITH_VALUE: [&str; 6] = [
+        "--test-threads",
+        "--logfile",
+        "--format",
+        "--color",
+        "--shuffle-seed",
+        "-Z",
+    ];
+    let exact = args.iter().any(|arg| arg == "--exact");
+    let matches = |filter: &str| {
+        if exact {
+            TEST == filter
+        } else {
+            TEST.contains(filter)
+        }
+    };
     let mut filters = Vec::new();
     let mut skipped = false;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         if arg == "--skip" {
-            skipped |= iter.next().is_some_and(|skip| TEST.contains(skip.as_str()));
+            skipped |= iter.next().is_some_and(|skip| matches(skip));
+        } else if WITH_VALUE.contains(&arg.as_str()) {
+            iter.next();
         } else if !arg.starts_with('-') {
             filters.push(arg);
         }
     }
-    !skipped && (filters.is_empty() || filters.iter().any(|f| TEST.contains(f.as_str())))
+    !skipped && (filters.is_empty() || filters.iter().any(|filter| matches(filter)))
 }
 
 fn step(name: &'static str) {
