@@ -152,10 +152,14 @@ async fn the_chart_on_a_real_node() {
 
     step("the image is built from this build's binary and imported, never pulled");
     let version = env!("CARGO_PKG_VERSION");
-    let image = build_image(
-        node,
-        &format!("{IMAGE_REGISTRY}/{IMAGE_REPOSITORY}:{version}"),
-    );
+    let started = Instant::now();
+    let image = node
+        .build_image(
+            std::path::Path::new(env!("CARGO_BIN_EXE_tokenwarden")),
+            &format!("{IMAGE_REGISTRY}/{IMAGE_REPOSITORY}:{version}"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("image built in {:.1?}", started.elapsed());
     node.import_image(&image).unwrap_or_else(|e| panic!("{e}"));
 
     step("helm install into a namespace that enforces restricted: the pods become Ready");
@@ -320,29 +324,6 @@ async fn the_chart_on_a_real_node() {
 
     step("helm uninstall leaves exactly what docs/helm.md says it leaves");
     helm_uninstall_leaves_what_the_docs_say(node);
-}
-
-/// `scripts/image.sh` on the test profile's binary (stripped), as the release image is built.
-fn build_image(node: &node::Node, name: &str) -> std::path::PathBuf {
-    let output = node.dir().join("tokenwarden-image.tar");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/image.sh");
-    let started = Instant::now();
-    let status = std::process::Command::new("bash")
-        .arg(&script)
-        .arg("--binary")
-        .arg(env!("CARGO_BIN_EXE_tokenwarden"))
-        .arg("--output")
-        .arg(&output)
-        .args(["--name", name])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("running scripts/image.sh");
-    assert!(
-        status.success(),
-        "scripts/image.sh failed ({status}); its message is above"
-    );
-    eprintln!("image built in {:.1?}", started.elapsed());
-    output
 }
 
 /// The PersistentVolume the chart's claim binds to: a folder of the node owned by the chart's

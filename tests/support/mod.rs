@@ -298,6 +298,7 @@ impl ControlPlane {
     /// `kubectl` with this control plane's kubeconfig (admin; `--context alice` for another user).
     pub fn kubectl(&self) -> Command {
         let mut command = Command::new(self.tools.join("kubectl"));
+        process::dies_with_spawning_thread(&mut command);
         command
             .env("KUBECONFIG", &self.kubeconfig)
             .env("KUBECACHEDIR", self.dir.join("kube-cache"));
@@ -328,6 +329,7 @@ impl ControlPlane {
     /// temporary folder rather than the user's home.
     pub fn helm(&self) -> Command {
         let mut command = Command::new(self.tools.join("helm"));
+        process::dies_with_spawning_thread(&mut command);
         command
             .env("KUBECONFIG", &self.kubeconfig)
             .env("HELM_CACHE_HOME", self.dir.join("helm/cache"))

@@ -131,7 +131,9 @@ impl Node {
     /// finds images: an import, never a pull.
     pub fn import_image(&self, file: &Path) -> Result<(), String> {
         let socket = self.socket();
-        let output = Command::new(self.tools.join("ctr"))
+        let mut ctr = Command::new(self.tools.join("ctr"));
+        process::dies_with_spawning_thread(&mut ctr);
+        let output = ctr
             .args([
                 "--address",
                 &socket,
@@ -153,6 +155,34 @@ impl Node {
             ));
         }
         Ok(())
+    }
+
+    /// The image `name` built by `scripts/image.sh` from `binary` (stripped), as the release
+    /// image is built, into an OCI archive in the node's folder; its temporary files there too,
+    /// so a killed run leaves nothing elsewhere.
+    pub fn build_image(&self, binary: &Path, name: &str) -> Result<PathBuf, String> {
+        let output = self.dir.join("tokenwarden-image.tar");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/image.sh");
+        let mut command = Command::new("bash");
+        process::dies_with_spawning_thread(&mut command);
+        let status = command
+            .arg(&script)
+            .arg("--binary")
+            .arg(binary)
+            .arg("--output")
+            .arg(&output)
+            .args(["--name", name])
+            .env("TMPDIR", &self.dir)
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| format!("running {}: {e}", script.display()))?;
+        if !status.success() {
+            return Err(format!(
+                "{} failed ({status}); its message is above",
+                script.display()
+            ));
+        }
+        Ok(output)
     }
 
     /// A folder for a hostPath PersistentVolume, owned by `uid` with mode 0700.
@@ -670,7 +700,9 @@ fn path_with(tools: &Path) -> String {
 
 /// Runs `program args`; its stdout, or a message with its output.
 fn run(program: &str, args: &[&str]) -> Result<String, String> {
-    let output = Command::new(program)
+    let mut command = Command::new(program);
+    process::dies_with_spawning_thread(&mut command);
+    let output = command
         .args(args)
         .output()
         .map_err(|e| format!("running {program}: {e}"))?;

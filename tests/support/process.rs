@@ -234,6 +234,15 @@ fn spawner() -> Sender<Spawn> {
 
 /// Spawns `command` so that the kernel kills it when this thread (and so this process) ends.
 fn spawn_tied_to_this_process(command: &mut Command) -> std::io::Result<Child> {
+    dies_with_spawning_thread(command);
+    command.spawn()
+}
+
+/// Makes the process `command` starts die (SIGKILL) when the thread that starts it ends, so a
+/// test process killed outright takes along the kubectl, helm or buildah it was waiting for
+/// (which would otherwise outlive it, and keep the real node's network namespace alive). For
+/// commands the starting thread waits for (`output`, `status`), or the spawner thread's.
+pub fn dies_with_spawning_thread(command: &mut Command) {
     let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
     // functions (prctl, getppid, _exit).
@@ -249,5 +258,4 @@ fn spawn_tied_to_this_process(command: &mut Command) -> std::io::Result<Child> {
             Ok(())
         })
     };
-    command.spawn()
 }
