@@ -6,8 +6,9 @@
 #                                     `helm push DIR/tokenwarden-VERSION.tgz oci://REGISTRY/charts`)
 #   tokenwarden-VERSION.cdx.json      a CycloneDX SBOM of the Rust dependencies (cargo-cyclonedx)
 #   tokenwarden-VERSION-linux-ARCH    the release binary
-# and builds the image IMAGE:VERSION from the Dockerfile (docker, or buildah with
-# IMAGE_BUILDER=buildah), which users push to their registry (docs/helm.md, "The image").
+# and builds the image IMAGE:VERSION from the Dockerfile and the release binary (docker; or, with
+# IMAGE_BUILDER=buildah, scripts/image.sh on a base from Debian packages into
+# DIR/tokenwarden-VERSION-image.tar), which users push to their registry (docs/helm.md, "The image").
 #
 #   scripts/release.sh [--check] [--skip-image] [--output DIR]
 #
@@ -85,8 +86,18 @@ else
   builder="${IMAGE_BUILDER:-docker}"
   command -v "$builder" >/dev/null || fail "$builder is missing: set IMAGE_BUILDER, or pass --skip-image"
   case "$builder" in
-    buildah) buildah bud -t "$image" . ;;
-    *) "$builder" build -t "$image" . ;;
+    # No registry needed: the base from Debian packages, the image into an OCI archive.
+    buildah)
+      scripts/image.sh --binary "$target/release/tokenwarden" --name "$image" \
+        --output "$out/tokenwarden-$version-image.tar" > /dev/null
+      ;;
+    *)
+      # The Dockerfile's build context holds only the release binary.
+      context="$(mktemp -d)"
+      cp "$target/release/tokenwarden" "$context/"
+      "$builder" build -t "$image" -f Dockerfile "$context"
+      rm -rf "$context"
+      ;;
   esac
   echo "built $image: push it to your registry"
 fi

@@ -8,6 +8,9 @@
 #   promtool        from tests/cluster/promtool (github.com/prometheus/prometheus/cmd/promtool,
 #                   pinned as a Go tool), keyed the same way; checks the chart's alert rules
 #
+# The real node's tools (kubelet, containerd, runc, ...) are built by the sibling
+# scripts/node-tools.sh, which scripts/test.sh runs: only tests/real_node.rs needs them.
+#
 # Tools dir: ${TOKENWARDEN_CACHE:-$HOME/.cache/tokenwarden}/tools/<key>, where <key> is a hash of
 # the Go modules, the Go version and the pins below, so a pin change builds anew and everything
 # else is reused. Progress goes to stderr; the last line on stdout is the tools dir, for

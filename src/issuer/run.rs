@@ -15,7 +15,7 @@ use crate::store::{AnyStore, DatabaseUrl, EmbeddedStore, PostgresStore, Store, S
 use crate::tokens::KeySet;
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -285,6 +285,36 @@ pub(crate) async fn run(
 /// How long start-up keeps trying to reach PostgreSQL before it gives up.
 const DATABASE_START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long start-up waits for the embedded store while another process has it open: a pod
+/// deleted (or evicted) is replaced at once, on the same volume, while it still drains (up to
+/// `--shutdown-drain-seconds` and the 30 s request timeout). Beyond the chart's default grace
+/// period of 40 s.
+const EMBEDDED_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The embedded store under `data_dir`, waiting up to [`EMBEDDED_LOCK_TIMEOUT`] while another
+/// process (the pod this one replaces) has it open.
+async fn open_embedded(data_dir: &Path) -> Result<AnyStore, StartError> {
+    let deadline = tokio::time::Instant::now() + EMBEDDED_LOCK_TIMEOUT;
+    let mut warned = false;
+    loop {
+        match EmbeddedStore::open(data_dir) {
+            Ok(store) => return Ok(AnyStore::Embedded(store)),
+            Err(e @ StoreError::Locked { .. }) if tokio::time::Instant::now() < deadline => {
+                if !warned {
+                    tracing::warn!(
+                        error = %ErrorChain(&e),
+                        "another process has the store open (the pod this one replaces, still \
+                         stopping?); waiting for it"
+                    );
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// PostgreSQL when a database URL is given, else the embedded store under `--data-dir`.
 /// PostgreSQL is retried for [`DATABASE_START_TIMEOUT`], so replicas that start while the
 /// database does (or restarts) wait for it rather than crash.
@@ -297,7 +327,7 @@ async fn open_store(options: &IssuerOptions) -> Result<AnyStore, StartError> {
                 source,
             })?
         }
-        (None, None) => return Ok(AnyStore::Embedded(EmbeddedStore::open(&options.data_dir)?)),
+        (None, None) => return open_embedded(&options.data_dir).await,
     };
     let deadline = tokio::time::Instant::now() + DATABASE_START_TIMEOUT;
     loop {

@@ -77,6 +77,10 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Another process has the embedded store open: a pod that still drains beside the one
+    /// replacing it on the same volume. Temporary at start-up (`issuer::run` waits).
+    #[error("the store at {path} is open in another process")]
+    Locked { path: PathBuf },
     #[error("the store's schema version is {found}; this build supports {supported}")]
     SchemaVersion { found: u64, supported: u64 },
     #[error("a stored record in {table} cannot be read")]

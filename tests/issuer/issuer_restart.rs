@@ -171,6 +171,46 @@ async fn on_sigterm_readiness_fails_at_once_and_the_issuer_serves_through_the_dr
     );
 }
 
+/// A pod of the embedded issuer deleted (or evicted) is replaced at once, on the same volume,
+/// while it still drains: the new process waits for the store the old one has open, and serves
+/// once the old one exits, rather than exiting with "Database already open" and crash-looping
+/// (what the real node of tests/real_node.rs showed).
+#[tokio::test]
+async fn a_second_issuer_on_the_same_data_dir_waits_for_the_store_and_serves_once_the_first_exits()
+{
+    let dir = folder_with_policies(STANDARD);
+    let drain = ["--shutdown-drain-seconds".to_owned(), "1".to_owned()];
+    let mut first = start_standalone_with(dir.path(), free_port(), &drain, &[]).await;
+    let shared = dir.path().to_owned();
+    let second =
+        tokio::spawn(async move { start_standalone_with(&shared, free_port(), &[], &[]).await });
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(
+        !second.is_finished(),
+        "the second issuer waits while the first has the store"
+    );
+    assert!(first.stop_gracefully(), "{}", first.log_text());
+    let second = second.await.expect("the second issuer becomes ready");
+    assert!(
+        second
+            .log_text()
+            .contains("another process has the store open"),
+        "{}",
+        second.log_text()
+    );
+    let answer = post_form(
+        &reqwest::Client::new(),
+        &format!("{}/oauth/token", second.base),
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "worker"),
+            ("client_secret", SECRET),
+        ],
+    )
+    .await;
+    assert!(answer["access_token"].is_string(), "{answer}");
+}
+
 /// The standalone issuer on a new port, under one `--issuer-url` across restarts: an access
 /// token's `iss` must stay the issuer's for introspection to find it active.
 async fn start_named(dir: &std::path::Path) -> fixtures::binary::RunningIssuer {

@@ -108,7 +108,7 @@ pub async fn seed_code(data_dir: &Path, web_id: &str, audience: &str, challenge:
 
 /// Exchanges the code of [`seed_code`] with the PKCE `verifier`; the refresh token, which the
 /// policy's offline access must grant.
-async fn exchange_the_code(base: &str, web_id: &str, verifier: &str) -> String {
+pub async fn exchange_the_code(base: &str, web_id: &str, verifier: &str) -> String {
     let exchanged = token(
         base,
         &[

@@ -19,9 +19,12 @@
 //! process machinery (`process`): one per test binary, on first use.
 //!
 //! What is not here: kube-controller-manager. Nothing garbage-collects owned objects, deletes
-//! namespaces' contents, or creates the `default` ServiceAccount.
+//! namespaces' contents, or creates the `default` ServiceAccount — except in the real-node
+//! test, where [`node`] adds a node and the rest of the control plane to this one, inside a
+//! network namespace of its own.
 #![allow(dead_code)] // each test binary uses a part of it
 
+pub mod node;
 mod pki;
 pub mod ports;
 pub mod postgres;
@@ -62,7 +65,22 @@ static CRDS: OnceLock<Result<(), String>> = OnceLock::new();
 /// Panics with the reason (and the end of the failing component's log) when it cannot start;
 /// every later call panics with the same message instead of trying again.
 pub fn cluster() -> &'static ControlPlane {
-    match CLUSTER.get_or_init(ControlPlane::start) {
+    match CLUSTER.get_or_init(|| ControlPlane::start_with(None)) {
+        Ok(plane) => plane,
+        Err(message) => panic!("the test control plane did not start: {message}"),
+    }
+}
+
+/// The control plane of this test binary, facing a real node ([`node`]): its serving
+/// certificate also names the node's `address` and the `kubernetes` Service's `service_ip`,
+/// and the API server listens on every address of the (sealed) network namespace and
+/// advertises `address`, which the `kubernetes` Service's endpoints point at. The first call
+/// of the binary decides: call it before [`cluster()`].
+pub fn cluster_facing_node(
+    address: &'static str,
+    service_ip: &'static str,
+) -> &'static ControlPlane {
+    match CLUSTER.get_or_init(|| ControlPlane::start_with(Some((address, service_ip)))) {
         Ok(plane) => plane,
         Err(message) => panic!("the test control plane did not start: {message}"),
     }
@@ -238,6 +256,12 @@ impl ControlPlane {
         &self.url
     }
 
+    /// The control plane's folder: `ca.crt`, `sa.key` (the service-account signing key),
+    /// `kubeconfig`, the logs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The folder of the tools (kube-apiserver, etcd, kubectl, helm, kstatus, promtool).
     pub fn tools_dir(&self) -> &Path {
         &self.tools
@@ -274,6 +298,7 @@ impl ControlPlane {
     /// `kubectl` with this control plane's kubeconfig (admin; `--context alice` for another user).
     pub fn kubectl(&self) -> Command {
         let mut command = Command::new(self.tools.join("kubectl"));
+        process::dies_with_spawning_thread(&mut command);
         command
             .env("KUBECONFIG", &self.kubeconfig)
             .env("KUBECACHEDIR", self.dir.join("kube-cache"));
@@ -304,6 +329,7 @@ impl ControlPlane {
     /// temporary folder rather than the user's home.
     pub fn helm(&self) -> Command {
         let mut command = Command::new(self.tools.join("helm"));
+        process::dies_with_spawning_thread(&mut command);
         command
             .env("KUBECONFIG", &self.kubeconfig)
             .env("HELM_CACHE_HOME", self.dir.join("helm/cache"))
@@ -409,12 +435,14 @@ impl ControlPlane {
         Client::try_from(config).expect("a kube client from the test config (inside a runtime?)")
     }
 
-    fn start() -> Result<ControlPlane, String> {
+    /// `node`: the node's address and the Service IP of `kubernetes`, see [`cluster_facing_node`].
+    fn start_with(node: Option<(&str, &str)>) -> Result<ControlPlane, String> {
         process::register_cleanup();
         let tools = tools::dir()?;
         let dir = process::temporary_folder("tokenwarden-cluster-")?;
 
-        let ca_der = pki::write(&dir)?;
+        let names: Vec<&str> = node.iter().flat_map(|(a, s)| [*a, *s]).collect();
+        let ca_der = pki::write_naming(&dir, &names)?;
         let tokens = USERS
             .iter()
             .map(|_| pki::random_token())
@@ -457,10 +485,14 @@ impl ControlPlane {
         wait_for_port("etcd", etcd_client, &dir.join("etcd.log"))?;
 
         let file = |name: &str| dir.join(name).display().to_string();
-        let apiserver_args = vec![
+        let (bind, advertise) = match node {
+            Some((address, _)) => ("0.0.0.0", address),
+            None => ("127.0.0.1", "127.0.0.1"),
+        };
+        let mut apiserver_args = vec![
             format!("--etcd-servers={}", etcd_url(etcd_client)),
-            "--bind-address=127.0.0.1".to_owned(),
-            "--advertise-address=127.0.0.1".to_owned(),
+            format!("--bind-address={bind}"),
+            format!("--advertise-address={advertise}"),
             format!("--secure-port={port}"),
             format!("--tls-cert-file={}", file("apiserver.crt")),
             format!("--tls-private-key-file={}", file("apiserver.key")),
@@ -479,6 +511,10 @@ impl ControlPlane {
                 std::env::var_os("TOKENWARDEN_TEST_APISERVER_PROFILING").is_some()
             ),
         ];
+        if node.is_some() {
+            // No DNS knows the node's name: `kubectl logs` reaches the kubelet by address.
+            apiserver_args.push("--kubelet-preferred-address-types=InternalIP".to_owned());
+        }
         let plane = ControlPlane {
             dir,
             tools,

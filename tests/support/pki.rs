@@ -9,6 +9,11 @@ use super::write_file;
 /// Writes the CA, the API server's serving certificate and key, and the service-account
 /// signing key as PEM files into `dir`; returns the CA certificate (DER) for clients.
 pub fn write(dir: &Path) -> Result<Vec<u8>, String> {
+    write_naming(dir, &[])
+}
+
+/// [`write`], the serving certificate also naming `extra` (addresses or DNS names).
+pub fn write_naming(dir: &Path, extra: &[&str]) -> Result<Vec<u8>, String> {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
     let err = |what: &'static str| move |e: rcgen::Error| format!("generating the {what}: {e}");
 
@@ -36,8 +41,8 @@ pub fn write(dir: &Path) -> Result<Vec<u8>, String> {
         "kubernetes.default.svc.cluster.local",
     ];
     let server_key = KeyPair::generate().map_err(err("serving key"))?;
-    let mut server_params =
-        CertificateParams::new(names.map(String::from).to_vec()).map_err(err("serving cert"))?;
+    let names: Vec<String> = names.iter().chain(extra).map(|n| (*n).to_owned()).collect();
+    let mut server_params = CertificateParams::new(names).map_err(err("serving cert"))?;
     server_params
         .distinguished_name
         .push(DnType::CommonName, "kube-apiserver");

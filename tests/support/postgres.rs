@@ -34,6 +34,8 @@ const UNPRIVILEGED: &str = "nobody";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 static SERVER: OnceLock<Result<Postgres, String>> = OnceLock::new();
+/// Addresses and client networks beyond loopback, set by [`postgres_reachable_from`].
+static REACH: OnceLock<(String, String)> = OnceLock::new();
 static DATABASES: AtomicU32 = AtomicU32::new(0);
 
 /// The PostgreSQL server of this test binary, started on first use.
@@ -42,6 +44,19 @@ pub fn postgres() -> &'static Postgres {
         Ok(server) => server,
         Err(message) => panic!("the test PostgreSQL server did not start: {message}"),
     }
+}
+
+/// [`postgres()`], started listening on `address` too and accepting password logins from
+/// `network` (CIDR): for the real node's pods, whose server runs in the node's network
+/// namespace. Call it before anything else of the binary calls [`postgres()`].
+pub fn postgres_reachable_from(address: &str, network: &str) -> &'static Postgres {
+    let reach = REACH.get_or_init(|| (address.to_owned(), network.to_owned()));
+    assert_eq!(
+        reach,
+        &(address.to_owned(), network.to_owned()),
+        "postgres_reachable_from called twice with different addresses"
+    );
+    postgres()
 }
 
 pub struct Postgres {
@@ -177,6 +192,13 @@ impl Postgres {
                 String::from_utf8_lossy(&output.stderr)
             ));
         }
+        if let Some((_, network)) = REACH.get() {
+            let hba = dir.join("data/pg_hba.conf");
+            let mut rules = std::fs::read_to_string(&hba)
+                .map_err(|e| format!("reading {}: {e}", hba.display()))?;
+            rules.push_str(&format!("host all all {network} scram-sha-256\n"));
+            write_file(&hba, &rules)?;
+        }
         let server = Postgres {
             dir,
             bin,
@@ -196,7 +218,10 @@ impl Postgres {
             .args(["-p", &self.port.to_string(), "-k"])
             .arg(&self.dir);
         for setting in [
-            "listen_addresses=127.0.0.1".to_owned(),
+            match REACH.get() {
+                Some((address, _)) => format!("listen_addresses=127.0.0.1,{address}"),
+                None => "listen_addresses=127.0.0.1".to_owned(),
+            },
             "fsync=off".to_owned(),
             "max_connections=300".to_owned(),
             "ssl=on".to_owned(),

@@ -26,6 +26,7 @@ static SPAWNER: OnceLock<Mutex<Sender<Spawn>>> = OnceLock::new();
 static CHILDREN: Mutex<Vec<(String, Child)>> = Mutex::new(Vec::new());
 static FOLDERS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 static CLEANUP: Once = Once::new();
+static AT_EXIT: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
 
 /// Starts `program args` as the child called `name`, stdout and stderr appended to `log`.
 pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Result<(), String> {
@@ -121,6 +122,13 @@ pub fn register_cleanup() {
     });
 }
 
+/// Runs `hook` at exit after the children are killed and before the folders are removed, for
+/// what outlives a process (the real node's cgroups). Hooks run also when a test panicked.
+pub fn at_exit(hook: fn()) {
+    register_cleanup();
+    AT_EXIT.lock().unwrap_or_else(|e| e.into_inner()).push(hook);
+}
+
 /// Makes a temporary folder `<tmp>/<prefix>XXXX` that is removed when the process exits
 /// (unless `TOKENWARDEN_TEST_KEEP` is set). First removes the folders of this prefix that
 /// test processes killed outright (SIGKILL skips the `atexit` hook) left behind: each folder
@@ -152,13 +160,17 @@ fn remove_orphaned_folders(prefix: &str) {
         let owner = std::fs::read_to_string(entry.path().join("owner.pid"))
             .ok()
             .and_then(|pid| pid.trim().parse::<libc::pid_t>().ok());
-        // SAFETY: kill(2) with signal 0 sends nothing; it only asks whether the pid exists.
-        let dead = owner.is_some_and(|pid| unsafe { libc::kill(pid, 0) } == -1
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH));
-        if dead {
+        if owner.is_some_and(gone) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
+}
+
+/// Whether no process has the id `pid` (any more).
+pub fn gone(pid: libc::pid_t) -> bool {
+    // SAFETY: kill(2) with signal 0 sends nothing; it only asks whether the pid exists.
+    let asked = unsafe { libc::kill(pid, 0) };
+    asked == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
 extern "C" fn cleanup() {
@@ -168,6 +180,9 @@ extern "C" fn cleanup() {
         for (_, mut child) in std::mem::take(&mut *children()) {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        for hook in std::mem::take(&mut *AT_EXIT.lock().unwrap_or_else(|e| e.into_inner())) {
+            hook();
         }
         let folders = std::mem::take(&mut *FOLDERS.lock().unwrap_or_else(|e| e.into_inner()));
         for folder in folders {
@@ -219,6 +234,15 @@ fn spawner() -> Sender<Spawn> {
 
 /// Spawns `command` so that the kernel kills it when this thread (and so this process) ends.
 fn spawn_tied_to_this_process(command: &mut Command) -> std::io::Result<Child> {
+    dies_with_spawning_thread(command);
+    command.spawn()
+}
+
+/// Makes the process `command` starts die (SIGKILL) when the thread that starts it ends, so a
+/// test process killed outright takes along the kubectl, helm or buildah it was waiting for
+/// (which would otherwise outlive it, and keep the real node's network namespace alive). For
+/// commands the starting thread waits for (`output`, `status`), or the spawner thread's.
+pub fn dies_with_spawning_thread(command: &mut Command) {
     let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
     // functions (prctl, getppid, _exit).
@@ -234,5 +258,4 @@ fn spawn_tied_to_this_process(command: &mut Command) -> std::io::Result<Child> {
             Ok(())
         })
     };
-    command.spawn()
 }

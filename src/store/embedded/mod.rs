@@ -91,7 +91,10 @@ impl EmbeddedStore {
             .open(&path)
             .map_err(|e| open_error(Box::new(e)))?;
         file_modes::make_private(&path).map_err(|e| open_error(Box::new(e)))?;
-        let db = Database::create(&path).map_err(|e| open_error(Box::new(e)))?;
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path: path.clone() },
+            e => open_error(Box::new(e)),
+        })?;
         let tx = db.begin_write()?;
         tables::init(&tx)?;
         tx.commit()?;
