@@ -28,6 +28,7 @@ pub fn machine_client(namespace: &str, name: &str, audiences: Vec<AudienceGrant>
             grant_types: vec![GrantType::ClientCredentials],
             redirect_uris: vec![],
             audiences,
+            workload_identity: None,
         },
     );
     c.metadata.namespace = Some(namespace.into());
@@ -92,5 +93,7 @@ pub fn declared(n: usize) -> Declared {
         clients,
         guardrails: Vec::new(),
         secrets: Some(secrets),
+        federated_issuers: Vec::new(),
+        service_accounts: Some(Default::default()),
     }
 }

@@ -33,7 +33,7 @@ mod reconcile_loop;
 pub mod secrets;
 pub mod status;
 
-use crate::api::{ApiClient, ApiTokenPolicy, AudienceGuardrail};
+use crate::api::{ApiClient, ApiTokenPolicy, AudienceGuardrail, FederatedIssuer};
 use crate::config_objects::{self, MANIFEST_NAME, ObjectsError};
 use axum::Router;
 use axum::extract::State;
@@ -41,7 +41,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use futures::{Stream, StreamExt as _};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
@@ -182,6 +182,8 @@ pub async fn run(
         policies: caches.policies,
         clients: caches.clients,
         guardrails: caches.guardrails,
+        federated_issuers: caches.federated_issuers,
+        service_accounts: caches.service_accounts,
         metrics: metrics.clone(),
     };
     let signals = reconcile_loop::Signals {
@@ -249,6 +251,9 @@ struct Caches {
     policies: Store<ApiTokenPolicy>,
     clients: Store<ApiClient>,
     guardrails: Store<AudienceGuardrail>,
+    federated_issuers: Store<FederatedIssuer>,
+    /// Every ServiceAccount, for the UIDs of those that clients name (workload identity).
+    service_accounts: Store<ServiceAccount>,
     /// The labelled client Secrets, one watch per namespace of `--secret-namespaces`.
     labelled: Vec<Store<Secret>>,
     /// The manifest the controller last wrote, so its own writes pull no trigger.
@@ -280,6 +285,16 @@ impl Caches {
             watcher::Config::default(),
             trigger,
         );
+        let federated_issuers = follow(
+            Api::<FederatedIssuer>::all(client.clone()),
+            watcher::Config::default(),
+            trigger,
+        );
+        let service_accounts = follow(
+            Api::<ServiceAccount>::all(client.clone()),
+            watcher::Config::default(),
+            trigger,
+        );
         let labelled: Vec<Store<Secret>> = secret_scope
             .apis(client)
             .into_iter()
@@ -305,6 +320,8 @@ impl Caches {
             policies,
             clients,
             guardrails,
+            federated_issuers,
+            service_accounts,
             labelled,
             own_manifest,
             _manifest: manifest,
@@ -328,7 +345,11 @@ impl Caches {
         let _ = futures::future::join4(
             self.policies.wait_until_ready(),
             self.clients.wait_until_ready(),
-            self.guardrails.wait_until_ready(),
+            futures::future::join3(
+                self.guardrails.wait_until_ready(),
+                self.federated_issuers.wait_until_ready(),
+                self.service_accounts.wait_until_ready(),
+            ),
             secrets_listed,
         )
         .await;
