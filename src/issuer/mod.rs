@@ -41,6 +41,7 @@ pub mod state;
 pub mod throttle;
 pub mod upstream;
 pub mod users;
+pub mod workload_identity;
 
 pub use run::{IssuerOptions, run};
 pub use server::{metrics_router, router};
