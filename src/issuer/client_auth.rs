@@ -1,11 +1,18 @@
 //! Client authentication (RFC 6749 §2.3): `client_secret_basic`, `client_secret_post`, and
 //! public clients that send only `client_id` (and prove themselves with PKCE). Secrets are
 //! compared as SHA-256 hashes in constant time; an unknown client costs the same work.
+//!
+//! A workload authenticates with its own token instead (workload identity): a JWT client
+//! assertion (RFC 7523 §2.2, [`assertion`]) that [`crate::issuer::workload_identity`] verifies,
+//! after which [`by_workload`] names the client.
 
 use super::error::OAuthError;
 use super::form::Form;
 use crate::api::ClientType;
 use crate::config::{ClientConfig, IssuerConfig, hash_client_secret};
+use crate::issuer::error::ErrorCode;
+use crate::issuer::workload_identity::verify::WorkloadTokenError;
+use crate::issuer::workload_identity::{JWT_BEARER_ASSERTION, Resolved};
 use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
@@ -17,6 +24,67 @@ pub enum Method {
     Post,
     /// A public client: `client_id` only.
     None,
+    /// A workload's token as a JWT client assertion (RFC 7523 §2.2).
+    Assertion,
+}
+
+/// The JWT client assertion of the request (RFC 7523 §2.2), if it carries one, for
+/// [`crate::issuer::workload_identity`] to verify. An assertion and a secret at once are two
+/// methods (`invalid_request`); an assertion type other than JWT bearer is `invalid_client`.
+pub fn assertion<'f>(headers: &HeaderMap, form: &'f Form) -> Result<Option<&'f str>, OAuthError> {
+    let (kind, assertion) = match (
+        form.get("client_assertion_type"),
+        form.get("client_assertion"),
+    ) {
+        (None, None) => return Ok(None),
+        (Some(kind), Some(assertion)) => (kind, assertion),
+        _ => {
+            return Err(OAuthError::invalid_request(
+                "client_assertion and client_assertion_type go together",
+            ));
+        }
+    };
+    if headers.contains_key(header::AUTHORIZATION) || form.get("client_secret").is_some() {
+        return Err(OAuthError::invalid_request(
+            "use one client authentication method, not both",
+        ));
+    }
+    if kind != JWT_BEARER_ASSERTION {
+        return Err(OAuthError::invalid_client(false));
+    }
+    Ok(Some(assertion))
+}
+
+/// Whether the request carries client credentials of any kind (a secret, Basic, an assertion).
+pub fn presents_credentials(headers: &HeaderMap, form: &Form) -> bool {
+    headers.contains_key(header::AUTHORIZATION)
+        || form.get("client_secret").is_some()
+        || form.get("client_assertion").is_some()
+        || form.get("client_assertion_type").is_some()
+}
+
+/// The client a verified workload acts as. A refused workload token is `refused`
+/// (`invalid_client` for a client assertion, `invalid_request` for a token exchange's subject
+/// token, RFC 8693 §2.2.2); keys that cannot be read now are `temporarily_unavailable`.
+pub fn by_workload(
+    config: &IssuerConfig,
+    resolved: Result<Resolved, WorkloadTokenError>,
+    refused: OAuthError,
+) -> Result<(&ClientConfig, Resolved), OAuthError> {
+    let resolved = match resolved {
+        Ok(resolved) => resolved,
+        Err(WorkloadTokenError::KeysUnavailable) => {
+            return Err(OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the keys of the token's issuer cannot be read now; try again shortly",
+            ));
+        }
+        Err(_) => return Err(refused),
+    };
+    match config.clients.get(&resolved.client_id) {
+        Some(client) if client.client_type == ClientType::Confidential => Ok((client, resolved)),
+        _ => Err(refused),
+    }
 }
 
 /// Authenticate the client of a token, revocation or introspection request.
@@ -230,5 +298,56 @@ mod tests {
             let err = authenticate(&config, &headers, &form("")).expect_err(value);
             assert_eq!(err.code, ErrorCode::InvalidClient, "{value}");
         }
+    }
+
+    #[test]
+    fn a_client_assertion_is_one_method_of_one_type_with_both_parameters() {
+        let jwt = "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=e30.e30.sig";
+        assert_eq!(
+            assertion(&HeaderMap::new(), &form(jwt)).expect("assertion"),
+            Some("e30.e30.sig")
+        );
+        assert_eq!(
+            assertion(&HeaderMap::new(), &form("client_id=web")),
+            Ok(None)
+        );
+        let err = assertion(&basic("worker", SECRET), &form(jwt)).expect_err("two methods");
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+        let err = assertion(&HeaderMap::new(), &form(&format!("{jwt}&client_secret=x")))
+            .expect_err("two methods");
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+        let err = assertion(&HeaderMap::new(), &form("client_assertion=e30.e30.sig"))
+            .expect_err("no type");
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+        let saml = "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Asaml2-bearer&client_assertion=x";
+        let err = assertion(&HeaderMap::new(), &form(saml)).expect_err("other type");
+        assert_eq!(err.code, ErrorCode::InvalidClient);
+    }
+
+    #[test]
+    fn a_workload_acts_only_as_a_confidential_client_and_unreadable_keys_are_unavailable() {
+        use crate::issuer::workload_identity::verify::Workload;
+        let config = config();
+        let resolved = |client_id: &str| {
+            Ok(Resolved {
+                client_id: client_id.into(),
+                workload: Workload::Federated {
+                    issuer: "ci".into(),
+                    subject: "job".into(),
+                },
+            })
+        };
+        let refused = OAuthError::invalid_client(false);
+        let (client, _) =
+            by_workload(&config, resolved("worker"), refused.clone()).expect("worker");
+        assert_eq!(client.client_id, "worker");
+        let err = by_workload(&config, resolved("web"), refused.clone()).expect_err("public");
+        assert_eq!(err.code, ErrorCode::InvalidClient);
+        let err = by_workload(&config, Err(WorkloadTokenError::Expired), refused.clone())
+            .expect_err("expired");
+        assert_eq!(err.code, ErrorCode::InvalidClient);
+        let err = by_workload(&config, Err(WorkloadTokenError::KeysUnavailable), refused)
+            .expect_err("keys");
+        assert_eq!(err.code, ErrorCode::TemporarilyUnavailable);
     }
 }

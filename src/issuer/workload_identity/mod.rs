@@ -5,8 +5,137 @@
 //! - [`verify`]: the rules, pure: signature, `iss`, `aud`, `exp`/`nbf`/`iat` with a stated
 //!   skew, the ServiceAccount's UID now, federated subjects and claims; and which client the
 //!   workload acts as.
+//! - [`keys`]: the issuers' keys, cached and read again on an unknown `kid`.
 //!
-//! Must not decide grants or render HTTP: the token route authenticates the client with what
-//! this module says, and the grants issue as for any client.
+//! [`Workloads::resolve`] puts them together for the token route. Must not decide grants or
+//! render HTTP: the route authenticates the client with what this module says, and the grants
+//! issue as for any client.
 
+pub mod keys;
 pub mod verify;
+
+use crate::config::IssuerConfig;
+use keys::{ClusterKeys, FederatedKeys};
+use verify::{Expected, Origin, Workload, WorkloadTokenError};
+
+/// `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
+pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The name under which RFC 8414 metadata lists client authentication with a workload's token.
+/// Not `private_key_jwt`: that is a JWT the client signs with a key registered for it (OpenID
+/// Connect Core §9); here a third party (the cluster, a CI system) signs it (docs/decisions.md).
+pub const AUTH_METHOD: &str = "federated_jwt";
+
+/// The key sources of the workloads' token issuers.
+#[derive(Debug)]
+pub struct Workloads {
+    /// The cluster's service-account issuer (cluster mode only).
+    cluster: Option<ClusterKeys>,
+    federated: Option<FederatedKeys>,
+}
+
+impl Default for Workloads {
+    /// No cluster; FederatedIssuers over HTTP.
+    fn default() -> Self {
+        Self::new(None)
+    }
+}
+
+/// The workload a token named, and the client it acts as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub client_id: String,
+    pub workload: Workload,
+}
+
+impl Workloads {
+    /// `cluster`: the API server, in cluster mode.
+    pub fn new(cluster: Option<kube::Client>) -> Self {
+        let federated = FederatedKeys::new()
+            .inspect_err(|e| tracing::error!(error = %e, "cannot build the HTTP client for federated issuers' keys"))
+            .ok();
+        Self {
+            cluster: cluster.map(ClusterKeys::new),
+            federated,
+        }
+    }
+
+    /// Verify `token` and find the client it acts as (the one `client_id` names, if given).
+    /// `issuer_url` is tokenwarden's own: the audience ServiceAccount tokens must name, and
+    /// that of a FederatedIssuer without `audiences`.
+    pub async fn resolve(
+        &self,
+        config: &IssuerConfig,
+        token: &str,
+        client_id: Option<&str>,
+        issuer_url: &str,
+        now: u64,
+    ) -> Result<Resolved, WorkloadTokenError> {
+        let iss = verify::unverified_issuer(token)?;
+        let cluster_issuer = match &self.cluster {
+            Some(cluster) => cluster
+                .issuer()
+                .await
+                .inspect_err(|e| tracing::warn!(error = %e, "cannot read the cluster's service-account issuer"))
+                .ok(),
+            None => None,
+        };
+        let origin = verify::origin(config, cluster_issuer.as_deref(), &iss)?;
+        let own = [issuer_url.to_owned()];
+        let audiences: &[String] = match &origin {
+            Origin::Cluster => &own,
+            Origin::Federated { name, .. } => config
+                .workload_identity
+                .federated_issuers
+                .get(name)
+                .map(|i| i.audiences.as_slice())
+                .filter(|a| !a.is_empty())
+                .unwrap_or(&own),
+        };
+        let expected = Expected {
+            issuer: &iss,
+            audiences,
+            now,
+        };
+        let mut claims =
+            verify::verify(token, &self.keys(config, &origin, false).await?, &expected);
+        if claims.as_ref().is_err_and(|e| e.key_may_be_new()) {
+            claims = verify::verify(token, &self.keys(config, &origin, true).await?, &expected);
+        }
+        let (clients, workload) = verify::identify(config, &origin, &claims?)?;
+        let client_id = verify::choose_client(&clients, client_id)?;
+        Ok(Resolved {
+            client_id,
+            workload,
+        })
+    }
+
+    async fn keys(
+        &self,
+        config: &IssuerConfig,
+        origin: &Origin,
+        refresh: bool,
+    ) -> Result<jsonwebtoken::jwk::JwkSet, WorkloadTokenError> {
+        let fetched = match origin {
+            Origin::Cluster => match &self.cluster {
+                Some(cluster) => cluster.keys(refresh).await,
+                None => return Err(WorkloadTokenError::UnknownIssuer),
+            },
+            Origin::Federated { name, issuer_url } => {
+                let jwks_uri = config
+                    .workload_identity
+                    .federated_issuers
+                    .get(name)
+                    .and_then(|i| i.jwks_uri.as_deref());
+                match &self.federated {
+                    Some(federated) => federated.keys(issuer_url, jwks_uri, refresh).await,
+                    None => return Err(WorkloadTokenError::KeysUnavailable),
+                }
+            }
+        };
+        fetched.map_err(|e| {
+            tracing::warn!(error = %e, "cannot read a workload token issuer's keys");
+            WorkloadTokenError::KeysUnavailable
+        })
+    }
+}

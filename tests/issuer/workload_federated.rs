@@ -1,0 +1,204 @@
+//! Workload identity with a federated issuer: node-oidc-provider plays a CI system's OIDC
+//! issuer (`tests/node/provider.mjs` with WORKLOAD_AUDIENCE), its jobs `ci-main` and
+//! `ci-other` get real tokens from it, and a standalone issuer (the same YAML as in the
+//! cluster: a FederatedIssuer and an ApiClient naming one of its subjects) exchanges them.
+
+use crate::fixtures::upstream::{RunningProvider, ci_job_token, start_ci_issuer};
+use crate::fixtures::{self, ISSUER_URL, Reply, TestIssuer, claims, unix_now};
+
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+fn policies(provider: &RunningProvider, namespaces: &str) -> String {
+    format!(
+        r#"
+apiVersion: tokenwarden.dev/v1alpha1
+kind: ApiTokenPolicy
+metadata: {{name: deploy, namespace: ci}}
+spec:
+  audience: https://deploy.example.com
+  tokenExpirationSeconds: 420
+  scopes: [{{name: "releases:write"}}]
+---
+apiVersion: tokenwarden.dev/v1alpha1
+kind: FederatedIssuer
+metadata: {{name: ci-system}}
+spec:
+  issuerUrl: {issuer}
+  namespaces: {namespaces}
+---
+apiVersion: tokenwarden.dev/v1alpha1
+kind: ApiClient
+metadata: {{name: deployer, namespace: ci}}
+spec:
+  clientId: deployer
+  grantTypes: [client_credentials]
+  audiences: [{{audience: https://deploy.example.com, scopes: ["releases:write"]}}]
+  workloadIdentity:
+    federated:
+      - {{issuer: ci-system, subject: ci-main, claims: {{client_id: ci-main}}}}
+"#,
+        issuer = provider.issuer
+    )
+}
+
+/// The issuer enforcing `yaml`, its clock at the real time (the CI tokens are real).
+fn issuer(yaml: &str) -> TestIssuer {
+    let issuer = TestIssuer::new(yaml);
+    if let tokenwarden::issuer::state::Clock::Manual(time) = issuer.clock() {
+        time.store(unix_now(), std::sync::atomic::Ordering::SeqCst);
+    }
+    issuer
+}
+
+async fn by_assertion(issuer: &TestIssuer, token: &str) -> Reply {
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_assertion_type", ASSERTION_TYPE),
+        ("client_assertion", token),
+    ];
+    issuer.post("/oauth/token", &form, None).await
+}
+
+async fn by_exchange(issuer: &TestIssuer, token: &str) -> Reply {
+    let form = [
+        ("grant_type", EXCHANGE),
+        ("subject_token_type", JWT),
+        ("subject_token", token),
+        ("audience", "https://deploy.example.com"),
+    ];
+    issuer.post("/oauth/token", &form, None).await
+}
+
+#[tokio::test]
+async fn a_ci_job_with_the_declared_subject_gets_the_clients_token_by_assertion_and_by_exchange() {
+    let provider = start_ci_issuer(ISSUER_URL);
+    let issuer = issuer(&policies(&provider, "[ci]"));
+    let token = ci_job_token(&provider, "ci-main").await;
+
+    for reply in [
+        by_assertion(&issuer, &token).await,
+        by_exchange(&issuer, &token).await,
+    ] {
+        let body = reply.ok();
+        assert_eq!(body["expires_in"], 420, "the policy's lifetime");
+        assert!(body.get("refresh_token").is_none());
+        let access = claims(body["access_token"].as_str().expect("token"));
+        assert_eq!(
+            access["sub"], "deployer@clients",
+            "the client's token, as client_credentials"
+        );
+        assert_eq!(access["client_id"], "deployer");
+        assert_eq!(access["aud"], "https://deploy.example.com");
+        assert_eq!(access["scope"], "releases:write");
+        assert_eq!(
+            access["exp"].as_u64().expect("exp") - access["iat"].as_u64().expect("iat"),
+            420
+        );
+    }
+    let exchanged = by_exchange(&issuer, &token).await;
+    assert_eq!(
+        exchanged.json["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
+    let metrics = issuer.issuer.metrics.render();
+    assert!(
+        metrics.contains(
+            r#"tokenwarden_issuer_workload_tokens_total{kind="federated",workload="ci-system",audience="https://deploy.example.com"} 3"#
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(&token));
+}
+
+#[tokio::test]
+async fn a_ci_job_with_another_subject_is_refused_with_the_rfc_error_of_each_way_in() {
+    let provider = start_ci_issuer(ISSUER_URL);
+    let issuer = issuer(&policies(&provider, "[ci]"));
+    let other = ci_job_token(&provider, "ci-other").await;
+
+    let reply = by_assertion(&issuer, &other).await;
+    assert_eq!(
+        (reply.status.as_u16(), &reply.json["error"]),
+        (401, &"invalid_client".into())
+    );
+    // RFC 8693 §2.2.2: an unacceptable subject token is invalid_request.
+    let reply = by_exchange(&issuer, &other).await;
+    assert_eq!(
+        (reply.status.as_u16(), &reply.json["error"]),
+        (400, &"invalid_request".into())
+    );
+    assert!(!reply.text.contains(&other), "the token is never echoed");
+    let metrics = issuer.issuer.metrics.render();
+    assert!(
+        metrics.contains(
+            r#"tokenwarden_issuer_workload_token_refusals_total{reason="unknown_subject"} 2"#
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_federated_issuer_that_does_not_allow_the_namespace_lets_no_job_in() {
+    let provider = start_ci_issuer(ISSUER_URL);
+    let issuer = issuer(&policies(&provider, "[build-*]"));
+    let token = ci_job_token(&provider, "ci-main").await;
+    assert_eq!(
+        by_assertion(&issuer, &token).await.json["error"],
+        "invalid_client"
+    );
+}
+
+#[tokio::test]
+async fn a_token_for_another_audience_is_refused() {
+    let provider = start_ci_issuer("https://someone-else.example.com");
+    let issuer = issuer(&policies(&provider, "[ci]"));
+    let token = ci_job_token(&provider, "ci-main").await;
+    assert_eq!(
+        by_assertion(&issuer, &token).await.json["error"],
+        "invalid_client"
+    );
+    assert_eq!(
+        by_exchange(&issuer, &token).await.json["error"],
+        "invalid_request"
+    );
+}
+
+#[tokio::test]
+async fn a_token_exchange_needs_a_jwt_subject_and_the_client_credentials_grant() {
+    let provider = start_ci_issuer(ISSUER_URL);
+    let issuer = issuer(&policies(&provider, "[ci]"));
+    let token = ci_job_token(&provider, "ci-main").await;
+    let form = [
+        ("grant_type", EXCHANGE),
+        (
+            "subject_token_type",
+            "urn:ietf:params:oauth:token-type:access_token",
+        ),
+        ("subject_token", token.as_str()),
+        ("audience", "https://deploy.example.com"),
+    ];
+    let reply = issuer.post("/oauth/token", &form, None).await;
+    assert_eq!(reply.json["error"], "invalid_request");
+    // A secret and the exchange: the subject must act as the same client.
+    let form = [
+        ("grant_type", EXCHANGE),
+        ("subject_token_type", JWT),
+        ("subject_token", token.as_str()),
+        ("audience", "https://banking.example.com"),
+    ];
+    let with_worker = format!(
+        "{}{}",
+        fixtures::STANDARD,
+        policies(&provider, "[ci, apps]")
+    );
+    let issuer = self::issuer(&with_worker);
+    let reply = issuer
+        .post("/oauth/token", &form, Some(("worker", fixtures::SECRET)))
+        .await;
+    assert_eq!(
+        reply.json["error"], "invalid_request",
+        "ci-main is deployer, not worker"
+    );
+}
