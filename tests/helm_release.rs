@@ -338,6 +338,22 @@ async fn the_controller_and_the_issuer_do_their_whole_job_as_the_charts_service_
             &["get", "secrets/tokenwarden-signing-keys", "-n", &system],
         );
     }
+    // Workload identity: the controller reads ServiceAccounts (their UIDs) and
+    // FederatedIssuers; the issuer reviews tokens and reads the service-account issuer's keys,
+    // and neither reads more.
+    yes(
+        &controller_kc,
+        &["list", "serviceaccounts", "--all-namespaces"],
+    );
+    yes(
+        &controller_kc,
+        &["watch", "federatedissuers.tokenwarden.dev"],
+    );
+    yes(&issuer_kc, &["create", "tokenreviews"]);
+    yes(&issuer_kc, &["get", "/openid/v1/jwks"]);
+    no(&issuer_kc, &["list", "serviceaccounts", "--all-namespaces"]);
+    no(&issuer_kc, &["list", "pods", "--all-namespaces"]);
+    no(&controller_kc, &["create", "tokenreviews"]);
     yes(&controller_kc, &["list", "secrets", "-n", &apps]);
     yes(&controller_kc, &["create", "secrets", "-n", &apps]);
     yes(

@@ -236,3 +236,53 @@ async fn a_service_account_deleted_and_created_again_does_not_inherit_access() {
         .assert_refused(&old, "the old ServiceAccount's token")
         .await;
 }
+
+/// A pod's projected token is bound to the pod: once the pod is gone, the API server no longer
+/// accepts it, and the issuer, which asks it once per token at most every 15 s (a TokenReview,
+/// never per request), refuses it too.
+#[tokio::test]
+async fn a_token_bound_to_a_pod_that_no_longer_exists_is_refused() {
+    use k8s_openapi::api::core::v1::Pod;
+    let setup = setup("wi-pod").await;
+    let cluster = support::cluster();
+    let pods: Api<Pod> = Api::namespaced(cluster.client(), &setup.ns);
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "worker-1"},
+        "spec": {
+            "serviceAccountName": "worker",
+            "containers": [{"name": "app", "image": "registry.invalid/app:1"}],
+        },
+    }))
+    .expect("a pod");
+    let pod = pods
+        .create(&kube::api::PostParams::default(), &pod)
+        .await
+        .expect("create the pod");
+    let uid = pod.metadata.uid.clone().expect("uid");
+    let token = cluster
+        .bound_service_account_token(
+            &setup.ns,
+            "worker",
+            &[&setup.issuer.base],
+            600,
+            Some(("worker-1", &uid)),
+        )
+        .await;
+    assert_eq!(claims(&token)["kubernetes.io"]["pod"]["uid"], uid.as_str());
+    setup.by_assertion(&token).await.ok();
+    pods.delete("worker-1", &DeleteParams::default().grace_period(0))
+        .await
+        .expect("delete the pod");
+    eventually(
+        Duration::from_secs(30),
+        "the deleted pod's token is refused",
+        || async {
+            let reply = setup.by_assertion(&token).await;
+            (reply.json["error"] == "invalid_client").then_some(())
+        },
+    )
+    .await;
+    setup
+        .assert_refused(&token, "the token of a deleted pod")
+        .await;
+}

@@ -132,15 +132,38 @@ impl ControlPlane {
         audiences: &[&str],
         seconds: i64,
     ) -> String {
+        self.bound_service_account_token(ns, name, audiences, seconds, None)
+            .await
+    }
+
+    /// [`Self::service_account_token`] bound to the pod `(name, uid)`, as the kubelet asks
+    /// for a pod's projected token: the API server accepts it only while that pod exists.
+    pub async fn bound_service_account_token(
+        &self,
+        ns: &str,
+        name: &str,
+        audiences: &[&str],
+        seconds: i64,
+        pod: Option<(&str, &str)>,
+    ) -> String {
         let accounts: Api<ServiceAccount> = Api::namespaced(self.client(), ns);
         self.ensure_service_account(&accounts, ns, name).await;
         let audiences =
             (!audiences.is_empty()).then(|| audiences.iter().map(|a| (*a).to_owned()).collect());
+        let bound_object_ref =
+            pod.map(
+                |(name, uid)| k8s_openapi::api::authentication::v1::BoundObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    name: Some(name.into()),
+                    uid: Some(uid.into()),
+                },
+            );
         let request = TokenRequest {
             spec: Some(TokenRequestSpec {
                 audiences,
                 expiration_seconds: Some(seconds),
-                ..TokenRequestSpec::default()
+                bound_object_ref,
             }),
             ..TokenRequest::default()
         };

@@ -6,16 +6,20 @@
 //!   skew, the ServiceAccount's UID now, federated subjects and claims; and which client the
 //!   workload acts as.
 //! - [`keys`]: the issuers' keys, cached and read again on an unknown `kid`.
+//! - [`pod_binding`]: whether a pod-bound ServiceAccount token's pod still exists (a
+//!   TokenReview per token at most every 15 s, never per request).
 //!
 //! [`Workloads::resolve`] puts them together for the token route. Must not decide grants or
 //! render HTTP: the route authenticates the client with what this module says, and the grants
 //! issue as for any client.
 
 pub mod keys;
+pub mod pod_binding;
 pub mod verify;
 
 use crate::config::IssuerConfig;
 use keys::{ClusterKeys, FederatedKeys};
+use pod_binding::PodBindings;
 use verify::{Expected, Origin, Workload, WorkloadTokenError};
 
 /// `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
@@ -31,6 +35,8 @@ pub const AUTH_METHOD: &str = "federated_jwt";
 pub struct Workloads {
     /// The cluster's service-account issuer (cluster mode only).
     cluster: Option<ClusterKeys>,
+    /// The API server's word on pod-bound tokens (cluster mode only).
+    pods: Option<PodBindings>,
     federated: Option<FederatedKeys>,
 }
 
@@ -55,6 +61,7 @@ impl Workloads {
             .inspect_err(|e| tracing::error!(error = %e, "cannot build the HTTP client for federated issuers' keys"))
             .ok();
         Self {
+            pods: cluster.clone().map(PodBindings::new),
             cluster: cluster.map(ClusterKeys::new),
             federated,
         }
@@ -103,6 +110,17 @@ impl Workloads {
             claims = verify::verify(token, &self.keys(config, &origin, true).await?, &expected);
         }
         let (clients, workload) = verify::identify(config, &origin, &claims?)?;
+        if let (Workload::ServiceAccount { pod: Some(_), .. }, Some(pods)) = (&workload, &self.pods)
+        {
+            match pods.still_bound(token, issuer_url).await {
+                Ok(true) => {}
+                Ok(false) => return Err(WorkloadTokenError::PodGone),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot ask the API server about a pod-bound token");
+                    return Err(WorkloadTokenError::KeysUnavailable);
+                }
+            }
+        }
         let client_id = verify::choose_client(&clients, client_id)?;
         Ok(Resolved {
             client_id,

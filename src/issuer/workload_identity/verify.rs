@@ -58,7 +58,11 @@ pub enum WorkloadTokenError {
     AmbiguousClient,
     #[error("the workload may not act as the client named by client_id")]
     OtherClient,
-    #[error("the issuer's keys cannot be read now")]
+    #[error(
+        "the token is bound to a pod that no longer exists (or the API server no longer accepts it)"
+    )]
+    PodGone,
+    #[error("the issuer's keys, or the API server's word on the token, cannot be read now")]
     KeysUnavailable,
 }
 
@@ -85,6 +89,7 @@ impl WorkloadTokenError {
             Self::UnknownSubject => "unknown_subject",
             Self::AmbiguousClient => "ambiguous_client",
             Self::OtherClient => "other_client",
+            Self::PodGone => "pod_gone",
             Self::KeysUnavailable => "keys_unavailable",
         }
     }
