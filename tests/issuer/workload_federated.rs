@@ -10,7 +10,7 @@ const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 
-fn policies(provider: &RunningProvider, namespaces: &str) -> String {
+pub fn policies(provider: &RunningProvider, namespaces: &str) -> String {
     format!(
         r#"
 apiVersion: tokenwarden.dev/v1alpha1
