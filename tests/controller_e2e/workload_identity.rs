@@ -213,6 +213,18 @@ async fn a_service_account_deleted_and_created_again_does_not_inherit_access() {
         .expect("delete the ServiceAccount");
     eventually(
         CONVERGE,
+        "the client says its ServiceAccount is missing",
+        || async {
+            operator::client_ready(support::cluster(), &setup.ns, "worker")
+                .await
+                .filter(|(status, reason, _)| {
+                    status == "False" && reason == "ServiceAccountNotFound"
+                })
+        },
+    )
+    .await;
+    eventually(
+        CONVERGE,
         "the deleted ServiceAccount's token is refused",
         || async {
             let reply = setup.by_assertion(&old).await;
@@ -285,4 +297,79 @@ async fn a_token_bound_to_a_pod_that_no_longer_exists_is_refused() {
     setup
         .assert_refused(&token, "the token of a deleted pod")
         .await;
+}
+
+/// The same FederatedIssuer and ApiClient YAML as in standalone mode, applied to the cluster: a
+/// CI job of node-oidc-provider gets its client's token from an issuer in cluster mode.
+#[tokio::test]
+async fn a_federated_ci_job_gets_its_clients_token_in_cluster_mode_and_another_job_does_not() {
+    use crate::fixtures::upstream::{ci_job_token, start_ci_issuer};
+    let system = operator::shared_controller().await;
+    let cluster = support::cluster();
+    let ns = cluster.new_namespace("wi-federated").await;
+    // The issuer's URL, which the CI jobs' tokens name as their audience.
+    let issuer_url = format!("https://tokens.{ns}.test");
+    let provider = start_ci_issuer(&issuer_url);
+    apply(
+        cluster,
+        &format!(
+            r#"apiVersion: tokenwarden.dev/v1alpha1
+kind: FederatedIssuer
+metadata: {{name: {ns}-ci}}
+spec: {{issuerUrl: "{issuer}", namespaces: [{ns}]}}
+---
+apiVersion: tokenwarden.dev/v1alpha1
+kind: ApiTokenPolicy
+metadata: {{name: api, namespace: {ns}}}
+spec: {{audience: "https://{ns}.example.com", tokenExpirationSeconds: 360}}
+---
+apiVersion: tokenwarden.dev/v1alpha1
+kind: ApiClient
+metadata: {{name: deployer, namespace: {ns}}}
+spec:
+  clientId: {ns}-deployer
+  grantTypes: [client_credentials]
+  audiences: [{{audience: "https://{ns}.example.com"}}]
+  workloadIdentity:
+    federated: [{{issuer: {ns}-ci, subject: ci-main}}]
+"#,
+            issuer = provider.issuer
+        ),
+    )
+    .expect("apply");
+    crate::operator::scenario::wait_client_ready(cluster, &ns, "deployer").await;
+    let data = tempfile::tempdir().expect("data dir");
+    let extra = ["--issuer-url".to_owned(), issuer_url.clone()];
+    let issuer = crate::operator::ready(
+        cluster,
+        crate::operator::spawn_issuer_as(
+            cluster,
+            &format!("issuer-{ns}"),
+            system,
+            data.path(),
+            cluster.kubeconfig_path(),
+            &extra,
+        ),
+    )
+    .await;
+    let exchange = |token: String| {
+        let base = issuer.base.clone();
+        let audience = format!("https://{ns}.example.com");
+        async move {
+            fixtures::token(
+                &base,
+                &[
+                    ("grant_type", EXCHANGE),
+                    ("subject_token_type", JWT),
+                    ("subject_token", &token),
+                    ("audience", &audience),
+                ],
+            )
+            .await
+        }
+    };
+    let reply = exchange(ci_job_token(&provider, "ci-main").await).await;
+    assert_eq!(lifetime(&reply), 360, "{reply}");
+    let reply = exchange(ci_job_token(&provider, "ci-other").await).await;
+    assert_eq!(reply.json["error"], "invalid_request", "{reply}");
 }

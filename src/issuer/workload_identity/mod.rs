@@ -87,7 +87,15 @@ impl Workloads {
                 .ok(),
             None => None,
         };
-        let origin = verify::origin(config, cluster_issuer.as_deref(), &iss)?;
+        // A cluster token while the cluster's issuer cannot be read: unavailable, not refused.
+        let cluster_unread = self.cluster.is_some() && cluster_issuer.is_none();
+        let origin = verify::origin(config, cluster_issuer.as_deref(), &iss).map_err(|e| {
+            if cluster_unread {
+                WorkloadTokenError::KeysUnavailable
+            } else {
+                e
+            }
+        })?;
         let own = [issuer_url.to_owned()];
         let audiences: &[String] = match &origin {
             Origin::Cluster => &own,
@@ -155,5 +163,39 @@ impl Workloads {
             tracing::warn!(error = %e, "cannot read a workload token issuer's keys");
             WorkloadTokenError::KeysUnavailable
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    /// A token that names `iss`; its signature is never looked at in these tests.
+    fn token_from(iss: &str) -> String {
+        let part = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+        format!(
+            "{}.{}.c2ln",
+            part(r#"{"alg":"RS256","kid":"k"}"#),
+            part(&format!(r#"{{"iss":"{iss}"}}"#))
+        )
+    }
+
+    #[tokio::test]
+    async fn a_token_while_the_clusters_issuer_cannot_be_read_is_unavailable_not_refused() {
+        // An API server that is not there.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        let client = kube::Client::try_from(config).expect("client");
+        let workloads = Workloads::new(Some(client));
+        let token = token_from("https://kubernetes.default.svc.cluster.local");
+        let result = workloads
+            .resolve(&IssuerConfig::default(), &token, None, "https://tw.test", 1)
+            .await;
+        assert_eq!(result, Err(WorkloadTokenError::KeysUnavailable));
+        // Without a cluster (standalone mode) the same token names an unknown issuer.
+        let result = Workloads::new(None)
+            .resolve(&IssuerConfig::default(), &token, None, "https://tw.test", 1)
+            .await;
+        assert_eq!(result, Err(WorkloadTokenError::UnknownIssuer));
     }
 }
