@@ -71,7 +71,8 @@ pub fn post_params() -> kube::api::PostParams {
         ..kube::api::PostParams::default()
     }
 }
-/// How long the first reconcile waits for the watches of labelled client Secrets.
+/// How long the first reconcile waits for the watches of labelled client Secrets, and for those
+/// of ServiceAccounts and FederatedIssuers.
 const SECRET_WATCH_WAIT: Duration = Duration::from_secs(10);
 
 /// Options of `tokenwarden controller`. Each also reads `TOKENWARDEN_<FLAG>`.
@@ -341,15 +342,26 @@ impl Caches {
                 );
             }
         };
+        // Workload identity's caches are waited for only so long too: a controller whose RBAC
+        // predates them (a chart not yet upgraded) or a cluster without the FederatedIssuer CRD
+        // (`helm upgrade` installs no CRD) must still enforce everything else. Meanwhile the
+        // clients that name ServiceAccounts or FederatedIssuers say they are not found.
+        let workload_caches = async {
+            let both = futures::future::join(
+                self.federated_issuers.wait_until_ready(),
+                self.service_accounts.wait_until_ready(),
+            );
+            if tokio::time::timeout(SECRET_WATCH_WAIT, both).await.is_err() {
+                tracing::warn!(
+                    "the watches of ServiceAccounts and FederatedIssuers are not ready after {SECRET_WATCH_WAIT:?}: is the FederatedIssuer CRD installed, and may the controller list both cluster-wide? Workload identity waits for them"
+                );
+            }
+        };
         // A cache whose watch is gone (the runtime stopping) has nothing more to wait for.
         let _ = futures::future::join4(
             self.policies.wait_until_ready(),
             self.clients.wait_until_ready(),
-            futures::future::join3(
-                self.guardrails.wait_until_ready(),
-                self.federated_issuers.wait_until_ready(),
-                self.service_accounts.wait_until_ready(),
-            ),
+            futures::future::join(self.guardrails.wait_until_ready(), workload_caches),
             secrets_listed,
         )
         .await;
