@@ -7,11 +7,11 @@
 //! then needs no other client authentication; with one, the subject token must act as the
 //! same client.
 
-use crate::issuer::client_auth;
+use crate::config::IssuerConfig;
+use crate::issuer::client_auth::{self, VerifyWorkload};
 use crate::issuer::error::OAuthError;
 use crate::issuer::form::Form;
-use crate::issuer::grants::token_exchange;
-use crate::issuer::grants::{Context, Issued, TokenRequest};
+use crate::issuer::grants::{Context, Issued, TokenRequest, token_exchange};
 use crate::issuer::metrics::{GrantLabel, GrantLabels, WorkloadLabels, WorkloadRefusalLabel};
 use crate::issuer::routes::respond::{forbid_caching, require_form_content_type};
 use crate::issuer::state::Issuer;
@@ -62,36 +62,14 @@ async fn handle(
     let snapshot = issuer.in_force.current();
     let config = &snapshot.config;
     let now = issuer.clock.now();
-    let exchange = form.get("grant_type") == Some(token_exchange::GRANT_TYPE);
-    // RFC 8693 §2.2.2: a subject token that is refused is invalid_request.
-    let subject_refused = OAuthError::invalid_request("the subject_token is not acceptable");
-    let (client, mut workload) = if let Some(assertion) = client_auth::assertion(headers, &form)? {
-        let resolved = resolve(issuer, config, assertion, form.get("client_id"), now).await;
-        let (client, resolved) =
-            client_auth::by_workload(config, resolved, OAuthError::invalid_client(false))?;
-        (client, Some(resolved.workload))
-    } else if exchange && !client_auth::presents_credentials(headers, &form) {
-        // The subject token is the client's only credential.
-        let subject = form.require("subject_token", "subject_token is required")?;
-        let resolved = resolve(issuer, config, subject, form.get("client_id"), now).await;
-        let (client, resolved) =
-            client_auth::by_workload(config, resolved, subject_refused.clone())?;
-        (client, Some(resolved.workload))
-    } else {
-        (client_auth::authenticate(config, headers, &form)?.0, None)
+    let verifier = Verifier {
+        issuer,
+        config,
+        now,
     };
+    let (client, workload) =
+        client_auth::token_request_client(config, headers, &form, &verifier).await?;
     let request = TokenRequest::parse(&form, client)?;
-    if let (TokenRequest::TokenExchange(_), Some(subject)) = (&request, form.get("subject_token"))
-        && (workload.is_none() || client_auth::presents_credentials(headers, &form))
-    {
-        // Authenticated otherwise: the subject token must act as the same client.
-        let resolved = resolve(issuer, config, subject, Some(&client.client_id), now).await;
-        workload = Some(
-            client_auth::by_workload(config, resolved, subject_refused)?
-                .1
-                .workload,
-        );
-    }
     let keys = issuer.keys.load();
     let context = Context {
         config,
@@ -109,29 +87,37 @@ async fn handle(
     Ok(issued)
 }
 
-/// Verify a workload's token; a refusal is counted and logged by reason, never with the token.
-async fn resolve(
-    issuer: &Issuer,
-    config: &crate::config::IssuerConfig,
-    token: &str,
-    client_id: Option<&str>,
+/// Verifies workloads' tokens for one request; a refusal is counted and logged by reason,
+/// never with the token.
+struct Verifier<'a> {
+    issuer: &'a Issuer,
+    config: &'a IssuerConfig,
     now: u64,
-) -> Result<Resolved, WorkloadTokenError> {
-    let resolved = issuer
-        .workloads
-        .resolve(config, token, client_id, &issuer.issuer_url, now)
-        .await;
-    if let Err(reason) = &resolved {
-        issuer
-            .metrics
-            .workload_refusals
-            .get_or_create(&WorkloadRefusalLabel {
-                reason: reason.as_str(),
-            })
-            .inc();
-        tracing::info!(reason = %reason, "a workload's token was refused");
+}
+
+impl VerifyWorkload for Verifier<'_> {
+    async fn verify(
+        &self,
+        token: &str,
+        client_id: Option<&str>,
+    ) -> Result<Resolved, WorkloadTokenError> {
+        let issuer = self.issuer;
+        let resolved = issuer
+            .workloads
+            .resolve(self.config, token, client_id, &issuer.issuer_url, self.now)
+            .await;
+        if let Err(reason) = &resolved {
+            issuer
+                .metrics
+                .workload_refusals
+                .get_or_create(&WorkloadRefusalLabel {
+                    reason: reason.as_str(),
+                })
+                .inc();
+            tracing::info!(reason = %reason, "a workload's token was refused");
+        }
+        resolved
     }
-    resolved
 }
 
 /// Which workload got which token: counted by workload and audience, and logged.
