@@ -13,9 +13,9 @@
 //! render HTTP: the route authenticates the client with what this module says, and the grants
 //! issue as for any client.
 
-pub mod keys;
-pub mod pod_binding;
-pub mod verify;
+pub(crate) mod keys;
+pub(crate) mod pod_binding;
+pub(crate) mod verify;
 
 use crate::config::IssuerConfig;
 use keys::{ClusterKeys, FederatedKeys};
@@ -23,12 +23,12 @@ use pod_binding::PodBindings;
 use verify::{Expected, Origin, Workload, WorkloadTokenError};
 
 /// `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
-pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// The name under which RFC 8414 metadata lists client authentication with a workload's token.
 /// Not `private_key_jwt`: that is a JWT the client signs with a key registered for it (OpenID
 /// Connect Core §9); here a third party (the cluster, a CI system) signs it (docs/decisions.md).
-pub const AUTH_METHOD: &str = "federated_jwt";
+pub(crate) const AUTH_METHOD: &str = "federated_jwt";
 
 /// The key sources of the workloads' token issuers.
 #[derive(Debug)]
@@ -49,7 +49,7 @@ impl Default for Workloads {
 
 /// The workload a token named, and the client it acts as.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     pub client_id: String,
     pub workload: Workload,
 }
@@ -70,7 +70,7 @@ impl Workloads {
     /// Verify `token` and find the client it acts as (the one `client_id` names, if given).
     /// `issuer_url` is tokenwarden's own: the audience ServiceAccount tokens must name, and
     /// that of a FederatedIssuer without `audiences`.
-    pub async fn resolve(
+    pub(crate) async fn resolve(
         &self,
         config: &IssuerConfig,
         token: &str,
