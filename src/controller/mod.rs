@@ -42,7 +42,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use futures::{Stream, StreamExt as _};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
-use kube::api::Api;
+use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
@@ -253,8 +253,9 @@ struct Caches {
     clients: Store<ApiClient>,
     guardrails: Store<AudienceGuardrail>,
     federated_issuers: Store<FederatedIssuer>,
-    /// Every ServiceAccount, for the UIDs of those that clients name (workload identity).
-    service_accounts: Store<ServiceAccount>,
+    /// Every ServiceAccount's metadata, for the UIDs of those that clients name (workload
+    /// identity).
+    service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
     /// The labelled client Secrets, one watch per namespace of `--secret-namespaces`.
     labelled: Vec<Store<Secret>>,
     /// The manifest the controller last wrote, so its own writes pull no trigger.
@@ -291,8 +292,10 @@ impl Caches {
             watcher::Config::default(),
             trigger,
         );
+        // Metadata only (kube asks for PartialObjectMeta): ServiceAccounts are many, and a
+        // reconcile reads nothing of them but their UIDs.
         let service_accounts = follow(
-            Api::<ServiceAccount>::all(client.clone()),
+            Api::<PartialObjectMeta<ServiceAccount>>::all(client.clone()),
             watcher::Config::default(),
             trigger,
         );

@@ -17,7 +17,7 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
@@ -67,7 +67,7 @@ fn lap(mark: &mut Instant) -> u64 {
 /// cache has them now: a ServiceAccount deleted and created again has a new UID, so the tokens
 /// of the old one stop acting as the client with the next configuration.
 fn named_service_accounts(
-    cache: &Store<ServiceAccount>,
+    cache: &Store<PartialObjectMeta<ServiceAccount>>,
     clients: &[Arc<ApiClient>],
 ) -> config::ServiceAccounts {
     let mut found = config::ServiceAccounts::new();
@@ -94,8 +94,8 @@ pub struct Reconciler {
     pub clients: Store<ApiClient>,
     pub guardrails: Store<AudienceGuardrail>,
     pub federated_issuers: Store<FederatedIssuer>,
-    /// Every ServiceAccount; a reconcile reads the UIDs of those that clients name.
-    pub service_accounts: Store<ServiceAccount>,
+    /// Every ServiceAccount's metadata; a reconcile reads the UIDs of those that clients name.
+    pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
     pub secrets: ClientSecrets,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,

@@ -23,7 +23,8 @@ use pod_binding::PodBindings;
 use verify::{Expected, Origin, Workload, WorkloadTokenError};
 
 /// `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
-pub(crate) const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const JWT_BEARER_ASSERTION: &str =
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// The name under which RFC 8414 metadata lists client authentication with a workload's token.
 /// Not `private_key_jwt`: that is a JWT the client signs with a key registered for it (OpenID
