@@ -118,6 +118,10 @@ pub fn run(paths: &[PathBuf]) -> ExitCode {
             0 => String::new(),
             n => format!(", within {n} AudienceGuardrail objects"),
         };
+        let guardrails = match count(Kind::FederatedIssuer) {
+            0 => guardrails,
+            n => format!("{guardrails}, with {n} FederatedIssuer objects"),
+        };
         println!(
             "ok: {} ApiTokenPolicy and {} ApiClient objects are valid{guardrails}",
             count(Kind::ApiTokenPolicy),

@@ -328,4 +328,10 @@ fn a_client_naming_a_federated_issuer_that_does_not_allow_its_namespace_is_repor
     );
     let (code, text) = validate(&[&allowed, &client]);
     assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(
+            "ok: 0 ApiTokenPolicy and 1 ApiClient objects are valid, with 1 FederatedIssuer objects"
+        ),
+        "{text}"
+    );
 }
