@@ -2,7 +2,8 @@
 //! grant types, error codes and signing algorithms (`&'static str`), and the audience of an
 //! issued token, which is always one of the configuration's APIs (one per ApiTokenPolicy),
 //! and the workload that got a token without a secret, which is always one the configuration
-//! declares (a ServiceAccount an ApiClient names, a FederatedIssuer's name): the issue of
+//! declares (a ServiceAccount an ApiClient names, a FederatedIssuer's name and a subject an
+//! ApiClient declares, which a token matched exactly): the issue of
 //! workload identity asks which workload got which token. Never client ids, raw request input
 //! or error text.
 //!
@@ -38,6 +39,8 @@ pub struct WorkloadLabels {
     pub kind: &'static str,
     /// `<namespace>/<name>` of the ServiceAccount, or the FederatedIssuer's name.
     pub workload: String,
+    /// The federated subject (one an ApiClient declares); empty for a ServiceAccount.
+    pub subject: String,
     /// The API of the issued token.
     pub audience: String,
 }
@@ -103,7 +106,7 @@ impl Default for Metrics {
         let workload_tokens = Family::<WorkloadLabels, Counter>::default();
         registry.register(
             "workload_tokens",
-            "Tokens issued to workloads that authenticated with their own token (a ServiceAccount's or a federated issuer's), by workload and audience",
+            "Tokens issued to workloads that authenticated with their own token (a ServiceAccount's or a federated issuer's), by workload, subject and audience",
             workload_tokens.clone(),
         );
         let workload_refusals = Family::<WorkloadRefusalLabel, Counter>::default();

@@ -105,7 +105,7 @@ async fn a_ci_job_with_the_declared_subject_gets_the_clients_token_by_assertion_
     let metrics = issuer.issuer.metrics.render();
     assert!(
         metrics.contains(
-            r#"tokenwarden_issuer_workload_tokens_total{kind="federated",workload="ci-system",audience="https://deploy.example.com"} 3"#
+            r#"tokenwarden_issuer_workload_tokens_total{kind="federated",workload="ci-system",subject="ci-main",audience="https://deploy.example.com"} 3"#
         ),
         "{metrics}"
     );

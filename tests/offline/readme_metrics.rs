@@ -55,6 +55,7 @@ fn the_readme_names_exactly_the_exported_metrics() {
         .get_or_create(&WorkloadLabels {
             kind: "serviceaccount",
             workload: "apps/worker".into(),
+            subject: String::new(),
             audience: "https://api.example.com".into(),
         })
         .inc();

@@ -122,11 +122,15 @@ impl VerifyWorkload for Verifier<'_> {
 
 /// Which workload got which token: counted by workload and audience, and logged.
 fn count_workload(issuer: &Issuer, workload: &Workload, client_id: &str, issued: &Issued) {
-    let (kind, name) = match workload {
+    let (kind, name, subject) = match workload {
         Workload::ServiceAccount {
             namespace, name, ..
-        } => ("serviceaccount", format!("{namespace}/{name}")),
-        Workload::Federated { issuer, .. } => ("federated", issuer.clone()),
+        } => (
+            "serviceaccount",
+            format!("{namespace}/{name}"),
+            String::new(),
+        ),
+        Workload::Federated { issuer, subject } => ("federated", issuer.clone(), subject.clone()),
     };
     issuer
         .metrics
@@ -134,6 +138,7 @@ fn count_workload(issuer: &Issuer, workload: &Workload, client_id: &str, issued:
         .get_or_create(&WorkloadLabels {
             kind,
             workload: name,
+            subject,
             audience: issued.audience.clone(),
         })
         .inc();
