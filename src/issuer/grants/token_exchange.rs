@@ -64,3 +64,44 @@ pub fn issue<S>(cx: &Context<'_, S>, exchange: &Exchange<'_>) -> Result<Issued, 
     issued.issued_token_type = Some(ACCESS_TOKEN_TYPE);
     Ok(issued)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<(), ErrorCode> {
+        let form = Form::parse(body.as_bytes()).expect("form");
+        Exchange::parse(&form, Target::default())
+            .map(drop)
+            .map_err(|e| e.code)
+    }
+
+    const JWT: &str =
+        "subject_token=a.b.c&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt";
+
+    #[test]
+    fn a_jwt_subject_token_is_exchanged_for_an_access_token_and_nothing_else() {
+        assert_eq!(parse(JWT), Ok(()));
+        let access = "requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token";
+        assert_eq!(parse(&format!("{JWT}&{access}")), Ok(()));
+        let refresh =
+            "requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Arefresh_token";
+        assert_eq!(
+            parse(&format!("{JWT}&{refresh}")),
+            Err(ErrorCode::InvalidRequest)
+        );
+        assert_eq!(
+            parse("subject_token=a.b.c"),
+            Err(ErrorCode::InvalidRequest),
+            "no subject_token_type"
+        );
+        let saml =
+            "subject_token=x&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Asaml2";
+        assert_eq!(parse(saml), Err(ErrorCode::InvalidRequest));
+        assert_eq!(
+            parse(&format!("{JWT}&actor_token=d.e.f")),
+            Err(ErrorCode::InvalidRequest),
+            "no delegation"
+        );
+    }
+}
