@@ -3,7 +3,9 @@
 //! `ci-other` get real tokens from it, and a standalone issuer (the same YAML as in the
 //! cluster: a FederatedIssuer and an ApiClient naming one of its subjects) exchanges them.
 
-use crate::fixtures::upstream::{RunningProvider, ci_job_token, start_ci_issuer};
+use crate::fixtures::upstream::{
+    RunningProvider, ci_job_token, start_ci_issuer, start_ci_issuer_on,
+};
 use crate::fixtures::{self, ISSUER_URL, Reply, TestIssuer, claims, unix_now};
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -200,5 +202,49 @@ async fn a_token_exchange_needs_a_jwt_subject_and_the_client_credentials_grant()
     assert_eq!(
         reply.json["error"], "invalid_request",
         "ci-main is deployer, not worker"
+    );
+}
+
+/// The CI system rotates its signing key: a token under the new `kid` makes the issuer read the
+/// keys again (at most every 10 s), and then it is accepted. A `jwksUri` given in the
+/// FederatedIssuer is used instead of discovery.
+#[tokio::test]
+async fn a_new_kid_from_the_federated_issuer_makes_the_issuer_read_its_keys_again() {
+    let port = crate::support::ports::free_port();
+    let before = start_ci_issuer_on(port, ISSUER_URL, "key-before");
+    let yaml = policies(&before, "[ci]").replace(
+        "  namespaces: [ci]",
+        &format!("  namespaces: [ci]\n  jwksUri: {}/jwks", before.issuer),
+    );
+    assert!(yaml.contains("jwksUri"), "{yaml}");
+    let issuer = issuer(&yaml);
+    by_assertion(&issuer, &ci_job_token(&before, "ci-main").await)
+        .await
+        .ok();
+    drop(before);
+    let after = start_ci_issuer_on(port, ISSUER_URL, "key-after");
+    let rotated = ci_job_token(&after, "ci-main").await;
+    let started = std::time::Instant::now();
+    let mut refused = false;
+    loop {
+        let reply = by_assertion(&issuer, &rotated).await;
+        if reply.status == 200 {
+            break;
+        }
+        refused = true;
+        assert_eq!(reply.json["error"], "invalid_client", "{reply}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "the new key is not read within 15 s: {reply}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let metrics = issuer.issuer.metrics.render();
+    // Refused meanwhile (keys read less than 10 s before), then only for the unknown kid.
+    assert_eq!(
+        refused,
+        metrics
+            .contains(r#"tokenwarden_issuer_workload_token_refusals_total{reason="unknown_key"}"#),
+        "{metrics}"
     );
 }

@@ -7,6 +7,8 @@
 //                      clients `ci-main` and `ci-other` (secret: CLIENT_SECRET) get JWT access
 //                      tokens with client_credentials, `sub` their client id and `aud` this
 //                      audience, as a CI system's OIDC token names the job;
+//   SIGNING_KID        the kid of its signing key (default signing-key-1): a provider started
+//                      again with another one has rotated its key;
 //   TAMPER, which makes it misbehave as a broken or hostile provider would:
 //   TAMPER=nonce      the ID token carries another nonce than the one sent;
 //   TAMPER=signature  its JWKS publishes another key under the signing key's kid.
@@ -33,7 +35,7 @@ const rsaJwk = (kid) => ({
   alg: 'RS256',
   use: 'sig',
 });
-const signingKey = rsaJwk('signing-key-1');
+const signingKey = rsaJwk(process.env.SIGNING_KID || 'signing-key-1');
 
 const workloadAudience = process.env.WORKLOAD_AUDIENCE ?? '';
 const ciJobs = workloadAudience
