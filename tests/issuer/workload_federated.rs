@@ -248,3 +248,45 @@ async fn a_new_kid_from_the_federated_issuer_makes_the_issuer_read_its_keys_agai
         "{metrics}"
     );
 }
+
+/// With a `secretRef` as well, both the secret and the workload's token authenticate the
+/// client; without one, no secret does.
+#[tokio::test]
+async fn a_client_with_a_secret_ref_and_workload_identity_takes_both_and_one_without_takes_no_secret()
+ {
+    let provider = start_ci_issuer(ISSUER_URL);
+    let with_secret = policies(&provider, "[ci]").replace(
+        "  clientId: deployer\n",
+        "  clientId: deployer\n  secretRef: {name: deployer-oauth}\n",
+    ) + &format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: deployer-oauth, namespace: ci}}\nstringData: {{clientSecret: {}}}\n",
+        fixtures::SECRET
+    );
+    assert!(with_secret.contains("secretRef"), "{with_secret}");
+    let token = ci_job_token(&provider, "ci-main").await;
+    let by_secret = [
+        ("grant_type", "client_credentials"),
+        ("audience", "https://deploy.example.com"),
+    ];
+    let issuer = issuer(&with_secret);
+    issuer
+        .post(
+            "/oauth/token",
+            &by_secret,
+            Some(("deployer", fixtures::SECRET)),
+        )
+        .await
+        .ok();
+    by_assertion(&issuer, &token).await.ok();
+
+    let issuer = self::issuer(&policies(&provider, "[ci]"));
+    let reply = issuer
+        .post(
+            "/oauth/token",
+            &by_secret,
+            Some(("deployer", fixtures::SECRET)),
+        )
+        .await;
+    assert_eq!(reply.json["error"], "invalid_client", "{reply}");
+    by_assertion(&issuer, &token).await.ok();
+}
