@@ -3,8 +3,8 @@
 //! compared as SHA-256 hashes in constant time; an unknown client costs the same work.
 //!
 //! A workload authenticates with its own token instead (workload identity): a JWT client
-//! assertion (RFC 7523 §2.2, [`assertion`]), or the subject token of a token exchange (RFC
-//! 8693), which [`crate::issuer::workload_identity`] verifies; [`token_request_client`] decides
+//! assertion (RFC 7523 §2.2, `assertion`), or the subject token of a token exchange (RFC
+//! 8693), which [`crate::issuer::workload_identity`] verifies; `token_request_client` decides
 //! which credential counts at the token endpoint.
 
 use super::error::OAuthError;

@@ -2,14 +2,14 @@
 //! projected ServiceAccount token, a CI job the OIDC token of its CI system (a FederatedIssuer),
 //! as a client assertion (RFC 7523 §2.2) or as the subject token of a token exchange (RFC 8693).
 //!
-//! - [`verify`]: the rules, pure: signature, `iss`, `aud`, `exp`/`nbf`/`iat` with a stated
+//! - `verify`: the rules, pure: signature, `iss`, `aud`, `exp`/`nbf`/`iat` with a stated
 //!   skew, the ServiceAccount's UID now, federated subjects and claims; and which client the
 //!   workload acts as.
-//! - [`keys`]: the issuers' keys, cached and read again on an unknown `kid`.
-//! - [`pod_binding`]: whether a pod-bound ServiceAccount token's pod still exists (a
+//! - `keys`: the issuers' keys, cached and read again on an unknown `kid`.
+//! - `pod_binding`: whether a pod-bound ServiceAccount token's pod still exists (a
 //!   TokenReview per token at most every 15 s, never per request).
 //!
-//! [`Workloads::resolve`] puts them together for the token route. Must not decide grants or
+//! `Workloads::resolve` puts them together for the token route. Must not decide grants or
 //! render HTTP: the route authenticates the client with what this module says, and the grants
 //! issue as for any client.
 
