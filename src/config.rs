@@ -6,9 +6,11 @@
 //! scopes each client may ask for, and says why for every object that is not fully enforced.
 //! No I/O and no clock.
 
+pub(crate) mod workload_identity;
+
 use crate::api::guardrail::{self, Breach, GuardrailBreach};
 use crate::api::{
-    ApiClient, ApiTokenPolicy, AudienceGuardrail, ClientType, GrantType, Kind,
+    ApiClient, ApiTokenPolicy, AudienceGuardrail, ClientType, FederatedIssuer, GrantType, Kind,
     RefreshTokenSettings, RotationMode, SigningAlgorithm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -17,6 +19,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+pub use workload_identity::{
+    FederatedIssuerConfig, FederatedSubjectConfig, ServiceAccountConfig, ServiceAccounts,
+    WorkloadIdentityConfig, service_account_key,
+};
 
 /// Shortest client secret accepted. Generated secrets have 256 bits (43 base64url
 /// characters); a user-given one shorter than this is too weak to store as a fast hash.
@@ -34,6 +40,11 @@ pub struct Declared {
     /// Secrets by (namespace, name). `None`: secrets are not known (as in `validate`), so
     /// client secrets are not checked and such clients carry no secret hash.
     pub secrets: Option<Secrets>,
+    /// The platform team's trusted external OpenID Connect issuers.
+    pub federated_issuers: Vec<Arc<FederatedIssuer>>,
+    /// The UIDs of the ServiceAccounts clients name. `None`: not known (standalone mode and
+    /// `validate`, which have no cluster), so no ServiceAccount acts as a client.
+    pub service_accounts: Option<ServiceAccounts>,
 }
 
 /// Secrets by (namespace, name).
@@ -57,6 +68,10 @@ impl std::fmt::Debug for SecretData {
 pub struct IssuerConfig {
     pub apis: BTreeMap<String, ApiConfig>,
     pub clients: BTreeMap<String, ClientConfig>,
+    /// Who may act as which client without a secret. Last, so that the configuration of
+    /// `gzip-postcard-v2` is this one without it.
+    #[serde(default)]
+    pub workload_identity: WorkloadIdentityConfig,
 }
 
 /// One API's token policy, as enforced.
@@ -190,6 +205,13 @@ pub enum Reason {
     OfflineAccessForbidden,
     /// A `signingAlgorithm` that an AudienceGuardrail does not allow.
     SigningAlgorithmNotAllowed,
+    /// A ServiceAccount named in `spec.workloadIdentity.serviceAccounts` does not exist (yet).
+    ServiceAccountNotFound,
+    /// A FederatedIssuer named in `spec.workloadIdentity.federated` does not exist (yet).
+    UnknownFederatedIssuer,
+    /// A FederatedIssuer named in `spec.workloadIdentity.federated` does not allow ApiClients
+    /// of the client's namespace.
+    FederatedIssuerNotAllowed,
 }
 
 impl Reason {
@@ -200,7 +222,11 @@ impl Reason {
     /// themselves.
     pub(crate) fn needs_a_person(self) -> bool {
         match self {
-            Self::Enforced | Self::SecretNotFound | Self::UnknownAudience => false,
+            Self::Enforced
+            | Self::SecretNotFound
+            | Self::UnknownAudience
+            | Self::ServiceAccountNotFound
+            | Self::UnknownFederatedIssuer => false,
             Self::AudienceConflict
             | Self::ClientIdConflict
             | Self::InvalidSecret
@@ -214,7 +240,8 @@ impl Reason {
             | Self::AudienceNotAllowed
             | Self::TokenLifetimeAboveMaximum
             | Self::OfflineAccessForbidden
-            | Self::SigningAlgorithmNotAllowed => true,
+            | Self::SigningAlgorithmNotAllowed
+            | Self::FederatedIssuerNotAllowed => true,
         }
     }
 
@@ -237,6 +264,9 @@ impl Reason {
             Self::TokenLifetimeAboveMaximum => "TokenLifetimeAboveMaximum",
             Self::OfflineAccessForbidden => "OfflineAccessForbidden",
             Self::SigningAlgorithmNotAllowed => "SigningAlgorithmNotAllowed",
+            Self::ServiceAccountNotFound => "ServiceAccountNotFound",
+            Self::UnknownFederatedIssuer => "UnknownFederatedIssuer",
+            Self::FederatedIssuerNotAllowed => "FederatedIssuerNotAllowed",
         }
     }
 
@@ -292,10 +322,16 @@ pub(crate) fn client_id_of(client: &ApiClient) -> String {
 }
 
 /// The Secret a Confidential client's secret is kept in: `spec.secretRef`, or by default
-/// `<name>-oauth` with key `clientSecret`.
+/// `<name>-oauth` with key `clientSecret`. A client with `workloadIdentity` and no
+/// `secretRef` has no secret: its workloads are its credentials.
 pub(crate) fn secret_ref_of(client: &ApiClient) -> Option<crate::api::SecretKeyRef> {
     match client.spec.client_type {
         ClientType::Public => None,
+        ClientType::Confidential
+            if client.spec.workload_identity.is_some() && client.spec.secret_ref.is_none() =>
+        {
+            None
+        }
         ClientType::Confidential => {
             Some(
                 client
@@ -326,15 +362,20 @@ impl Declared {
         mut clients: Vec<Arc<ApiClient>>,
         mut guardrails: Vec<Arc<AudienceGuardrail>>,
         secrets: Secrets,
+        mut federated_issuers: Vec<Arc<FederatedIssuer>>,
+        service_accounts: ServiceAccounts,
     ) -> Self {
         in_name_order(&mut policies);
         in_name_order(&mut clients);
         in_name_order(&mut guardrails);
+        in_name_order(&mut federated_issuers);
         Self {
             policies,
             clients,
             guardrails,
             secrets: Some(secrets),
+            federated_issuers,
+            service_accounts: Some(service_accounts),
         }
     }
 }
@@ -418,7 +459,10 @@ pub fn build(declared: &Declared) -> Built {
             continue;
         }
         client_owners.insert(client_id.clone(), client);
-        let (config, problems) = client_config(client, client_id, &owners, declared);
+        let (config, mut problems) = client_config(client, client_id, &owners, declared);
+        let (identities, identity_problems) =
+            workload_identity::of_client(client, &config.client_id, declared);
+        problems.extend(identity_problems);
         let stalled = problems.iter().any(|(reason, _)| reason.needs_a_person());
         let unusable_secret = problems
             .iter()
@@ -439,6 +483,10 @@ pub fn build(declared: &Declared) -> Built {
         };
         // A client whose secret is unusable cannot authenticate: it is not loaded at all.
         if !unusable_secret {
+            built
+                .config
+                .workload_identity
+                .add(&config.namespace, &config.client_id, identities);
             built
                 .config
                 .clients
@@ -744,6 +792,8 @@ mod tests {
                 vec![],
                 vec![],
                 Secrets::new(),
+                vec![],
+                ServiceAccounts::new(),
             ));
             assert_eq!(reason_of(&built, "first"), Reason::Enforced);
             assert_eq!(reason_of(&built, "second"), Reason::AudienceConflict);
@@ -821,6 +871,7 @@ mod tests {
             ],
             guardrails: vec![guardrail(&["payments"], &["https://bank.example.com"])],
             secrets: None,
+            ..Declared::default()
         };
         let built = build(&declared);
         assert_eq!(reason_of(&built, "api"), Reason::TokenLifetimeAboveMaximum);
@@ -848,6 +899,7 @@ mod tests {
                 clients: vec![client("apps", "worker", &grants).into()],
                 guardrails: Vec::new(),
                 secrets: None,
+                ..Declared::default()
             };
             let built = build(&declared);
             let verdict = built
@@ -882,6 +934,7 @@ mod tests {
             ],
             guardrails: Vec::new(),
             secrets: None,
+            ..Declared::default()
         };
         let built = build(&declared);
         assert_eq!(reason_of(&built, "worker"), Reason::NamespaceNotAllowed);
@@ -903,6 +956,7 @@ mod tests {
             ],
             guardrails: Vec::new(),
             secrets: None,
+            ..Declared::default()
         };
         let built = build(&declared);
         assert_eq!(reason_of(&built, "a"), Reason::UnknownAudience);
@@ -936,6 +990,7 @@ mod tests {
             ],
             guardrails: Vec::new(),
             secrets: Some(secrets),
+            ..Declared::default()
         };
         let built = build(&declared);
         assert_eq!(reason_of(&built, "good"), Reason::Enforced);
@@ -1006,6 +1061,7 @@ mod tests {
             ],
             guardrails: Vec::new(),
             secrets: None,
+            ..Declared::default()
         };
         let built = build(&declared);
         let spa = built
@@ -1066,6 +1122,7 @@ mod tests {
             clients: vec![api.into(), squatter.into(), older.into(), loser.into()],
             guardrails: Vec::new(),
             secrets: None,
+            ..Declared::default()
         };
         let built = build(&declared);
         assert_eq!(

@@ -6,15 +6,17 @@
 //! MiB even in a compact binary serialisation, so the configuration is serialised with
 //! postcard (serde's derives, no field names), gzip-compressed and cut into fixed-name shards:
 //!
-//! - `tokenwarden-issuer-config` (the manifest): `data.format` (`gzip-postcard-v2`),
+//! - `tokenwarden-issuer-config` (the manifest): `data.format` (`gzip-postcard-v3`),
 //!   `data.revision` (grows by one with every change), `data.sha256` (of the uncompressed
 //!   bytes) and `data.shards` (how many shards).
 //! - `tokenwarden-issuer-config-1` .. `-N`: `binaryData["config.postcard.gz"]`, one slice of
 //!   the compressed bytes each, and `data.sha256` naming the configuration the slice belongs
 //!   to.
 //!
-//! Readers also accept the earlier `gzip-postcard-v1` (before APIs named their introspection
-//! clients; read with the types of then, in `src/config_objects/v1.rs`) and `gzip-json-v1`
+//! Readers also accept the earlier `gzip-postcard-v2` (before workload identity: the
+//! configuration without its last field), `gzip-postcard-v1` (before APIs named their
+//! introspection clients; read with the types of then, in `src/config_objects/v1.rs`) and
+//! `gzip-json-v1`
 //! (JSON under `config.json.gz`), so issuers keep following a controller of a previous version
 //! during a rolling upgrade.
 //!
@@ -92,7 +94,10 @@ pub enum Format {
     /// postcard: about half the bytes of JSON, encoded five times and decoded twice as fast
     /// (`benches/config_objects.rs`).
     Postcard,
-    /// postcard as the previous version laid the configuration out (`src/config_objects/v1.rs`);
+    /// postcard before workload identity: [`IssuerConfig`] without its last field, which
+    /// postcard lays out as the same bytes up to there; read for rolling upgrades.
+    PostcardV2,
+    /// postcard as an earlier version laid the configuration out (`src/config_objects/v1.rs`);
     /// read for rolling upgrades.
     PostcardV1,
     /// JSON, written by versions before the postcard format; read for rolling upgrades.
@@ -109,8 +114,10 @@ impl Format {
             // postcard has no field names: a field added to the configuration is a new
             // version, so that an issuer of another version refuses it instead of misreading
             // it (v2: ApiConfig.introspectionClients and scopeDescriptions,
-            // ClientConfig.displayName); v1 is still read (`v1`).
-            Format::Postcard => "gzip-postcard-v2",
+            // ClientConfig.displayName; v3: IssuerConfig.workloadIdentity); v1 and v2 are
+            // still read.
+            Format::Postcard => "gzip-postcard-v3",
+            Format::PostcardV2 => "gzip-postcard-v2",
             Format::PostcardV1 => "gzip-postcard-v1",
             Format::Json => "gzip-json-v1",
         }
@@ -119,20 +126,28 @@ impl Format {
     /// The key of the compressed slice in a shard's `binaryData`.
     pub(crate) fn shard_key(self) -> &'static str {
         match self {
-            Format::Postcard | Format::PostcardV1 => "config.postcard.gz",
+            Format::Postcard | Format::PostcardV2 | Format::PostcardV1 => "config.postcard.gz",
             Format::Json => "config.json.gz",
         }
     }
 
     fn from_name(name: &str) -> Option<Format> {
-        [Format::Postcard, Format::PostcardV1, Format::Json]
-            .into_iter()
-            .find(|f| f.name() == name)
+        [
+            Format::Postcard,
+            Format::PostcardV2,
+            Format::PostcardV1,
+            Format::Json,
+        ]
+        .into_iter()
+        .find(|f| f.name() == name)
     }
 
     fn serialize(self, config: &IssuerConfig, out: impl Write) -> Result<(), String> {
         match self {
             Format::Postcard => postcard::to_io(config, out)
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Format::PostcardV2 => postcard::to_io(&(&config.apis, &config.clients), out)
                 .map(drop)
                 .map_err(|e| e.to_string()),
             Format::PostcardV1 => postcard::to_io(&v1::IssuerConfigV1::from(config), out)
@@ -146,6 +161,15 @@ impl Format {
         match self {
             Format::Postcard => match postcard::take_from_bytes(bytes) {
                 Ok((config, [])) => Ok(config),
+                Ok((_, rest)) => Err(format!("{} bytes after the end", rest.len())),
+                Err(e) => Err(e.to_string()),
+            },
+            Format::PostcardV2 => match postcard::take_from_bytes(bytes) {
+                Ok(((apis, clients), [])) => Ok(IssuerConfig {
+                    apis,
+                    clients,
+                    workload_identity: Default::default(),
+                }),
                 Ok((_, rest)) => Err(format!("{} bytes after the end", rest.len())),
                 Err(e) => Err(e.to_string()),
             },

@@ -3,7 +3,9 @@
 //! standalone mode. Every problem names its file, document and field; a bad document is left
 //! out and the rest still load.
 
-use crate::api::{self, ApiClient, ApiTokenPolicy, AudienceGuardrail, FieldError, Kind};
+use crate::api::{
+    self, ApiClient, ApiTokenPolicy, AudienceGuardrail, FederatedIssuer, FieldError, Kind,
+};
 use crate::config::Declared;
 use serde::Deserialize;
 use serde_json::Value;
@@ -89,6 +91,9 @@ impl Loaded {
             Kind::ApiTokenPolicy => find(&declared.policies, key).and_then(|o| to_json(&**o)),
             Kind::ApiClient => find(&declared.clients, key).and_then(|o| to_json(&**o)),
             Kind::AudienceGuardrail => find(&declared.guardrails, key).and_then(|o| to_json(&**o)),
+            Kind::FederatedIssuer => {
+                find(&declared.federated_issuers, key).and_then(|o| to_json(&**o))
+            }
         }
     }
 
@@ -102,6 +107,7 @@ impl Loaded {
             Kind::ApiTokenPolicy => drop(&mut declared.policies, key),
             Kind::ApiClient => drop(&mut declared.clients, key),
             Kind::AudienceGuardrail => drop(&mut declared.guardrails, key),
+            Kind::FederatedIssuer => drop(&mut declared.federated_issuers, key),
         }
         self.locations.remove(key);
     }
@@ -117,6 +123,7 @@ impl Loaded {
             Kind::ApiTokenPolicy => copy(&mut to.policies, &from.policies, key),
             Kind::ApiClient => copy(&mut to.clients, &from.clients, key),
             Kind::AudienceGuardrail => copy(&mut to.guardrails, &from.guardrails, key),
+            Kind::FederatedIssuer => copy(&mut to.federated_issuers, &from.federated_issuers, key),
         };
         if let Some(location) = other.locations.get(key).filter(|_| copied) {
             self.locations.insert(key.clone(), location.clone());
@@ -285,7 +292,7 @@ fn load_document(location: Location, mut value: Value, loaded: &mut Loaded) {
             let error = FieldError {
                 path: String::new(),
                 message: format!(
-                    "no kind {kind:?} in version {api_version:?}: {} has ApiTokenPolicy, ApiClient and AudienceGuardrail",
+                    "no kind {kind:?} in version {api_version:?}: {} has ApiTokenPolicy, ApiClient, AudienceGuardrail and FederatedIssuer",
                     api::API_VERSION
                 ),
             };
@@ -338,6 +345,8 @@ fn load_document(location: Location, mut value: Value, loaded: &mut Loaded) {
             .map(|c| loaded.declared.clients.push(Arc::new(c))),
         Kind::AudienceGuardrail => serde_json::from_value::<AudienceGuardrail>(admitted)
             .map(|g| loaded.declared.guardrails.push(Arc::new(g))),
+        Kind::FederatedIssuer => serde_json::from_value::<FederatedIssuer>(admitted)
+            .map(|i| loaded.declared.federated_issuers.push(Arc::new(i))),
     };
     match typed {
         Ok(()) => {

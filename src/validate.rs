@@ -19,6 +19,9 @@ pub fn check(paths: &[PathBuf]) -> (Loaded, Vec<Problem>) {
         guardrails: loaded.declared.guardrails.clone(),
         // Secrets are usually not in Git; they are checked where they live.
         secrets: None,
+        federated_issuers: loaded.declared.federated_issuers.clone(),
+        // ServiceAccounts exist only in the cluster.
+        service_accounts: None,
     };
     for verdict in config::build(&declared).verdicts {
         if verdict.is_ready() {
@@ -85,6 +88,10 @@ fn field_of(reason: Reason) -> &'static str {
         | Reason::InvalidSecret
         | Reason::SecretNotAccessible
         | Reason::SecretNotCreated => "spec.secretRef",
+        Reason::ServiceAccountNotFound => "spec.workloadIdentity.serviceAccounts",
+        Reason::UnknownFederatedIssuer | Reason::FederatedIssuerNotAllowed => {
+            "spec.workloadIdentity.federated"
+        }
         Reason::Enforced | Reason::ConfigurationTooLarge => "",
     }
 }
@@ -112,6 +119,10 @@ pub(crate) fn run(paths: &[PathBuf]) -> ExitCode {
         let guardrails = match count(Kind::AudienceGuardrail) {
             0 => String::new(),
             n => format!(", within {n} AudienceGuardrail objects"),
+        };
+        let guardrails = match count(Kind::FederatedIssuer) {
+            0 => guardrails,
+            n => format!("{guardrails}, with {n} FederatedIssuer objects"),
         };
         println!(
             "ok: {} ApiTokenPolicy and {} ApiClient objects are valid{guardrails}",

@@ -9,6 +9,8 @@ mod argocd;
 mod fixtures;
 mod operator;
 mod support;
+#[path = "controller_e2e/workload_identity.rs"]
+mod workload_identity;
 
 use fixtures::client_credentials;
 use kube::Api;

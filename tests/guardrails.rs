@@ -6,6 +6,9 @@
 //!   of its own guardrail, on create or on update;
 //! - by the controller, for a policy admitted before its guardrail existed: not enforced
 //!   (`Ready=False`, `Stalled`), no token for that audience, and the owner's newer policy wins.
+//!
+//! And FederatedIssuer, the platform team's other admission rule: an ApiClient may name only a
+//! FederatedIssuer that allows its namespace, with `validate`'s message.
 
 mod fixtures;
 mod operator;
@@ -38,8 +41,8 @@ fn install_admission_policy(cluster: &ControlPlane) {
             .collect();
         assert_eq!(
             admission.len(),
-            2,
-            "the chart renders a ValidatingAdmissionPolicy and its binding by default"
+            4,
+            "the chart renders two ValidatingAdmissionPolicies (AudienceGuardrail, FederatedIssuer) and their bindings by default"
         );
         apply(cluster, &admission.join("\n---\n"))
             .unwrap_or_else(|e| panic!("applying the admission policy: {e}"));
@@ -418,4 +421,49 @@ async fn a_policy_admitted_before_its_guardrail_is_not_enforced_and_the_owners_n
         message.contains(&format!("is reserved by AudienceGuardrail {owner}")),
         "the condition names the rule and the guardrail: {message}"
     );
+}
+
+#[tokio::test]
+async fn an_api_client_may_name_only_a_federated_issuer_that_allows_its_namespace() {
+    let cluster = support::cluster();
+    install_admission_policy(cluster);
+    let allowed = cluster.new_namespace("fedi-allowed").await;
+    let other = cluster.new_namespace("fedi-other").await;
+    let issuer = format!(
+        "apiVersion: tokenwarden.dev/v1alpha1\nkind: FederatedIssuer\nmetadata: {{name: {allowed}-ci}}\n\
+         spec: {{issuerUrl: https://ci.example.com, namespaces: [{allowed}]}}\n"
+    );
+    apply(cluster, &issuer).expect("apply the FederatedIssuer");
+    let client = |ns: &str, issuer_name: &str| {
+        format!(
+            "apiVersion: tokenwarden.dev/v1alpha1\nkind: ApiClient\nmetadata: {{name: deployer, namespace: {ns}}}\n\
+             spec:\n  grantTypes: [client_credentials]\n  workloadIdentity:\n    federated: [{{issuer: {issuer_name}, subject: ci-main}}]\n"
+        )
+    };
+    let refused = client(&other, &format!("{allowed}-ci"));
+    let refusal = refused_within(cluster, &refused).await;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let issuer_file = dir.path().join("issuer.yaml");
+    let client_file = dir.path().join("client.yaml");
+    std::fs::write(&issuer_file, &issuer).expect("write");
+    std::fs::write(&client_file, &refused).expect("write");
+    let offline = offline(&[issuer_file, client_file]);
+    let [(reason, message)] = offline.as_slice() else {
+        panic!("validate: {offline:?}");
+    };
+    assert_eq!(reason, "FederatedIssuerNotAllowed");
+    assert!(
+        refusal.contains(message.as_str()),
+        "the API server and validate disagree:\n{refusal}\n{message}"
+    );
+    create_as(
+        cluster,
+        "admin",
+        &client(&allowed, &format!("{allowed}-ci")),
+        true,
+    )
+    .expect("its own namespace may name it");
+    create_as(cluster, "admin", &client(&other, "not-there-yet"), true)
+        .expect("an issuer that does not exist yet is the controller's to report");
 }

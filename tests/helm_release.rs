@@ -338,6 +338,22 @@ async fn the_controller_and_the_issuer_do_their_whole_job_as_the_charts_service_
             &["get", "secrets/tokenwarden-signing-keys", "-n", &system],
         );
     }
+    // Workload identity: the controller reads ServiceAccounts (their UIDs) and
+    // FederatedIssuers; the issuer reviews tokens and reads the service-account issuer's keys,
+    // and neither reads more.
+    yes(
+        &controller_kc,
+        &["list", "serviceaccounts", "--all-namespaces"],
+    );
+    yes(
+        &controller_kc,
+        &["watch", "federatedissuers.tokenwarden.dev"],
+    );
+    yes(&issuer_kc, &["create", "tokenreviews"]);
+    yes(&issuer_kc, &["get", "/openid/v1/jwks"]);
+    no(&issuer_kc, &["list", "serviceaccounts", "--all-namespaces"]);
+    no(&issuer_kc, &["list", "pods", "--all-namespaces"]);
+    no(&controller_kc, &["create", "tokenreviews"]);
     yes(&controller_kc, &["list", "secrets", "-n", &apps]);
     yes(&controller_kc, &["create", "secrets", "-n", &apps]);
     yes(
@@ -749,4 +765,78 @@ async fn a_secret_namespace_the_controller_cannot_list_does_not_stop_the_others(
         .run_helm(&["uninstall", release, "--namespace", &system])
         .expect("helm uninstall");
     assert_eq!(cluster_objects_of(release), "");
+}
+
+/// A controller of this version under the RBAC of the chart before workload identity (no
+/// ServiceAccounts, no FederatedIssuers: a binary rolled out before the chart's RBAC, or custom
+/// RBAC) still reconciles everything else; a client naming a ServiceAccount says it is not found.
+#[tokio::test]
+async fn a_controller_that_may_not_read_service_accounts_or_federated_issuers_still_reconciles() {
+    let _turn = ONE_CONTROLLER.lock().await;
+    let cluster = support::cluster();
+    let release = "oldrbac";
+    let system = install_release("tw-oldrbac-system", release, "").await;
+    let apps = cluster.new_namespace("oldrbac-apps").await;
+    cluster
+        .run_kubectl(&[
+            "patch",
+            "clusterrole",
+            "oldrbac-tokenwarden-controller",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"replace","path":"/rules/0/resources","value":["apitokenpolicies","apiclients","audienceguardrails"]},{"op":"remove","path":"/rules/1"}]"#,
+        ])
+        .expect("the previous chart's ClusterRole");
+    let kubeconfig = cluster
+        .service_account_kubeconfig(&system, "oldrbac-tokenwarden-controller")
+        .await;
+    assert!(!can_i(
+        cluster,
+        &kubeconfig,
+        &["list", "serviceaccounts", "--all-namespaces"]
+    ));
+    let objects = render(cluster, release, &system, "").expect("helm template");
+    let extra = chart_args(&objects, "controller");
+    let controller =
+        spawn_controller_as(cluster, "oldrbac-controller", &system, &kubeconfig, &extra);
+    ready(cluster, controller).await;
+
+    let audience = format!("https://{apps}.example.com");
+    cluster
+        .service_account_token(&apps, "worker", &[], 600)
+        .await;
+    let worker = format!(
+        r#"apiVersion: tokenwarden.dev/v1alpha1
+kind: ApiClient
+metadata: {{name: worker, namespace: {apps}}}
+spec:
+  grantTypes: [client_credentials]
+  audiences: [{{audience: "{audience}"}}]
+  workloadIdentity: {{serviceAccounts: [worker]}}
+"#
+    );
+    apply(
+        cluster,
+        &documents(&[policy_yaml(&apps, &audience, None), worker]),
+    )
+    .expect("apply");
+    eventually(CONVERGE, "the policy is enforced", || async {
+        operator::policy_ready(cluster, &apps, "api")
+            .await
+            .filter(|(status, _, _)| status == "True")
+    })
+    .await;
+    let (status, reason, _) = eventually(CONVERGE, "the client's verdict", || async {
+        client_ready(cluster, &apps, "worker").await
+    })
+    .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "ServiceAccountNotFound")
+    );
+    cluster.stop_component("oldrbac-controller");
+    cluster
+        .run_helm(&["uninstall", release, "--namespace", &system])
+        .expect("helm uninstall");
 }

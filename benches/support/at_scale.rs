@@ -36,6 +36,7 @@ pub(crate) fn machine_client(
             grant_types: vec![GrantType::ClientCredentials],
             redirect_uris: vec![],
             audiences,
+            workload_identity: None,
         },
     );
     c.metadata.namespace = Some(namespace.into());
@@ -100,5 +101,7 @@ pub(crate) fn declared(n: usize) -> Declared {
         clients,
         guardrails: Vec::new(),
         secrets: Some(secrets),
+        federated_issuers: Vec::new(),
+        service_accounts: Some(Default::default()),
     }
 }

@@ -100,10 +100,12 @@ fn schemas(kind: Kind) -> &'static Schemas {
     static POLICY: OnceLock<Schemas> = OnceLock::new();
     static CLIENT: OnceLock<Schemas> = OnceLock::new();
     static GUARDRAIL: OnceLock<Schemas> = OnceLock::new();
+    static FEDERATED_ISSUER: OnceLock<Schemas> = OnceLock::new();
     let cell = match kind {
         Kind::ApiTokenPolicy => &POLICY,
         Kind::ApiClient => &CLIENT,
         Kind::AudienceGuardrail => &GUARDRAIL,
+        Kind::FederatedIssuer => &FEDERATED_ISSUER,
     };
     cell.get_or_init(|| {
         let crd = kind.crd();

@@ -6,6 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Key of the client secret in its Secret when `secretRef.key` is not given.
 pub const DEFAULT_SECRET_KEY: &str = "clientSecret";
@@ -31,6 +32,7 @@ pub const DEFAULT_SECRET_KEY: &str = "clientSecret";
 #[x_kube(validation = Rule::new("self.type != 'Public' || !has(self.secretRef)").message("a Public client has no secretRef: it authenticates with PKCE, not a secret").field_path(".secretRef"))]
 #[x_kube(validation = Rule::new("self.type != 'Public' || !self.grantTypes.exists(g, g == 'client_credentials')").message("a Public client cannot use the client_credentials grant").field_path(".grantTypes"))]
 #[x_kube(validation = Rule::new("!self.grantTypes.exists(g, g == 'authorization_code') || (has(self.redirectUris) && size(self.redirectUris) > 0)").message("the authorization_code grant needs at least one redirectUri").field_path(".redirectUris"))]
+#[x_kube(validation = Rule::new("self.type != 'Public' || !has(self.workloadIdentity)").message("a Public client has no workloadIdentity: workload identity authenticates a Confidential client").field_path(".workloadIdentity"))]
 pub struct ApiClientSpec {
     /// The OAuth 2.0 `client_id`. Default: `<namespace>.<name>`. Unique in the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,6 +73,61 @@ pub struct ApiClientSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["audience"]))]
     pub audiences: Vec<AudienceGrant>,
+
+    /// Workloads that may act as this client without a client secret: ServiceAccounts of this
+    /// namespace (their projected tokens) and subjects of FederatedIssuers (CI systems, other
+    /// clusters). A client with workloadIdentity and no secretRef has no secret at all; with a
+    /// secretRef both ways work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_identity: Option<WorkloadIdentity>,
+}
+
+/// Most ServiceAccounts, and most federated subjects, one client may name.
+pub const MAX_WORKLOAD_IDENTITIES: usize = 32;
+
+/// The workloads that may act as a client (see `docs/workload-identity.md`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.serviceAccounts) && size(self.serviceAccounts) > 0) || (has(self.federated) && size(self.federated) > 0)").message("workloadIdentity names at least one ServiceAccount or one federated subject"))]
+pub struct WorkloadIdentity {
+    /// Names of ServiceAccounts in the client's namespace. A pod running as one of them
+    /// presents its projected token (audience: the issuer's URL) as a client assertion or as
+    /// the subject token of a token exchange. A ServiceAccount deleted and created again under
+    /// the same name is a new one: it acts as this client once the controller has seen it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 32),
+        inner(length(min = 1, max = 253), pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")),
+        extend("x-kubernetes-list-type" = "set")
+    )]
+    pub service_accounts: Vec<String>,
+
+    /// Tokens of a FederatedIssuer whose `sub` and other claims match exactly. The
+    /// FederatedIssuer must allow this client's namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub federated: Vec<FederatedSubject>,
+}
+
+/// A subject of a FederatedIssuer that may act as a client.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FederatedSubject {
+    /// The name of a FederatedIssuer (cluster-scoped, declared by the platform team).
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub issuer: String,
+    /// The token's `sub`, matched exactly (for GitHub Actions for example
+    /// `repo:octo-org/octo-repo:ref:refs/heads/main`).
+    #[schemars(length(min = 1, max = 1024))]
+    pub subject: String,
+    /// Further claims the token must carry, each a string matched exactly (for GitLab for
+    /// example `project_path: group/project`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 16))]
+    pub claims: BTreeMap<String, String>,
 }
 
 /// How a client authenticates.

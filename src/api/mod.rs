@@ -5,6 +5,8 @@
 //! - [`client`]: `ApiClient`, an application that asks for tokens.
 //! - [`guardrail`]: `AudienceGuardrail` (cluster-scoped), the platform team's rule on which
 //!   namespaces may declare which audiences, and within what bounds.
+//! - [`federated_issuer`]: `FederatedIssuer` (cluster-scoped), an OpenID Connect issuer outside
+//!   the cluster whose tokens ApiClients of the namespaces it names may accept.
 //! - [`admission`]: what the API server does to an object on create (strict decoding, defaults,
 //!   the OpenAPI schema, CEL rules), done offline against the CRDs generated from these types.
 //!
@@ -16,13 +18,16 @@
 
 pub mod admission;
 pub mod client;
+pub mod federated_issuer;
 pub mod guardrail;
 pub mod policy;
 
 pub use admission::{FieldError, admit, admit_update};
 pub use client::{
-    ApiClient, ApiClientSpec, ApiClientStatus, AudienceGrant, ClientType, GrantType, SecretKeyRef,
+    ApiClient, ApiClientSpec, ApiClientStatus, AudienceGrant, ClientType, FederatedSubject,
+    GrantType, SecretKeyRef, WorkloadIdentity,
 };
+pub use federated_issuer::{FederatedIssuer, FederatedIssuerSpec};
 pub use guardrail::{AudienceGuardrail, AudienceGuardrailSpec, OfflineAccessRule};
 pub use policy::{
     ApiTokenPolicy, ApiTokenPolicySpec, ApiTokenPolicyStatus, RefreshTokenSettings, RotationMode,
@@ -45,6 +50,7 @@ pub enum Kind {
     ApiTokenPolicy,
     ApiClient,
     AudienceGuardrail,
+    FederatedIssuer,
 }
 
 impl Kind {
@@ -57,6 +63,7 @@ impl Kind {
             "ApiTokenPolicy" => Some(Self::ApiTokenPolicy),
             "ApiClient" => Some(Self::ApiClient),
             "AudienceGuardrail" => Some(Self::AudienceGuardrail),
+            "FederatedIssuer" => Some(Self::FederatedIssuer),
             _ => None,
         }
     }
@@ -66,12 +73,13 @@ impl Kind {
             Self::ApiTokenPolicy => "ApiTokenPolicy",
             Self::ApiClient => "ApiClient",
             Self::AudienceGuardrail => "AudienceGuardrail",
+            Self::FederatedIssuer => "FederatedIssuer",
         }
     }
 
     /// Whether objects of this kind live in a namespace (the platform team's kinds do not).
     pub fn is_namespaced(self) -> bool {
-        !matches!(self, Self::AudienceGuardrail)
+        !matches!(self, Self::AudienceGuardrail | Self::FederatedIssuer)
     }
 
     /// The CustomResourceDefinition of this kind.
@@ -80,6 +88,7 @@ impl Kind {
             Self::ApiTokenPolicy => ApiTokenPolicy::crd(),
             Self::ApiClient => ApiClient::crd(),
             Self::AudienceGuardrail => AudienceGuardrail::crd(),
+            Self::FederatedIssuer => FederatedIssuer::crd(),
         }
     }
 }
@@ -90,6 +99,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         ApiTokenPolicy::crd(),
         ApiClient::crd(),
         AudienceGuardrail::crd(),
+        FederatedIssuer::crd(),
     ]
 }
 

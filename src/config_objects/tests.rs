@@ -151,13 +151,39 @@ fn a_configuration_written_as_postcard_v1_by_the_previous_version_is_read() {
             .data
             .as_ref()
             .map(|d| d["format"].as_str()),
-        Some("gzip-postcard-v2"),
-        "this version writes v2"
+        Some("gzip-postcard-v3"),
+        "this version writes v3"
     );
     // The new layout read as the old one does not pass for a configuration.
     let mut new_as_old = encoded.manifest(1);
     new_as_old.format = Format::PostcardV1;
     assert!(assemble(&new_as_old, &objects(&encoded)).is_err());
+}
+
+/// v2 is v3 without its last field, the workload identities.
+#[test]
+fn a_configuration_written_as_postcard_v2_before_workload_identity_is_read() {
+    let (config, _) = small();
+    let (manifest, shards) = written_as(&config, Format::PostcardV2);
+    let map = manifest_object("ns", &manifest);
+    assert_eq!(
+        map.data.as_ref().map(|d| d["format"].as_str()),
+        Some("gzip-postcard-v2")
+    );
+    assert_eq!(assemble(&manifest, &shards).expect("assembled"), config);
+    // A v3 configuration with workload identities does not pass for a v2 one.
+    let mut with_identity = config.clone();
+    with_identity.workload_identity.service_accounts.insert(
+        "apps/worker".into(),
+        crate::config::ServiceAccountConfig {
+            uid: "0b5e".into(),
+            client_ids: ["apps.worker".to_owned()].into(),
+        },
+    );
+    let (mut v3, shards) = written_as(&with_identity, Format::Postcard);
+    assert_eq!(assemble(&v3, &shards).expect("v3"), with_identity);
+    v3.format = Format::PostcardV2;
+    assert!(assemble(&v3, &shards).is_err());
 }
 
 #[test]

@@ -97,6 +97,7 @@ impl From<IssuerConfigV1> for IssuerConfig {
                 .into_iter()
                 .map(|(id, c)| (id, c.into()))
                 .collect(),
+            workload_identity: Default::default(),
         }
     }
 }

@@ -127,6 +127,8 @@ fn oldest(declared: &Declared, kept: &[ObjectKey]) -> Declared {
         // Guardrails are rules, not published objects: every cut keeps them all.
         guardrails: declared.guardrails.clone(),
         secrets: declared.secrets.clone(),
+        federated_issuers: declared.federated_issuers.clone(),
+        service_accounts: declared.service_accounts.clone(),
     }
 }
 

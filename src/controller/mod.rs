@@ -33,7 +33,7 @@ mod reconcile_loop;
 pub(crate) mod secrets;
 pub(crate) mod status;
 
-use crate::api::{ApiClient, ApiTokenPolicy, AudienceGuardrail};
+use crate::api::{ApiClient, ApiTokenPolicy, AudienceGuardrail, FederatedIssuer};
 use crate::config_objects::{self, MANIFEST_NAME, ObjectsError};
 use axum::Router;
 use axum::extract::State;
@@ -41,8 +41,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use futures::{Stream, StreamExt as _};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::Api;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
@@ -71,7 +71,8 @@ pub(crate) fn post_params() -> kube::api::PostParams {
         ..kube::api::PostParams::default()
     }
 }
-/// How long the first reconcile waits for the watches of labelled client Secrets.
+/// How long the first reconcile waits for the watches of labelled client Secrets, and for those
+/// of ServiceAccounts and FederatedIssuers.
 const SECRET_WATCH_WAIT: Duration = Duration::from_secs(10);
 
 /// Options of `tokenwarden controller`. Each also reads `TOKENWARDEN_<FLAG>`.
@@ -182,6 +183,8 @@ pub(crate) async fn run(
         policies: caches.policies,
         clients: caches.clients,
         guardrails: caches.guardrails,
+        federated_issuers: caches.federated_issuers,
+        service_accounts: caches.service_accounts,
         metrics: metrics.clone(),
     };
     let signals = reconcile_loop::Signals {
@@ -249,6 +252,10 @@ struct Caches {
     policies: Store<ApiTokenPolicy>,
     clients: Store<ApiClient>,
     guardrails: Store<AudienceGuardrail>,
+    federated_issuers: Store<FederatedIssuer>,
+    /// Every ServiceAccount's metadata, for the UIDs of those that clients name (workload
+    /// identity).
+    service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
     /// The labelled client Secrets, one watch per namespace of `--secret-namespaces`.
     labelled: Vec<Store<Secret>>,
     /// The manifest the controller last wrote, so its own writes pull no trigger.
@@ -280,6 +287,18 @@ impl Caches {
             watcher::Config::default(),
             trigger,
         );
+        let federated_issuers = follow(
+            Api::<FederatedIssuer>::all(client.clone()),
+            watcher::Config::default(),
+            trigger,
+        );
+        // Metadata only (kube asks for PartialObjectMeta): ServiceAccounts are many, and a
+        // reconcile reads nothing of them but their UIDs.
+        let service_accounts = follow(
+            Api::<PartialObjectMeta<ServiceAccount>>::all(client.clone()),
+            watcher::Config::default(),
+            trigger,
+        );
         let labelled: Vec<Store<Secret>> = secret_scope
             .apis(client)
             .into_iter()
@@ -305,6 +324,8 @@ impl Caches {
             policies,
             clients,
             guardrails,
+            federated_issuers,
+            service_accounts,
             labelled,
             own_manifest,
             _manifest: manifest,
@@ -324,11 +345,26 @@ impl Caches {
                 );
             }
         };
+        // Workload identity's caches are waited for only so long too: a controller whose RBAC
+        // predates them (a chart not yet upgraded) or a cluster without the FederatedIssuer CRD
+        // (`helm upgrade` installs no CRD) must still enforce everything else. Meanwhile the
+        // clients that name ServiceAccounts or FederatedIssuers say they are not found.
+        let workload_caches = async {
+            let both = futures::future::join(
+                self.federated_issuers.wait_until_ready(),
+                self.service_accounts.wait_until_ready(),
+            );
+            if tokio::time::timeout(SECRET_WATCH_WAIT, both).await.is_err() {
+                tracing::warn!(
+                    "the watches of ServiceAccounts and FederatedIssuers are not ready after {SECRET_WATCH_WAIT:?}: is the FederatedIssuer CRD installed, and may the controller list both cluster-wide? Workload identity waits for them"
+                );
+            }
+        };
         // A cache whose watch is gone (the runtime stopping) has nothing more to wait for.
         let _ = futures::future::join4(
             self.policies.wait_until_ready(),
             self.clients.wait_until_ready(),
-            self.guardrails.wait_until_ready(),
+            futures::future::join(self.guardrails.wait_until_ready(), workload_caches),
             secrets_listed,
         )
         .await;

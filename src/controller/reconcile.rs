@@ -10,16 +10,16 @@ use super::publish::{self, Published};
 use super::reconcile_loop::Reconcile;
 use super::secrets::ClientSecrets;
 use super::{ControllerError, FIELD_MANAGER, fit, keys, status};
-use crate::api::{ApiClient, ApiTokenPolicy, AudienceGuardrail, Kind};
+use crate::api::{ApiClient, ApiTokenPolicy, AudienceGuardrail, FederatedIssuer, Kind};
 use crate::config::{self, Declared, Verdict};
 use crate::config_objects::ObjectsError;
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -63,6 +63,29 @@ fn lap(mark: &mut Instant) -> u64 {
     ms
 }
 
+/// The UIDs of the ServiceAccounts that `clients` name in `spec.workloadIdentity`, as the
+/// cache has them now: a ServiceAccount deleted and created again has a new UID, so the tokens
+/// of the old one stop acting as the client with the next configuration.
+fn named_service_accounts(
+    cache: &Store<PartialObjectMeta<ServiceAccount>>,
+    clients: &[Arc<ApiClient>],
+) -> config::ServiceAccounts {
+    let mut found = config::ServiceAccounts::new();
+    for client in clients {
+        let Some(identity) = &client.spec.workload_identity else {
+            continue;
+        };
+        let namespace = client.namespace().unwrap_or_default();
+        for name in &identity.service_accounts {
+            let key = ObjectRef::new(name).within(&namespace);
+            if let Some(uid) = cache.get(&key).and_then(|sa| sa.metadata.uid.clone()) {
+                found.insert((namespace.clone(), name.clone()), uid);
+            }
+        }
+    }
+    found
+}
+
 /// The controller's view of the cluster and its handles to change it.
 pub(crate) struct Reconciler {
     pub client: Client,
@@ -70,6 +93,9 @@ pub(crate) struct Reconciler {
     pub policies: Store<ApiTokenPolicy>,
     pub clients: Store<ApiClient>,
     pub guardrails: Store<AudienceGuardrail>,
+    pub federated_issuers: Store<FederatedIssuer>,
+    /// Every ServiceAccount's metadata; a reconcile reads the UIDs of those that clients name.
+    pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
     pub secrets: ClientSecrets,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
@@ -130,6 +156,8 @@ impl Reconciler {
             clients.clone(),
             self.guardrails.state(),
             secrets,
+            self.federated_issuers.state(),
+            named_service_accounts(&self.service_accounts, &clients),
         );
         // Building and compressing is CPU work (about 130 ms at 10,000 objects, several times
         // that when the configuration has to be cut): off the runtime that renews the Lease.
@@ -240,8 +268,8 @@ impl Reconciler {
                     );
                     StatusWrite::needed(Kind::ApiClient, *c, stored, &desired)
                 }),
-                // Guardrails are rules without a status: no verdict is about one.
-                Kind::AudienceGuardrail => None,
+                // Guardrails and issuers are rules without a status: no verdict is about one.
+                Kind::AudienceGuardrail | Kind::FederatedIssuer => None,
             }
         });
         let mut total = 0;
@@ -273,7 +301,7 @@ impl Reconciler {
                 .patch_status(&write.name, &params, &Patch::Apply(&write.body))
                 .await
                 .map(drop),
-            Kind::AudienceGuardrail => return Ok(()),
+            Kind::AudienceGuardrail | Kind::FederatedIssuer => return Ok(()),
         };
         match result {
             Ok(()) => {}

@@ -1,7 +1,11 @@
 //! Prometheus metrics of the issuer, served on their own port. Labels take bounded values:
 //! grant types, error codes and signing algorithms (`&'static str`), and the audience of an
-//! issued token, which is always one of the configuration's APIs (one per ApiTokenPolicy).
-//! Never client ids, raw request input or error text.
+//! issued token, which is always one of the configuration's APIs (one per ApiTokenPolicy),
+//! and the workload that got a token without a secret, which is always one the configuration
+//! declares (a ServiceAccount an ApiClient names, a FederatedIssuer's name and a subject an
+//! ApiClient declares, which a token matched exactly): the issue of
+//! workload identity asks which workload got which token. Never client ids, raw request input
+//! or error text.
 //!
 //! Counters move as requests are answered; the gauges that describe the issuer's state (the
 //! configuration in force, readiness, the signing keys) are read from it at each scrape
@@ -28,6 +32,25 @@ pub struct GrantLabels {
     pub outcome: &'static str,
 }
 
+/// A workload that got a token with its own token instead of a secret.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkloadLabels {
+    /// `serviceaccount` or `federated`.
+    pub kind: &'static str,
+    /// `<namespace>/<name>` of the ServiceAccount, or the FederatedIssuer's name.
+    pub workload: String,
+    /// The federated subject (one an ApiClient declares); empty for a ServiceAccount.
+    pub subject: String,
+    /// The API of the issued token.
+    pub audience: String,
+}
+
+/// Why a workload's token was refused (`WorkloadTokenError::as_str`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkloadRefusalLabel {
+    pub reason: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GrantLabel {
     pub grant: &'static str,
@@ -46,6 +69,8 @@ pub struct Metrics {
     pub token_requests: Family<GrantLabels, Counter>,
     pub token_latency: Family<GrantLabel, Histogram>,
     pub refresh_reuse_detected: Counter,
+    pub workload_tokens: Family<WorkloadLabels, Counter>,
+    pub workload_refusals: Family<WorkloadRefusalLabel, Counter>,
     pub config_revision: Gauge,
     pub config_manifest_revision: Gauge,
     pub config_last_sync: Gauge,
@@ -77,6 +102,18 @@ impl Default for Metrics {
             "refresh_token_reuse_detected",
             "Retired refresh tokens presented again; each revoked its whole family",
             refresh_reuse_detected.clone(),
+        );
+        let workload_tokens = Family::<WorkloadLabels, Counter>::default();
+        registry.register(
+            "workload_tokens",
+            "Tokens issued to workloads that authenticated with their own token (a ServiceAccount's or a federated issuer's), by workload, subject and audience",
+            workload_tokens.clone(),
+        );
+        let workload_refusals = Family::<WorkloadRefusalLabel, Counter>::default();
+        registry.register(
+            "workload_token_refusals",
+            "Workload tokens refused (client assertions and token-exchange subject tokens), by reason",
+            workload_refusals.clone(),
         );
         let config_revision = Gauge::default();
         registry.register(
@@ -115,6 +152,8 @@ impl Default for Metrics {
             token_requests,
             token_latency,
             refresh_reuse_detected,
+            workload_tokens,
+            workload_refusals,
             config_revision,
             config_manifest_revision,
             config_last_sync,

@@ -41,6 +41,7 @@ pub(crate) mod state;
 pub mod throttle;
 pub mod upstream;
 pub mod users;
+pub(crate) mod workload_identity;
 
 pub(crate) use run::{IssuerOptions, run};
 pub use server::{metrics_router, router};

@@ -11,6 +11,7 @@ use super::standalone::DirectorySource;
 use super::state::{Clock, Draining, Issuer, Keys};
 use super::upstream::{Upstream, UpstreamOptions};
 use super::users::Users;
+use super::workload_identity::Workloads;
 use crate::store::{AnyStore, DatabaseUrl, EmbeddedStore, PostgresStore, Store, StoreError};
 use crate::tokens::KeySet;
 use arc_swap::ArcSwap;
@@ -188,6 +189,7 @@ pub(crate) async fn run(
         None => (KeySet::new(), None),
     };
     let keys = Arc::new(ArcSwap::from_pointee(Keys::new(keys, now)));
+    let mut cluster_client = None;
     let source = match options.policies.clone() {
         Some(dir) => {
             let mut source = DirectorySource::new(dir);
@@ -198,6 +200,7 @@ pub(crate) async fn run(
             let client = kube::Client::try_default()
                 .await
                 .map_err(StartError::Cluster)?;
+            cluster_client = Some(client.clone());
             let namespace = crate::config_objects::resolve_namespace(options.namespace.clone());
             tracing::info!(namespace = %namespace, "following the cluster's configuration");
             Source::Cluster(ClusterSource::new(
@@ -226,6 +229,7 @@ pub(crate) async fn run(
         clock,
         metrics: Arc::default(),
         upstream,
+        workloads: Arc::new(Workloads::new(cluster_client)),
         draining: Draining::default(),
     };
     let listener = bind(options.listen).await?;

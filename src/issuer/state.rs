@@ -103,5 +103,7 @@ pub struct Issuer {
     pub metrics: Arc<Metrics>,
     /// The upstream OpenID Connect connector, when `--oidc-issuer` is set.
     pub upstream: Option<Arc<Upstream>>,
+    /// The keys of the workloads' token issuers (workload identity).
+    pub workloads: Arc<super::workload_identity::Workloads>,
     pub draining: Draining,
 }

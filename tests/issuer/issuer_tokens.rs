@@ -119,11 +119,26 @@ async fn metadata_is_one_document_at_both_well_known_paths() {
         a.json["code_challenge_methods_supported"],
         serde_json::json!(["S256"])
     );
-    // Only the client authentication methods the token endpoint accepts, and no signing
-    // algorithms for JWT client assertions, which it does not accept.
+    // Only the client authentication methods the token endpoint accepts: a workload's token
+    // as a client assertion under a name of its own, not private_key_jwt (the client holds no
+    // key of its own), so no signing algorithms for private_key_jwt either.
     assert_eq!(
         a.json["token_endpoint_auth_methods_supported"],
-        serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
+        serde_json::json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+            "federated_jwt"
+        ])
+    );
+    assert_eq!(
+        a.json["grant_types_supported"],
+        serde_json::json!([
+            "client_credentials",
+            "authorization_code",
+            "refresh_token",
+            "urn:ietf:params:oauth:grant-type:token-exchange"
+        ])
     );
     assert!(
         a.json

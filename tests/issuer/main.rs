@@ -24,3 +24,4 @@ mod issuer_tokens;
 mod store_embedded;
 mod store_postgres;
 mod upstream_oidc;
+mod workload_federated;

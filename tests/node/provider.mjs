@@ -2,8 +2,14 @@
 // development login (devInteractions: any username, any password; the username becomes `sub`),
 // one confidential client for tokenwarden, PKCE required. Started by tests/fixtures/upstream.rs.
 //
-// Environment: PORT, CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, and optionally TAMPER, which makes
-// it misbehave as a broken or hostile provider would:
+// Environment: PORT, CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, and optionally:
+//   WORKLOAD_AUDIENCE  makes it the OIDC issuer of CI jobs as well (workload identity): its
+//                      clients `ci-main` and `ci-other` (secret: CLIENT_SECRET) get JWT access
+//                      tokens with client_credentials, `sub` their client id and `aud` this
+//                      audience, as a CI system's OIDC token names the job;
+//   SIGNING_KID        the kid of its signing key (default signing-key-1): a provider started
+//                      again with another one has rotated its key;
+//   TAMPER, which makes it misbehave as a broken or hostile provider would:
 //   TAMPER=nonce      the ID token carries another nonce than the one sent;
 //   TAMPER=signature  its JWKS publishes another key under the signing key's kid.
 // Prints `ready <issuer>` on stdout once it listens.
@@ -29,7 +35,35 @@ const rsaJwk = (kid) => ({
   alg: 'RS256',
   use: 'sig',
 });
-const signingKey = rsaJwk('signing-key-1');
+const signingKey = rsaJwk(process.env.SIGNING_KID || 'signing-key-1');
+
+const workloadAudience = process.env.WORKLOAD_AUDIENCE ?? '';
+const ciJobs = workloadAudience
+  ? ['ci-main', 'ci-other'].map((client_id) => ({
+      client_id,
+      client_secret: need('CLIENT_SECRET'),
+      redirect_uris: [],
+      grant_types: ['client_credentials'],
+      response_types: [],
+      token_endpoint_auth_method: 'client_secret_post',
+    }))
+  : [];
+const workloadFeatures = workloadAudience
+  ? {
+      clientCredentials: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => workloadAudience,
+        useGrantedResource: () => true,
+        getResourceServerInfo: () => ({
+          scope: '',
+          audience: workloadAudience,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'RS256' } },
+        }),
+      },
+    }
+  : {};
 
 const provider = new Provider(issuer, {
   jwks: { keys: [signingKey] },
@@ -42,7 +76,9 @@ const provider = new Provider(issuer, {
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
     },
+    ...ciJobs,
   ],
+  features: workloadFeatures,
   // PKCE on every request, so a connector that forgets it fails.
   pkce: { required: () => true },
   claims: { openid: ['sub'], email: ['email', 'email_verified'] },

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 use tokenwarden::controller::metrics::{KindLabel, OutcomeLabel, StepLabel};
-use tokenwarden::issuer::metrics::{AlgorithmLabel, GrantLabel, GrantLabels};
+use tokenwarden::issuer::metrics::{
+    AlgorithmLabel, GrantLabel, GrantLabels, WorkloadLabels, WorkloadRefusalLabel,
+};
 
 /// The sample names a registry exports (`_total` for counters), from its `# TYPE` lines.
 fn exported(rendered: &str) -> BTreeSet<String> {
@@ -48,6 +50,19 @@ fn the_readme_names_exactly_the_exported_metrics() {
         .token_latency
         .get_or_create(&GrantLabel { grant })
         .observe(0.001);
+    issuer
+        .workload_tokens
+        .get_or_create(&WorkloadLabels {
+            kind: "serviceaccount",
+            workload: "apps/worker".into(),
+            subject: String::new(),
+            audience: "https://api.example.com".into(),
+        })
+        .inc();
+    issuer
+        .workload_refusals
+        .get_or_create(&WorkloadRefusalLabel { reason: "expired" })
+        .inc();
     issuer
         .signing_key_created
         .get_or_create(&AlgorithmLabel { algorithm: "ES256" })

@@ -286,3 +286,52 @@ fn a_policy_that_breaks_an_audience_guardrail_given_alongside_is_reported_with_t
         "{text}"
     );
 }
+
+#[test]
+fn a_client_naming_a_federated_issuer_that_does_not_allow_its_namespace_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let issuer = write(
+        dir.path(),
+        "platform.yaml",
+        "apiVersion: tokenwarden.dev/v1alpha1\nkind: FederatedIssuer\n\
+         metadata: {name: github}\n\
+         spec: {issuerUrl: https://token.actions.githubusercontent.com, namespaces: [ci-*]}\n",
+    );
+    let client = write(
+        dir.path(),
+        "team.yaml",
+        "apiVersion: tokenwarden.dev/v1alpha1\nkind: ApiClient\n\
+         metadata: {name: deployer, namespace: payments}\n\
+         spec:\n  grantTypes: [client_credentials]\n  workloadIdentity:\n    serviceAccounts: [deployer]\n    federated:\n      - {issuer: github, subject: \"repo:octo/app:ref:refs/heads/main\"}\n",
+    );
+    let (code, text) = validate(&[&issuer, &client]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(
+            "team.yaml: document 1 (ApiClient payments/deployer): spec.workloadIdentity.federated: FederatedIssuerNotAllowed: FederatedIssuer github does not allow ApiClients of namespace \"payments\""
+        ),
+        "{text}"
+    );
+    let (code, text) = validate(&[&client]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("spec.workloadIdentity.federated: UnknownFederatedIssuer: no FederatedIssuer is named \"github\""),
+        "{text}"
+    );
+    // Allowed: valid; the ServiceAccount exists only in the cluster, so validate does not ask.
+    let allowed = write(
+        dir.path(),
+        "platform.yaml",
+        "apiVersion: tokenwarden.dev/v1alpha1\nkind: FederatedIssuer\n\
+         metadata: {name: github}\n\
+         spec: {issuerUrl: https://token.actions.githubusercontent.com, namespaces: [payments]}\n",
+    );
+    let (code, text) = validate(&[&allowed, &client]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(
+            "ok: 0 ApiTokenPolicy and 1 ApiClient objects are valid, with 1 FederatedIssuer objects"
+        ),
+        "{text}"
+    );
+}

@@ -140,6 +140,82 @@ impl ControlPlane {
         kubeconfig
     }
 
+    /// A token of ServiceAccount `ns/name` from the TokenRequest API, as a projected volume
+    /// would hold it: for `audiences` (the API server's own when empty), valid `seconds` (the
+    /// API server's minimum is 600). Creates the ServiceAccount when it is missing.
+    pub async fn service_account_token(
+        &self,
+        ns: &str,
+        name: &str,
+        audiences: &[&str],
+        seconds: i64,
+    ) -> String {
+        self.bound_service_account_token(ns, name, audiences, seconds, None)
+            .await
+    }
+
+    /// [`Self::service_account_token`] bound to the pod `(name, uid)`, as the kubelet asks
+    /// for a pod's projected token: the API server accepts it only while that pod exists.
+    pub async fn bound_service_account_token(
+        &self,
+        ns: &str,
+        name: &str,
+        audiences: &[&str],
+        seconds: i64,
+        pod: Option<(&str, &str)>,
+    ) -> String {
+        let accounts: Api<ServiceAccount> = Api::namespaced(self.client(), ns);
+        self.ensure_service_account(&accounts, ns, name).await;
+        let audiences =
+            (!audiences.is_empty()).then(|| audiences.iter().map(|a| (*a).to_owned()).collect());
+        let bound_object_ref =
+            pod.map(
+                |(name, uid)| k8s_openapi::api::authentication::v1::BoundObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    name: Some(name.into()),
+                    uid: Some(uid.into()),
+                },
+            );
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                audiences,
+                expiration_seconds: Some(seconds),
+                bound_object_ref,
+            }),
+            ..TokenRequest::default()
+        };
+        accounts
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .unwrap_or_else(|error| panic!("TokenRequest for {ns}/{name}: {error}"))
+            .status
+            .and_then(|status| status.token)
+            .unwrap_or_else(|| panic!("TokenRequest for {ns}/{name} returned no token"))
+    }
+
+    /// The PEM (PKCS #8) of the key the API server signs ServiceAccount tokens with
+    /// (`--service-account-signing-key-file`), for tests that must sign what the API server
+    /// would not issue (an expired token).
+    pub fn service_account_signing_key(&self) -> String {
+        std::fs::read_to_string(self.dir.join("sa.key")).expect("the harness's sa.key")
+    }
+
+    async fn ensure_service_account(&self, accounts: &Api<ServiceAccount>, ns: &str, name: &str) {
+        let account = ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                ..ObjectMeta::default()
+            },
+            ..ServiceAccount::default()
+        };
+        match accounts.create(&PostParams::default(), &account).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(error) => panic!("creating ServiceAccount {ns}/{name}: {error}"),
+        }
+    }
+
     async fn service_account_token_file(&self, ns: &str, name: &str) -> PathBuf {
         let accounts: Api<ServiceAccount> = Api::namespaced(self.client(), ns);
         let account = ServiceAccount {

@@ -49,6 +49,7 @@ fn config() -> IssuerConfig {
         ]
         .map(|(k, v)| (k.to_owned(), v))
         .into(),
+        workload_identity: Default::default(),
     }
 }
 

@@ -1,5 +1,5 @@
-//! The grants, one module per grant: [`client_credentials`], [`authorization_code`] and
-//! [`refresh_token`] at the token endpoint, each a function of the [`TokenRequest`] parsed once
+//! The grants, one module per grant: [`client_credentials`], [`authorization_code`],
+//! [`refresh_token`] and [`token_exchange`] (workload identity) at the token endpoint, each a function of the [`TokenRequest`] parsed once
 //! and the [`Context`] it is answered in (the authenticated client, the configuration in force,
 //! a store seen through the [`Store`] trait, the minter and the time), returning what was
 //! [`Issued`] or an [`OAuthError`]; and [`sign_in`], which ends in the authorization code the
@@ -16,6 +16,7 @@ pub(crate) mod authorization_code;
 pub(crate) mod client_credentials;
 pub(crate) mod refresh_token;
 pub(crate) mod sign_in;
+pub(crate) mod token_exchange;
 
 #[cfg(test)]
 mod tests;
@@ -71,21 +72,33 @@ pub(crate) enum TokenRequest<'f> {
     ClientCredentials(Target<'f>),
     AuthorizationCode(authorization_code::CodeExchange<'f>),
     RefreshToken(refresh_token::Refresh<'f>),
+    TokenExchange(token_exchange::Exchange<'f>),
 }
 
 impl<'f> TokenRequest<'f> {
-    /// The grant type (`unsupported_grant_type` if not one of the three), whether `client` may
+    /// The grant type (`unsupported_grant_type` if not one of the four), whether `client` may
     /// use it (`unauthorized_client`), then the grant's required parameters
-    /// (`invalid_request`): in that order, the order of the errors a client sees.
+    /// (`invalid_request`): in that order, the order of the errors a client sees. A token
+    /// exchange issues what client_credentials issues, so it needs that grant.
     pub(crate) fn parse(form: &'f Form, client: &ClientConfig) -> Result<Self, OAuthError> {
-        let grant = match form.require("grant_type", "grant_type is required")? {
+        let grant_type = form.require("grant_type", "grant_type is required")?;
+        if grant_type == token_exchange::GRANT_TYPE {
+            if !client.grant_types.contains(&GrantType::ClientCredentials) {
+                return Err(OAuthError::unauthorized_client(
+                    "a token exchange issues the client's own token: the client needs the client_credentials grant",
+                ));
+            }
+            let exchange = token_exchange::Exchange::parse(form, Target::parse(form))?;
+            return Ok(Self::TokenExchange(exchange));
+        }
+        let grant = match grant_type {
             "client_credentials" => GrantType::ClientCredentials,
             "authorization_code" => GrantType::AuthorizationCode,
             "refresh_token" => GrantType::RefreshToken,
             _ => {
                 return Err(OAuthError::new(
                     ErrorCode::UnsupportedGrantType,
-                    "supported grant types: client_credentials, authorization_code, refresh_token",
+                    "supported grant types: client_credentials, authorization_code, refresh_token, urn:ietf:params:oauth:grant-type:token-exchange",
                 ));
             }
         };
@@ -112,6 +125,7 @@ impl<'f> TokenRequest<'f> {
             Self::ClientCredentials(target) => client_credentials::issue(cx, target),
             Self::AuthorizationCode(exchange) => authorization_code::issue(cx, exchange).await,
             Self::RefreshToken(refresh) => refresh_token::issue(cx, refresh).await,
+            Self::TokenExchange(exchange) => token_exchange::issue(cx, exchange),
         }
     }
 }
@@ -126,6 +140,8 @@ pub(crate) struct Issued {
     pub refresh_token: Option<OpaqueToken>,
     /// The API the token is for.
     pub audience: String,
+    /// `issued_token_type` (RFC 8693 §2.2.1): token exchanges only.
+    pub issued_token_type: Option<&'static str>,
 }
 
 impl std::fmt::Debug for Issued {
@@ -156,6 +172,7 @@ impl Issued {
             scope: protocol::scope_string(&scopes),
             refresh_token,
             audience: api.audience.clone(),
+            issued_token_type: None,
         }
     }
 }

@@ -52,6 +52,7 @@ impl Bed {
         let config = IssuerConfig {
             apis: [(API.to_owned(), api)].into(),
             clients: [(client.client_id.clone(), client.clone())].into(),
+            workload_identity: Default::default(),
         };
         let mut keys = KeySet::new();
         keys.ensure(&[SigningAlgorithm::Es256], T).expect("a key");

@@ -39,6 +39,7 @@ fn config(apis: &[ApiConfig]) -> IssuerConfig {
             .map(|a| (a.audience.clone(), a.clone()))
             .collect(),
         clients: BTreeMap::new(),
+        workload_identity: Default::default(),
     }
 }
 

@@ -1,7 +1,9 @@
 //! RFC 8414 authorization server metadata (served at both well-known paths, one document) and
 //! the RFC 7517 JWKS: public keys only, every key a live token may still need.
 
+use crate::issuer::grants::token_exchange;
 use crate::issuer::state::Issuer;
+use crate::issuer::workload_identity;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -16,11 +18,24 @@ pub(crate) async fn metadata(State(issuer): State<Issuer>) -> Response {
         "revocation_endpoint": format!("{base}/oauth/revoke"),
         "introspection_endpoint": format!("{base}/oauth/introspect"),
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
-        "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
+        "grant_types_supported": [
+            "client_credentials",
+            "authorization_code",
+            "refresh_token",
+            token_exchange::GRANT_TYPE,
+        ],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        // A workload's token as a JWT client assertion (RFC 7523 §2.2) is listed under a name
+        // of its own: it is signed by the cluster or a CI system, not by a key registered for
+        // the client, so it is not private_key_jwt (docs/decisions.md).
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+            workload_identity::AUTH_METHOD,
+        ],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "scopes_supported": ["offline_access"],

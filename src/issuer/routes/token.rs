@@ -1,14 +1,22 @@
 //! `POST /oauth/token` (RFC 6749 §3.2): parse the request, authenticate the client, call its
 //! grant ([`crate::issuer::grants`]), count and time it, and render the answer. Which token is
 //! issued, and the order of the store writes, are the grants' to decide.
+//!
+//! A workload authenticates with its own token ([`crate::issuer::workload_identity`]): as a
+//! client assertion (RFC 7523), or as the subject token of a token exchange (RFC 8693), which
+//! then needs no other client authentication; with one, the subject token must act as the
+//! same client.
 
-use crate::issuer::client_auth;
+use crate::config::IssuerConfig;
+use crate::issuer::client_auth::{self, VerifyWorkload};
 use crate::issuer::error::OAuthError;
 use crate::issuer::form::Form;
-use crate::issuer::grants::{Context, Issued, TokenRequest};
-use crate::issuer::metrics::{GrantLabel, GrantLabels};
+use crate::issuer::grants::{Context, Issued, TokenRequest, token_exchange};
+use crate::issuer::metrics::{GrantLabel, GrantLabels, WorkloadLabels, WorkloadRefusalLabel};
 use crate::issuer::routes::respond::{forbid_caching, require_form_content_type};
 use crate::issuer::state::Issuer;
+use crate::issuer::workload_identity::Resolved;
+use crate::issuer::workload_identity::verify::{Workload, WorkloadTokenError};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -56,19 +64,95 @@ async fn handle(
     require_form_content_type(headers)?;
     let form = form?;
     let snapshot = issuer.in_force.current();
-    let (client, _) = client_auth::authenticate(&snapshot.config, headers, &form)?;
+    let config = &snapshot.config;
+    let now = issuer.clock.now();
+    let verifier = Verifier {
+        issuer,
+        config,
+        now,
+    };
+    let (client, workload) =
+        client_auth::token_request_client(config, headers, &form, &verifier).await?;
     let request = TokenRequest::parse(&form, client)?;
     let keys = issuer.keys.load();
     let context = Context {
-        config: &snapshot.config,
+        config,
         client,
         store: &issuer.store,
         minter: &keys.minter,
         issuer_url: &issuer.issuer_url,
-        now: issuer.clock.now(),
+        now,
         refresh_reuse_detected: &issuer.metrics.refresh_reuse_detected,
     };
-    request.issue(&context).await
+    let issued = request.issue(&context).await?;
+    if let Some(workload) = workload {
+        count_workload(issuer, &workload, &client.client_id, &issued);
+    }
+    Ok(issued)
+}
+
+/// Verifies workloads' tokens for one request; a refusal is counted and logged by reason,
+/// never with the token.
+struct Verifier<'a> {
+    issuer: &'a Issuer,
+    config: &'a IssuerConfig,
+    now: u64,
+}
+
+impl VerifyWorkload for Verifier<'_> {
+    async fn verify(
+        &self,
+        token: &str,
+        client_id: Option<&str>,
+    ) -> Result<Resolved, WorkloadTokenError> {
+        let issuer = self.issuer;
+        let resolved = issuer
+            .workloads
+            .resolve(self.config, token, client_id, &issuer.issuer_url, self.now)
+            .await;
+        if let Err(reason) = &resolved {
+            issuer
+                .metrics
+                .workload_refusals
+                .get_or_create(&WorkloadRefusalLabel {
+                    reason: reason.as_str(),
+                })
+                .inc();
+            tracing::info!(reason = %reason, "a workload's token was refused");
+        }
+        resolved
+    }
+}
+
+/// Which workload got which token: counted by workload and audience, and logged.
+fn count_workload(issuer: &Issuer, workload: &Workload, client_id: &str, issued: &Issued) {
+    let (kind, name, subject) = match workload {
+        Workload::ServiceAccount {
+            namespace, name, ..
+        } => (
+            "serviceaccount",
+            format!("{namespace}/{name}"),
+            String::new(),
+        ),
+        Workload::Federated { issuer, subject } => ("federated", issuer.clone(), subject.clone()),
+    };
+    issuer
+        .metrics
+        .workload_tokens
+        .get_or_create(&WorkloadLabels {
+            kind,
+            workload: name,
+            subject,
+            audience: issued.audience.clone(),
+        })
+        .inc();
+    tracing::info!(
+        workload = %workload,
+        client_id = %client_id,
+        audience = %issued.audience,
+        jti = %issued.access_token.jti,
+        "a workload got a token"
+    );
 }
 
 /// The grant type as a bounded metric label.
@@ -77,6 +161,7 @@ fn grant_label(form: Option<&Form>) -> &'static str {
         Some("client_credentials") => "client_credentials",
         Some("authorization_code") => "authorization_code",
         Some("refresh_token") => "refresh_token",
+        Some(token_exchange::GRANT_TYPE) => "token_exchange",
         _ => "other",
     }
 }
@@ -91,6 +176,9 @@ struct TokenResponse {
     scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<String>,
+    /// RFC 8693 §2.2.1, token exchanges only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issued_token_type: Option<&'static str>,
 }
 
 impl From<Issued> for TokenResponse {
@@ -101,6 +189,7 @@ impl From<Issued> for TokenResponse {
             expires_in: issued.expires_in,
             scope: issued.scope,
             refresh_token: issued.refresh_token.map(|t| t.expose().to_owned()),
+            issued_token_type: issued.issued_token_type,
         }
     }
 }

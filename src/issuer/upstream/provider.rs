@@ -75,10 +75,10 @@ struct ErrorAnswer {
     error: Option<String>,
 }
 
-/// A document fetched from the provider: cached, fetched by one request at a time (the others
+/// A document fetched from the provider (or a workload's token issuer: `workload_identity`): cached, fetched by one request at a time (the others
 /// wait for that fetch and take its result), and after a failure neither fetched again nor
 /// waited for during [`AFTER_A_FAILURE`].
-struct Fetched<T> {
+pub(crate) struct Fetched<T> {
     step: &'static str,
     state: std::sync::Mutex<FetchState<T>>,
     /// Held while fetching; never while holding `state`.
@@ -101,7 +101,7 @@ impl<T> FetchState<T> {
 }
 
 impl<T: Clone> Fetched<T> {
-    fn new(step: &'static str) -> Self {
+    pub(crate) fn new(step: &'static str) -> Self {
         Self {
             step,
             state: std::sync::Mutex::new(FetchState {
@@ -145,7 +145,7 @@ impl<T: Clone> Fetched<T> {
     /// The value fetched less than `fresh_for` ago, else fetched now by `fetch`. A failed
     /// fetch answers with the older value when there is one younger than [`STALE_AT_MOST`]
     /// (the provider's discovery document and keys change rarely).
-    async fn get<F>(&self, fresh_for: Duration, fetch: F) -> Result<T, ProviderError>
+    pub(crate) async fn get<F>(&self, fresh_for: Duration, fetch: F) -> Result<T, ProviderError>
     where
         F: AsyncFnOnce() -> Result<T, ProviderError>,
     {
@@ -169,7 +169,7 @@ impl<T: Clone> Fetched<T> {
                 state.failed = Some(Instant::now());
                 match state.stale() {
                     Some(stale) => {
-                        tracing::warn!(error = %e, "the upstream OpenID Provider failed; using what it sent before");
+                        tracing::warn!(error = %e, step = self.step, "a key or discovery fetch failed; using what was fetched before");
                         Ok(stale.clone())
                     }
                     None => Err(e),
@@ -343,7 +343,7 @@ impl Provider {
 
 /// Read a JSON answer of at most [`MAX_ANSWER_BYTES`]; a non-2xx is a [`ProviderError::Status`]
 /// with the OAuth `error` code when the body has one.
-async fn read_json<T: serde::de::DeserializeOwned>(
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
     step: &'static str,
     response: Result<reqwest::Response, reqwest::Error>,
 ) -> Result<T, ProviderError> {
