@@ -84,7 +84,7 @@ where
     F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    init_logging();
+    crate::telemetry::init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -126,32 +126,6 @@ async fn signal(shutdown: tokio_util::sync::CancellationToken) {
     };
     shutdown.cancel();
     tracing::info!(signal = name, "shutting down");
-}
-
-/// Logs go to stderr; `RUST_LOG` filters them (default `info`), `TOKENWARDEN_LOG_FORMAT=json`
-/// makes them JSON lines. Colours only on a terminal. A log line that cannot be written (a
-/// closed pipe, a full disk) is dropped: tracing's own report of it would go to stderr with
-/// `eprintln!`, which panics, and take down the task that logged.
-fn init_logging() {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // tokio-postgres logs every statement's parameters at debug level: token hashes and sealed
-    // sign-ins. A general `RUST_LOG=debug` leaves it at info; naming it turns it on.
-    if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("tokio_postgres"))
-        && let Ok(directive) = "tokio_postgres=info".parse()
-    {
-        filter = filter.add_directive(directive);
-    }
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .log_internal_errors(false);
-    let _ = if std::env::var("TOKENWARDEN_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
 }
 
 #[cfg(test)]

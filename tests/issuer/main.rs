@@ -13,6 +13,7 @@ mod store_suite;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod audit;
 mod authorize;
 mod browser_login;
 mod interop_authlib;

@@ -2,6 +2,7 @@
 //! grant ([`crate::issuer::grants`]), count and time it, and render the answer. Which token is
 //! issued, and the order of the store writes, are the grants' to decide.
 
+use crate::issuer::audit::Decision;
 use crate::issuer::client_auth;
 use crate::issuer::error::OAuthError;
 use crate::issuer::form::Form;
@@ -16,13 +17,15 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use std::time::Instant;
 
-/// The handler: counts every request by grant type, audience and outcome, and times it by
-/// grant type.
+/// The handler: counts every request by grant type, audience and outcome, times it by grant
+/// type, and describes the decision for the audit trail ([`Decision`]) from what the grant
+/// returned, so that every grant is audited alike.
 pub async fn token(State(issuer): State<Issuer>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
     let form = Form::parse(&body);
     let grant = grant_label(form.as_ref().ok());
-    let result = handle(&issuer, &headers, form).await;
+    let mut client_id = None;
+    let result = handle(&issuer, &headers, form, &mut client_id).await;
     let (audience, outcome) = match &result {
         Ok(issued) => (issued.audience.clone(), "issued"),
         Err(e) => (String::new(), e.code.as_str()),
@@ -38,21 +41,45 @@ pub async fn token(State(issuer): State<Issuer>, headers: HeaderMap, body: Bytes
         .token_latency
         .get_or_create(&GrantLabel { grant })
         .observe(started.elapsed().as_secs_f64());
-    match result {
-        Ok(issued) => TokenResponse::from(issued).into_response(),
-        Err(error) => error.into_response(),
-    }
+    let (decision, response) = match result {
+        Ok(issued) => {
+            let decision = Decision {
+                grant: Some(grant),
+                client_id,
+                audience: Some(labels.audience),
+                scope: Some(issued.scope.clone()),
+                ..Decision::new(ENDPOINT, "issued")
+            }
+            .with_minted(&issued.access_token);
+            (decision, TokenResponse::from(issued).into_response())
+        }
+        Err(error) => {
+            let decision = Decision {
+                grant: Some(grant),
+                client_id,
+                ..Decision::refused(ENDPOINT, &error)
+            };
+            (decision, error.into_response())
+        }
+    };
+    decision.attach(response)
 }
 
+/// The endpoint's name in the audit trail.
+const ENDPOINT: &str = "token";
+
+/// Answer the request; `client_id` is set once the client is authenticated.
 async fn handle(
     issuer: &Issuer,
     headers: &HeaderMap,
     form: Result<Form, OAuthError>,
+    client_id: &mut Option<String>,
 ) -> Result<Issued, OAuthError> {
     require_form_content_type(headers)?;
     let form = form?;
     let snapshot = issuer.in_force.current();
     let (client, _) = client_auth::authenticate(&snapshot.config, headers, &form)?;
+    *client_id = Some(client.client_id.clone());
     let request = TokenRequest::parse(&form, client)?;
     let keys = issuer.keys.load();
     let context = Context {

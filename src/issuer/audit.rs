@@ -1,0 +1,268 @@
+//! The audit trail: one JSON line per decision of the token, revocation and introspection
+//! endpoints and of a sign-in (the login form, the upstream callback), on the tracing target
+//! [`TARGET`], so that a log pipeline can route it apart and `RUST_LOG` can switch it off
+//! (`tokenwarden::audit=off`). docs/audit.md lists the fields.
+//!
+//! How a line comes about: [`middleware`] wraps every public endpoint. It gives the request its
+//! id ([`RequestContext`]: an `X-Request-Id` from a trusted proxy, else a fresh one) and the
+//! client's address as the trusted-proxy rules resolve it ([`super::client_address`]), returns
+//! the id on the response, and when the handler attached a [`Decision`] to its response, writes
+//! the line with the latency. A handler only describes what it decided, from what its grant
+//! returned; a new grant at the token endpoint is audited without code of its own.
+//!
+//! Owns: the request id, the line's fields and its JSON form ([`layer`]). Must not decide
+//! anything, and must never be handed a token, code, secret, password or assertion: a
+//! [`Decision`] holds only identifiers (client id, subject, `jti`, family id) and the granted
+//! scope and audience.
+
+use super::state::Issuer;
+use crate::tokens::MintedToken;
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The tracing target of the audit lines.
+pub const TARGET: &str = "tokenwarden::audit";
+
+/// The request id header, accepted from trusted proxies and returned on every response.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The longest request id accepted from a proxy; a longer one is replaced.
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// What the issuer knows about a request before its handler runs, as a request extension.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    /// The request id: the trusted proxy's `X-Request-Id`, or a fresh one.
+    pub id: Arc<str>,
+    /// The client's address ([`super::client_address`]); `None` without connection info
+    /// (in-process tests).
+    pub client_address: Option<IpAddr>,
+    /// Whether the TCP peer is a trusted proxy (`--trusted-proxies`).
+    pub from_trusted_proxy: bool,
+}
+
+/// One decision, as a handler describes it: attached to its response
+/// ([`Decision::attach`]), written by [`middleware`]. Identifiers only, never a credential.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// `token`, `revoke`, `introspect` or `sign_in`.
+    pub endpoint: &'static str,
+    /// What was decided: `issued`, `refused`, `revoked`, `active`, `inactive`, `signed_in`…
+    pub outcome: &'static str,
+    /// The RFC 6749 error code, when the request was refused with one.
+    pub error: Option<&'static str>,
+    /// Why a sign-in was refused, when no RFC code says it (`wrong_credentials`, `locked`…).
+    pub reason: Option<&'static str>,
+    /// The grant type (token endpoint), a bounded label.
+    pub grant: Option<&'static str>,
+    /// The authenticated client (the client of the authorization request, for a sign-in).
+    pub client_id: Option<String>,
+    pub audience: Option<String>,
+    /// The scope granted (or asked for, for a sign-in).
+    pub scope: Option<String>,
+    /// The subject of the token or of the sign-in.
+    pub subject: Option<String>,
+    /// The `jti` of the access token issued, revoked or introspected.
+    pub jti: Option<String>,
+    /// The refresh-token family involved.
+    pub family_id: Option<String>,
+}
+
+impl Decision {
+    pub fn new(endpoint: &'static str, outcome: &'static str) -> Self {
+        Self {
+            endpoint,
+            outcome,
+            ..Self::default()
+        }
+    }
+
+    /// A refusal with an RFC error code.
+    pub fn refused(endpoint: &'static str, error: &super::error::OAuthError) -> Self {
+        Self {
+            error: Some(error.code.as_str()),
+            ..Self::new(endpoint, "refused")
+        }
+    }
+
+    /// The identifiers of an access token just minted: `jti`, subject and family.
+    pub fn with_minted(mut self, token: &MintedToken) -> Self {
+        self.jti = Some(token.jti.clone());
+        self.subject = Some(token.subject.clone());
+        self.family_id.clone_from(&token.session);
+        self
+    }
+
+    /// Attach the decision to `response`, for [`middleware`] to write.
+    pub fn attach(self, mut response: Response) -> Response {
+        response.extensions_mut().insert(self);
+        response
+    }
+
+    /// The audit line.
+    fn write(&self, context: &RequestContext, latency: Duration) {
+        tracing::info!(
+            target: TARGET,
+            endpoint = self.endpoint,
+            outcome = self.outcome,
+            error = self.error,
+            reason = self.reason,
+            grant = self.grant,
+            client_id = self.client_id.as_deref(),
+            audience = self.audience.as_deref(),
+            scope = self.scope.as_deref(),
+            sub = self.subject.as_deref(),
+            jti = self.jti.as_deref(),
+            family_id = self.family_id.as_deref(),
+            client_address = context.client_address.map(tracing::field::display),
+            latency_ms = latency.as_secs_f64() * 1000.0,
+            request_id = &*context.id,
+        );
+    }
+}
+
+/// The middleware of the public endpoints: the request's [`RequestContext`], its id on the
+/// response, and the audit line of the decision the handler attached.
+pub async fn middleware(
+    State(issuer): State<Issuer>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let context = context(&issuer, &request);
+    request.extensions_mut().insert(context.clone());
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&context.id) {
+        response.headers_mut().insert(X_REQUEST_ID, value);
+    }
+    if let Some(decision) = response.extensions_mut().remove::<Decision>() {
+        decision.write(&context, started.elapsed());
+    }
+    response
+}
+
+fn context(issuer: &Issuer, request: &Request) -> RequestContext {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
+    let from_trusted_proxy = peer.is_some_and(|peer| issuer.trusted_proxies.trusts(peer));
+    let client_address = peer.map(|peer| issuer.trusted_proxies.client(peer, request.headers()));
+    let id = from_trusted_proxy
+        .then(|| forwarded_id(request.headers()))
+        .flatten()
+        .unwrap_or_else(fresh_id);
+    RequestContext {
+        id: id.into(),
+        client_address,
+        from_trusted_proxy,
+    }
+}
+
+/// The proxy's `X-Request-Id`, when there is exactly one and it is sane: 1 to
+/// [`MAX_REQUEST_ID`] printable ASCII characters, no spaces.
+fn forwarded_id(headers: &HeaderMap) -> Option<String> {
+    let mut values = headers.get_all(X_REQUEST_ID).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let bytes = value.as_bytes();
+    let sane = !bytes.is_empty()
+        && bytes.len() <= MAX_REQUEST_ID
+        && bytes.iter().all(u8::is_ascii_graphic);
+    sane.then(|| String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// A fresh request id: 128 random bits as 32 hex digits. Without randomness (which does not
+/// happen) the id is a fixed placeholder rather than no answer.
+fn fresh_id() -> String {
+    let mut bytes = [0u8; 16];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        return "unavailable".to_owned();
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(32);
+    for byte in bytes {
+        id.push(char::from(HEX[usize::from(byte >> 4)]));
+        id.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    id
+}
+
+/// The layer that writes the audit lines as JSON to `writer`, whatever the format of the other
+/// logs, one flat object per line (`timestamp`, `level`, `target` and the fields of
+/// [`Decision`]); it lets through only [`TARGET`]. Tests install it with a writer of their own.
+pub fn layer<S, W>(writer: W) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer as _;
+    tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(writer)
+        .with_ansi(false)
+        .log_internal_errors(false)
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            meta.target() == TARGET
+        }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_id(values: &[&[u8]]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(
+                X_REQUEST_ID,
+                HeaderValue::from_bytes(value).expect("header bytes"),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn a_sane_request_id_is_taken_and_a_garbled_one_is_not() {
+        assert_eq!(
+            forwarded_id(&with_id(&[b"req-42_abc.DEF"])).as_deref(),
+            Some("req-42_abc.DEF")
+        );
+        let longest = "a".repeat(MAX_REQUEST_ID);
+        assert_eq!(
+            forwarded_id(&with_id(&[longest.as_bytes()])).as_deref(),
+            Some(longest.as_str())
+        );
+        let too_long = "a".repeat(MAX_REQUEST_ID + 1);
+        for garbled in [
+            &[too_long.as_bytes()][..],
+            &[b""],
+            &[b"two words"],
+            &[b"tab\there"],
+            &[b"caf\xc3\xa9"],
+            &[b"one", b"two"],
+        ] {
+            assert_eq!(forwarded_id(&with_id(garbled)), None, "{garbled:?}");
+        }
+        assert_eq!(forwarded_id(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn fresh_request_ids_are_32_hex_digits_and_differ() {
+        let (a, b) = (fresh_id(), fresh_id());
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert_ne!(a, b);
+    }
+}
