@@ -46,12 +46,12 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Crds { output_dirs } => write_crds(&output_dirs),
         Command::Validate { paths } => crate::validate::run(&paths),
-        Command::Controller(options) => serve(|shutdown| async move {
+        Command::Controller(options) => serve("controller", |shutdown| async move {
             crate::controller::run(options, shutdown)
                 .await
                 .map_err(|e| e.to_string())
         }),
-        Command::Issuer(options) => serve(|shutdown| async move {
+        Command::Issuer(options) => serve("issuer", |shutdown| async move {
             crate::issuer::run(*options, shutdown)
                 .await
                 .map_err(|e| e.to_string())
@@ -77,22 +77,30 @@ fn write_crds(dirs: &[std::path::PathBuf]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Run a long-lived component on a multi-threaded runtime with logging, until SIGINT or
-/// SIGTERM. A start-up error is printed and gives exit code 1.
-fn serve<F, Fut>(component: F) -> ExitCode
+/// Run a long-lived component on a multi-threaded runtime with logging (and traces, when an
+/// OTLP endpoint is set), until SIGINT or SIGTERM; the last spans are flushed on the way out.
+/// A start-up error is printed and gives exit code 1.
+fn serve<F, Fut>(name: &str, component: F) -> ExitCode
 where
     F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    crate::telemetry::init();
+    let telemetry = match crate::telemetry::init(name) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
+            telemetry.shutdown();
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         let shutdown = tokio_util::sync::CancellationToken::new();
         tokio::spawn(signal(shutdown.clone()));
         match component(shutdown).await {
@@ -102,7 +110,11 @@ where
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // The runtime first: tasks still holding spans end them as they are dropped.
+    drop(runtime);
+    telemetry.shutdown();
+    code
 }
 
 /// Cancel `shutdown` on SIGINT or SIGTERM.

@@ -81,6 +81,7 @@ pub struct Reconciler {
 impl Reconciler {
     /// Reconcile everything once at `now`. `verify` also re-reads what is normally trusted
     /// (the configuration shards, the signing keys), for the periodic resync.
+    #[tracing::instrument(name = "reconcile", skip_all, fields(verify))]
     pub async fn reconcile(&mut self, verify: bool, now: Now) -> Result<Report, ControllerError> {
         let mut steps = Steps::default();
         let mut mark = Instant::now();

@@ -10,7 +10,11 @@
 //! the line with the latency. A handler only describes what it decided, from what its grant
 //! returned; a new grant at the token endpoint is audited without code of its own.
 //!
-//! Owns: the request id, the line's fields and its JSON form ([`layer`]). Must not decide
+//! The middleware also opens the request's span (the root of its trace, or the child of a
+//! trusted proxy's `traceparent`), under which the grant, the store and the upstream provider
+//! open theirs.
+//!
+//! Owns: the request id, the request's span, the line's fields and its JSON form ([`layer`]). Must not decide
 //! anything, and must never be handed a token, code, secret, password or assertion: a
 //! [`Decision`] holds only identifiers (client id, subject, `jti`, family id) and the granted
 //! scope and audience.
@@ -25,6 +29,7 @@ use axum::response::Response;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
 
 /// The tracing target of the audit lines.
 pub const TARGET: &str = "tokenwarden::audit";
@@ -136,8 +141,10 @@ pub async fn middleware(
 ) -> Response {
     let started = Instant::now();
     let context = context(&issuer, &request);
+    let span = request_span(&request, &context);
     request.extensions_mut().insert(context.clone());
-    let mut response = next.run(request).await;
+    let mut response = next.run(request).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
     if let Ok(value) = HeaderValue::from_str(&context.id) {
         response.headers_mut().insert(X_REQUEST_ID, value);
     }
@@ -145,6 +152,45 @@ pub async fn middleware(
         decision.write(&context, started.elapsed());
     }
     response
+}
+
+/// The request's span: its method and path (never the query, which may hold a code or a
+/// `state`) and its id. Its parent is the caller's W3C `traceparent` (with `tracestate`) only
+/// when a trusted proxy sent it; any other caller's is ignored and the span starts a trace.
+fn request_span(request: &Request, context: &RequestContext) -> tracing::Span {
+    let method = request.method().as_str();
+    let path = request.uri().path();
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{method} {path}"),
+        otel.kind = "server",
+        http.request.method = method,
+        url.path = path,
+        http.response.status_code = tracing::field::Empty,
+        request_id = &*context.id,
+    );
+    if context.from_trusted_proxy && request.headers().contains_key("traceparent") {
+        use opentelemetry::propagation::TextMapPropagator as _;
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        let parent = opentelemetry_sdk::propagation::TraceContextPropagator::new()
+            .extract(&HeaderExtractor(request.headers()));
+        // Without the OpenTelemetry layer (traces off) there is nothing to link.
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+/// The headers as the propagator reads them.
+struct HeaderExtractor<'h>(&'h HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
 }
 
 fn context(issuer: &Issuer, request: &Request) -> RequestContext {

@@ -24,4 +24,5 @@ mod issuer_revoke;
 mod issuer_tokens;
 mod store_embedded;
 mod store_postgres;
+mod traces;
 mod upstream_oidc;

@@ -16,6 +16,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use std::time::Instant;
+use tracing::Instrument as _;
 
 /// The handler: counts every request by grant type, audience and outcome, times it by grant
 /// type, and describes the decision for the audit trail ([`Decision`]) from what the grant
@@ -25,7 +26,7 @@ pub async fn token(State(issuer): State<Issuer>, headers: HeaderMap, body: Bytes
     let form = Form::parse(&body);
     let grant = grant_label(form.as_ref().ok());
     let mut client_id = None;
-    let result = handle(&issuer, &headers, form, &mut client_id).await;
+    let result = handle(&issuer, &headers, form, grant, &mut client_id).await;
     let (audience, outcome) = match &result {
         Ok(issued) => (issued.audience.clone(), "issued"),
         Err(e) => (String::new(), e.code.as_str()),
@@ -68,11 +69,13 @@ pub async fn token(State(issuer): State<Issuer>, headers: HeaderMap, body: Bytes
 /// The endpoint's name in the audit trail.
 const ENDPOINT: &str = "token";
 
-/// Answer the request; `client_id` is set once the client is authenticated.
+/// Answer the request; `client_id` is set once the client is authenticated. The grant runs in
+/// a span of its own (`grant`), whatever the grant.
 async fn handle(
     issuer: &Issuer,
     headers: &HeaderMap,
     form: Result<Form, OAuthError>,
+    grant: &'static str,
     client_id: &mut Option<String>,
 ) -> Result<Issued, OAuthError> {
     require_form_content_type(headers)?;
@@ -91,7 +94,13 @@ async fn handle(
         now: issuer.clock.now(),
         refresh_reuse_detected: &issuer.metrics.refresh_reuse_detected,
     };
-    request.issue(&context).await
+    let span = tracing::info_span!(
+        "grant",
+        otel.name = %format_args!("grant {grant}"),
+        grant,
+        client_id = %client.client_id,
+    );
+    request.issue(&context).instrument(span).await
 }
 
 /// The grant type as a bounded metric label.
