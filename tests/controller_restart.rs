@@ -25,7 +25,7 @@ async fn a_restarted_controller_writes_no_status_when_nothing_changed() {
     cluster.install_crds();
     let system = cluster.new_namespace("tokenwarden-system").await;
     // The first controller also exports its traces to a real OTLP receiver: its reconcile
-    // span must reach it, flushed when it stops (README "Traces").
+    // span must reach it, flushed when it stops (docs/audit.md#traces).
     let jaeger = support::jaeger::jaeger();
     let service = format!("tokenwarden-controller-{}", std::process::id());
     let otlp = jaeger.otlp_endpoint();

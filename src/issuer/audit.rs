@@ -19,16 +19,17 @@
 //! [`Decision`] holds only identifiers (client id, subject, `jti`, family id) and the granted
 //! scope and audience.
 
-use super::state::Issuer;
+use super::client_address::TrustedProxies;
 use crate::tokens::MintedToken;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
+use serde::Serialize;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::Instrument as _;
 
 /// The tracing target of the audit lines.
@@ -110,37 +111,124 @@ impl Decision {
         response
     }
 
-    /// The audit line.
+    /// The audit line: serialised here (one derive, no field visitor), carried by one event on
+    /// [`TARGET`] so that the usual filter routes it, and written by [`layer`].
     fn write(&self, context: &RequestContext, latency: Duration) {
-        tracing::info!(
+        if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
+            return;
+        }
+        let line = Line {
+            timestamp: Timestamp(SystemTime::now()),
+            level: "INFO",
             target: TARGET,
-            endpoint = self.endpoint,
-            outcome = self.outcome,
-            error = self.error,
-            reason = self.reason,
-            grant = self.grant,
-            client_id = self.client_id.as_deref(),
-            audience = self.audience.as_deref(),
-            scope = self.scope.as_deref(),
-            sub = self.subject.as_deref(),
-            jti = self.jti.as_deref(),
-            family_id = self.family_id.as_deref(),
-            client_address = context.client_address.map(tracing::field::display),
-            latency_ms = latency.as_secs_f64() * 1000.0,
-            request_id = &*context.id,
-        );
+            endpoint: self.endpoint,
+            outcome: self.outcome,
+            error: self.error,
+            reason: self.reason,
+            grant: self.grant,
+            client_id: self.client_id.as_deref(),
+            audience: self.audience.as_deref(),
+            scope: self.scope.as_deref(),
+            sub: self.subject.as_deref(),
+            jti: self.jti.as_deref(),
+            family_id: self.family_id.as_deref(),
+            client_address: context.client_address,
+            latency_ms: latency.as_secs_f64() * 1000.0,
+            request_id: &context.id,
+        };
+        if let Ok(json) = serde_json::to_string(&line) {
+            tracing::info!(target: TARGET, line = json.as_str());
+        }
     }
+}
+
+/// One audit line, as docs/audit.md lists its fields.
+#[derive(Serialize)]
+struct Line<'a> {
+    timestamp: Timestamp,
+    level: &'static str,
+    target: &'static str,
+    endpoint: &'static str,
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grant: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audience: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jti: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    family_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_address: Option<IpAddr>,
+    latency_ms: f64,
+    request_id: &'a str,
+}
+
+/// A time as RFC 3339 in UTC with microseconds (`2026-12-06T07:12:03.418123Z`).
+struct Timestamp(SystemTime);
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let since = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let seconds = since.as_secs();
+        let (year, month, day) = civil_from_days(seconds / 86_400);
+        let second_of_day = seconds % 86_400;
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+            second_of_day / 3600,
+            second_of_day % 3600 / 60,
+            second_of_day % 60,
+            since.subsec_micros()
+        )
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// The date of a day counted from 1970-01-01 (H. Hinnant's `civil_from_days`, for days on or
+/// after the epoch).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 /// The middleware of the public endpoints: the request's [`RequestContext`], its id on the
 /// response, and the audit line of the decision the handler attached.
 pub async fn middleware(
-    State(issuer): State<Issuer>,
+    State(proxies): State<Arc<TrustedProxies>>,
     mut request: Request,
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let context = context(&issuer, &request);
+    let context = context(&proxies, &request);
     let span = request_span(&request, &context);
     request.extensions_mut().insert(context.clone());
     let mut response = next.run(request).instrument(span.clone()).await;
@@ -154,10 +242,13 @@ pub async fn middleware(
     response
 }
 
-/// The request's span: its method and path (never the query, which may hold a code or a
+/// The request's span (none without traces, [`crate::telemetry::traces_on`]): its method and path (never the query, which may hold a code or a
 /// `state`) and its id. Its parent is the caller's W3C `traceparent` (with `tracestate`) only
 /// when a trusted proxy sent it; any other caller's is ignored and the span starts a trace.
 fn request_span(request: &Request, context: &RequestContext) -> tracing::Span {
+    if !crate::telemetry::traces_on() {
+        return tracing::Span::none();
+    }
     let method = request.method().as_str();
     let path = request.uri().path();
     let span = tracing::info_span!(
@@ -193,13 +284,13 @@ impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
     }
 }
 
-fn context(issuer: &Issuer, request: &Request) -> RequestContext {
+fn context(proxies: &TrustedProxies, request: &Request) -> RequestContext {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(peer)| peer.ip());
-    let from_trusted_proxy = peer.is_some_and(|peer| issuer.trusted_proxies.trusts(peer));
-    let client_address = peer.map(|peer| issuer.trusted_proxies.client(peer, request.headers()));
+    let from_trusted_proxy = peer.is_some_and(|peer| proxies.trusts(peer));
+    let client_address = peer.map(|peer| proxies.client(peer, request.headers()));
     let id = from_trusted_proxy
         .then(|| forwarded_id(request.headers()))
         .flatten()
@@ -226,42 +317,67 @@ fn forwarded_id(headers: &HeaderMap) -> Option<String> {
     sane.then(|| String::from_utf8_lossy(bytes).into_owned())
 }
 
-/// A fresh request id: 128 random bits as 32 hex digits. Without randomness (which does not
-/// happen) the id is a fixed placeholder rather than no answer.
+/// A fresh request id, 32 hex digits: 64 random bits drawn once per process, then a counter.
+/// Unique, not secret (it is in logs and responses), and cheap: no randomness per request.
 fn fresh_id() -> String {
-    let mut bytes = [0u8; 16];
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-        return "unavailable".to_owned();
-    }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(32);
-    for byte in bytes {
-        id.push(char::from(HEX[usize::from(byte >> 4)]));
-        id.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
-    id
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        // Without randomness (which does not happen) the ids are still unique in the process.
+        let _ = aws_lc_rs::rand::fill(&mut bytes);
+        u64::from_le_bytes(bytes)
+    });
+    let count = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix:016x}{count:016x}")
 }
 
-/// The layer that writes the audit lines as JSON to `writer`, whatever the format of the other
-/// logs, one flat object per line (`timestamp`, `level`, `target` and the fields of
-/// [`Decision`]); it lets through only [`TARGET`]. Tests install it with a writer of their own.
+/// The layer that writes the audit lines to `writer`, whatever the format of the other logs:
+/// each event on [`TARGET`] carries its line whole ([`Decision`] serialised as one flat JSON
+/// object: `timestamp`, `level`, `target` and the decision's fields), written with a newline in
+/// one write. It lets through only [`TARGET`]. Tests install it with a writer of their own.
 pub fn layer<S, W>(writer: W) -> impl tracing_subscriber::Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
     use tracing_subscriber::Layer as _;
-    tracing_subscriber::fmt::layer()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
-        .with_writer(writer)
-        .with_ansi(false)
-        .log_internal_errors(false)
-        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-            meta.target() == TARGET
-        }))
+    AuditLayer { writer }.with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+        meta.target() == TARGET
+    }))
+}
+
+struct AuditLayer<W> {
+    writer: W,
+}
+
+impl<S, W> tracing_subscriber::Layer<S> for AuditLayer<W>
+where
+    S: tracing::Subscriber,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let mut line = LineField(None);
+        event.record(&mut line);
+        if let Some(mut text) = line.0 {
+            text.push('\n');
+            // Nowhere to report a failed write: the line is dropped, as a log line would be.
+            let _ = std::io::Write::write_all(&mut self.writer.make_writer(), text.as_bytes());
+        }
+    }
+}
+
+/// The `line` field of an audit event.
+struct LineField(Option<String>);
+
+impl tracing::field::Visit for LineField {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "line" {
+            self.0 = Some(value.to_owned());
+        }
+    }
+
+    fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
 }
 
 #[cfg(test)]
@@ -302,6 +418,18 @@ mod tests {
             assert_eq!(forwarded_id(&with_id(garbled)), None, "{garbled:?}");
         }
         assert_eq!(forwarded_id(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn timestamps_are_rfc_3339_in_utc() {
+        let at = |seconds: u64, micros: u32| {
+            let time = UNIX_EPOCH + Duration::new(seconds, micros * 1000);
+            Timestamp(time).to_string()
+        };
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(at(1_800_000_000, 123_456), "2027-01-15T08:00:00.123456Z");
+        assert_eq!(at(951_782_400, 0), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(at(4_107_542_399, 999_999), "2100-02-28T23:59:59.999999Z");
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub fn router(issuer: Issuer) -> Router {
             close_while_draining,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            issuer.clone(),
+            issuer.trusted_proxies.clone(),
             super::audit::middleware,
         ))
         .with_state(issuer)

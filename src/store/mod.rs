@@ -259,7 +259,8 @@ pub enum AnyStore {
 }
 
 /// Call `$method` on the store chosen, in a span named after the operation (`store.refresh`)
-/// that says which store it is; the arguments (hashes, sealed sign-ins) are not recorded.
+/// that says which store it is, when traces are on; the arguments (hashes, sealed sign-ins)
+/// are not recorded.
 macro_rules! delegate {
     ($self:ident, $method:ident($($arg:expr),*)) => {{
         use tracing::Instrument as _;
@@ -267,14 +268,18 @@ macro_rules! delegate {
             AnyStore::Embedded(_) => ("embedded", "redb"),
             AnyStore::Postgres(_) => ("postgresql", "postgresql"),
         };
-        let span = tracing::info_span!(
-            "store",
-            otel.name = concat!("store.", stringify!($method)),
-            otel.kind = "client",
-            db.system.name = system,
-            db.operation.name = stringify!($method),
-            store,
-        );
+        let span = if crate::telemetry::traces_on() {
+            tracing::info_span!(
+                "store",
+                otel.name = concat!("store.", stringify!($method)),
+                otel.kind = "client",
+                db.system.name = system,
+                db.operation.name = stringify!($method),
+                store,
+            )
+        } else {
+            tracing::Span::none()
+        };
         match $self {
             AnyStore::Embedded(s) => s.$method($($arg),*).instrument(span).await,
             AnyStore::Postgres(s) => s.$method($($arg),*).instrument(span).await,

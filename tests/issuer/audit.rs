@@ -440,6 +440,12 @@ async fn the_binary_writes_json_audit_lines_among_text_logs_and_the_filter_switc
     let issuer = start_standalone_with(dir.path(), free_port(), &[], &[]).await;
     let reply = crate::fixtures::client_credentials(&issuer.base, "worker", SECRET, BANKING).await;
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    // The audit thread writes the line a moment later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !issuer.log_text().contains("tokenwarden::audit") && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let log = issuer.log_text();
     let audit: Vec<Value> = log
         .lines()
@@ -460,9 +466,11 @@ async fn the_binary_writes_json_audit_lines_among_text_logs_and_the_filter_switc
     drop(issuer);
 
     let quiet = [("RUST_LOG", "info,tokenwarden::audit=off")];
-    let issuer = start_standalone_with(dir.path(), free_port(), &[], &quiet).await;
+    let mut issuer = start_standalone_with(dir.path(), free_port(), &[], &quiet).await;
     let reply = crate::fixtures::client_credentials(&issuer.base, "worker", SECRET, BANKING).await;
     assert_eq!(reply.status, StatusCode::OK);
+    // After a graceful stop every queued line is written: none here.
+    assert!(issuer.stop_gracefully());
     let log = issuer.log_text();
     assert!(!log.contains("tokenwarden::audit"), "{log}");
     assert!(!log.is_empty(), "other logs are still written");

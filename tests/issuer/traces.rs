@@ -1,5 +1,5 @@
-//! Traces (README "Traces"): the real issuer binary exports its spans over OTLP/HTTP to a real
-//! receiver (Jaeger v2, `support::jaeger`), flushed when it stops. The token endpoint's span is
+//! Traces (docs/audit.md#traces): the real issuer binary exports its spans over OTLP/HTTP to
+//! a real receiver (Jaeger v2, `support::jaeger`), flushed when it stops. The token endpoint's span is
 //! the parent of the grant's, the grant's of the store's; a W3C `traceparent` from a trusted
 //! proxy becomes the request's parent and one from any other client is ignored; no attribute
 //! or event holds a secret.

@@ -281,7 +281,7 @@ pub async fn submit(
             WRONG_CREDENTIALS,
             StatusCode::UNAUTHORIZED,
         )),
-        Err(SignInError::Incomplete) => refused("incomplete").attach(page::error(
+        Err(SignInError::Incomplete) => refused("server_error").attach(page::error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "The sign-in could not be completed. Try again.",
         )),

@@ -94,12 +94,16 @@ async fn handle(
         now: issuer.clock.now(),
         refresh_reuse_detected: &issuer.metrics.refresh_reuse_detected,
     };
-    let span = tracing::info_span!(
-        "grant",
-        otel.name = %format_args!("grant {grant}"),
-        grant,
-        client_id = %client.client_id,
-    );
+    let span = if crate::telemetry::traces_on() {
+        tracing::info_span!(
+            "grant",
+            otel.name = %format_args!("grant {grant}"),
+            grant,
+            client_id = %client.client_id,
+        )
+    } else {
+        tracing::Span::none()
+    };
     request.issue(&context).instrument(span).await
 }
 
