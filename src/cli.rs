@@ -46,12 +46,12 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Crds { output_dirs } => write_crds(&output_dirs),
         Command::Validate { paths } => crate::validate::run(&paths),
-        Command::Controller(options) => serve(|shutdown| async move {
+        Command::Controller(options) => serve("controller", |shutdown| async move {
             crate::controller::run(options, shutdown)
                 .await
                 .map_err(|e| e.to_string())
         }),
-        Command::Issuer(options) => serve(|shutdown| async move {
+        Command::Issuer(options) => serve("issuer", |shutdown| async move {
             crate::issuer::run(*options, shutdown)
                 .await
                 .map_err(|e| e.to_string())
@@ -77,22 +77,30 @@ fn write_crds(dirs: &[std::path::PathBuf]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Run a long-lived component on a multi-threaded runtime with logging, until SIGINT or
-/// SIGTERM. A start-up error is printed and gives exit code 1.
-fn serve<F, Fut>(component: F) -> ExitCode
+/// Run a long-lived component on a multi-threaded runtime with logging (and traces, when an
+/// OTLP endpoint is set), until SIGINT or SIGTERM; the last spans are flushed on the way out.
+/// A start-up error is printed and gives exit code 1.
+fn serve<F, Fut>(name: &str, component: F) -> ExitCode
 where
     F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    init_logging();
+    let telemetry = match crate::telemetry::init(name) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
+            telemetry.shutdown();
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         let shutdown = tokio_util::sync::CancellationToken::new();
         tokio::spawn(signal(shutdown.clone()));
         match component(shutdown).await {
@@ -102,7 +110,11 @@ where
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // The runtime first: tasks still holding spans end them as they are dropped.
+    drop(runtime);
+    telemetry.shutdown();
+    code
 }
 
 /// Cancel `shutdown` on SIGINT or SIGTERM.
@@ -126,32 +138,6 @@ async fn signal(shutdown: tokio_util::sync::CancellationToken) {
     };
     shutdown.cancel();
     tracing::info!(signal = name, "shutting down");
-}
-
-/// Logs go to stderr; `RUST_LOG` filters them (default `info`), `TOKENWARDEN_LOG_FORMAT=json`
-/// makes them JSON lines. Colours only on a terminal. A log line that cannot be written (a
-/// closed pipe, a full disk) is dropped: tracing's own report of it would go to stderr with
-/// `eprintln!`, which panics, and take down the task that logged.
-fn init_logging() {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // tokio-postgres logs every statement's parameters at debug level: token hashes and sealed
-    // sign-ins. A general `RUST_LOG=debug` leaves it at info; naming it turns it on.
-    if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("tokio_postgres"))
-        && let Ok(directive) = "tokio_postgres=info".parse()
-    {
-        filter = filter.add_directive(directive);
-    }
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .log_internal_errors(false);
-    let _ = if std::env::var("TOKENWARDEN_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
 }
 
 #[cfg(test)]

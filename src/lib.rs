@@ -19,6 +19,7 @@
 //! - [`mod@serve`]: the HTTP serving loop the issuer and the controller share.
 //! - [`watch_backoff`]: the retry backoff of the controller's and the issuer's watches.
 //! - [`file_modes`]: the data folder 0700 and its files with secrets 0600.
+//! - [`telemetry`]: logs and the audit trail.
 //! - [`cli`]: the subcommands.
 
 #![forbid(unsafe_code)]
@@ -37,6 +38,7 @@ pub mod issuer;
 pub mod manifests;
 pub mod serve;
 pub mod store;
+pub(crate) mod telemetry;
 pub mod tokens;
 pub mod validate;
 pub(crate) mod watch_backoff;

@@ -3,7 +3,8 @@
 //! since everything it would write is already as it should be: no status, no Event, no
 //! configuration object; and one that finds a configuration object deleted puts it back at
 //! once. A test binary of its own, because it stops and starts its own
-//! controller, which every other test of a binary would see.
+//! controller, which every other test of a binary would see. The first controller exports its
+//! traces to a real OTLP receiver (Jaeger): its reconcile span arrives.
 
 mod fixtures;
 mod operator;
@@ -23,7 +24,24 @@ async fn a_restarted_controller_writes_no_status_when_nothing_changed() {
     let cluster = support::cluster();
     cluster.install_crds();
     let system = cluster.new_namespace("tokenwarden-system").await;
-    let first = start_controller(cluster, "controller-1", &system).await;
+    // The first controller also exports its traces to a real OTLP receiver: its reconcile
+    // span must reach it, flushed when it stops (docs/audit.md#traces).
+    let jaeger = support::jaeger::jaeger();
+    let service = format!("tokenwarden-controller-{}", std::process::id());
+    let otlp = jaeger.otlp_endpoint();
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()),
+        ("OTEL_SERVICE_NAME", service.as_str()),
+    ];
+    let first = operator::spawn_controller_with_env(
+        cluster,
+        "controller-1",
+        &system,
+        cluster.kubeconfig_path(),
+        &[],
+        &env,
+    );
+    let first = operator::ready(cluster, first).await;
     let ns = scenario::apply_worker(cluster, &cluster.new_namespace("quiet").await, SECRET)
         .await
         .ns;
@@ -57,6 +75,18 @@ async fn a_restarted_controller_writes_no_status_when_nothing_changed() {
     };
     assert!(cluster.stop_component(&first.name), "stop controller-1");
     let before = versions().await;
+    let traces = jaeger
+        .wait_for_spans(&service, 1, std::time::Duration::from_secs(30))
+        .await;
+    let reconciles = traces
+        .iter()
+        .flat_map(|t| t["spans"].as_array().into_iter().flatten())
+        .filter(|s| s["operationName"] == "reconcile")
+        .count();
+    assert!(
+        reconciles >= 1,
+        "no reconcile span reached Jaeger: {traces:#?}"
+    );
 
     // A new process: its first reconcile goes over every object with nothing remembered.
     let second = start_controller(cluster, "controller-2", &system).await;

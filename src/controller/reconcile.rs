@@ -107,6 +107,7 @@ pub(crate) struct Reconciler {
 impl Reconciler {
     /// Reconcile everything once at `now`. `verify` also re-reads what is normally trusted
     /// (the configuration shards, the signing keys), for the periodic resync.
+    #[tracing::instrument(name = "reconcile", skip_all, fields(verify))]
     pub(crate) async fn reconcile(
         &mut self,
         verify: bool,

@@ -118,6 +118,16 @@ pub(crate) enum Rejection {
     },
 }
 
+impl Rejection {
+    /// The OAuth error sent to the client; `None` for an error page.
+    pub(crate) fn error(&self) -> Option<&OAuthError> {
+        match self {
+            Self::Untrusted(_) => None,
+            Self::Redirect { error, .. } | Self::Confirm { error, .. } => Some(error),
+        }
+    }
+}
+
 /// A rejection of a request the user has not acted on yet (`GET /authorize`): an error goes
 /// back to the redirect URI at once only when the client is first-party; any other client's
 /// registered URI may be anyone's phishing site, so the user is asked first

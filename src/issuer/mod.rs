@@ -14,10 +14,12 @@
 //! - [`routes`]: the endpoints; [`server`]: the routers ([`crate::serve`] serves them).
 //! - [`snapshot`]: the configuration in force, swapped whole; [`standalone`]: its file source;
 //!   [`cluster`]: its source in cluster mode, the objects the controller writes.
+//! - [`audit`]: the audit trail and the request id.
 //! - [`state`]: what handlers share; [`metrics`]: Prometheus metrics; [`key_file`]: standalone
 //!   mode's signing keys, rotated in `--data-dir`.
 //! - [`mod@run`]: `tokenwarden issuer`, standalone or cluster mode.
 
+pub mod audit;
 pub(crate) mod authorization;
 pub(crate) mod client_address;
 pub(crate) mod client_auth;

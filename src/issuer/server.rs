@@ -54,6 +54,10 @@ pub fn router(issuer: Issuer) -> Router {
             issuer.clone(),
             close_while_draining,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            issuer.trusted_proxies.clone(),
+            super::audit::middleware,
+        ))
         .with_state(issuer)
 }
 

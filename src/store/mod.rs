@@ -262,13 +262,33 @@ pub enum AnyStore {
     Postgres(PostgresStore),
 }
 
+/// Call `$method` on the store chosen, in a span named after the operation (`store.refresh`)
+/// that says which store it is, when traces are on; the arguments (hashes, sealed sign-ins)
+/// are not recorded.
 macro_rules! delegate {
-    ($self:ident, $store:ident => $call:expr) => {
+    ($self:ident, $method:ident($($arg:expr),*)) => {{
+        use tracing::Instrument as _;
+        let (store, system) = match $self {
+            AnyStore::Embedded(_) => ("embedded", "redb"),
+            AnyStore::Postgres(_) => ("postgresql", "postgresql"),
+        };
+        let span = if crate::telemetry::traces_on() {
+            tracing::info_span!(
+                "store",
+                otel.name = concat!("store.", stringify!($method)),
+                otel.kind = "client",
+                db.system.name = system,
+                db.operation.name = stringify!($method),
+                store,
+            )
+        } else {
+            tracing::Span::none()
+        };
         match $self {
-            AnyStore::Embedded($store) => $call.await,
-            AnyStore::Postgres($store) => $call.await,
+            AnyStore::Embedded(s) => s.$method($($arg),*).instrument(span).await,
+            AnyStore::Postgres(s) => s.$method($($arg),*).instrument(span).await,
         }
-    };
+    }};
 }
 
 impl Store for AnyStore {
@@ -279,7 +299,7 @@ impl Store for AnyStore {
         now: UnixTime,
         rules: RefreshRules,
     ) -> Result<Family, StoreError> {
-        delegate!(self, s => s.create_family(family, first, now, rules))
+        delegate!(self, create_family(family, first, now, rules))
     }
 
     async fn refresh(
@@ -288,18 +308,18 @@ impl Store for AnyStore {
         now: UnixTime,
         rules: RefreshRules,
     ) -> Result<RefreshOutcome, StoreError> {
-        delegate!(self, s => s.refresh(request, now, rules))
+        delegate!(self, refresh(request, now, rules))
     }
 
     async fn lookup_refresh_token(
         &self,
         hash: TokenHash,
     ) -> Result<Option<RefreshTokenView>, StoreError> {
-        delegate!(self, s => s.lookup_refresh_token(hash))
+        delegate!(self, lookup_refresh_token(hash))
     }
 
     async fn lookup_family(&self, id: FamilyId) -> Result<Option<Family>, StoreError> {
-        delegate!(self, s => s.lookup_family(id))
+        delegate!(self, lookup_family(id))
     }
 
     async fn revoke_refresh_token(
@@ -308,15 +328,15 @@ impl Store for AnyStore {
         client_id: &str,
         now: UnixTime,
     ) -> Result<RevokeOutcome, StoreError> {
-        delegate!(self, s => s.revoke_refresh_token(hash, client_id, now))
+        delegate!(self, revoke_refresh_token(hash, client_id, now))
     }
 
     async fn put_code(&self, hash: TokenHash, code: AuthorizationCode) -> Result<(), StoreError> {
-        delegate!(self, s => s.put_code(hash, code))
+        delegate!(self, put_code(hash, code))
     }
 
     async fn take_code(&self, hash: TokenHash, now: UnixTime) -> Result<CodeOutcome, StoreError> {
-        delegate!(self, s => s.take_code(hash, now))
+        delegate!(self, take_code(hash, now))
     }
 
     async fn record_code_grant(
@@ -325,15 +345,15 @@ impl Store for AnyStore {
         grant: CodeGrant,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
-        delegate!(self, s => s.record_code_grant(hash, grant, now))
+        delegate!(self, record_code_grant(hash, grant, now))
     }
 
     async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> Result<(), StoreError> {
-        delegate!(self, s => s.revoke_access_token(jti, expires_at))
+        delegate!(self, revoke_access_token(jti, expires_at))
     }
 
     async fn is_access_token_revoked(&self, jti: &str, now: UnixTime) -> Result<bool, StoreError> {
-        delegate!(self, s => s.is_access_token_revoked(jti, now))
+        delegate!(self, is_access_token_revoked(jti, now))
     }
 
     async fn put_sign_in(
@@ -344,7 +364,7 @@ impl Store for AnyStore {
         expires_at: UnixTime,
         now: UnixTime,
     ) -> Result<(), StoreError> {
-        delegate!(self, s => s.put_sign_in(key, sealed, from, expires_at, now))
+        delegate!(self, put_sign_in(key, sealed, from, expires_at, now))
     }
 
     async fn get_sign_in(
@@ -352,7 +372,7 @@ impl Store for AnyStore {
         key: TokenHash,
         now: UnixTime,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        delegate!(self, s => s.get_sign_in(key, now))
+        delegate!(self, get_sign_in(key, now))
     }
 
     async fn take_sign_in(
@@ -360,7 +380,7 @@ impl Store for AnyStore {
         key: TokenHash,
         now: UnixTime,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        delegate!(self, s => s.take_sign_in(key, now))
+        delegate!(self, take_sign_in(key, now))
     }
 
     async fn locked_until(
@@ -368,7 +388,7 @@ impl Store for AnyStore {
         keys: &[LockoutKey],
         now: UnixTime,
     ) -> Result<Option<UnixTime>, StoreError> {
-        delegate!(self, s => s.locked_until(keys, now))
+        delegate!(self, locked_until(keys, now))
     }
 
     async fn count_failure(
@@ -377,14 +397,14 @@ impl Store for AnyStore {
         limits: Limits,
         now: UnixTime,
     ) -> Result<(), StoreError> {
-        delegate!(self, s => s.count_failure(key, limits, now))
+        delegate!(self, count_failure(key, limits, now))
     }
 
     async fn forget_failures(&self, key: LockoutKey) -> Result<(), StoreError> {
-        delegate!(self, s => s.forget_failures(key))
+        delegate!(self, forget_failures(key))
     }
 
     async fn purge_expired(&self, now: UnixTime, limit: usize) -> Result<PurgeReport, StoreError> {
-        delegate!(self, s => s.purge_expired(now, limit))
+        delegate!(self, purge_expired(now, limit))
     }
 }

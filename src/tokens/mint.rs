@@ -57,6 +57,10 @@ pub struct MintedToken {
     pub kid: String,
     pub issued_at: u64,
     pub expires_at: u64,
+    /// `sub`, for the audit trail.
+    pub subject: String,
+    /// `sid`: the refresh-token family, if any, for the audit trail.
+    pub session: Option<String>,
 }
 
 impl fmt::Debug for MintedToken {
@@ -67,6 +71,8 @@ impl fmt::Debug for MintedToken {
             .field("kid", &self.kid)
             .field("issued_at", &self.issued_at)
             .field("expires_at", &self.expires_at)
+            .field("subject", &self.subject)
+            .field("session", &self.session)
             .finish_non_exhaustive()
     }
 }
@@ -159,6 +165,8 @@ impl Minter {
             kid: signer.key.kid().to_owned(),
             issued_at: now,
             expires_at: exp,
+            subject: claims.subject.to_owned(),
+            session: claims.session.map(str::to_owned),
         })
     }
 }

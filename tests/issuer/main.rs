@@ -13,6 +13,7 @@ mod store_suite;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod audit;
 mod authorize;
 mod browser_login;
 mod interop_authlib;
@@ -23,5 +24,6 @@ mod issuer_revoke;
 mod issuer_tokens;
 mod store_embedded;
 mod store_postgres;
+mod traces;
 mod upstream_oidc;
 mod workload_federated;

@@ -31,13 +31,18 @@ async fn setup() -> Setup {
 
 /// With `extra` issuer flags, and a provider that misbehaves as `tamper` says.
 async fn setup_with(extra: &[&str], tamper: &str) -> Setup {
+    setup_with_env(extra, tamper, &[]).await
+}
+
+/// [`setup_with`], the issuer with these environment variables.
+async fn setup_with_env(extra: &[&str], tamper: &str, env: &[(&str, &str)]) -> Setup {
     let dir = folder_with_policies(&policies());
     let port = free_port();
     let provider =
         start_provider_tampering(&format!("http://127.0.0.1:{port}/callback/oidc"), tamper);
     let mut flags = oidc_flags(&provider, dir.path());
     flags.extend(extra.iter().map(|f| (*f).to_owned()));
-    let issuer = start_standalone_with(dir.path(), port, &flags, &[]).await;
+    let issuer = start_standalone_with(dir.path(), port, &flags, env).await;
     Setup {
         _dir: dir,
         _provider: provider,
@@ -209,6 +214,84 @@ async fn an_upstream_sign_in_gets_tokens_with_a_refresh_token_exactly_when_the_p
         !log.contains(CLIENT_SECRET),
         "the client secret is in the log:\n{log}"
     );
+}
+
+/// The upstream provider's calls are spans of the sign-in's requests, in a real OTLP receiver
+/// (Jaeger), and no span holds the client secret, the provider's code or tokenwarden's.
+#[tokio::test]
+async fn an_upstream_sign_in_traces_the_providers_calls_without_their_secrets() {
+    let jaeger = support::jaeger::jaeger();
+    let service = format!(
+        "tokenwarden-upstream-{}-{}",
+        std::process::id(),
+        free_port()
+    );
+    let otlp = jaeger.otlp_endpoint();
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()),
+        ("OTEL_SERVICE_NAME", service.as_str()),
+    ];
+    let mut setup = setup_with_env(&[], "", &env).await;
+    let base = setup.issuer.base.clone();
+    let browser = Browser::new(false);
+    let last = browser
+        .sign_in_upstream(
+            &authorize_url(&base, "https://todo.example.com", "todos:read"),
+            "carol",
+        )
+        .await;
+    let code = query(&location(&last))["code"].clone();
+    let tokens = exchange(&base, &code).await;
+    let provider_codes: Vec<String> = browser
+        .visited
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|u| u.contains("/callback/oidc?"))
+        .map(|u| query(u)["code"].clone())
+        .collect();
+    assert!(!provider_codes.is_empty(), "the provider sent a code back");
+    assert!(
+        setup.issuer.stop_gracefully(),
+        "{}",
+        setup.issuer.log_text()
+    );
+
+    let traces = jaeger
+        .wait_for_spans(&service, 5, std::time::Duration::from_secs(30))
+        .await;
+    let spans: Vec<&serde_json::Value> = traces
+        .iter()
+        .flat_map(|t| t["spans"].as_array().into_iter().flatten())
+        .collect();
+    let by_id = |id: &str| spans.iter().find(|s| s["spanID"] == id).copied();
+    let parent_name = |span: &serde_json::Value| {
+        let reference = span["references"].as_array()?.first()?;
+        by_id(reference["spanID"].as_str()?).map(|p| p["operationName"].clone())
+    };
+    let exchange_span = spans
+        .iter()
+        .find(|s| s["operationName"] == "upstream.exchange")
+        .unwrap_or_else(|| panic!("no upstream.exchange span: {spans:#?}"));
+    assert_eq!(
+        parent_name(exchange_span),
+        Some(serde_json::json!("GET /callback/oidc")),
+        "{exchange_span:#}"
+    );
+    for name in ["upstream.discovery", "upstream.jwks"] {
+        assert!(
+            spans.iter().any(|s| s["operationName"] == name),
+            "no {name} span: {spans:#?}"
+        );
+    }
+    let text = serde_json::to_string(&traces).expect("JSON");
+    let access = tokens["access_token"].as_str().expect("access token");
+    for secret in [CLIENT_SECRET, &code, access]
+        .into_iter()
+        .chain(provider_codes.iter().map(String::as_str))
+    {
+        assert!(!text.contains(secret), "{secret:?} in the spans");
+    }
 }
 
 /// A client the platform does not vouch for could get a code silently for anyone with a

@@ -51,8 +51,20 @@ pub fn spawn_controller_as(
     kubeconfig: &Path,
     extra: &[String],
 ) -> Controller {
+    spawn_controller_with_env(cluster, name, namespace, kubeconfig, extra, &[])
+}
+
+/// [`spawn_controller_as`] with these environment variables set (e.g. an OTLP endpoint).
+pub fn spawn_controller_with_env(
+    cluster: &ControlPlane,
+    name: &str,
+    namespace: &str,
+    kubeconfig: &Path,
+    extra: &[String],
+    env: &[(&str, &str)],
+) -> Controller {
     let args = ["controller", "--namespace", namespace].map(String::from);
-    let (base, log) = spawn(cluster, name, kubeconfig, args.into(), extra);
+    let (base, log) = spawn(cluster, name, kubeconfig, args.into(), extra, env);
     Controller {
         name: name.into(),
         namespace: namespace.into(),
@@ -124,7 +136,7 @@ pub fn spawn_issuer_as(
         "--metrics-listen".into(),
         format!("127.0.0.1:{}", free_port()),
     ];
-    let (base, log) = spawn(cluster, name, kubeconfig, args, extra);
+    let (base, log) = spawn(cluster, name, kubeconfig, args, extra, &[]);
     Issuer {
         name: name.into(),
         base,
@@ -133,19 +145,20 @@ pub fn spawn_issuer_as(
 }
 
 /// Starts the binary with `args`, `--listen` on a free port and `extra` as the component
-/// `name` authenticated by `kubeconfig`; its base URL and its log.
+/// `name` authenticated by `kubeconfig`, with `env` set; its base URL and its log.
 fn spawn(
     cluster: &ControlPlane,
     name: &str,
     kubeconfig: &Path,
     mut args: Vec<String>,
     extra: &[String],
+    env: &[(&str, &str)],
 ) -> (String, PathBuf) {
     let port = free_port();
     args.extend(["--listen".into(), format!("127.0.0.1:{port}")]);
     args.extend_from_slice(extra);
     let log = cluster
-        .start_component_as(name, binary(), &args, kubeconfig)
+        .start_component_with_env(name, binary(), &args, kubeconfig, env)
         .unwrap_or_else(|e| panic!("starting {name}: {e}"));
     (format!("http://127.0.0.1:{port}"), log)
 }

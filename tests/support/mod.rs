@@ -15,6 +15,8 @@
 //! process however it ends; at a normal exit (tests passed or failed) an `atexit` hook stops
 //! them and removes the folder. `TOKENWARDEN_TEST_KEEP=1` keeps the folder (logs, kubeconfig).
 //!
+//! [`jaeger`] starts a real OTLP receiver (Jaeger v2) for the trace tests the same way.
+//!
 //! [`postgres`] starts a throwaway PostgreSQL server for the store tests through the same
 //! process machinery (`process`): one per test binary, on first use.
 //!
@@ -25,6 +27,8 @@
 #![allow(dead_code)] // each test binary uses a part of it
 
 pub mod node;
+
+pub mod jaeger;
 mod pki;
 pub mod ports;
 pub mod postgres;
@@ -473,12 +477,25 @@ impl ControlPlane {
         args: &[String],
         kubeconfig: &Path,
     ) -> Result<PathBuf, String> {
+        self.start_component_with_env(name, program, args, kubeconfig, &[])
+    }
+
+    /// [`Self::start_component_as`] with these environment variables set as well.
+    pub fn start_component_with_env(
+        &self,
+        name: &str,
+        program: &Path,
+        args: &[String],
+        kubeconfig: &Path,
+        env: &[(&str, &str)],
+    ) -> Result<PathBuf, String> {
         let log = self.dir.join(format!("{name}.log"));
         let mut command = Command::new(program);
         command
             .args(args)
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info,tokenwarden=debug");
+            .env("RUST_LOG", "info,tokenwarden=debug")
+            .envs(env.iter().copied());
         process::spawn_command(name, command, &log)?;
         Ok(log)
     }

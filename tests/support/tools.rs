@@ -23,7 +23,7 @@ pub fn dir() -> Result<PathBuf, String> {
                 return Err(format!(
                     "{} failed ({}); its message is above. Fix that, or set \
                      TOKENWARDEN_TEST_TOOLS to a folder with kube-apiserver, etcd, kubectl, helm, \
-                     kstatus and promtool.",
+                     kstatus, promtool and jaeger.",
                     script.display(),
                     output.status
                 ));
@@ -39,6 +39,7 @@ pub fn dir() -> Result<PathBuf, String> {
         "helm",
         "kstatus",
         "promtool",
+        "jaeger",
     ] {
         if !dir.join(tool).is_file() {
             return Err(format!(

@@ -14,6 +14,7 @@
 //! [`upstream`]: crate::issuer::upstream
 
 use crate::config::IssuerConfig;
+use crate::issuer::audit::Decision;
 use crate::issuer::authorization::{self, AuthorizationRequest, Rejection};
 use crate::issuer::error::{ErrorCode, OAuthError};
 use crate::issuer::form::Form;
@@ -178,34 +179,42 @@ fn authorization_endpoint(issuer: &Issuer) -> Option<String> {
         .map(|m| m.authorization_endpoint)
 }
 
-/// `POST /authorize`: the login form.
+/// `POST /authorize`: the login form. Every answer but the departure to the upstream provider
+/// (whose decision comes at the callback) is a sign-in decision of the audit trail.
 pub(crate) async fn submit(
     State(issuer): State<Issuer>,
     extensions: Extensions,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let malformed =
+        || refused_sign_in("malformed", None).attach(page::error(StatusCode::BAD_REQUEST, EXPIRED));
     if require_form_content_type(&headers).is_err() {
-        return page::error(StatusCode::BAD_REQUEST, EXPIRED);
+        return malformed();
     }
     let Ok(form) = Form::parse(&body) else {
-        return page::error(StatusCode::BAD_REQUEST, EXPIRED);
+        return malformed();
     };
     let (Some(login_id), Some(csrf_token)) = (form.get("login"), form.get("csrf_token")) else {
-        return page::error(StatusCode::BAD_REQUEST, EXPIRED);
+        return malformed();
     };
     let secure = issuer.issuer_url.starts_with("https://");
     let cookie = login::cookie_value(cookie_headers(&headers), secure);
     let now = issuer.clock.now();
     let pending = match login::check(&issuer.store, login_id, csrf_token, cookie, now).await {
         Ok(pending) => pending,
-        Err(LoginError::Store(e)) => return unavailable(e),
-        Err(LoginError::Unknown) => return page::error(StatusCode::BAD_REQUEST, EXPIRED),
+        Err(LoginError::Store(e)) => return sign_in_unavailable(e, None),
+        Err(LoginError::Unknown) => {
+            return refused_sign_in("expired", None)
+                .attach(page::error(StatusCode::BAD_REQUEST, EXPIRED));
+        }
         Err(LoginError::Forged) => {
             tracing::warn!("a login form was posted without its CSRF token or cookie");
-            return page::error(StatusCode::FORBIDDEN, FORGED);
+            return refused_sign_in("forged", None)
+                .attach(page::error(StatusCode::FORBIDDEN, FORGED));
         }
     };
+    let refused = |reason| refused_sign_in(reason, Some(&pending.request));
     let endpoint = authorization_endpoint(&issuer);
     let snapshot = issuer.in_force.current();
     let form_page = |username: &str, error: &str, status: StatusCode| {
@@ -238,11 +247,11 @@ pub(crate) async fn submit(
         };
     }
     let (Some(username), Some(password)) = (form.get("username"), form.get("password")) else {
-        return form_page(
+        return refused("incomplete").attach(form_page(
             form.get("username").unwrap_or_default(),
             "Enter your username and password.",
             StatusCode::BAD_REQUEST,
-        );
+        ));
     };
     let attempt = PasswordSignIn {
         username,
@@ -258,37 +267,81 @@ pub(crate) async fn submit(
                 &locked_message(wait),
                 StatusCode::TOO_MANY_REQUESTS,
             );
-            with_retry_after(page, wait)
+            refused("locked").attach(with_retry_after(page, wait))
         }
-        Err(SignInError::Busy) => with_retry_after(
+        Err(SignInError::Busy) => refused("busy").attach(with_retry_after(
             page::error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Too many sign-ins are being checked right now. Try again in a few seconds.",
             ),
             PERMIT_WAIT.as_secs(),
-        ),
-        Err(SignInError::WrongCredentials) => {
-            form_page(username, WRONG_CREDENTIALS, StatusCode::UNAUTHORIZED)
-        }
-        Err(SignInError::Incomplete) => page::error(
+        )),
+        Err(SignInError::WrongCredentials) => refused("wrong_credentials").attach(form_page(
+            username,
+            WRONG_CREDENTIALS,
+            StatusCode::UNAUTHORIZED,
+        )),
+        Err(SignInError::Incomplete) => refused("server_error").attach(page::error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "The sign-in could not be completed. Try again.",
-        ),
-        Err(SignInError::Store(e)) => unavailable(e),
+        )),
+        Err(SignInError::Store(e)) => sign_in_unavailable(e, Some(&pending.request)),
     }
+}
+
+/// The name of sign-ins in the audit trail.
+pub(crate) const SIGN_IN: &str = "sign_in";
+
+/// A refused sign-in: `reason` says why, in a word; the authorization request, when known,
+/// names the client, the audience and the scope.
+pub(crate) fn refused_sign_in(
+    reason: &'static str,
+    request: Option<&AuthorizationRequest>,
+) -> Decision {
+    Decision {
+        reason: Some(reason),
+        ..about(request, Decision::new(SIGN_IN, "refused"))
+    }
+}
+
+/// `decision` naming the client, audience and scope of `request`.
+fn about(request: Option<&AuthorizationRequest>, decision: Decision) -> Decision {
+    match request {
+        Some(request) => Decision {
+            client_id: Some(request.client_id.clone()),
+            audience: Some(request.audience.clone()),
+            scope: Some(request.scope.clone()),
+            ..decision
+        },
+        None => decision,
+    }
+}
+
+/// [`unavailable`] as a refused sign-in (`temporarily_unavailable`).
+pub(crate) fn sign_in_unavailable(
+    error: crate::store::StoreError,
+    request: Option<&AuthorizationRequest>,
+) -> Response {
+    let decision = Decision {
+        error: Some(ErrorCode::TemporarilyUnavailable.as_str()),
+        ..refused_sign_in("store_unavailable", request)
+    };
+    decision.attach(unavailable(error))
 }
 
 /// Take the sign-in `login_id` (once: a replay finds nothing) and [`complete`] it.
 async fn finish(issuer: &Issuer, login_id: &str, subject: Option<&str>, now: u64) -> Response {
     match login::take(&issuer.store, login_id, now).await {
         Ok(Some(pending)) => complete(issuer, &pending, subject).await,
-        Ok(None) => page::error(StatusCode::BAD_REQUEST, EXPIRED),
-        Err(e) => unavailable(e),
+        Ok(None) => {
+            refused_sign_in("expired", None).attach(page::error(StatusCode::BAD_REQUEST, EXPIRED))
+        }
+        Err(e) => sign_in_unavailable(e, None),
     }
 }
 
 /// Finish a sign-in ([`sign_in::issue_code`]): send the browser back to the client with a
-/// code, or with the error.
+/// code (`signed_in`), or with the error (`refused`).
 pub(crate) async fn complete(
     issuer: &Issuer,
     pending: &Pending,
@@ -305,9 +358,25 @@ pub(crate) async fn complete(
         now,
     )
     .await;
+    let decision = Decision {
+        subject: subject.map(str::to_owned),
+        ..about(Some(&pending.request), Decision::new(SIGN_IN, "signed_in"))
+    };
     match issued {
-        Ok(url) => redirect(StatusCode::SEE_OTHER, &url),
-        Err(rejection) => reject(issuer, rejection),
+        Ok(url) => decision.attach(redirect(StatusCode::SEE_OTHER, &url)),
+        Err(rejection) => {
+            let decision = Decision {
+                outcome: "refused",
+                error: rejection.error().map(|e| e.code.as_str()),
+                reason: Some(if subject.is_some() {
+                    "request_refused"
+                } else {
+                    "cancelled"
+                }),
+                ..decision
+            };
+            decision.attach(reject(issuer, rejection))
+        }
     }
 }
 

@@ -12,12 +12,13 @@
 //! [`pending`]: crate::issuer::upstream::pending
 //! [`id_token`]: crate::issuer::upstream::id_token
 
+use crate::issuer::audit::Decision;
 use crate::issuer::error::{ErrorCode, OAuthError};
 use crate::issuer::form::Form;
 use crate::issuer::login;
 use crate::issuer::page;
 use crate::issuer::routes::authorize::{
-    complete, cookie_headers, redirect_error, reject, unavailable,
+    complete, cookie_headers, redirect_error, refused_sign_in, reject, sign_in_unavailable,
 };
 use crate::issuer::state::Issuer;
 use crate::issuer::upstream::Upstream;
@@ -43,33 +44,45 @@ pub(crate) async fn callback(
     let Some(upstream) = issuer.upstream.clone() else {
         return page::error(StatusCode::NOT_FOUND, UNKNOWN_STATE);
     };
+    let unknown_state = || {
+        refused_sign_in("unknown_state", None)
+            .attach(page::error(StatusCode::BAD_REQUEST, UNKNOWN_STATE))
+    };
     let query = query.unwrap_or_default();
     let Ok(form) = Form::parse(query.as_bytes()) else {
-        return page::error(StatusCode::BAD_REQUEST, UNKNOWN_STATE);
+        return unknown_state();
     };
     let Some(state) = form.get("state") else {
-        return page::error(StatusCode::BAD_REQUEST, UNKNOWN_STATE);
+        return unknown_state();
     };
     let secure = issuer.issuer_url.starts_with("https://");
     let cookie = login::cookie_value(cookie_headers(&headers), secure);
     let now = issuer.clock.now();
     let arrival = match pending::arrive(&issuer.store, state, cookie, now).await {
         Ok(arrival) => arrival,
-        Err(TripError::Store(e)) => return unavailable(e),
+        Err(TripError::Store(e)) => return sign_in_unavailable(e, None),
         Err(TripError::Unknown) => {
             tracing::warn!("a callback from the upstream provider carried an unknown state");
-            return page::error(StatusCode::BAD_REQUEST, UNKNOWN_STATE);
+            return unknown_state();
         }
         Err(TripError::OtherBrowser) => {
             tracing::warn!("a callback from the upstream provider came to another browser");
-            return page::error(StatusCode::FORBIDDEN, OTHER_BROWSER);
+            return refused_sign_in("other_browser", None)
+                .attach(page::error(StatusCode::FORBIDDEN, OTHER_BROWSER));
         }
     };
     let login_id = arrival.login_id.expose();
     let pending = match login::take(&issuer.store, login_id, now).await {
         Ok(Some(pending)) => pending,
-        Ok(None) => return page::error(StatusCode::BAD_REQUEST, EXPIRED),
-        Err(e) => return unavailable(e),
+        Ok(None) => {
+            return refused_sign_in("expired", None)
+                .attach(page::error(StatusCode::BAD_REQUEST, EXPIRED));
+        }
+        Err(e) => return sign_in_unavailable(e, None),
+    };
+    let unverified = || {
+        refused_sign_in("unverified", Some(&pending.request))
+            .attach(page::error(StatusCode::BAD_GATEWAY, UNVERIFIED))
     };
     // RFC 9207: when the provider says who it is, it must be ours (mix-up defence).
     if form
@@ -77,7 +90,8 @@ pub(crate) async fn callback(
         .is_some_and(|iss| iss != upstream.provider.issuer())
     {
         tracing::warn!("a callback named another issuer than --oidc-issuer");
-        return page::error(StatusCode::BAD_REQUEST, UNVERIFIED);
+        return refused_sign_in("unverified", Some(&pending.request))
+            .attach(page::error(StatusCode::BAD_REQUEST, UNVERIFIED));
     }
     if let Some(error) = form.get("error") {
         let code: String = error
@@ -87,24 +101,31 @@ pub(crate) async fn callback(
             .collect();
         tracing::info!(error = %code, "the upstream provider did not sign the user in");
         let snapshot = issuer.in_force.current();
-        return match crate::issuer::authorization::validate(&snapshot.config, &pending.query) {
-            Ok(request) => redirect_error(
-                &issuer,
-                &request,
-                OAuthError::new(
-                    ErrorCode::AccessDenied,
-                    "the identity provider did not sign the user in",
-                ),
-            ),
-            Err(rejection) => reject(&issuer, rejection),
+        let decision = Decision {
+            error: Some(ErrorCode::AccessDenied.as_str()),
+            ..refused_sign_in("upstream_refused", Some(&pending.request))
         };
+        let response =
+            match crate::issuer::authorization::validate(&snapshot.config, &pending.query) {
+                Ok(request) => redirect_error(
+                    &issuer,
+                    &request,
+                    OAuthError::new(
+                        ErrorCode::AccessDenied,
+                        "the identity provider did not sign the user in",
+                    ),
+                ),
+                Err(rejection) => reject(&issuer, rejection),
+            };
+        return decision.attach(response);
     }
     let Some(code) = form.get("code") else {
-        return page::error(StatusCode::BAD_REQUEST, UNVERIFIED);
+        return refused_sign_in("unverified", Some(&pending.request))
+            .attach(page::error(StatusCode::BAD_REQUEST, UNVERIFIED));
     };
     match subject(&upstream, code, &arrival, now).await {
         Ok(subject) => complete(&issuer, &pending, Some(&subject)).await,
-        Err(()) => page::error(StatusCode::BAD_GATEWAY, UNVERIFIED),
+        Err(()) => unverified(),
     }
 }
 

@@ -14,6 +14,7 @@ use super::respond::{forbid_caching, require_form_content_type};
 use super::revoke::Hint;
 use crate::api::ClientType;
 use crate::config::{ClientConfig, IssuerConfig};
+use crate::issuer::audit::Decision;
 use crate::issuer::client_auth;
 use crate::issuer::error::{OAuthError, store_error};
 use crate::issuer::form::Form;
@@ -65,26 +66,51 @@ impl IntoResponse for Introspection {
     }
 }
 
+/// The endpoint's name in the audit trail.
+const ENDPOINT: &str = "introspect";
+
+/// The handler; the audit trail's [`Decision`] is `active` (with the token's identifiers),
+/// `inactive` or `refused`, and names the calling client.
 pub(crate) async fn introspect(
     State(issuer): State<Issuer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match handle(&issuer, &headers, &body).await {
-        Ok(answer) => answer.into_response(),
-        Err(error) => error.into_response(),
+    let mut client_id = None;
+    match handle(&issuer, &headers, &body, &mut client_id).await {
+        Ok(answer) => {
+            let decision = Decision {
+                client_id,
+                audience: answer.aud.clone(),
+                scope: answer.scope.clone(),
+                subject: answer.sub.clone(),
+                jti: answer.jti.clone(),
+                ..Decision::new(ENDPOINT, if answer.active { "active" } else { "inactive" })
+            };
+            decision.attach(answer.into_response())
+        }
+        Err(error) => {
+            let decision = Decision {
+                client_id,
+                ..Decision::refused(ENDPOINT, &error)
+            };
+            decision.attach(error.into_response())
+        }
     }
 }
 
+/// Answer the request; `client_id` is set once the caller is authenticated.
 async fn handle(
     issuer: &Issuer,
     headers: &HeaderMap,
     body: &[u8],
+    client_id: &mut Option<String>,
 ) -> Result<Introspection, OAuthError> {
     require_form_content_type(headers)?;
     let form = Form::parse(body)?;
     let snapshot = issuer.in_force.current();
     let (client, method) = client_auth::authenticate(&snapshot.config, headers, &form)?;
+    *client_id = Some(client.client_id.clone());
     if client.client_type != ClientType::Confidential {
         // A public client proves nothing: introspection needs client authentication (§2.1).
         return Err(OAuthError::invalid_client(

@@ -8,6 +8,7 @@
 //! since both token types can be revoked, `unsupported_token_type` is never the answer.
 
 use super::respond::{forbid_caching, require_form_content_type};
+use crate::issuer::audit::Decision;
 use crate::issuer::client_auth;
 use crate::issuer::error::{OAuthError, store_error};
 use crate::issuer::form::Form;
@@ -43,26 +44,44 @@ impl Hint {
 pub(crate) const NOT_YOURS: OAuthError =
     OAuthError::unauthorized_client("the token was issued to another client");
 
+/// The endpoint's name in the audit trail.
+const ENDPOINT: &str = "revoke";
+
+/// The handler; the audit trail's [`Decision`] says what was revoked: `revoked` (with the
+/// token's identifiers) or `unknown` (nothing to revoke), or `refused`.
 pub(crate) async fn revoke(
     State(issuer): State<Issuer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match handle(&issuer, &headers, &body).await {
+    let mut decision = Decision::new(ENDPOINT, "unknown");
+    match handle(&issuer, &headers, &body, &mut decision).await {
         Ok(()) => {
             let mut response = StatusCode::OK.into_response();
             forbid_caching(response.headers_mut());
-            response
+            decision.attach(response)
         }
-        Err(error) => error.into_response(),
+        Err(error) => {
+            let refused = Decision {
+                client_id: decision.client_id,
+                ..Decision::refused(ENDPOINT, &error)
+            };
+            refused.attach(error.into_response())
+        }
     }
 }
 
-async fn handle(issuer: &Issuer, headers: &HeaderMap, body: &[u8]) -> Result<(), OAuthError> {
+async fn handle(
+    issuer: &Issuer,
+    headers: &HeaderMap,
+    body: &[u8],
+    decision: &mut Decision,
+) -> Result<(), OAuthError> {
     require_form_content_type(headers)?;
     let form = Form::parse(body)?;
     let snapshot = issuer.in_force.current();
     let (client, _) = client_auth::authenticate(&snapshot.config, headers, &form)?;
+    decision.client_id = Some(client.client_id.clone());
     let token = form.require("token", "token is required")?;
     let now = issuer.clock.now();
     let access = || {
@@ -77,15 +96,21 @@ async fn handle(issuer: &Issuer, headers: &HeaderMap, body: &[u8]) -> Result<(),
     // a lookup; without it the signature check goes first, as it touches no store.
     let hint = Hint::parse(&form);
     if hint == Hint::RefreshToken
-        && revoke_refresh_token(issuer, token, &client.client_id, now).await?
+        && revoke_refresh_token(issuer, token, &client.client_id, now, decision).await?
     {
         return Ok(());
     }
     if let Some(claims) = access() {
-        return revoke_access_token(issuer, &claims, &client.client_id).await;
+        revoke_access_token(issuer, &claims, &client.client_id).await?;
+        decision.outcome = "revoked";
+        decision.audience = Some(claims.aud);
+        decision.subject = Some(claims.sub);
+        decision.jti = Some(claims.jti);
+        decision.family_id = claims.sid;
+        return Ok(());
     }
     if hint != Hint::RefreshToken {
-        revoke_refresh_token(issuer, token, &client.client_id, now).await?;
+        revoke_refresh_token(issuer, token, &client.client_id, now, decision).await?;
     }
     Ok(())
 }
@@ -105,12 +130,14 @@ async fn revoke_access_token(
         .map_err(store_error)
 }
 
-/// Revokes the family of a refresh token issued to `client_id`. `Ok(false)`: no such token.
+/// Revokes the family of a refresh token issued to `client_id`, and says so in `decision`.
+/// `Ok(false)`: no such token.
 async fn revoke_refresh_token(
     issuer: &Issuer,
     token: &str,
     client_id: &str,
     now: u64,
+    decision: &mut Decision,
 ) -> Result<bool, OAuthError> {
     // A read first, so junk tokens cost no write.
     let Some((hash, view)) = refresh_token::find(&issuer.store, token).await? else {
@@ -125,7 +152,13 @@ async fn revoke_refresh_token(
         .await
         .map_err(store_error)?
     {
-        RevokeOutcome::Revoked { .. } => Ok(true),
+        RevokeOutcome::Revoked { family_id } => {
+            decision.outcome = "revoked";
+            decision.audience = Some(view.family.audience);
+            decision.subject = Some(view.family.subject);
+            decision.family_id = Some(family_id.to_string());
+            Ok(true)
+        }
         RevokeOutcome::WrongClient => Err(NOT_YOURS),
         RevokeOutcome::NotFound => Ok(false),
     }

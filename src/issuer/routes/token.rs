@@ -8,6 +8,7 @@
 //! same client.
 
 use crate::config::IssuerConfig;
+use crate::issuer::audit::Decision;
 use crate::issuer::client_auth::{self, VerifyWorkload};
 use crate::issuer::error::OAuthError;
 use crate::issuer::form::Form;
@@ -23,9 +24,11 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use std::time::Instant;
+use tracing::Instrument as _;
 
-/// The handler: counts every request by grant type, audience and outcome, and times it by
-/// grant type.
+/// The handler: counts every request by grant type, audience and outcome, times it by grant
+/// type, and describes the decision for the audit trail ([`Decision`]) from what the grant
+/// returned, so that every grant is audited alike.
 pub(crate) async fn token(
     State(issuer): State<Issuer>,
     headers: HeaderMap,
@@ -34,7 +37,8 @@ pub(crate) async fn token(
     let started = Instant::now();
     let form = Form::parse(&body);
     let grant = grant_label(form.as_ref().ok());
-    let result = handle(&issuer, &headers, form).await;
+    let mut client_id = None;
+    let result = handle(&issuer, &headers, form, grant, &mut client_id).await;
     let (audience, outcome) = match &result {
         Ok(issued) => (issued.audience.clone(), "issued"),
         Err(e) => (String::new(), e.code.as_str()),
@@ -50,16 +54,41 @@ pub(crate) async fn token(
         .token_latency
         .get_or_create(&GrantLabel { grant })
         .observe(started.elapsed().as_secs_f64());
-    match result {
-        Ok(issued) => TokenResponse::from(issued).into_response(),
-        Err(error) => error.into_response(),
-    }
+    let (decision, response) = match result {
+        Ok(issued) => {
+            let decision = Decision {
+                grant: Some(grant),
+                client_id,
+                audience: Some(labels.audience),
+                scope: Some(issued.scope.clone()),
+                ..Decision::new(ENDPOINT, "issued")
+            }
+            .with_minted(&issued.access_token);
+            (decision, TokenResponse::from(issued).into_response())
+        }
+        Err(error) => {
+            let decision = Decision {
+                grant: Some(grant),
+                client_id,
+                ..Decision::refused(ENDPOINT, &error)
+            };
+            (decision, error.into_response())
+        }
+    };
+    decision.attach(response)
 }
 
+/// The endpoint's name in the audit trail.
+const ENDPOINT: &str = "token";
+
+/// Answer the request; `client_id` is set once the client is authenticated. The grant runs in
+/// a span of its own (`grant`), whatever the grant.
 async fn handle(
     issuer: &Issuer,
     headers: &HeaderMap,
     form: Result<Form, OAuthError>,
+    grant: &'static str,
+    client_id: &mut Option<String>,
 ) -> Result<Issued, OAuthError> {
     require_form_content_type(headers)?;
     let form = form?;
@@ -73,6 +102,7 @@ async fn handle(
     };
     let (client, workload) =
         client_auth::token_request_client(config, headers, &form, &verifier).await?;
+    *client_id = Some(client.client_id.clone());
     let request = TokenRequest::parse(&form, client)?;
     let keys = issuer.keys.load();
     let context = Context {
@@ -84,7 +114,17 @@ async fn handle(
         now,
         refresh_reuse_detected: &issuer.metrics.refresh_reuse_detected,
     };
-    let issued = request.issue(&context).await?;
+    let span = if crate::telemetry::traces_on() {
+        tracing::info_span!(
+            "grant",
+            otel.name = %format_args!("grant {grant}"),
+            grant,
+            client_id = %client.client_id,
+        )
+    } else {
+        tracing::Span::none()
+    };
+    let issued = request.issue(&context).instrument(span).await?;
     if let Some(workload) = workload {
         count_workload(issuer, &workload, &client.client_id, &issued);
     }

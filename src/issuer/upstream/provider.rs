@@ -12,6 +12,7 @@ use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
+use tracing::Instrument as _;
 
 /// How long one request to the provider may take.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -247,6 +248,7 @@ impl Provider {
             .await
     }
 
+    #[tracing::instrument(name = "upstream.discovery", skip_all, fields(otel.kind = "client"))]
     async fn discover(&self) -> Result<Metadata, ProviderError> {
         const STEP: &str = "discovery";
         let url = format!(
@@ -290,13 +292,21 @@ impl Provider {
         self.keys
             .get(fresh_for, async || {
                 let metadata = self.metadata().await?;
-                let response = self.http.get(&metadata.jwks_uri).send().await;
+                let span = tracing::info_span!("upstream.jwks", otel.kind = "client");
+                let response = self
+                    .http
+                    .get(&metadata.jwks_uri)
+                    .send()
+                    .instrument(span)
+                    .await;
                 read_json("JWKS", response).await
             })
             .await
     }
 
-    /// Exchange `code` at the token endpoint; returns the ID token.
+    /// Exchange `code` at the token endpoint; returns the ID token. Its span records nothing
+    /// of the request (the code, the verifier, the secret).
+    #[tracing::instrument(name = "upstream.exchange", skip_all, fields(otel.kind = "client"))]
     pub(crate) async fn exchange(
         &self,
         client_id: &str,
