@@ -7,6 +7,7 @@
 #
 #   scripts/profile-issuer.sh                 # ES256, 6 s
 #   ALG=RS256 SECONDS_=10 scripts/profile-issuer.sh
+#   BINARY=/tmp/tw-b scripts/profile-issuer.sh  # a binary built elsewhere (no cargo build)
 #
 # Needs: perf, wrk, taskset, curl, python3, and what scripts/bench-issuer.sh builds.
 set -euo pipefail
@@ -28,13 +29,18 @@ case "$ALG" in
   *) bench_fail "ALG must be ES256 or RS256" ;;
 esac
 
-cargo build --release --bin tokenwarden >&2
+if [ -n "${BINARY:-}" ]; then
+  binary="$BINARY"
+else
+  cargo build --release --bin tokenwarden >&2
+  binary="$target/release/tokenwarden"
+fi
 mkdir -p "$work/policies"
 SECRET="bench-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 bench_write_policies "$work/policies" "$SECRET"
 server=
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work/data"' EXIT
-bench_start_issuer "$target/release/tokenwarden" "$work/policies" "$work/data" "$PORT" "$OUT/issuer.log"
+bench_start_issuer "$binary" "$work/policies" "$work/data" "$PORT" "$OUT/issuer.log"
 
 basic="$(printf 'worker:%s' "$SECRET" | base64 -w0)"
 WRK_ARGS=(-t1 -c8 -d3s --latency --timeout 5s -s benches/issuer/client_credentials.lua
