@@ -41,6 +41,7 @@ pub(crate) mod snapshot;
 pub mod standalone;
 pub(crate) mod state;
 pub mod throttle;
+pub(crate) mod token_times;
 pub mod upstream;
 pub mod users;
 pub(crate) mod workload_identity;

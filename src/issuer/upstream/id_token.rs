@@ -10,6 +10,7 @@
 //! `nonce` equals the one sent. Must not do I/O, read the clock or log: the caller fetches the
 //! keys and says what went wrong. No error carries the token or a claim's value.
 
+use crate::issuer::token_times::{self, TimeClaim};
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
@@ -185,27 +186,11 @@ fn check_claims(claims: &Value, expected: &Expected<'_>) -> Result<String, IdTok
         None if audiences.len() > 1 => return Err(IdTokenError::AuthorizedParty),
         _ => {}
     }
-    let exp = claims
-        .get("exp")
-        .and_then(Value::as_u64)
-        .ok_or(IdTokenError::Expired)?;
-    if expected.now >= exp.saturating_add(CLOCK_SKEW_SECS) {
-        return Err(IdTokenError::Expired);
-    }
-    let iat = claims
-        .get("iat")
-        .and_then(Value::as_u64)
-        .ok_or(IdTokenError::IssuedAt)?;
-    if iat > expected.now.saturating_add(CLOCK_SKEW_SECS) {
-        return Err(IdTokenError::IssuedAt);
-    }
-    // Optional (RFC 7519 §4.1.5); when present, honoured with the same skew.
-    if let Some(nbf) = claims.get("nbf") {
-        let nbf = nbf.as_u64().ok_or(IdTokenError::NotYetValid)?;
-        if nbf > expected.now.saturating_add(CLOCK_SKEW_SECS) {
-            return Err(IdTokenError::NotYetValid);
-        }
-    }
+    token_times::check(claims, expected.now, CLOCK_SKEW_SECS).map_err(|claim| match claim {
+        TimeClaim::Expired => IdTokenError::Expired,
+        TimeClaim::IssuedAt => IdTokenError::IssuedAt,
+        TimeClaim::NotYetValid => IdTokenError::NotYetValid,
+    })?;
     let nonce = claims
         .get("nonce")
         .and_then(Value::as_str)

@@ -10,6 +10,7 @@
 //! Must not do I/O, read the clock or log. No error carries the token or a claim's value.
 
 use crate::config::{IssuerConfig, service_account_key};
+use crate::issuer::token_times::{self, TimeClaim};
 use crate::issuer::upstream::id_token::ALLOWED_ALGORITHMS;
 use base64::Engine as _;
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
@@ -276,27 +277,11 @@ fn check_registered_claims(
     {
         return Err(WorkloadTokenError::Audience);
     }
-    let exp = claims
-        .get("exp")
-        .and_then(Value::as_u64)
-        .ok_or(WorkloadTokenError::Expired)?;
-    if expected.now >= exp.saturating_add(CLOCK_SKEW_SECS) {
-        return Err(WorkloadTokenError::Expired);
-    }
-    let iat = claims
-        .get("iat")
-        .and_then(Value::as_u64)
-        .ok_or(WorkloadTokenError::IssuedAt)?;
-    if iat > expected.now.saturating_add(CLOCK_SKEW_SECS) {
-        return Err(WorkloadTokenError::IssuedAt);
-    }
-    if let Some(nbf) = claims.get("nbf") {
-        let nbf = nbf.as_u64().ok_or(WorkloadTokenError::NotYetValid)?;
-        if nbf > expected.now.saturating_add(CLOCK_SKEW_SECS) {
-            return Err(WorkloadTokenError::NotYetValid);
-        }
-    }
-    Ok(())
+    token_times::check(claims, expected.now, CLOCK_SKEW_SECS).map_err(|claim| match claim {
+        TimeClaim::Expired => WorkloadTokenError::Expired,
+        TimeClaim::IssuedAt => WorkloadTokenError::IssuedAt,
+        TimeClaim::NotYetValid => WorkloadTokenError::NotYetValid,
+    })
 }
 
 /// The clients the verified `claims` may act as, and the workload they name.
