@@ -555,54 +555,27 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
 /// The node tools' folder: `TOKENWARDEN_NODE_TOOLS`, else the last line of
 /// `scripts/node-tools.sh`.
 fn tools_dir() -> Result<PathBuf, String> {
-    let dir = match std::env::var_os("TOKENWARDEN_NODE_TOOLS") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/node-tools.sh");
-            eprintln!(
-                "TOKENWARDEN_NODE_TOOLS is not set; running {}",
-                script.display()
-            );
-            let output = Command::new("bash")
-                .arg(&script)
-                .stderr(Stdio::inherit())
-                .output()
-                .map_err(|e| format!("running {}: {e}", script.display()))?;
-            if !output.status.success() {
-                return Err(format!(
-                    "{} failed ({}); its message is above.",
-                    script.display(),
-                    output.status
-                ));
-            }
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            PathBuf::from(stdout.lines().last().unwrap_or_default().trim())
-        }
-    };
-    for tool in [
-        "kubelet",
-        "kube-controller-manager",
-        "kube-scheduler",
-        "kube-proxy",
-        "containerd",
-        "ctr",
-        "containerd-shim-runc-v2",
-        "runc",
-        "cni/bridge",
-        "cni/host-local",
-        "cni/loopback",
-        "cni/portmap",
-        "pause.tar",
-        "pause.name",
-    ] {
-        if !dir.join(tool).exists() {
-            return Err(format!(
-                "{tool} is missing from the node tools folder {}; run scripts/node-tools.sh",
-                dir.display()
-            ));
-        }
-    }
-    Ok(dir)
+    super::tools::folder(
+        "TOKENWARDEN_NODE_TOOLS",
+        "scripts/node-tools.sh",
+        "",
+        &[
+            "kubelet",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kube-proxy",
+            "containerd",
+            "ctr",
+            "containerd-shim-runc-v2",
+            "runc",
+            "cni/bridge",
+            "cni/host-local",
+            "cni/loopback",
+            "cni/portmap",
+            "pause.tar",
+            "pause.name",
+        ],
+    )
 }
 
 /// `cgroup_root` of this run: `tokenwarden-node-<pid>` in every hierarchy, cpuset filled from
