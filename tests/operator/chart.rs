@@ -8,11 +8,25 @@ use std::path::Path;
 
 /// A values file with the one value the chart requires, the image's repository (no image is
 /// published: docs/helm.md), for every helm command of the tests. Pass it first: a later `-f`
-/// overrides it.
+/// overrides it. It lives in Cargo's folder for test files under one name (a static is never
+/// dropped, so a temporary file would outlive every run), written whole by a rename.
 pub fn image_values() -> &'static Path {
-    static FILE: std::sync::OnceLock<tempfile::NamedTempFile> = std::sync::OnceLock::new();
-    FILE.get_or_init(|| temp_yaml("image: {repository: tokenwarden-test/tokenwarden}\n"))
-        .path()
+    static FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let folder = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let path = folder.join("chart-image-values.yaml");
+        let file = tempfile::Builder::new()
+            .suffix(".yaml")
+            .tempfile_in(folder)
+            .expect("a temporary file");
+        std::fs::write(
+            file.path(),
+            "image: {repository: tokenwarden-test/tokenwarden}\n",
+        )
+        .expect("writing the image values");
+        file.persist(&path).expect("naming the image values");
+        path
+    })
 }
 
 /// The chart's objects from `helm template` of `values` (YAML) as `release` in `namespace`.
