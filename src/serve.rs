@@ -3,11 +3,10 @@
 //! once requests in flight have finished (mini-redis `server::run`: the listener and the
 //! shutdown come in, so tests bind port 0).
 //!
-//! It owns connections, not routes: each caller brings its own [`Router`] (the issuer's
+//! It owns connections, not routes: each caller brings its own [`App`] (the issuer's
 //! endpoints, the controller's probes). It must not know either of them, so that the issuer
 //! and the controller meet only through the configuration.
 
-use axum::Router;
 use axum::extract::connect_info::ConnectInfo;
 use axum::http::Request;
 use hyper::body::Incoming;
@@ -26,6 +25,31 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// so a connection holds at most this much of them (hyper's own bound is about 400 KiB).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
+/// What [`serve`] serves: an [`axum::Router`], or a router with layers around it (the issuer's).
+pub trait App:
+    tower::Service<
+        Request<axum::body::Body>,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future: Send,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> App for S where
+    S: tower::Service<
+            Request<axum::body::Body>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+            Future: Send,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// Serve `app` on `listener` until `shutdown` resolves; requests in flight finish first.
 /// Handlers see the peer address (`ConnectInfo<SocketAddr>`), which the login form's
 /// brute-force limits count by. Every connection has `TCP_NODELAY`: a response leaves at once
@@ -33,7 +57,7 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// with [`HEADER_READ_TIMEOUT`] (axum's own `serve` sets no timer, so no header timeout).
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    app: Router,
+    app: impl App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let connections = tokio_util::task::TaskTracker::new();
@@ -68,7 +92,7 @@ pub async fn serve(
 async fn serve_connection(
     tcp: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
-    app: Router,
+    app: impl App,
     stop: tokio_util::sync::CancellationToken,
 ) {
     use tower::ServiceExt as _;

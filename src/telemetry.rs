@@ -75,17 +75,24 @@ const AUDIT_MAX_BUFFERED: usize = 256 * 1024;
 #[derive(Clone, Default)]
 struct AuditBuffer {
     lines: Arc<Mutex<Vec<u8>>>,
-    output: Arc<Mutex<()>>,
+    /// Held while writing out: the buffer written out last, emptied and kept for its capacity,
+    /// which takes the place of `lines` at the next write out, so the buffer does not grow
+    /// again from nothing every [`AUDIT_FLUSH_EVERY`].
+    spare: Arc<Mutex<Vec<u8>>>,
 }
 
 impl AuditBuffer {
     /// Write everything buffered to stderr.
     fn write_out(&self) {
-        let _in_order = self.output.lock().unwrap_or_else(PoisonError::into_inner);
-        let lines = std::mem::take(&mut *self.lines.lock().unwrap_or_else(PoisonError::into_inner));
-        if !lines.is_empty() {
+        let mut out = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::swap(
+            &mut *self.lines.lock().unwrap_or_else(PoisonError::into_inner),
+            &mut *out,
+        );
+        if !out.is_empty() {
             // Nowhere to report a failed write: the line is dropped, as a log line would be.
-            let _ = std::io::stderr().write_all(&lines);
+            let _ = std::io::stderr().write_all(&out);
+            out.clear();
         }
     }
 }

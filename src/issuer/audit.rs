@@ -3,14 +3,14 @@
 //! [`TARGET`], so that a log pipeline can route it apart and `RUST_LOG` can switch it off
 //! (`tokenwarden::audit=off`). docs/audit.md lists the fields.
 //!
-//! How a line comes about: [`middleware`] wraps every public endpoint. It gives the request its
+//! How a line comes about: [`Layer`] wraps every public endpoint. It gives the request its
 //! id ([`RequestContext`]: an `X-Request-Id` from a trusted proxy, else a fresh one) and the
 //! client's address as the trusted-proxy rules resolve it ([`super::client_address`]), returns
 //! the id on the response, and when the handler attached a [`Decision`] to its response, writes
 //! the line with the latency. A handler only describes what it decided, from what its grant
 //! returned; a new grant at the token endpoint is audited without code of its own.
 //!
-//! The middleware also opens the request's span (the root of its trace, or the child of a
+//! The layer also opens the request's span (the root of its trace, or the child of a
 //! trusted proxy's `traceparent`), under which the grant, the store and the upstream provider
 //! open theirs.
 //!
@@ -21,14 +21,15 @@
 
 use super::client_address::TrustedProxies;
 use crate::tokens::MintedToken;
+use axum::extract::Request;
 use axum::extract::connect_info::ConnectInfo;
-use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
-use serde::Serialize;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::Instrument as _;
 
@@ -54,7 +55,7 @@ pub(crate) struct RequestContext {
 }
 
 /// One decision, as a handler describes it: attached to its response
-/// ([`Decision::attach`]), written by [`middleware`]. Identifiers only, never a credential.
+/// ([`Decision::attach`]), written by [`Layer`]. Identifiers only, never a credential.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Decision {
     /// `token`, `revoke`, `introspect` or `sign_in`.
@@ -105,99 +106,175 @@ impl Decision {
         self
     }
 
-    /// Attach the decision to `response`, for [`middleware`] to write.
+    /// Attach the decision to `response`, for [`Layer`] to write.
     pub(crate) fn attach(self, mut response: Response) -> Response {
         response.extensions_mut().insert(self);
         response
     }
 
-    /// The audit line: serialised here (one derive, no field visitor), carried by one event on
-    /// [`TARGET`] so that the usual filter routes it, and written by [`layer`].
+    /// The audit line: written here as one flat JSON object (docs/audit.md lists its fields),
+    /// carried by one event on [`TARGET`] so that the usual filter routes it, and written out
+    /// by [`layer`].
     fn write(&self, context: &RequestContext, latency: Duration) {
-        if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
-            return;
-        }
-        let line = Line {
-            timestamp: Timestamp(SystemTime::now()),
-            level: "INFO",
+        // The field's value is computed only when the target is enabled.
+        tracing::info!(
             target: TARGET,
-            endpoint: self.endpoint,
-            outcome: self.outcome,
-            error: self.error,
-            reason: self.reason,
-            grant: self.grant,
-            client_id: self.client_id.as_deref(),
-            audience: self.audience.as_deref(),
-            scope: self.scope.as_deref(),
-            sub: self.subject.as_deref(),
-            jti: self.jti.as_deref(),
-            family_id: self.family_id.as_deref(),
-            client_address: context.client_address,
-            latency_ms: latency.as_secs_f64() * 1000.0,
-            request_id: &context.id,
-        };
-        if let Ok(json) = serde_json::to_string(&line) {
-            tracing::info!(target: TARGET, line = json.as_str());
+            line = self.line(context, latency, SystemTime::now()).as_str()
+        );
+    }
+
+    /// The line's text. Written by hand rather than by serde: it is on every request's path, and
+    /// a derive's field-by-field escaping and formatting cost more than the rest of the trail;
+    /// its helpers are not inlined, so that the code a request runs stays small (misses of the
+    /// instruction cache cost a request more than instructions: docs/benchmarks.md, "The audit
+    /// trail's cost").
+    fn line(&self, context: &RequestContext, latency: Duration, now: SystemTime) -> String {
+        let mut line = JsonObject::with_capacity(512);
+        line.raw("timestamp", |out| {
+            out.push('"');
+            push_timestamp(out, now);
+            out.push('"');
+        });
+        for (name, value) in [
+            ("level", Some("INFO")),
+            ("target", Some(TARGET)),
+            ("endpoint", Some(self.endpoint)),
+            ("outcome", Some(self.outcome)),
+            ("error", self.error),
+            ("reason", self.reason),
+            ("grant", self.grant),
+            ("client_id", self.client_id.as_deref()),
+            ("audience", self.audience.as_deref()),
+            ("scope", self.scope.as_deref()),
+            ("sub", self.subject.as_deref()),
+            ("jti", self.jti.as_deref()),
+            ("family_id", self.family_id.as_deref()),
+        ] {
+            if let Some(value) = value {
+                line.string(name, value);
+            }
         }
+        if let Some(address) = context.client_address {
+            line.raw("client_address", |out| {
+                out.push('"');
+                push_address(out, address);
+                out.push('"');
+            });
+        }
+        line.raw("latency_ms", |out| push_milliseconds(out, latency));
+        line.string("request_id", &context.id);
+        line.finish()
     }
 }
 
-/// One audit line, as docs/audit.md lists its fields.
-#[derive(Serialize)]
-struct Line<'a> {
-    timestamp: Timestamp,
-    level: &'static str,
-    target: &'static str,
-    endpoint: &'static str,
-    outcome: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    grant: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    audience: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    scope: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sub: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    jti: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    family_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_address: Option<IpAddr>,
-    latency_ms: f64,
-    request_id: &'a str,
+/// A JSON object written field by field into one string.
+struct JsonObject(String);
+
+impl JsonObject {
+    fn with_capacity(capacity: usize) -> Self {
+        let mut text = String::with_capacity(capacity);
+        text.push('{');
+        Self(text)
+    }
+
+    /// A field whose value `value` writes as JSON.
+    fn raw(&mut self, name: &'static str, value: impl FnOnce(&mut String)) {
+        if self.0.len() > 1 {
+            self.0.push(',');
+        }
+        self.0.push('"');
+        self.0.push_str(name);
+        self.0.push_str("\":");
+        value(&mut self.0);
+    }
+
+    fn string(&mut self, name: &'static str, value: &str) {
+        self.raw(name, |out| push_json_string(out, value));
+    }
+
+    fn finish(mut self) -> String {
+        self.0.push('}');
+        self.0
+    }
+}
+
+/// `value` as a JSON string. Most values need no escaping (identifiers, URLs), and are
+/// copied whole; the others go through serde_json.
+#[inline(never)]
+fn push_json_string(out: &mut String, value: &str) {
+    let plain = value.bytes().fold(true, |plain, b| {
+        plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
+    });
+    if plain {
+        out.push('"');
+        out.push_str(value);
+        out.push('"');
+    } else if let Ok(escaped) = serde_json::to_string(value) {
+        out.push_str(&escaped);
+    }
+}
+
+/// `latency` in milliseconds with three decimals (microseconds), as a JSON number.
+fn push_milliseconds(out: &mut String, latency: Duration) {
+    let micros = latency.as_micros();
+    push_number(out, u64::try_from(micros / 1000).unwrap_or(u64::MAX), 1);
+    out.push('.');
+    push_number(out, (micros % 1000) as u64, 3);
+}
+
+/// `value` in decimal, padded with zeros to `width` digits.
+#[inline(never)]
+fn push_number(out: &mut String, value: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut rest = value;
+    let mut start = digits.len();
+    while rest > 0 || digits.len() - start < width {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    out.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
+}
+
+/// An IP address as text (`Display`'s form; IPv4, the usual case, without its formatter).
+fn push_address(out: &mut String, address: IpAddr) {
+    match address {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_number(out, u64::from(octet), 1);
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 /// A time as RFC 3339 in UTC with microseconds (`2026-12-06T07:12:03.418123Z`).
-struct Timestamp(SystemTime);
-
-impl std::fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let since = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let seconds = since.as_secs();
-        let (year, month, day) = civil_from_days(seconds / 86_400);
-        let second_of_day = seconds % 86_400;
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-            second_of_day / 3600,
-            second_of_day % 3600 / 60,
-            second_of_day % 60,
-            since.subsec_micros()
-        )
-    }
-}
-
-impl Serialize for Timestamp {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
+#[inline(never)]
+fn push_timestamp(out: &mut String, time: SystemTime) {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let seconds = since.as_secs();
+    let (year, month, day) = civil_from_days(seconds / 86_400);
+    let second_of_day = seconds % 86_400;
+    push_number(out, year, 4);
+    out.push('-');
+    push_number(out, month, 2);
+    out.push('-');
+    push_number(out, day, 2);
+    out.push('T');
+    push_number(out, second_of_day / 3600, 2);
+    out.push(':');
+    push_number(out, second_of_day % 3600 / 60, 2);
+    out.push(':');
+    push_number(out, second_of_day % 60, 2);
+    out.push('.');
+    push_number(out, u64::from(since.subsec_micros()), 6);
+    out.push('Z');
 }
 
 /// The date of a day counted from 1970-01-01 (H. Hinnant's `civil_from_days`, for days on or
@@ -220,26 +297,108 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
-/// The middleware of the public endpoints: the request's [`RequestContext`], its id on the
-/// response, and the audit line of the decision the handler attached.
-pub(crate) async fn middleware(
-    State(proxies): State<Arc<TrustedProxies>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let context = context(&proxies, &request);
-    let span = request_span(&request, &context);
-    request.extensions_mut().insert(context.clone());
-    let mut response = next.run(request).instrument(span.clone()).await;
+/// The layer of the public endpoints ([`Audited`]): the request's [`RequestContext`] and span,
+/// its id on the response, and the audit line of the decision the handler attached.
+///
+/// Written out rather than with axum's `from_fn`, which boxes the rest of the stack and its
+/// future for every request: this layer's future wraps the inner one, and the request runs
+/// less code (docs/benchmarks.md, "The audit trail's cost").
+#[derive(Clone)]
+pub(crate) struct Layer {
+    proxies: Arc<TrustedProxies>,
+}
+
+impl Layer {
+    pub(crate) fn new(proxies: Arc<TrustedProxies>) -> Self {
+        Self { proxies }
+    }
+}
+
+impl<S> tower::Layer<S> for Layer {
+    type Service = Audited<S>;
+
+    fn layer(&self, inner: S) -> Audited<S> {
+        Audited {
+            inner,
+            proxies: self.proxies.clone(),
+        }
+    }
+}
+
+/// A service with [`Layer`] around it.
+#[derive(Clone)]
+pub(crate) struct Audited<S> {
+    inner: S,
+    proxies: Arc<TrustedProxies>,
+}
+
+impl<S> tower::Service<Request> for Audited<S>
+where
+    S: tower::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = AuditedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let started = Instant::now();
+        let context = context(&self.proxies, &request);
+        let span = request_span(&request, &context);
+        request.extensions_mut().insert(context.clone());
+        let inner = span.in_scope(|| self.inner.call(request));
+        AuditedFuture {
+            inner: inner.instrument(span.clone()),
+            context,
+            span,
+            started,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The answer of an [`Audited`] service, finished by [`finish`] when it is ready.
+    pub(crate) struct AuditedFuture<F> {
+        #[pin]
+        inner: tracing::instrument::Instrumented<F>,
+        context: RequestContext,
+        span: tracing::Span,
+        started: Instant,
+    }
+}
+
+impl<F, E> Future for AuditedFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        finish(&mut response, this.context, this.span, *this.started);
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// The request's status on its span, its id on the response, and the line of the decision
+/// the handler attached, if any.
+fn finish(
+    response: &mut Response,
+    context: &RequestContext,
+    span: &tracing::Span,
+    started: Instant,
+) {
     span.record("http.response.status_code", response.status().as_u16());
     if let Ok(value) = HeaderValue::from_str(&context.id) {
         response.headers_mut().insert(X_REQUEST_ID, value);
     }
     if let Some(decision) = response.extensions_mut().remove::<Decision>() {
-        decision.write(&context, started.elapsed());
+        decision.write(context, started.elapsed());
     }
-    response
 }
 
 /// The request's span (none without traces, [`crate::telemetry::traces_on`]): its method and path (never the query, which may hold a code or a
@@ -329,7 +488,14 @@ fn fresh_id() -> String {
         u64::from_le_bytes(bytes)
     });
     let count = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{prefix:016x}{count:016x}")
+    let mut id = String::with_capacity(32);
+    for half in [prefix, count] {
+        for shift in (0..16).rev() {
+            let digit = (half >> (shift * 4)) & 0xf;
+            id.push(char::from(b"0123456789abcdef"[digit as usize]));
+        }
+    }
+    id
 }
 
 /// The layer that writes the audit lines to `writer`, whatever the format of the other logs:
@@ -373,7 +539,9 @@ struct LineField(Option<String>);
 impl tracing::field::Visit for LineField {
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
         if field.name() == "line" {
-            self.0 = Some(value.to_owned());
+            let mut line = String::with_capacity(value.len() + 1);
+            line.push_str(value);
+            self.0 = Some(line);
         }
     }
 
@@ -423,8 +591,12 @@ mod tests {
     #[test]
     fn timestamps_are_rfc_3339_in_utc() {
         let at = |seconds: u64, micros: u32| {
-            let time = UNIX_EPOCH + Duration::new(seconds, micros * 1000);
-            Timestamp(time).to_string()
+            let mut text = String::new();
+            push_timestamp(
+                &mut text,
+                UNIX_EPOCH + Duration::new(seconds, micros * 1000),
+            );
+            text
         };
         assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
         assert_eq!(at(1_800_000_000, 123_456), "2027-01-15T08:00:00.123456Z");
@@ -433,10 +605,91 @@ mod tests {
     }
 
     #[test]
+    fn a_line_is_one_flat_json_object_with_the_fields_present() {
+        let decision = Decision {
+            grant: Some("client_credentials"),
+            client_id: Some("worker".to_owned()),
+            audience: Some("https://api.example".to_owned()),
+            scope: Some("read write".to_owned()),
+            subject: Some("worker@clients".to_owned()),
+            jti: Some("j1".to_owned()),
+            ..Decision::new("token", "issued")
+        };
+        let context = RequestContext {
+            id: "edge-42".into(),
+            client_address: Some("2001:db8::7".parse().expect("address")),
+            from_trusted_proxy: true,
+        };
+        let at = UNIX_EPOCH + Duration::new(1_800_000_000, 5_000);
+        assert_eq!(
+            decision.line(&context, Duration::from_micros(12_345_678), at),
+            concat!(
+                r#"{"timestamp":"2027-01-15T08:00:00.000005Z","level":"INFO","#,
+                r#""target":"tokenwarden::audit","endpoint":"token","outcome":"issued","#,
+                r#""grant":"client_credentials","client_id":"worker","#,
+                r#""audience":"https://api.example","scope":"read write","#,
+                r#""sub":"worker@clients","jti":"j1","client_address":"2001:db8::7","#,
+                r#""latency_ms":12345.678,"request_id":"edge-42"}"#
+            )
+        );
+        let refused = Decision::new("revoke", "refused");
+        let context = RequestContext {
+            client_address: None,
+            ..context
+        };
+        let line = refused.line(&context, Duration::from_micros(7), at);
+        assert!(
+            line.ends_with(r#""outcome":"refused","latency_ms":0.007,"request_id":"edge-42"}"#),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_line_escapes_what_json_must_and_parses_back() {
+        let odd = "a\"b\\c\u{1}d\ne\u{7f}é\u{2028}";
+        let decision = Decision {
+            client_id: Some(odd.to_owned()),
+            subject: Some("plain".to_owned()),
+            ..Decision::new("token", "refused")
+        };
+        let context = RequestContext {
+            id: "r".into(),
+            client_address: None,
+            from_trusted_proxy: false,
+        };
+        let line = decision.line(&context, Duration::ZERO, UNIX_EPOCH);
+        let parsed: serde_json::Value = serde_json::from_str(&line).expect(&line);
+        assert_eq!(parsed["client_id"], odd);
+        assert_eq!(parsed["sub"], "plain");
+        assert_eq!(parsed["latency_ms"], 0.0);
+        assert_eq!(parsed["timestamp"], "1970-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
     fn fresh_request_ids_are_32_hex_digits_and_differ() {
         let (a, b) = (fresh_id(), fresh_id());
         assert_eq!(a.len(), 32);
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
         assert_ne!(a, b);
+        assert_eq!(a[..16], b[..16], "one prefix in the process");
+        let count = |id: &str| u64::from_str_radix(&id[16..], 16).expect("hex");
+        assert!(count(&b) > count(&a), "then a counter: {a} {b}");
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for address in [
+            "0.0.0.0",
+            "10.0.200.7",
+            "255.255.255.255",
+            "2001:db8::7",
+            "::1",
+            "::ffff:1.2.3.4",
+        ] {
+            let address: IpAddr = address.parse().expect("address");
+            let mut text = String::new();
+            push_address(&mut text, address);
+            assert_eq!(text, address.to_string());
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 use super::form::MAX_BODY_BYTES;
 use super::routes::{authorize, callback, discovery, health, introspect, revoke, token};
-use super::state::Issuer;
+use super::state::{Draining, Issuer};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -18,73 +18,58 @@ use tower_http::timeout::TimeoutLayer;
 /// How long a request may take before the server gives up on it.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The public endpoints.
-pub fn router(issuer: Issuer) -> Router {
-    let oauth = limited(
-        Router::new()
-            .route("/oauth/token", post(token::token))
-            .route("/oauth/revoke", post(revoke::revoke))
-            .route("/oauth/introspect", post(introspect::introspect)),
-    )
-    .layer(axum::middleware::from_fn(refusals::<OAuthRefusals>));
-    let pages = limited(
-        Router::new()
-            .route("/authorize", get(authorize::show).post(authorize::submit))
-            .route(super::upstream::CALLBACK_PATH, get(callback::callback))
-            .route(
-                "/.well-known/oauth-authorization-server",
-                get(discovery::metadata),
-            )
-            .route(
-                "/.well-known/openid-configuration",
-                get(discovery::metadata),
-            )
-            .route("/.well-known/jwks.json", get(discovery::jwks))
-            .route("/healthz", get(health::healthz))
-            .route("/readyz", get(health::readyz)),
-    )
-    .layer(axum::middleware::from_fn(refusals::<PageRefusals>));
-    pages
-        .merge(oauth)
+/// The public endpoints: the routes, and around the router as a whole the layers every request
+/// passes (outermost first): the audit trail's request context and line
+/// ([`super::audit::Layer`]), `Connection: close` while draining, `nosniff`, the server's
+/// own refusals in the endpoint's form ([`refusals`]), the request timeout and the body limit.
+/// Around the router, not on each route (`Router::layer`): a request then clones the stack
+/// once, rather than a boxed copy of every layer beneath each layer (docs/benchmarks.md, "The
+/// audit trail's cost").
+pub fn router(issuer: Issuer) -> impl crate::serve::App + Sync {
+    let routes = Router::new()
+        .route("/oauth/token", post(token::token))
+        .route("/oauth/revoke", post(revoke::revoke))
+        .route("/oauth/introspect", post(introspect::introspect))
+        .route("/authorize", get(authorize::show).post(authorize::submit))
+        .route(super::upstream::CALLBACK_PATH, get(callback::callback))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(discovery::metadata),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(discovery::metadata),
+        )
+        .route("/.well-known/jwks.json", get(discovery::jwks))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(issuer.clone());
+    let draining = issuer.draining.clone();
+    tower::ServiceBuilder::new()
+        .layer(super::audit::Layer::new(issuer.trusted_proxies.clone()))
+        .map_response(move |response| close_while_draining(&draining, response))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
-        .layer(axum::middleware::from_fn_with_state(
-            issuer.clone(),
-            close_while_draining,
+        .layer(axum::middleware::from_fn(refusals))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
         ))
-        .layer(axum::middleware::from_fn_with_state(
-            issuer.trusted_proxies.clone(),
-            super::audit::middleware,
-        ))
-        .with_state(issuer)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .service(routes)
 }
 
 /// While the issuer drains ([`super::state::Draining`]), every answer closes its connection,
 /// so that a client that keeps connections alive opens its next one to another replica.
-async fn close_while_draining(
-    State(issuer): State<Issuer>,
-    request: axum::extract::Request,
-    next: Next,
-) -> Response {
-    let mut response = next.run(request).await;
-    if issuer.draining.is_draining() {
+fn close_while_draining(draining: &Draining, mut response: Response) -> Response {
+    if draining.is_draining() {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
-}
-
-/// The size and time limits of every request.
-fn limited(routes: Router<Issuer>) -> Router<Issuer> {
-    routes
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
 }
 
 /// Whether the request declares a body over [`MAX_BODY_BYTES`]: refused from its header, before
@@ -140,8 +125,21 @@ impl Refusals for PageRefusals {
     }
 }
 
-/// The middleware of a [`Refusals`] group. Everything else passes.
-async fn refusals<R: Refusals>(request: axum::extract::Request, next: Next) -> Response {
+/// The path prefix of the OAuth endpoints, whose refusals are [`OAuthRefusals`]; every other
+/// path is a page's ([`PageRefusals`]).
+const OAUTH_PATHS: &str = "/oauth/";
+
+/// The middleware of the server's own refusals, in the form of the endpoint's group.
+async fn refusals(request: axum::extract::Request, next: Next) -> Response {
+    if request.uri().path().starts_with(OAUTH_PATHS) {
+        refuse_as::<OAuthRefusals>(request, next).await
+    } else {
+        refuse_as::<PageRefusals>(request, next).await
+    }
+}
+
+/// The refusals of the group `R`. Everything else passes.
+async fn refuse_as<R: Refusals>(request: axum::extract::Request, next: Next) -> Response {
     if declares_too_large(&request) {
         return R::refusal(StatusCode::PAYLOAD_TOO_LARGE);
     }
@@ -187,16 +185,19 @@ mod tests {
     #[tokio::test]
     async fn plain_refusals_on_the_oauth_endpoints_become_oauth_json() {
         let app = Router::new()
-            .route("/timeout", post(|| async { StatusCode::REQUEST_TIMEOUT }))
-            .route("/teapot", post(|| async { StatusCode::IM_A_TEAPOT }))
-            .layer(axum::middleware::from_fn(refusals::<OAuthRefusals>));
+            .route(
+                "/oauth/timeout",
+                post(|| async { StatusCode::REQUEST_TIMEOUT }),
+            )
+            .route("/oauth/teapot", post(|| async { StatusCode::IM_A_TEAPOT }))
+            .layer(axum::middleware::from_fn(refusals));
         let call = |path: &str| {
             let request = Request::post(path)
                 .body(axum::body::Body::empty())
                 .expect("request");
             app.clone().oneshot(request)
         };
-        let timeout = call("/timeout").await.expect("answer");
+        let timeout = call("/oauth/timeout").await.expect("answer");
         assert_eq!(timeout.status(), StatusCode::REQUEST_TIMEOUT);
         assert_eq!(timeout.headers()[header::CACHE_CONTROL], "no-store");
         let body = axum::body::to_bytes(timeout.into_body(), 1024)
@@ -204,7 +205,7 @@ mod tests {
             .expect("body");
         let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
         assert_eq!(json["error"], "invalid_request");
-        let teapot = call("/teapot").await.expect("answer");
+        let teapot = call("/oauth/teapot").await.expect("answer");
         assert_eq!(teapot.status(), StatusCode::IM_A_TEAPOT);
         assert!(teapot.headers().get(header::CACHE_CONTROL).is_none());
     }
@@ -214,7 +215,7 @@ mod tests {
     async fn a_timeout_on_the_pages_is_an_error_page() {
         let app = Router::new()
             .route("/timeout", get(|| async { StatusCode::REQUEST_TIMEOUT }))
-            .layer(axum::middleware::from_fn(refusals::<PageRefusals>));
+            .layer(axum::middleware::from_fn(refusals));
         let request = Request::get("/timeout")
             .body(axum::body::Body::empty())
             .expect("request");
