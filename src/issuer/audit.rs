@@ -525,15 +525,14 @@ where
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
         let mut line = LineField(None);
         event.record(&mut line);
-        if let Some(mut text) = line.0 {
-            text.push('\n');
+        if let Some(text) = line.0 {
             // Nowhere to report a failed write: the line is dropped, as a log line would be.
             let _ = std::io::Write::write_all(&mut self.writer.make_writer(), text.as_bytes());
         }
     }
 }
 
-/// The `line` field of an audit event.
+/// The `line` field of an audit event, with its newline: the text written out whole.
 struct LineField(Option<String>);
 
 impl tracing::field::Visit for LineField {
@@ -541,6 +540,7 @@ impl tracing::field::Visit for LineField {
         if field.name() == "line" {
             let mut line = String::with_capacity(value.len() + 1);
             line.push_str(value);
+            line.push('\n');
             self.0 = Some(line);
         }
     }
